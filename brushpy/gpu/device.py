@@ -1,0 +1,199 @@
+"""Adapter and device choice, optional features and their fallbacks.
+
+One process-wide :class:`GpuContext` is created lazily by :func:`get_context`.
+
+Environment variables
+---------------------
+``BRUSHPY_ADAPTER``
+    Pick an adapter by a case-insensitive substring of its name or by backend
+    (``vulkan``, ``metal``, ``d3d12``, ``gl``). Default: the high-performance
+    adapter wgpu recommends.
+``BRUSHPY_DISABLE_FEATURES``
+    Comma-separated optional features to pretend are absent, to force (and
+    test) the fallback paths: ``subgroup``, ``shader-float32-atomic``,
+    ``timestamp-query``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+import wgpu
+
+#: Optional features brushpy uses when the adapter offers them. Each has a
+#: code path that works without it.
+OPTIONAL_FEATURES = ("subgroup", "shader-float32-atomic", "timestamp-query")
+
+#: Limits raised to the adapter's maximum (wgpu's defaults are far lower).
+_RAISED_LIMITS = (
+    "max-storage-buffer-binding-size",
+    "max-buffer-size",
+    "max-storage-buffers-per-shader-stage",
+    "max-compute-workgroup-storage-size",
+    "max-compute-invocations-per-workgroup",
+    "max-compute-workgroup-size-x",
+    "max-compute-workgroup-size-y",
+    "max-compute-workgroups-per-dimension",
+    "max-bind-groups",
+    "max-bindings-per-bind-group",
+    "max-uniform-buffer-binding-size",
+)
+
+
+class GpuError(RuntimeError):
+    """Base class of brushpy's GPU runtime errors."""
+
+
+class NoAdapterError(GpuError):
+    """No WebGPU adapter (GPU driver or software Vulkan) could be found."""
+
+
+NO_ADAPTER_HELP = (
+    "brushpy found no WebGPU adapter{detail}.\n"
+    "It needs a Vulkan, Metal or DX12 driver:\n"
+    "  - on a machine with a GPU, install or update its driver;\n"
+    "  - on a headless Linux box without a GPU, install Mesa's software Vulkan\n"
+    "    driver (lavapipe): `sudo apt-get install mesa-vulkan-drivers` (Debian/Ubuntu)\n"
+    "    or `sudo dnf install mesa-vulkan-drivers` (Fedora).\n"
+    "Run `brushpy info` to see what wgpu finds; BRUSHPY_ADAPTER picks an adapter by name or backend."
+)
+
+
+@dataclass
+class GpuContext:
+    """The adapter, the device and what they offer.
+
+    Attributes:
+        adapter: the ``wgpu.GPUAdapter`` in use.
+        device: the ``wgpu.GPUDevice`` every buffer and pipeline lives on.
+        features: optional features enabled on ``device`` (subset of
+            :data:`OPTIONAL_FEATURES`), after ``BRUSHPY_DISABLE_FEATURES``.
+        limits: the device limits (dict, kebab-case keys as in WebGPU).
+    """
+
+    adapter: "wgpu.GPUAdapter"
+    device: "wgpu.GPUDevice"
+    features: frozenset = field(default_factory=frozenset)
+    limits: dict = field(default_factory=dict)
+
+    @property
+    def has_subgroups(self) -> bool:
+        return "subgroup" in self.features
+
+    @property
+    def has_float_atomics(self) -> bool:
+        return "shader-float32-atomic" in self.features
+
+    @property
+    def has_timestamps(self) -> bool:
+        return "timestamp-query" in self.features
+
+    @property
+    def max_binding_bytes(self) -> int:
+        """Largest storage buffer one binding may cover, in bytes."""
+        return int(self.limits["max-storage-buffer-binding-size"])
+
+    @property
+    def max_workgroups_per_dim(self) -> int:
+        return int(self.limits["max-compute-workgroups-per-dimension"])
+
+    def describe(self) -> dict:
+        """Adapter, backend, features and key limits as a plain dict."""
+        info = self.adapter.info
+        return {
+            "adapter": info.get("device", ""),
+            "description": info.get("description", ""),
+            "vendor": info.get("vendor", ""),
+            "adapter_type": info.get("adapter_type", ""),
+            "backend": info.get("backend_type", ""),
+            "features": sorted(self.features),
+            "adapter_features": sorted(str(f) for f in self.adapter.features),
+            "limits": {k: self.limits[k] for k in sorted(self.limits) if k in _RAISED_LIMITS},
+        }
+
+
+_context: GpuContext | None = None
+_lock = threading.Lock()
+
+
+def _disabled_features() -> set:
+    raw = os.environ.get("BRUSHPY_DISABLE_FEATURES", "")
+    return {f.strip() for f in raw.split(",") if f.strip()}
+
+
+def _choose_adapter(spec: str | None) -> "wgpu.GPUAdapter":
+    if not spec:
+        try:
+            adapter = wgpu.gpu.request_adapter_sync(power_preference="high-performance")
+        except Exception as exc:  # wgpu raises various errors when nothing is there
+            raise NoAdapterError(NO_ADAPTER_HELP.format(detail=f" ({exc})")) from exc
+        if adapter is None:
+            raise NoAdapterError(NO_ADAPTER_HELP.format(detail=""))
+        return adapter
+    try:
+        adapters = wgpu.gpu.enumerate_adapters_sync()
+    except Exception as exc:
+        raise NoAdapterError(NO_ADAPTER_HELP.format(detail=f" ({exc})")) from exc
+    needle = spec.lower()
+    for adapter in adapters:
+        info = adapter.info
+        name = f"{info.get('device', '')} {info.get('description', '')}".lower()
+        if needle in name or needle == str(info.get("backend_type", "")).lower():
+            return adapter
+    found = ", ".join(a.summary for a in adapters) or "none"
+    raise NoAdapterError(
+        f"BRUSHPY_ADAPTER={spec!r} matches no adapter. Adapters found: {found}. "
+        "Use a substring of a name or a backend (vulkan, metal, d3d12, gl), or unset it."
+    )
+
+
+def create_context(adapter_spec: str | None = None, disable: set | None = None) -> GpuContext:
+    """Create a new :class:`GpuContext` (most code wants :func:`get_context`).
+
+    Args:
+        adapter_spec: name substring or backend; ``None`` reads ``BRUSHPY_ADAPTER``.
+        disable: optional features to leave off; ``None`` reads ``BRUSHPY_DISABLE_FEATURES``.
+
+    Raises:
+        NoAdapterError: no adapter, or none matching ``adapter_spec``.
+    """
+    if adapter_spec is None:
+        adapter_spec = os.environ.get("BRUSHPY_ADAPTER") or None
+    if disable is None:
+        disable = _disabled_features()
+    adapter = _choose_adapter(adapter_spec)
+    offered = {str(f) for f in adapter.features}
+    features = [f for f in OPTIONAL_FEATURES if f in offered and f not in disable]
+    # timestamps inside encoders let a profiler write between passes.
+    extra = [f for f in ("timestamp-query-inside-encoders",) if f in offered and "timestamp-query" in features]
+    limits = {k: adapter.limits[k] for k in _RAISED_LIMITS if k in adapter.limits}
+    device = adapter.request_device_sync(
+        required_features=features + extra, required_limits=limits, label="brushpy"
+    )
+    return GpuContext(adapter=adapter, device=device, features=frozenset(features), limits=dict(device.limits))
+
+
+def get_context() -> GpuContext:
+    """The process-wide :class:`GpuContext`, created on first use.
+
+    Raises:
+        NoAdapterError: when no adapter can be found (the message says how to get one).
+    """
+    global _context
+    with _lock:
+        if _context is None:
+            _context = create_context()
+        return _context
+
+
+def set_context(ctx: GpuContext | None) -> None:
+    """Replace the process-wide context (tests use this to force fallback paths).
+
+    Kernels cache pipelines per context, so switching is safe; tensors made on
+    one context cannot be used on another.
+    """
+    global _context
+    with _lock:
+        _context = ctx

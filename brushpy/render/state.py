@@ -1,0 +1,61 @@
+"""What the forward render keeps for the backward pass (the forward/backward contract).
+
+All buffers are GPU tensors. V = number of visible splats, I = number of
+tile intersections, T = number of 16x16 tiles (``tiles_x * tiles_y``).
+
+Visible splats are stored **compacted and sorted front to back** (by camera
+depth; ties keep the original splat order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..gpu import GpuTensor
+from .camera import Camera
+
+TILE_SIZE = 16
+
+#: Floats per projected splat: x, y (pixels), conic a, b, c (inverse 2D
+#: covariance [[a, b], [b, c]]), r, g, b (clamped SH colour), opacity (sigmoid).
+PROJECTED_STRIDE = 9
+
+
+@dataclass
+class ForwardState:
+    """Buffers of one forward render.
+
+    Attributes:
+        camera: the camera rendered.
+        background: (r, g, b) composited behind the splats.
+        num_splats: N, splats in the input.
+        num_visible: V.
+        num_intersections: I.
+        tiles_x, tiles_y: tile grid (ceil(width/16), ceil(height/16)).
+        image: f32 [H,W,4] RGB + alpha (alpha = 1 - final transmittance).
+        projected: f32 [V,9] see :data:`PROJECTED_STRIDE`, in depth order.
+        global_from_compact: u32 [V] input index of each visible splat.
+        compact_from_isect: u32 [I] index into ``projected`` per intersection,
+            sorted by tile id, then depth.
+        tile_ranges: u32 [T,2] ``[start, end)`` into ``compact_from_isect`` per tile.
+        final_index: u32 [H,W] per pixel, one past the last intersection index
+            (absolute, into ``compact_from_isect``) that the pixel blended or
+            rejected before stopping; the backward walks ``[tile start, final_index)``
+            in reverse.
+        sh_degree: degree used for colour.
+    """
+
+    camera: Camera
+    background: tuple
+    num_splats: int
+    num_visible: int
+    num_intersections: int
+    tiles_x: int
+    tiles_y: int
+    image: GpuTensor
+    projected: GpuTensor
+    global_from_compact: GpuTensor
+    compact_from_isect: GpuTensor
+    tile_ranges: GpuTensor
+    final_index: GpuTensor
+    sh_degree: int

@@ -1,0 +1,253 @@
+"""Float64 NumPy reference of the forward splat renderer.
+
+Plain and slow on purpose: every WGSL kernel's output is compared against
+this. Conventions are those of ``shared/DESIGN.md`` (gsplat "classic"):
+
+* quaternions ``(w, x, y, z)``, normalised as ``q / max(|q|, 1e-12)``
+  (a zero quaternion gives the identity rotation, as gsplat's F.normalize);
+* camera: OpenCV axes (+x right, +y down, +z forward), ``world_to_camera``
+  4x4, pixel ``(i, j)`` has its centre at ``(i + 0.5, j + 0.5)``;
+* 2D covariance ``J W Σ Wᵀ Jᵀ + 0.3 I`` with the x/z and y/z used in ``J``
+  clamped to ``[(-0.15 W - cx)/fx, (1.15 W - cx)/fx]`` (likewise y);
+* colour ``max(SH(dir) + 0.5, 0)`` with ``dir = normalize(mean - camera centre)``;
+* cull: ``z < 0.01``, non-finite values, opacity ``< 1/255``, non-positive
+  2D determinant, or a 1/255 extent box entirely off screen;
+* blend front to back by depth (stable), ``alpha = min(0.999, o exp(-σ))``,
+  skip ``σ < 0`` or ``alpha < 1/255``, stop before the splat that takes the
+  transmittance to ``<= 1e-4``; output ``rgb + T·background``, alpha ``1 - T``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NEAR_PLANE = 0.01
+ALPHA_THRESHOLD = 1.0 / 255.0
+MAX_ALPHA = 0.999
+TRANSMITTANCE_STOP = 1e-4
+LOW_PASS = 0.3
+
+SH_C0 = 0.28209479177387814
+SH_C1 = 0.4886025119029199
+SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+SH_C3 = (
+    -0.5900435899266435,
+    2.890611442640554,
+    -0.4570457994644658,
+    0.3731763325901154,
+    -0.4570457994644658,
+    1.445305721320277,
+    -0.5900435899266435,
+)
+
+
+def sh_degree_from_coeffs(num_coeffs: int) -> int:
+    degree = int(round(np.sqrt(num_coeffs))) - 1
+    if (degree + 1) ** 2 != num_coeffs or not 0 <= degree <= 4:
+        raise ValueError(f"sh_coeffs has {num_coeffs} coefficients per channel; expected (d+1)^2 for d in 0..4")
+    return degree
+
+
+def sh_basis(dirs: np.ndarray, degree: int) -> np.ndarray:
+    """Real SH basis (Sloan / gsplat sign convention). dirs [N,3] unit -> [N,(degree+1)^2]."""
+    x, y, z = dirs[:, 0], dirs[:, 1], dirs[:, 2]
+    out = [np.full_like(x, SH_C0)]
+    if degree >= 1:
+        out += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
+    if degree >= 2:
+        xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+        out += [
+            SH_C2[0] * xy,
+            SH_C2[1] * yz,
+            SH_C2[2] * (2 * zz - xx - yy),
+            SH_C2[3] * xz,
+            SH_C2[4] * (xx - yy),
+        ]
+    if degree >= 3:
+        out += [
+            SH_C3[0] * y * (3 * xx - yy),
+            SH_C3[1] * xy * z,
+            SH_C3[2] * y * (4 * zz - xx - yy),
+            SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy),
+            SH_C3[4] * x * (4 * zz - xx - yy),
+            SH_C3[5] * z * (xx - yy),
+            SH_C3[6] * x * (xx - 3 * yy),
+        ]
+    if degree >= 4:
+        out += [
+            2.5033429417967046 * xy * (xx - yy),
+            -1.7701307697799304 * yz * (3 * xx - yy),
+            0.9461746957575601 * xy * (7 * zz - 1),
+            -0.6690465435572892 * yz * (7 * zz - 3),
+            0.10578554691520431 * (zz * (35 * zz - 30) + 3),
+            -0.6690465435572892 * xz * (7 * zz - 3),
+            0.47308734787878004 * (xx - yy) * (7 * zz - 1),
+            -1.7701307697799304 * xz * (xx - 3 * yy),
+            0.6258357354491761 * (xx * (xx - 3 * yy) - yy * (3 * xx - yy)),
+        ]
+    return np.stack(out, axis=-1)
+
+
+def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
+    """[N,4] (w,x,y,z), any norm -> [N,3,3]."""
+    q = q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-12)
+    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        axis=-2,
+    )
+
+
+def project(
+    means,  # [N,3]
+    rotations,  # [N,4] (w,x,y,z)
+    log_scales,  # [N,3]
+    sh_coeffs,  # [N,K,3]
+    raw_opacities,  # [N]
+    world_to_camera,  # [4,4]
+    intrinsics,  # (fx, fy, cx, cy)
+    width: int,
+    height: int,
+    view_dir_const: np.ndarray | None = None,
+) -> dict:
+    """Per-splat projection. Returns float64 arrays (culled splats have ``visible == False``).
+
+    Keys: ``xy [N,2]`` (pixels), ``conic [N,3]`` (inverse 2D covariance a, b, c),
+    ``cov2d [N,3]``, ``color [N,3]``, ``opacity [N]``, ``depth [N]``, ``visible [N] bool``,
+    ``extent [N,2]`` (half-size in pixels of the 1/255 box).
+    """
+    means = np.asarray(means, np.float64)
+    n = means.shape[0]
+    rotations = np.asarray(rotations, np.float64).reshape(n, 4)
+    log_scales = np.asarray(log_scales, np.float64).reshape(n, 3)
+    sh = np.asarray(sh_coeffs, np.float64).reshape(n, -1, 3)
+    raw_op = np.asarray(raw_opacities, np.float64).reshape(n)
+    w2c = np.asarray(world_to_camera, np.float64)
+    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    R, t = w2c[:3, :3], w2c[:3, 3]
+
+    with np.errstate(all="ignore"):
+        p_cam = means @ R.T + t
+        z = p_cam[:, 2]
+        rot = quat_to_rotmat(rotations)
+        s = np.exp(log_scales)
+        M = rot * s[:, None, :]
+        cov3d = M @ np.transpose(M, (0, 2, 1))
+        lim_x_pos = (1.15 * width - cx) / fx
+        lim_x_neg = (-0.15 * width - cx) / fx
+        lim_y_pos = (1.15 * height - cy) / fy
+        lim_y_neg = (-0.15 * height - cy) / fy
+        tx = z * np.clip(p_cam[:, 0] / z, lim_x_neg, lim_x_pos)
+        ty = z * np.clip(p_cam[:, 1] / z, lim_y_neg, lim_y_pos)
+        J = np.zeros((n, 2, 3))
+        J[:, 0, 0] = fx / z
+        J[:, 0, 2] = -fx * tx / (z * z)
+        J[:, 1, 1] = fy / z
+        J[:, 1, 2] = -fy * ty / (z * z)
+        T = J @ R[None]
+        cov = T @ cov3d @ np.transpose(T, (0, 2, 1))
+        c11 = cov[:, 0, 0] + LOW_PASS
+        c12 = cov[:, 0, 1]
+        c22 = cov[:, 1, 1] + LOW_PASS
+        det = c11 * c22 - c12 * c12
+        conic = np.stack([c22 / det, -c12 / det, c11 / det], -1)
+        xy = np.stack([fx * p_cam[:, 0] / z + cx, fy * p_cam[:, 1] / z + cy], -1)
+        opacity = 1.0 / (1.0 + np.exp(-raw_op))
+
+        degree = sh_degree_from_coeffs(sh.shape[1])
+        if view_dir_const is not None:
+            dirs = np.asarray(view_dir_const, np.float64)
+        else:
+            cam_pos = -R.T @ t
+            dirs = means - cam_pos
+        dirs = dirs / np.maximum(np.linalg.norm(dirs, axis=-1, keepdims=True), 1e-12)
+        basis = sh_basis(dirs, degree)
+        color = np.maximum(np.einsum("nk,nkc->nc", basis, sh) + 0.5, 0.0)
+
+        power = 2.0 * np.log(np.maximum(255.0 * opacity, 1e-30))
+        ext = np.sqrt(np.maximum(power, 0.0)[:, None] * np.stack([c11, c22], -1))
+
+        finite = (
+            np.isfinite(means).all(-1)
+            & np.isfinite(rotations).all(-1)
+            & np.isfinite(log_scales).all(-1)
+            & np.isfinite(raw_op)
+            & np.isfinite(sh).all((-1, -2))
+        )
+        visible = finite & (z >= NEAR_PLANE) & (opacity >= ALPHA_THRESHOLD) & (det > 0)
+        visible &= np.isfinite(xy).all(-1) & np.isfinite(conic).all(-1) & np.isfinite(color).all(-1)
+        on_screen = (
+            (xy[:, 0] + ext[:, 0] > 0)
+            & (xy[:, 0] - ext[:, 0] < width)
+            & (xy[:, 1] + ext[:, 1] > 0)
+            & (xy[:, 1] - ext[:, 1] < height)
+        )
+        visible &= on_screen
+    return {
+        "xy": xy,
+        "conic": conic,
+        "cov2d": np.stack([c11, c12, c22], -1),
+        "color": color,
+        "opacity": opacity,
+        "depth": z,
+        "visible": visible,
+        "extent": ext,
+    }
+
+
+def rasterize_projected(xy, conic, color, opacity, depth, visible, width, height, background=(0.0, 0.0, 0.0)):
+    """Blend projected splats per pixel. Returns (image [H,W,4] float64, info dict).
+
+    ``info["order"]`` is the depth order of visible splats; ``info["num_contrib"] [H,W]``
+    counts the splats blended per pixel.
+    """
+    ids = np.nonzero(visible)[0]
+    order = ids[np.argsort(depth[ids], kind="stable")]
+    bg = np.asarray(background, np.float64)
+    py, px = np.mgrid[0:height, 0:width]
+    px = px.astype(np.float64) + 0.5
+    py = py.astype(np.float64) + 0.5
+    T = np.ones((height, width))
+    rgb = np.zeros((height, width, 3))
+    done = np.zeros((height, width), bool)
+    count = np.zeros((height, width), np.int64)
+    for g in order:
+        dx = xy[g, 0] - px
+        dy = xy[g, 1] - py
+        a, b, c = conic[g]
+        sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+        alpha = np.minimum(MAX_ALPHA, opacity[g] * np.exp(-sigma))
+        use = (~done) & (sigma >= 0) & (alpha >= ALPHA_THRESHOLD)
+        next_T = T * (1.0 - alpha)
+        stop = use & (next_T <= TRANSMITTANCE_STOP)
+        done |= stop
+        use &= ~stop
+        w = np.where(use, alpha * T, 0.0)
+        rgb += w[..., None] * color[g][None, None, :]
+        T = np.where(use, next_T, T)
+        count += use
+    img = np.concatenate([rgb + T[..., None] * bg, (1.0 - T)[..., None]], -1)
+    return img, {"order": order, "num_contrib": count}
+
+
+def render(
+    means,  # [N,3]
+    rotations,  # [N,4] (w,x,y,z)
+    log_scales,  # [N,3]
+    sh_coeffs,  # [N,K,3]
+    raw_opacities,  # [N]
+    world_to_camera,  # [4,4]
+    intrinsics,  # (fx, fy, cx, cy)
+    width: int,
+    height: int,
+    background=(0.0, 0.0, 0.0),
+    view_dir_const=None,
+):
+    """Reference render: float64 image [H,W,4] (RGB + alpha)."""
+    p = project(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width, height, view_dir_const)
+    img, _ = rasterize_projected(p["xy"], p["conic"], p["color"], p["opacity"], p["depth"], p["visible"], width, height, background)
+    return img
