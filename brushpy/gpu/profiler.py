@@ -64,8 +64,9 @@ class Profiler:
         if not self.enabled or n == self._resolved:
             return
         first = self._resolved
-        encoder.resolve_query_set(self.query_set, 2 * first, 2 * (n - first), self.resolve_buf, 16 * first)
-        encoder.copy_buffer_to_buffer(self.resolve_buf, 16 * first, self.read_buf, 16 * first, 16 * (n - first))
+        # the resolve destination offset must be 256-aligned: resolve to 0, then copy into place
+        encoder.resolve_query_set(self.query_set, 2 * first, 2 * (n - first), self.resolve_buf, 0)
+        encoder.copy_buffer_to_buffer(self.resolve_buf, 0, self.read_buf, 16 * first, 16 * (n - first))
         self._resolved = n
 
     def read(self) -> dict[str, float]:
