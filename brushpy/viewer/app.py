@@ -425,7 +425,7 @@ class ViewerApp:
 
     def _draw(self):
         t0 = time.perf_counter()
-        dt = 0.0 if self._last_time is None else min(t0 - self._last_time, 0.1)
+        dt = 0.0 if self._last_time is None else min(t0 - self._last_time, 0.25)
         if self._last_time is not None and t0 > self._last_time:
             inst = 1.0 / (t0 - self._last_time)
             self.fps = inst if self.fps == 0 else 0.8 * self.fps + 0.2 * inst
@@ -487,8 +487,8 @@ class ViewerApp:
         if not self.show_panels:
             return
         imgui.set_next_window_pos((8, 8), imgui.Cond_.first_use_ever)
-        _, h = self.canvas.get_logical_size()
-        imgui.set_next_window_size((340, max(120, min(600, h - 16))), imgui.Cond_.first_use_ever)
+        w, h = self.canvas.get_logical_size()
+        imgui.set_next_window_size((min(330, max(160, w - 16)), max(120, min(600, h - 16))), imgui.Cond_.first_use_ever)
         imgui.set_next_window_bg_alpha(0.85)
         expanded, _ = imgui.begin("brushpy")
         if expanded:
