@@ -21,6 +21,7 @@ always end up **in the input tensors** (see :func:`radix_sort_pairs`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 
@@ -69,13 +70,22 @@ def _state(ctx: GpuContext) -> _SortState:
     return st
 
 
+def _maybe_stage(rec: Recorder, stage: str | None, step: str):
+    return rec.stage(f"{stage}.{step}") if stage else contextlib.nullcontext()
+
+
 def num_passes(num_bits: int) -> int:
     """Number of digit passes for ``num_bits`` key bits."""
     return math.ceil(num_bits / DIGIT_BITS)
 
 
 def radix_sort_pairs(
-    rec: Recorder, keys: GpuTensor, values: GpuTensor, count: int, num_bits: int = 32
+    rec: Recorder,
+    keys: GpuTensor,
+    values: GpuTensor,
+    count: int,
+    num_bits: int = 32,
+    stage: str | None = None,
 ) -> tuple[GpuTensor, GpuTensor]:
     """Record a stable ascending sort of the first ``count`` (key, value) pairs.
 
@@ -92,6 +102,9 @@ def radix_sort_pairs(
         values: u32 tensor with at least ``count`` elements (flat order).
         count: number of leading pairs to sort; elements past it are untouched.
         num_bits: key bits to sort on, 0..32 (0 leaves the pairs as they are).
+        stage: if given, the three steps are recorded under the profiler stages
+            ``f"{stage}.count"``, ``f"{stage}.scan"`` and ``f"{stage}.scatter"``
+            (summed over passes); otherwise in the caller's current stage.
 
     Returns:
         ``(keys, values)``: the **input tensors**, which hold the sorted pairs
@@ -138,9 +151,12 @@ def radix_sort_pairs(
         shift = p * DIGIT_BITS
         bits = min(DIGIT_BITS, num_bits - shift)
         params = Uniform(np.array([count, shift, (1 << bits) - 1, num_blocks], np.uint32))
-        rec.dispatch(st.count, [params, src[0], counts], groups)
-        inclusive_prefix_sum(rec, counts, 16 * num_blocks, out=offsets)
-        rec.dispatch(st.scatter, [params, src[0], src[1], counts, offsets, dst[0], dst[1]], groups)
+        with _maybe_stage(rec, stage, "count"):
+            rec.dispatch(st.count, [params, src[0], counts], groups)
+        with _maybe_stage(rec, stage, "scan"):
+            inclusive_prefix_sum(rec, counts, 16 * num_blocks, out=offsets)
+        with _maybe_stage(rec, stage, "scatter"):
+            rec.dispatch(st.scatter, [params, src[0], src[1], counts, offsets, dst[0], dst[1]], groups)
         src, dst = dst, src
     if passes % 2:
         rec.copy(tmp_keys, keys, 4 * count)
