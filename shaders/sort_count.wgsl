@@ -1,12 +1,14 @@
 // Radix sort, pass step 1: per-block digit histogram.
-// Block b (WG*EPT keys; invocation t takes keys b*BLOCK + t*EPT + [0, EPT)) counts
-// how many of its keys have each 4-bit digit d = (key >> shift) & digit_mask and
-// writes counts[d * num_blocks + b] (digit-major, so an exclusive scan of `counts`
-// gives every (digit, block) its first output slot).
+// Block b (keys b*BLOCK .. b*BLOCK + BLOCK - 1) counts how many of its keys have
+// each 4-bit digit d = (key >> shift) & digit_mask and writes
+// counts[d * num_blocks + b] (digit-major, so a scan of `counts` gives every
+// (digit, block) its output range).
 //
-// Counters: each invocation owns a column of `hist` (8 rows x WG); digit d counts
-// in row d & 7, 16-bit half d >> 3 (two digits per u32, a block never exceeds
-// 65535 keys). No atomics: nobody else writes an invocation's column.
+// Order does not matter here, so invocation t reads keys t, t + WG, ...
+// (coalesced) and counts them in registers: a vec4 of 8-bit counters, digit d
+// in component d >> 2, byte d & 3 (EPT <= 255 keys per invocation). The
+// counters are then widened to 16-bit halves (rows of `hist`, one column per
+// invocation) and summed over the workgroup.
 #include "common.wgsl"
 
 struct Params {
@@ -36,17 +38,23 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let block = linear_workgroup_id(wid, nwg);
-    for (var r = 0u; r < ROWS; r++) {
-        hist[r * WG + lid] = 0u;
-    }
-    let base = block * BLOCK + lid * EPT;
+    let block_start = block * BLOCK;
+    var c = vec4<u32>(0u);
     for (var j = 0u; j < EPT; j++) {
-        let i = base + j;
+        let i = block_start + j * WG + lid;
         if (i < params.count) {
             let d = (keys[i] >> params.shift) & params.digit_mask;
-            let cell = (d & 7u) * WG + lid;
-            hist[cell] += 1u << ((d >> 3u) * 16u);
+            let one = vec4<u32>(1u << ((d & 3u) * 8u));
+            c += select(vec4<u32>(0u), one, vec4<u32>(d >> 2u) == vec4<u32>(0u, 1u, 2u, 3u));
         }
+    }
+    // Row r < 4: digits 4r (low half) and 4r + 2 (high half);
+    // row r >= 4: digits 4(r-4) + 1 (low) and 4(r-4) + 3 (high).
+    let even = c & vec4<u32>(0x00ff00ffu);
+    let odd = (c >> vec4<u32>(8u)) & vec4<u32>(0x00ff00ffu);
+    for (var r = 0u; r < 4u; r++) {
+        hist[r * WG + lid] = even[r];
+        hist[(r + 4u) * WG + lid] = odd[r];
     }
     workgroupBarrier();
     // Row r is summed by invocations r*SEG .. r*SEG+SEG-1, ROWS entries each (SEG*ROWS == WG).
@@ -63,7 +71,8 @@ fn main(
         for (var k = 0u; k < SEG; k++) {
             total += partial[lid * SEG + k];
         }
-        counts[lid * params.num_blocks + block] = total & 0xffffu;
-        counts[(lid + 8u) * params.num_blocks + block] = total >> 16u;
+        let d_low = 4u * (lid & 3u) + (lid >> 2u);
+        counts[d_low * params.num_blocks + block] = total & 0xffffu;
+        counts[(d_low + 2u) * params.num_blocks + block] = total >> 16u;
     }
 }
