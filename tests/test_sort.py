@@ -148,3 +148,23 @@ def test_sort_bad_input(gpu):
         radix_sort_pairs(rec, u, u2, 10, num_bits=33)
     with pytest.raises(ValueError, match="different buffers"):
         radix_sort_pairs(rec, u, u, 10)
+
+
+def test_scratch_grows_inside_one_recorder(gpu):
+    """On a fresh context, a small sort then a larger one (scratch reallocated) in one recorder."""
+    old = get_context()
+    set_context(create_context())
+    try:
+        cases = [_random_keys(n, n + 30) for n in (2000, 150_000, 40_000)]
+        rec = Recorder()
+        out = []
+        for k in cases:
+            kt, vt = GpuTensor.from_numpy(k), GpuTensor.from_numpy(np.arange(k.size, dtype=np.uint32))
+            out.append(radix_sort_pairs(rec, kt, vt, k.size))
+        rec.submit()
+        for k, (kt, vt) in zip(cases, out):
+            order = np.argsort(k, kind="stable")
+            np.testing.assert_array_equal(vt.numpy(), order)
+            np.testing.assert_array_equal(kt.numpy(), k[order])
+    finally:
+        set_context(old)
