@@ -36,6 +36,9 @@ DIGIT_BITS = 4
 WG = 256
 EPT = 4
 BLOCK = WG * EPT
+# The kernels need WG >= 16 (one invocation per digit), WG % 8 == 0 and EPT <= 255
+# (8-bit counters in sort_count), and BLOCK < 65536 (16-bit packed counters).
+assert WG >= 16 and WG % 8 == 0 and EPT <= 255 and BLOCK < 65536
 
 _STATE: dict = {}
 
@@ -54,7 +57,7 @@ class _SortState:
         t = self.buffers.get(name)
         if t is None or t.numel < size:
             # Grow by 1/8 extra so slowly growing counts do not reallocate every call.
-            cap = max(size + size // 8, 16)
+            cap = min(max(size + size // 8, 16), max(size, self.ctx.max_binding_bytes // 4))
             t = GpuTensor.empty((cap,), np.uint32, f"radix_sort.{name}", self.ctx)
             self.buffers[name] = t
         return t
