@@ -7,6 +7,10 @@
 //   s_xy = G*(xy) - mu_x mu_y,
 //   S = (2 mu_x mu_y + C1)(2 s_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(s_xx + s_yy + C2)).
 //
+// Precision: E[x^2] - mu^2 cancels badly in f32 on flat bright regions (C2 is only
+// 9e-4), so the blurred moments are taken of x - cx and y - cy, with (cx, cy) the
+// tile's first pixel, and turned back into mu, sigma exactly (see forward).
+//
 // Work is split in 16x16 pixel tiles; a tile needs a 26x26 patch (5 pixel apron)
 // which is staged in workgroup memory one channel at a time.
 //
@@ -114,6 +118,21 @@ fn loss_mask(pix: u32, g: vec4<f32>) -> f32 {
     return m;
 }
 
+// Sum of the Gaussian taps that fall inside [0, size) for a window centred on p.
+fn window_mass(p: u32, size: u32) -> f32 {
+    if (p >= APRON && p + APRON < size) {
+        return 1.0;
+    }
+    var m = 0.0;
+    for (var k = 0u; k < 11u; k = k + 1u) {
+        let q = i32(p) + i32(k) - i32(APRON);
+        if (q >= 0 && q < i32(size)) {
+            m = m + GAUSS[k];
+        }
+    }
+    return m;
+}
+
 fn sign0(v: f32) -> f32 {
     return select(select(0.0, -1.0, v < 0.0), 1.0, v > 0.0);
 }
@@ -158,14 +177,22 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     var acc1 = 0.0;   // METRIC: sum of squared error
     let w = params.ssim_weight;
 
+    // Window mass inside the image at this pixel (1 away from the borders); the
+    // moments are accumulated around a per-tile shift (cx, cy) and corrected with it.
+    let wmass = window_mass(px, params.width) * window_mass(py, params.height);
+    let corner = u32(origin.y) * params.width + u32(origin.x);
+    let g_corner = gt_target(corner);
+
     for (var c = 0u; c < 3u; c = c + 1u) {
+        let cx = image_value(corner, c);
+        let cy = g_corner[c];
         for (var cell = lid; cell < PATCH_CELLS; cell = cell + 256u) {
             let p = cell_pixel(origin, cell);
             var xv = 0.0;
             var yv = 0.0;
             if (p >= 0) {
-                xv = image_value(u32(p), c);
-                yv = gt_target(u32(p))[c];
+                xv = image_value(u32(p), c) - cx;
+                yv = gt_target(u32(p))[c] - cy;
             }
             patch_a[cell] = xv;
             patch_b[cell] = yv;
@@ -212,10 +239,18 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
                 eyy = eyy + gk * h3[j];
                 exy = exy + gk * h4[j];
             }
-            let a = 2.0 * mx * my + C1;
-            let b = 2.0 * (exy - mx * my) + C2;
-            let cc = mx * mx + my * my + C1;
-            let d = (exx - mx * mx) + (eyy - my * my) + C2;
+            // shifted moments -> statistics (exact identities; the (1 - W) terms only
+            // matter within 5 pixels of a border, where zero padding cuts the window)
+            let om = 1.0 - wmass;
+            let sxx = exx - mx * mx + om * (cx * mx + cx * mx + cx * cx * wmass);
+            let syy = eyy - my * my + om * (cy * my + cy * my + cy * cy * wmass);
+            let sxy = exy - mx * my + om * (cy * mx + cx * my + cx * cy * wmass);
+            let mux = mx + cx * wmass;
+            let muy = my + cy * wmass;
+            let a = 2.0 * mux * muy + C1;
+            let b = 2.0 * sxy + C2;
+            let cc = mux * mux + muy * muy + C1;
+            let d = sxx + syy + C2;
             let s = (a * b) / (cc * d);
             let xv = image_value(pix, c);
             let yv = g_here[c];
@@ -226,7 +261,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
             acc0 = acc0 + m_here * ((1.0 - w) * abs(xv - yv) + w * (1.0 - s));
             // d loss / d S for this pixel and channel
             let up = -w * m_here * params.inv_rgb_count;
-            let d_mx = up * s * (2.0 * my / a - 2.0 * mx / cc - 2.0 * my / b + 2.0 * mx / d);
+            let d_mx = up * s * (2.0 * muy / a - 2.0 * mux / cc - 2.0 * muy / b + 2.0 * mux / d);
             let d_exx = up * (-s / d);
             let d_exy = up * (2.0 * s / b);
             let o = (pix * 3u + c) * 3u;
