@@ -66,6 +66,19 @@ def test_learning_rates_per_group(gpu):
     assert opt.learning_rates(100)["means"] == pytest.approx(2 * cfg.lr_mean_end)
 
 
+def test_config_from_options():
+    from types import SimpleNamespace
+
+    from brushpy.optim import AdamConfig
+
+    opts = SimpleNamespace(lr_mean=1e-4, lr_opac=0.05, total_steps=123, ssim_weight=0.2)
+    cfg = AdamConfig.from_options(opts, shared_sh_second_moment=True)
+    assert (cfg.lr_mean, cfg.lr_opac, cfg.total_steps, cfg.shared_sh_second_moment) == (1e-4, 0.05, 123, True)
+    assert cfg.lr_scale == AdamConfig().lr_scale
+    with pytest.raises(ValueError, match="lr-coeffs-sh-scale"):
+        AdamConfig(lr_coeffs_sh_scale=0)
+
+
 # -- the update ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shared", [False, True])

@@ -105,6 +105,17 @@ class AdamConfig:
     eps: float = 1e-15
     shared_sh_second_moment: bool = False
 
+    @classmethod
+    def from_options(cls, options, **overrides) -> "AdamConfig":
+        """Build from any object with the training option names (e.g. ``brushpy.train`` 's
+        ``TrainConfig``): ``lr_mean``, ``lr_mean_end``, ``lr_coeffs_dc``, ``lr_coeffs_sh_scale``,
+        ``lr_opac``, ``lr_scale``, ``lr_rotation``, ``total_steps``; missing names keep the defaults."""
+        names = ("lr_mean", "lr_mean_end", "lr_coeffs_dc", "lr_coeffs_sh_scale", "lr_opac", "lr_scale",
+                 "lr_rotation", "total_steps", "beta1", "beta2", "eps", "shared_sh_second_moment")
+        kw = {n: getattr(options, n) for n in names if hasattr(options, n)}
+        kw.update(overrides)
+        return cls(**kw)
+
     def __post_init__(self):
         if self.lr_coeffs_sh_scale <= 0:
             raise ValueError(f"--lr-coeffs-sh-scale must be > 0, got {self.lr_coeffs_sh_scale}")
