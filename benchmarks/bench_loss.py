@@ -21,6 +21,12 @@ from brushpy.gpu import GpuTensor, Profiler, Recorder, get_context
 from brushpy.loss import ImageLoss, pack_rgba8
 
 
+def _median(values):
+    """Median of the non-missing values; None when the device has no timestamp queries."""
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
 def bench(h: int, w: int, repeats: int, mode: str) -> dict:
     rng = np.random.default_rng(0)
     image = GpuTensor.from_numpy(rng.random((h, w, 4), dtype=np.float32), "render")
@@ -38,12 +44,12 @@ def bench(h: int, w: int, repeats: int, mode: str) -> dict:
         wall = (time.perf_counter() - t0) * 1e3
         stages = prof.read()
         if i:
-            rows.append((stages.get("loss_forward", float("nan")), stages.get("loss_backward", float("nan")), wall))
-    med = [statistics.median(c) for c in zip(*rows)]
+            rows.append((stages.get("loss_forward", None), stages.get("loss_backward", None), wall))
+    med = [_median(c) for c in zip(*rows)]
     return {
         "size": f"{w}x{h}",
         "alpha_mode": mode,
-        "gpu_ms": {"loss_forward": med[0], "loss_backward": med[1], "total": med[0] + med[1]},
+        "gpu_ms": {"loss_forward": med[0], "loss_backward": med[1], "total": None if med[0] is None else med[0] + med[1]},
         "wall_ms": med[2],
         "loss": loss,
     }
