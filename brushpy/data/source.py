@@ -34,7 +34,7 @@ class DatasetSource:
         self._prefix = ""
         if self.path.is_dir():
             files = []
-            for root, _dirs, names in os.walk(self.path):
+            for root, _dirs, names in os.walk(self.path, followlinks=True):
                 rel_root = os.path.relpath(root, self.path)
                 for name in names:
                     rel = name if rel_root == "." else f"{rel_root}/{name}"
