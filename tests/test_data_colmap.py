@@ -72,6 +72,11 @@ def test_beer_reprojection_under_one_pixel():
     assert len(err) > 10000
     assert err.mean() < 1.0, err.mean()
     assert np.median(err) < 1.0
+    # COLMAP's own figure: points3D errors weighted by track length (0.847 px here).
+    full = colmap.read_points3d_binary((BEER / "sparse/0/points3D.bin").read_bytes())
+    lengths = np.array([len(t) for t in full.tracks])
+    recorded = (full.errors * lengths).sum() / lengths.sum()
+    assert abs(err.mean() - recorded) < 0.05, (err.mean(), recorded)
 
 
 def _blob_image(w, h, centres, sigma):
