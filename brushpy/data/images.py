@@ -161,12 +161,12 @@ class ImageSpec:
 def _load_rgb_or_rgba(source: DatasetSource, rel: str, target: tuple[int, int] | None = None) -> Image.Image:
     try:
         with Image.open(source.open_for_pil(rel)) as im:
+            orientation = _header_orientation(im)
             if target is not None:
-                t = target
-                if _header_orientation(im) in _TRANSPOSING_ORIENTATIONS:
-                    t = (target[1], target[0])
+                t = (target[1], target[0]) if orientation in _TRANSPOSING_ORIENTATIONS else target
                 _jpeg_draft(im, t)
-            im = ImageOps.exif_transpose(im)
+            if orientation != 1:
+                im = ImageOps.exif_transpose(im)
             has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)
             im = im.convert("RGBA" if has_alpha else "RGB")
             im.load()

@@ -29,7 +29,7 @@ from .config import LoadConfig
 from .images import ImageSpec, decode_all, pack_rgba8, read_image_size, scaled_size
 from .init_points import InitPoints, initial_splats
 from .source import DatasetSource
-from .undistort import Distortion, plan_undistort
+from .undistort import Distortion, plan_undistort, release_undistort_maps
 
 log = logging.getLogger("brushpy.data")
 
@@ -144,6 +144,7 @@ class Scene:
         workers = num_workers if num_workers is not None else self.config.num_workers
         show = self.config.progress if progress is None else progress
         decode_all(todo, View.load, workers, show, desc=f"decoding {self.name}")
+        release_undistort_maps()
         return self
 
     @property
