@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import zipfile
 
@@ -139,6 +140,43 @@ def test_exif_orientation_honoured(tmp_path):
     v = load_dataset(tmp_path, LoadConfig(progress=False)).train_views[0]
     assert v.image.shape == (30, 40, 3)
     assert v.image[:4, :, 0].mean() > 200 and v.image[10:, :, 0].mean() < 30
+
+
+def test_exif_rotation_ignored_when_camera_matches_stored_pixels(tmp_path, caplog):
+    _make_transforms(tmp_path, n=1, size=(40, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = np.zeros((30, 40, 3), np.uint8)
+    stored[:, :5] = 255
+    (tmp_path / "images" / "im0.png").unlink()
+    Image.fromarray(stored).save(tmp_path / "images" / "im0.jpg", exif=exif, quality=95)
+    meta = json.loads((tmp_path / "transforms.json").read_text())
+    meta["frames"][0]["file_path"] = "images/im0.jpg"
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))  # declares w=40, h=30: the stored size
+    with caplog.at_level(logging.WARNING, logger="brushpy.data"):
+        v = load_dataset(tmp_path, LoadConfig(progress=False)).train_views[0]
+    assert v.image.shape == (30, 40, 3) and v.image[:, :4].mean() > 200
+    assert v.camera.intrinsics == (40.0, 40.0, 20.0, 15.0)
+    assert any("EXIF rotation" in r.message for r in caplog.records)
+
+
+def test_jpeg_reduced_decode_keeps_geometry(tmp_path):
+    """A dot in an 800x600 JPEG decoded at 1/4 scale (libjpeg DCT scaling) stays where the camera says."""
+    _make_transforms(tmp_path, n=1, size=(800, 600))
+    yy, xx = np.mgrid[0:600, 0:800] + 0.5
+    dot = (255 * np.exp(-((xx - 300.5) ** 2 + (yy - 201.0) ** 2) / (2 * 6.0**2))).astype(np.uint8)
+    (tmp_path / "images" / "im0.png").unlink()
+    Image.fromarray(np.repeat(dot[..., None], 3, 2)).save(tmp_path / "images" / "im0.jpg", quality=98)
+    meta = json.loads((tmp_path / "transforms.json").read_text())
+    meta["frames"][0]["file_path"] = "images/im0.jpg"
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    v = load_dataset(tmp_path, LoadConfig(max_resolution=200, progress=False)).train_views[0]
+    assert v.image.shape == (150, 200, 3)
+    g = v.image[..., 1].astype(np.float64)
+    g = np.where(g > 8, g, 0)
+    yy, xx = np.mgrid[0:150, 0:200] + 0.5
+    cx, cy = (g * xx).sum() / g.sum(), (g * yy).sum() / g.sum()
+    assert abs(cx - 300.5 / 4) < 0.05 and abs(cy - 201.0 / 4) < 0.05, (cx, cy)
 
 
 def test_masks_alpha_modes_and_invert(tmp_path):

@@ -32,8 +32,8 @@ class ImageDecodeError(ValueError):
     """An image or mask that cannot be decoded (message names the file)."""
 
 
-def read_image_size(source: DatasetSource, rel: str) -> tuple[int, int]:
-    """``(width, height)`` of an image as displayed (EXIF orientation applied), from its header.
+def read_image_header(source: DatasetSource, rel: str) -> tuple[int, int, int]:
+    """``(stored_width, stored_height, exif_orientation)`` from an image's header (no pixel decode).
 
     Raises:
         ImageDecodeError: the file is not a readable image (names the file).
@@ -44,9 +44,22 @@ def read_image_size(source: DatasetSource, rel: str) -> tuple[int, int]:
             orientation = _header_orientation(im)
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageDecodeError(f"cannot read image {source.display_path(rel)}: {exc}") from None
-    if orientation in _TRANSPOSING_ORIENTATIONS:
-        w, h = h, w
-    return w, h
+    return w, h, orientation
+
+
+def read_image_size(source: DatasetSource, rel: str) -> tuple[int, int]:
+    """``(width, height)`` of an image as displayed (EXIF orientation applied), from its header.
+
+    Raises:
+        ImageDecodeError: the file is not a readable image (names the file).
+    """
+    w, h, orientation = read_image_header(source, rel)
+    return (h, w) if orientation in _TRANSPOSING_ORIENTATIONS else (w, h)
+
+
+def is_transposing(orientation: int) -> bool:
+    """Whether an EXIF orientation swaps width and height (5..8)."""
+    return orientation in _TRANSPOSING_ORIENTATIONS
 
 
 def _header_orientation(im: Image.Image) -> int:
@@ -101,6 +114,8 @@ class ImageSpec:
         undistort: undistortion applied after resizing, or None.
         alpha_mode: ``"masked"`` or ``"transparent"``.
         invert_mask: invert the mask (white = ignore).
+        apply_exif: honour the EXIF orientation (False when the camera was calibrated on
+            the stored, unrotated pixels).
     """
 
     source: DatasetSource
@@ -110,6 +125,7 @@ class ImageSpec:
     undistort: UndistortPlan | None
     alpha_mode: str
     invert_mask: bool = False
+    apply_exif: bool = True
 
     @property
     def out_size(self) -> tuple[int, int]:
@@ -129,7 +145,7 @@ class ImageSpec:
         Raises:
             ImageDecodeError: corrupt or unreadable file (names it).
         """
-        img = _load_rgb_or_rgba(self.source, self.path, self.size)
+        img = _load_rgb_or_rgba(self.source, self.path, self.size, self.apply_exif)
         mask = None
         if self.mask_path is not None:
             mask = _load_mask(self.source, self.mask_path, self.size)
@@ -158,10 +174,11 @@ class ImageSpec:
         return np.ascontiguousarray(arr), mask
 
 
-def _load_rgb_or_rgba(source: DatasetSource, rel: str, target: tuple[int, int] | None = None) -> Image.Image:
+def _load_rgb_or_rgba(source: DatasetSource, rel: str, target: tuple[int, int] | None = None,
+                      apply_exif: bool = True) -> Image.Image:
     try:
         with Image.open(source.open_for_pil(rel)) as im:
-            orientation = _header_orientation(im)
+            orientation = _header_orientation(im) if apply_exif else 1
             if target is not None:
                 t = (target[1], target[0]) if orientation in _TRANSPOSING_ORIENTATIONS else target
                 _jpeg_draft(im, t)

@@ -6,7 +6,10 @@ once by ``Scene.decode``.
 
 Camera pipeline per view (``make_view``):
 
-1. image size from the header, EXIF orientation applied;
+1. image size from the header, EXIF orientation applied -- unless the camera file
+   declares the stored (unrotated) size of a 90-degree-rotated image, in which case
+   the camera was calibrated on the stored pixels and the rotation is ignored
+   (one warning with the count);
 2. if it differs from the size the camera file declares, intrinsics are scaled
    to the real size (one warning per dataset with the count);
 3. downscale so the long edge is at most ``max_resolution``, intrinsics scaled;
@@ -26,7 +29,7 @@ import numpy as np
 
 from ..render.camera import Camera
 from .config import LoadConfig
-from .images import ImageSpec, decode_all, pack_rgba8, read_image_size, scaled_size
+from .images import ImageSpec, decode_all, is_transposing, pack_rgba8, read_image_header, scaled_size
 from .init_points import InitPoints, initial_splats
 from .source import DatasetSource
 from .undistort import Distortion, plan_undistort, release_undistort_maps
@@ -165,6 +168,7 @@ class LoadReport:
     def __init__(self):
         self.missing: list[str] = []
         self.size_mismatch: list[str] = []
+        self.exif_ignored: list[str] = []
         self.undistorted: dict[str, int] = {}
         self.lines: list[str] = []
 
@@ -180,11 +184,16 @@ class LoadReport:
                 f"{folder}: {len(self.size_mismatch)} image(s) differ in size from their camera; intrinsics were "
                 f"rescaled to the image size ({sample(self.size_mismatch)})"
             )
+        if self.exif_ignored:
+            self._warn(
+                f"{folder}: {len(self.exif_ignored)} image(s) carry an EXIF rotation but their camera matches the "
+                f"stored pixels; the rotation is ignored for them ({sample(self.exif_ignored)})"
+            )
         for model, n in self.undistorted.items():
             msg = f"{folder}: {n} image(s) with {model} cameras are undistorted to pinhole (border cropped)"
             log.info(msg)
             self.lines.append(msg)
-        self.missing, self.size_mismatch, self.undistorted = [], [], {}
+        self.missing, self.size_mismatch, self.exif_ignored, self.undistorted = [], [], [], {}
         return self.lines
 
     def _warn(self, msg: str) -> None:
@@ -206,7 +215,14 @@ def make_view(source: DatasetSource, rel: str, world_to_camera: np.ndarray,
     ``intrinsics`` are (fx, fy, cx, cy) in pixels at ``declared_size`` (or at the image's
     real size when ``declared_size`` is None), brushpy pixel convention.
     """
-    w0, h0 = read_image_size(source, rel)
+    sw, sh, orientation = read_image_header(source, rel)
+    apply_exif = True
+    w0, h0 = (sh, sw) if is_transposing(orientation) else (sw, sh)
+    if declared_size is not None and tuple(declared_size) != (w0, h0) and tuple(declared_size) == (sw, sh):
+        # The camera was calibrated on the stored pixels (COLMAP does not rotate by EXIF): keep them.
+        apply_exif = False
+        w0, h0 = sw, sh
+        report.exif_ignored.append(rel)
     fx, fy, cx, cy = intrinsics
     if declared_size is not None and tuple(declared_size) != (w0, h0):
         dw, dh = declared_size
@@ -228,7 +244,7 @@ def make_view(source: DatasetSource, rel: str, world_to_camera: np.ndarray,
         report.undistorted[model_name] = report.undistorted.get(model_name, 0) + 1
     camera = Camera(world_to_camera, fx, fy, cx, cy, w1, h1)
     spec = ImageSpec(source, rel, mask_path, scaled_size(w0, h0, config.max_resolution), plan, alpha_mode,
-                     config.invert_masks)
+                     config.invert_masks, apply_exif)
     return View(rel.rsplit("/", 1)[-1], source.display_path(rel), camera, spec)
 
 
