@@ -158,3 +158,21 @@ def test_nerfstudio_ply_init(tmp_path):
     assert np.allclose(scene.init_points.colors, [1.0, 0.0, 0.0])
     s = scene.initial_splats()
     assert np.allclose(s["sh_coeffs"][:, 0], [0.5 / 0.28209479177387814, -0.5 / 0.28209479177387814, -0.5 / 0.28209479177387814])
+
+
+def test_embedded_lego_small_loads():
+    """The scene shipped in assets/ (no ../shared needed)."""
+    from tests.conftest import REPO
+
+    root = REPO / "assets" / "lego_small"
+    if not root.exists():
+        pytest.skip(f"{root} not in this checkout")
+    scene = load_dataset(root, LoadConfig(progress=False))
+    assert (len(scene.train_views), len(scene.eval_views)) == (50, 10)
+    assert scene.has_alpha and scene.train_views[0].image.shape == (100, 100, 4)
+    meta = json.loads((root / "transforms_train.json").read_text())
+    first = next(f for f in meta["frames"] if f["file_path"].endswith("r_0"))
+    assert np.allclose(scene.train_views[0].camera.camera_to_world,
+                       np.array(first["transform_matrix"]) @ OPENGL_TO_OPENCV, atol=1e-6)
+    splats = scene.initial_splats()
+    assert splats["means"].shape == (10000, 3) and np.isfinite(splats["means"]).all()
