@@ -8,10 +8,17 @@ snake_case form of the kebab-case flags (``--max-resolution`` ->
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 ALPHA_MODES = ("masked", "transparent")
+
+
+def _opt(default, help: str, **kw):
+    """A field with ``metadata["help"]`` (CLI help text); ``cli=False`` marks options that another
+    config group already exposes on the command line (``--seed``, ``--random-init-scene-scale``) or
+    that are programmatic only."""
+    return field(default=default, metadata={"help": help, **kw})
 SYNTHETIC_EVAL_SPLITS = ("test", "val")
 
 
@@ -42,18 +49,21 @@ class LoadConfig:
         progress: show a tqdm progress bar while decoding.
     """
 
-    max_frames: int | None = None
-    max_resolution: int = 1920
-    eval_split_every: int | None = None
-    subsample_frames: int | None = None
-    subsample_points: int | None = None
-    alpha_mode: str | None = None
-    invert_masks: bool = False
-    seed: int = 42
-    random_init_scene_scale: float | None = None
-    synthetic_eval_split: str = "test"
-    num_workers: int | None = None
-    progress: bool = True
+    max_frames: int | None = _opt(None, "Load at most this many frames.")
+    max_resolution: int = _opt(1920, "Downscale images so the long edge is at most this many pixels.")
+    eval_split_every: int | None = _opt(None, "Every n-th image (after sorting by name) goes to the eval set.")
+    subsample_frames: int | None = _opt(None, "Load only every n-th frame.")
+    subsample_points: int | None = _opt(None, "Load only every n-th initial point.")
+    alpha_mode: str | None = _opt(None, "`masked` (mask multiplies the loss) or `transparent` (train alpha); "
+                                        "default: masked when a masks/ folder exists.", choices=ALPHA_MODES)
+    invert_masks: bool = _opt(False, "Masks are white where pixels should be ignored.")
+    seed: int = _opt(42, "Random seed (random init, view order).", cli=False)
+    random_init_scene_scale: float | None = _opt(None, "Scene scale for random init (default: 3 x mean "
+                                                       "nearest-camera distance, min 1).", cli=False)
+    synthetic_eval_split: str = _opt("test", "NeRF-synthetic eval file: `test` or `val` (the other when absent).",
+                                     choices=SYNTHETIC_EVAL_SPLITS)
+    num_workers: int | None = _opt(None, "Image decoding threads (default: all cores).")
+    progress: bool = _opt(True, "Show a progress bar while decoding.", cli=False)
 
     def __post_init__(self):
         for name in ("max_frames", "eval_split_every", "subsample_frames", "subsample_points", "num_workers"):
