@@ -25,7 +25,7 @@ import posixpath
 
 import numpy as np
 
-from .images import find_mask, mask_index
+from .images import find_mask, mask_index, read_image_size
 from .init_points import InitPoints, read_ply_points
 from .scene import LoadReport, View, make_view, natural_key, select_frames
 from .undistort import Distortion
@@ -129,13 +129,7 @@ def load_transforms_views(source, json_rel: str, config, alpha_mode: str, report
     for rel, frame in select_frames(entries, config):
         w, h = _get(frame, data, "w"), _get(frame, data, "h")
         declared = (int(round(float(w))), int(round(float(h)))) if w is not None and h is not None else None
-        if declared is None:
-            from .images import read_image_size
-
-            declared_w, declared_h = read_image_size(source, rel)
-            size = (declared_w, declared_h)
-        else:
-            size = declared
+        size = declared if declared is not None else read_image_size(source, rel)
         fx = _focal(frame, data, "fl_x", "camera_angle_x", size[0])
         fy = _focal(frame, data, "fl_y", "camera_angle_y", size[1])
         if fx is None and fy is None:
