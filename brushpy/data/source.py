@@ -105,15 +105,6 @@ class DatasetSource:
             return str(self.path / rel)
         return f"{self.path}:{self._prefix}{rel}"
 
-    def dirs(self) -> set[str]:
-        """All folder paths that contain at least one file (``""`` is the root)."""
-        out = set()
-        for f in self.files:
-            parts = f.split("/")[:-1]
-            for i in range(len(parts) + 1):
-                out.add("/".join(parts[:i]))
-        return out
-
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
