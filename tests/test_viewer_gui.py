@@ -187,6 +187,19 @@ def drive(out_dir: str, scene: str):
             result["pose_fly"] = pose()
             await capture("fly")
 
+            # the wheel zooms toward the focus point; Home frames the scene again
+            d0 = app.controller.focus_distance
+            pointer.update(x=160.0, y=120.0)
+            submit("wheel", dx=0.0, dy=-200.0, x=160.0, y=120.0, buttons=())
+            await settle()
+            result["zoom_ratio"] = app.controller.focus_distance / d0
+            submit("key_down", key="Home")
+            submit("key_up", key="Home")
+            await settle()
+            lo, hi = app.scene.bounds
+            result["focus_after_home"] = app.controller.focus.tolist()
+            result["bounds_center"] = (0.5 * (lo + hi)).tolist()
+
             # H shows the panels; a drag that starts on a panel does not move the camera
             submit("key_down", key="h")
             submit("key_up", key="h")
@@ -204,6 +217,27 @@ def drive(out_dir: str, scene: str):
             result["error_text"] = app.error
             result["scene_kept"] = app.scene is scene_obj
             await capture("error")
+
+            # the panel drag above focused the path field, so keys now go to imgui: F types an "f"
+            typed_before = app.path_input
+            submit("key_down", key="f")
+            submit("char", data="f", char_str="f")
+            submit("key_up", key="f")
+            await frames(3)
+            # (the drag selected part of the path; the "f" replaced it)
+            result["f_typed_into_field"] = app.path_input != typed_before and "f" in app.path_input and not app.is_fullscreen
+            # with the panels hidden, F toggles fullscreen (the Xvfb screen is 1280x800) and back
+            app.show_panels = False
+            submit("key_down", key="f")
+            submit("key_up", key="f")
+            await frames(3)
+            await wait_until(lambda: tuple(app.canvas.get_physical_size()) != SIZE, "the fullscreen size", 20)
+            result["fullscreen"] = [app.is_fullscreen, list(app.canvas.get_physical_size())]
+            submit("key_down", key="f")
+            submit("key_up", key="f")
+            await frames(3)
+            await wait_until(lambda: tuple(app.canvas.get_physical_size()) == SIZE, "the windowed size", 20)
+            result["windowed"] = [app.is_fullscreen, list(app.canvas.get_physical_size())]
         except BaseException:
             result["exception"] = traceback.format_exc()
         finally:
@@ -294,3 +328,16 @@ def test_load_error_is_shown_and_scene_kept(session):
     assert "no such file" in result["error_text"]
     assert result["scene_kept"]
     assert np.abs(_load(out, "panels") - _load(out, "error")).mean() > 0.2  # the error text appears
+
+
+def test_wheel_zoom_and_home(session):
+    _, result = session
+    assert result["zoom_ratio"] < 0.9  # two notches toward the focus point
+    np.testing.assert_allclose(result["focus_after_home"], result["bounds_center"], atol=1e-6)
+
+
+def test_f_toggles_fullscreen(session):
+    _, result = session
+    assert result["f_typed_into_field"]  # imgui had the keyboard
+    assert result["fullscreen"] == [True, [1280, 800]]
+    assert result["windowed"] == [False, list(SIZE)]

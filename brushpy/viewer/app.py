@@ -60,6 +60,19 @@ def _window_canvas(size, title, max_fps):
             f"cannot open a window: the glfw backend of rendercanvas is unavailable ({exc}). "
             "Install the viewer extras (`pip install brushpy[viewer]`) and a glfw library."
         ) from exc
+    import warnings
+
+    import glfw
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ok = glfw.init()
+    if not ok:
+        reason = "; ".join(str(w.message) for w in caught) or "glfw.init() failed"
+        raise NoDisplayError(
+            f"cannot open a window: {reason}. Run inside a desktop session, or under a virtual display "
+            "(e.g. `xvfb-run brushpy view ...`); for pictures without a window use brushpy.viewer.offscreen."
+        )
     try:
         return RenderCanvas(size=size, title=title, update_mode="ondemand", max_fps=max_fps, vsync=False)
     except Exception as exc:
