@@ -13,6 +13,11 @@ from brushpy.render.camera import Camera
 
 pytest.importorskip("imgui_bundle", reason="viewer extras (imgui-bundle) not installed")
 pytest.importorskip("rendercanvas", reason="viewer extras (rendercanvas) not installed")
+pytest.importorskip("brushpy.render.forward", reason="the rasterizer (brushpy.render.forward) is not in this checkout yet")
+
+
+def requires_ply_reader():
+    pytest.importorskip("brushpy.io.ply", reason="the PLY reader (brushpy.io.ply) is not in this checkout yet")
 
 
 def synthetic_arrays(n: int = 1500, seed: int = 0) -> dict:
@@ -220,6 +225,7 @@ def test_render_camera_path_writes_pngs(gpu, tmp_path):
 
 
 def test_open_paths_and_errors_keep_the_scene(gpu, tmp_path):
+    requires_ply_reader()
     from brushpy.viewer.offscreen import OffscreenViewer
     from brushpy.viewer.scene import SceneLoadError, list_splat_files
 
@@ -265,6 +271,8 @@ def test_open_paths_and_errors_keep_the_scene(gpu, tmp_path):
 
 def test_background_load_finishes_on_the_next_frame(gpu, tmp_path):
     import time
+
+    requires_ply_reader()
 
     from brushpy.viewer.offscreen import OffscreenViewer
 
