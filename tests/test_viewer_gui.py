@@ -167,7 +167,11 @@ def drive(out_dir: str, scene: str):
             renders = app.view.renders
             await frames(2)
             result["renders_while_idle"] = app.view.renders - renders
-            await asyncio.sleep(0.3)  # let requested frames finish
+            for _ in range(20):  # let frames already requested finish (slow under load)
+                n = app.frame_count
+                await asyncio.sleep(0.3)
+                if app.frame_count == n:
+                    break
             n = app.frame_count
             await asyncio.sleep(0.6)
             result["frames_drawn_while_idle"] = app.frame_count - n
