@@ -287,3 +287,29 @@ def test_background_load_finishes_on_the_next_frame(gpu, tmp_path):
         assert viewer.app.scene.num_splats == 100 and not viewer.app.loading
     finally:
         viewer.close()
+
+
+def test_lower_resolution_only_while_moving(gpu):
+    import time
+
+    from brushpy.viewer.offscreen import OffscreenViewer
+    from brushpy.viewer.view import RenderSettings
+
+    viewer = OffscreenViewer(synthetic_splats(300), size=(64, 48), settings=RenderSettings(moving_render_scale=0.5))
+    app = viewer.app
+    try:
+        viewer.render()
+        assert app.view.image.shape == (48, 64, 4)
+        app.controller.orbit(30.0, 0.0)  # damped: still moving after one frame
+        frame = viewer.render()
+        assert app.controller.is_moving and app.view.image.shape == (24, 32, 4)
+        assert frame.shape == (48, 64, 4)  # the window keeps its size; the image is stretched
+        deadline = time.time() + 30
+        while app.controller.is_moving and time.time() < deadline:
+            time.sleep(0.02)
+            viewer.render()
+        assert not app.controller.is_moving and app.view.image.shape == (48, 64, 4)
+        with pytest.raises(ValueError, match="moving_render_scale"):
+            RenderSettings(moving_render_scale=0.0).validate()
+    finally:
+        viewer.close()

@@ -132,7 +132,11 @@ class ViewerApp:
         self.target_format, self.can_capture = self._configure_surface()
         self.blitter = Blitter(self.target_format, self.device)
         self.view = SplatView()
-        self.settings = settings or RenderSettings()
+        if settings is None:
+            settings = RenderSettings()
+            if self.gpu.adapter.info.get("adapter_type", "") == "CPU":
+                settings.moving_render_scale = 0.5  # software rasterizers: stay responsive while moving
+        self.settings = settings
         self.controller = CameraController(fov_y_deg=self.settings.fov_y_deg)
         self.show_panels = show_panels
 
@@ -394,9 +398,11 @@ class ViewerApp:
 
     # -- drawing -----------------------------------------------------------------------------
     def render_size(self) -> tuple[int, int]:
-        """Splat image size: the framebuffer size times the render scale."""
+        """Splat image size: the framebuffer size times the render scale (the moving one while the camera moves)."""
         w, h = self.canvas.get_physical_size()
         s = self.settings.render_scale
+        if self.controller.is_moving or self.input.drag_mode is not None:
+            s = min(s, self.settings.moving_render_scale)
         return max(1, int(round(w * s))), max(1, int(round(h * s)))
 
     def current_camera(self) -> Camera:
@@ -568,6 +574,9 @@ class ViewerApp:
         changed, v = imgui.slider_float("Resolution", s.render_scale, 0.25, 1.0, "%.2f")
         if changed:
             s.render_scale = v
+        changed, v = imgui.slider_float("Res. moving", s.moving_render_scale, 0.25, 1.0, "%.2f")
+        if changed:
+            s.moving_render_scale = v
         changed, v = imgui.slider_float("Fly speed", self.controller.settings.fly_speed, 1e-3, 1e3, "%.3g", imgui.SliderFlags_.logarithmic)
         if changed:
             self.controller.settings.fly_speed = v

@@ -33,6 +33,9 @@ class RenderSettings:
         background: (r, g, b) in [0, 1] composited behind the splats.
         render_scale: splat image size relative to the window (0 < s <= 1);
             the image is stretched bilinearly to the window.
+        moving_render_scale: the same while the camera is moving (the full
+            ``render_scale`` image follows once it stops); keeps slow devices
+            responsive. 1 = no change.
     """
 
     sh_degree: int | None = None
@@ -40,6 +43,7 @@ class RenderSettings:
     fov_y_deg: float = 50.0
     background: tuple = (0.0, 0.0, 0.0)
     render_scale: float = 1.0
+    moving_render_scale: float = 1.0
 
     def key(self) -> tuple:
         return tuple(tuple(v) if isinstance(v, (list, tuple, np.ndarray)) else v for v in (getattr(self, f.name) for f in fields(self)))
@@ -50,6 +54,8 @@ class RenderSettings:
             raise ValueError(f"splat_scale must be > 0, got {self.splat_scale}")
         if not 0 < self.render_scale <= 1:
             raise ValueError(f"render_scale must be in (0, 1], got {self.render_scale}")
+        if not 0 < self.moving_render_scale <= 1:
+            raise ValueError(f"moving_render_scale must be in (0, 1], got {self.moving_render_scale}")
         if not 0 < self.fov_y_deg < 180:
             raise ValueError(f"fov_y_deg must be in (0, 180), got {self.fov_y_deg}")
         if len(self.background) != 3:
@@ -62,7 +68,8 @@ class SplatView:
     ``render(splats, camera, settings)`` returns the f32 ``[H,W,4]`` image
     tensor; calling it again with the same splats object, an equal camera and
     equal settings returns the cached tensor without GPU work
-    (:attr:`last_was_cached`).
+    (:attr:`last_was_cached`). Call :meth:`invalidate` after changing the
+    splats' contents in place (e.g. a training step).
     """
 
     def __init__(self):
