@@ -11,7 +11,9 @@ frame, the benchmark reports:
   (render + blit + imgui panels + reading the frame back, which a window
   would present instead);
 * ``idle_frame``: a viewer frame when nothing changed (the cached splat image
-  is only blitted: what redrawing panels costs).
+  is only blitted: what redrawing panels costs);
+* ``viewer_frame_half_res``: a moving frame with the splats rendered at half
+  the window's resolution (the "Res. moving" setting, default on CPU adapters).
 
 Prints one JSON object. Usage::
 
@@ -72,6 +74,7 @@ def bench_scene(name: str, arrays: dict, frames: int, width: int, height: int) -
     from brushpy.render.splats import Splats
     from brushpy.viewer.camera import scene_bounds
     from brushpy.viewer.offscreen import OffscreenViewer, orbit_path
+    from brushpy.viewer.view import RenderSettings
 
     ctx = get_context()
     splats = Splats.from_numpy(**arrays)
@@ -116,6 +119,19 @@ def bench_scene(name: str, arrays: dict, frames: int, width: int, height: int) -
     finally:
         viewer.close()
 
+    # a frame at half resolution (what "Res. moving" = 0.5 costs while the camera moves)
+    viewer = OffscreenViewer(splats, size=(width, height), show_panels=True, settings=RenderSettings(render_scale=0.5))
+    try:
+        viewer.render(cams[0])
+        half_ms = []
+        for cam in cams[1:]:
+            viewer.app.view_camera(cam, exact=False)
+            t0 = time.perf_counter()
+            viewer.render()
+            half_ms.append(1000 * (time.perf_counter() - t0))
+    finally:
+        viewer.close()
+
     def summary(v):
         v = np.asarray(v)
         return {"mean_ms": float(v.mean()), "min_ms": float(v.min()), "fps": float(1000.0 / v.mean())}
@@ -133,6 +149,7 @@ def bench_scene(name: str, arrays: dict, frames: int, width: int, height: int) -
         "render_stages_ms": {k: float(np.mean(v)) for k, v in stages.items()},
         "viewer_frame": summary(frame_ms),
         "idle_frame": summary(idle_ms),
+        "viewer_frame_half_res": summary(half_ms),
         "viewer_splat_renders": int(renders),
     }
 
