@@ -507,9 +507,11 @@ class ViewerApp:
             return
         imgui.set_next_window_pos((8, 8), imgui.Cond_.first_use_ever)
         w, h = self.canvas.get_logical_size()
-        imgui.set_next_window_size((min(330, max(160, w - 16)), max(120, min(600, h - 16))), imgui.Cond_.first_use_ever)
+        width = min(330, max(160, w - 16))
+        # fixed width; the height follows the open sections, up to the window's
+        imgui.set_next_window_size_constraints((width, 0), (width, max(60, h - 16)))
         imgui.set_next_window_bg_alpha(0.85)
-        expanded, _ = imgui.begin("brushpy")
+        expanded, _ = imgui.begin("brushpy", None, imgui.WindowFlags_.always_auto_resize)
         if expanded:
             if self.error:
                 imgui.push_text_wrap_pos(320)
