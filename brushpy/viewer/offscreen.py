@@ -64,6 +64,10 @@ class OffscreenViewer:
         if camera is not None:
             self.resize(camera.width, camera.height)
             self.app.view_camera(camera, exact=True)
+        if self.app.show_panels and self.app.frame_count == 0:
+            # imgui lays out auto-sized windows on their first frame without drawing
+            # them; draw that one first (the splat image is cached for the second)
+            self.canvas.draw()
         image = self.canvas.draw()
         return np.asarray(image, np.uint8).reshape(self.size[1], self.size[0], -1)
 
