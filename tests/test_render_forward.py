@@ -156,6 +156,25 @@ def test_random_scene_matches_reference(gpu, degree):
     assert state.sh_degree == degree and state.num_splats == n and state.num_visible > n // 4
     if degree in (0, 4):
         check_state(state, scene, w2c, INTR, W, H)
+    if degree == 3:  # some tile needs more than one 256-splat batch
+        assert np.diff(state.tile_ranges.numpy(), axis=1).max() > 256
+
+
+def test_dense_tiles_saturate(gpu):
+    """Thousands of splats per tile: several batches, whole tiles reaching T <= 1e-4 early."""
+    rng = np.random.default_rng(21)
+    scene = random_scene(rng, 3000, 1, spread=0.6, log_scale=-1.8)
+    scene["raw_opacities"] = np.abs(scene["raw_opacities"]) + 1.0
+    intr = (60.0, 60.0, 24.0, 16.0)
+    state = gpu_render(scene, np.eye(4), intr, 48, 32, background=(1.0, 1.0, 1.0))
+    ranges = state.tile_ranges.numpy()
+    assert np.diff(ranges, axis=1).min() > 3 * 256
+    final = state.final_index.numpy()
+    # some whole tile stopped more than a batch before its end (the early exit of the workgroup)
+    early = [t for t in range(6) if (final[16 * (t // 3): 16 * (t // 3) + 16, 16 * (t % 3): 16 * (t % 3) + 16] < ranges[t, 1] - 256).all()]
+    assert early, "no tile saturated early"
+    _tol_check(state.image.numpy(), ref_render(scene, np.eye(4), intr, 48, 32, (1.0, 1.0, 1.0)), "dense")
+    check_state(state, scene, np.eye(4), intr, 48, 32)
 
 
 def test_lower_sh_degree(gpu):
