@@ -11,8 +11,9 @@ Per configuration: ``gpu_ms`` (GPU timestamps per stage: project, depth_sort,
 project_visible, map_intersections, tile_sort, rasterize; a stage run by several
 compute passes is their sum), ``gpu_total_ms``, ``wall_ms`` (render_forward call until
 the GPU finished, median of the repeats), ``overhead_ms`` = wall - GPU total (Python,
-command recording, submits, the one mid-render count read-back and idle gaps), and the
-visible and intersection counts. Larger configurations of a resolution are skipped once
+command recording, submits, the one mid-render count read-back and idle gaps),
+``host_record_ms`` = the render call's time outside ``submit`` and read-backs (the
+Python/wgpu-py cost of recording ~45 dispatches), and the visible and intersection counts. Larger configurations of a resolution are skipped once
 one render there took longer than ``--max-seconds`` (lavapipe is slow).
 """
 
@@ -31,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brushpy.gpu import Profiler, Recorder, get_context  # noqa: E402
+from brushpy.gpu import GpuTensor, Profiler, Recorder, get_context  # noqa: E402
 from brushpy.render.camera import Camera  # noqa: E402
 from brushpy.render.forward import render_forward  # noqa: E402
 from brushpy.render.splats import Splats  # noqa: E402
@@ -55,19 +56,50 @@ def camera_for(width: int, height: int) -> Camera:
     return Camera(np.eye(4), fy, fy, width / 2.0, height / 2.0, width, height)
 
 
+class _BlockingTimer:
+    """Accumulates the time spent inside ``Recorder.submit`` and ``GpuTensor.numpy``
+    (the calls that hand work to the driver or wait for the GPU), so that the rest of
+    a render call is the Python-side recording cost."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __enter__(self):
+        self._saved = (Recorder.submit, GpuTensor.numpy)
+        timer = self
+
+        def wrap(fn):
+            def timed(*a, **k):
+                t = time.perf_counter()
+                try:
+                    return fn(*a, **k)
+                finally:
+                    timer.seconds += time.perf_counter() - t
+            return timed
+
+        Recorder.submit, GpuTensor.numpy = wrap(Recorder.submit), wrap(GpuTensor.numpy)
+        return self
+
+    def __exit__(self, *exc):
+        Recorder.submit, GpuTensor.numpy = self._saved
+
+
 def bench_one(splats: Splats, camera: Camera, repeats: int) -> dict:
     ctx = get_context()
     state = render_forward(splats, camera)  # warm-up: pipelines, allocator
     ctx.device.queue.read_buffer(state.final_index.buffer, 0, 16)
-    walls, stages = [], []
+    walls, stages, hosts = [], [], []
     for _ in range(repeats):
         prof = Profiler()
-        t0 = time.perf_counter()
-        rec = Recorder(profiler=prof)
-        state = render_forward(splats, camera, rec=rec)
-        rec.submit()
-        ctx.device.queue.read_buffer(state.final_index.buffer, 0, 16)  # wait for the GPU
-        walls.append((time.perf_counter() - t0) * 1e3)
+        with _BlockingTimer() as blocking:
+            t0 = time.perf_counter()
+            rec = Recorder(profiler=prof)
+            state = render_forward(splats, camera, rec=rec)
+            rec.submit()
+            t1 = time.perf_counter()
+            ctx.device.queue.read_buffer(state.final_index.buffer, 0, 16)  # wait for the GPU
+            walls.append((time.perf_counter() - t0) * 1e3)
+        hosts.append((t1 - t0 - blocking.seconds) * 1e3)
         stages.append(prof.read())
     names = sorted({k for s in stages for k in s})
     gpu = {k: statistics.median(s.get(k, 0.0) for s in stages) for k in names}
@@ -84,6 +116,7 @@ def bench_one(splats: Splats, camera: Camera, repeats: int) -> dict:
         "wall_ms": round(wall, 3),
         "wall_ms_all": [round(w, 3) for w in walls],
         "overhead_ms": round(wall - gpu_total, 3),
+        "host_record_ms": round(statistics.median(hosts), 3),
     }
 
 

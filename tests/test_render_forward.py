@@ -318,3 +318,24 @@ def test_guitar_ply_renders(gpu):
         hits += int(c.mean() > 0.5)
         assert img[..., 3].mean() > 0.05
     assert hits >= 2
+
+
+def test_render_into_callers_recorder(gpu):
+    """With a caller's recorder the tail stays unsubmitted; the profiler sees every stage."""
+    from brushpy.gpu import Profiler, Recorder
+    from brushpy.render.camera import Camera
+    from brushpy.render.forward import render_forward
+    from brushpy.render.splats import Splats
+
+    rng = np.random.default_rng(9)
+    s = random_scene(rng, 300, 0)
+    splats = Splats.from_numpy(s["means"], s["rotations"], s["log_scales"], s["sh_coeffs"], s["raw_opacities"])
+    prof = Profiler()
+    rec = Recorder(profiler=prof)
+    state = render_forward(splats, Camera(np.eye(4), *INTR, W, H), rec=rec)
+    rec.submit()
+    _tol_check(state.image.numpy(), ref_render(s, np.eye(4), INTR, W, H), "caller's recorder")
+    times = prof.read()
+    if gpu.has_timestamps:
+        for stage in ("project", "depth_sort", "project_visible", "map_intersections", "tile_sort", "rasterize"):
+            assert stage in times, f"no GPU time for stage {stage}: {times}"
