@@ -5,7 +5,9 @@
 //   tile_counts[i]    = tiles whose pixel centres the 1/255 ellipse reaches (0 if culled)
 //   visible[i]        = 1 if the splat is kept, else 0
 //   depth_keys[i]     = bit pattern of the camera depth z (> 0, so it sorts as u32)
-// and adds the kept splats and their tiles to counters[0] and counters[1].
+// and adds the kept splats and their tiles to counters[0] and counters[1]; counters[2]
+// = max of ~depth_key and counters[3] = max of depth_key over kept splats (so
+// ~counters[2] is the smallest key; the buffer starts zeroed).
 //
 // Culled: any non-finite input (mean, rotation, log-scale, opacity logit or a used
 // SH coefficient), z < 0.01, opacity < 1/255, 2D determinant <= 0, non-finite 2D
@@ -23,11 +25,13 @@
 @group(0) @binding(7) var<storage, read_write> tile_counts: array<u32>; // [N]
 @group(0) @binding(8) var<storage, read_write> visible: array<u32>;  // [N]
 @group(0) @binding(9) var<storage, read_write> depth_keys: array<u32>; // [N]
-@group(0) @binding(10) var<storage, read_write> counters: array<atomic<u32>>; // [>=2]
+@group(0) @binding(10) var<storage, read_write> counters: array<atomic<u32>>; // [4]
 
 const WG: u32 = 256u;
 var<workgroup> wg_visible: atomic<u32>;
 var<workgroup> wg_tiles: atomic<u32>;
+var<workgroup> wg_min_key_inv: atomic<u32>;
+var<workgroup> wg_max_key: atomic<u32>;
 
 fn count_tiles(i: u32) -> u32 {
     let mean = vec3<f32>(means[3u * i], means[3u * i + 1u], means[3u * i + 2u]);
@@ -111,6 +115,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (lid == 0u) {
         atomicStore(&wg_visible, 0u);
         atomicStore(&wg_tiles, 0u);
+        atomicStore(&wg_min_key_inv, 0u);
+        atomicStore(&wg_max_key, 0u);
     }
     workgroupBarrier();
     let i = linear_workgroup_id(wid, nwg) * WG + lid;
@@ -121,6 +127,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if (n > 0u) {
             atomicAdd(&wg_visible, 1u);
             atomicAdd(&wg_tiles, n);
+            let key = depth_keys[i];
+            atomicMax(&wg_min_key_inv, ~key);
+            atomicMax(&wg_max_key, key);
         }
     }
     workgroupBarrier();
@@ -129,6 +138,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if (v > 0u) {
             atomicAdd(&counters[0], v);
             atomicAdd(&counters[1], atomicLoad(&wg_tiles));
+            atomicMax(&counters[2], atomicLoad(&wg_min_key_inv));
+            atomicMax(&counters[3], atomicLoad(&wg_max_key));
         }
     }
 }

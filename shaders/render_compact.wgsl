@@ -1,6 +1,8 @@
 // Forward stage 1b: compact the visible splats (in input order) for the depth sort.
 // For each i < N with visible[i] = 1: pos = visible_prefix[i] - 1 (inclusive prefix
-// sum of `visible`), sort_keys[pos] = depth_keys[i], sort_ids[pos] = i.
+// sum of `visible`), sort_keys[pos] = depth_keys[i] - smallest key (~counters[2], see
+// project_forward.wgsl: the offset keys keep their order and need fewer radix bits),
+// sort_ids[pos] = i.
 #include "common.wgsl"
 #include "render_common.wgsl"
 
@@ -9,6 +11,7 @@
 @group(0) @binding(2) var<storage, read> depth_keys: array<u32>;     // [N]
 @group(0) @binding(3) var<storage, read_write> sort_keys: array<u32>; // [>=V]
 @group(0) @binding(4) var<storage, read_write> sort_ids: array<u32>;  // [>=V]
+@group(0) @binding(5) var<storage, read> counters: array<u32>;        // [4]
 
 const WG: u32 = 256u;
 
@@ -25,7 +28,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         before = visible_prefix[i - 1u];
     }
     if (incl != before) {
-        sort_keys[before] = depth_keys[i];
+        sort_keys[before] = depth_keys[i] - ~counters[2];
         sort_ids[before] = i;
     }
 }

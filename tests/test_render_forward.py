@@ -73,6 +73,8 @@ def check_state(state, scene, w2c, intr, width, height):
     assert len(np.unique(gfc)) == V
     depth = p["depth"][gfc]
     assert np.all(np.diff(depth) >= -1e-6 * np.abs(depth[1:]))
+    ties = np.diff(depth) == 0
+    assert np.all(np.diff(gfc)[ties] > 0), "equal depths must keep the input order"
     np.testing.assert_allclose(proj[:, 0:2], p["xy"][gfc], rtol=1e-5, atol=2e-3)
     conic_scale = np.abs(p["conic"][gfc]).max(axis=1, keepdims=True)
     np.testing.assert_allclose(proj[:, 2:5] / conic_scale, p["conic"][gfc] / conic_scale, atol=1e-4)
@@ -180,10 +182,13 @@ def test_dense_tiles_saturate(gpu):
 def test_lower_sh_degree(gpu):
     rng = np.random.default_rng(7)
     scene = random_scene(rng, 300, 3, sh_scale=0.5)
+    scene["means"][:60, 2] = 4.0  # exact depth ties: blended in input order
+    scene["means"][:60, :2] *= 0.3
     state = gpu_render(scene, np.eye(4), INTR, W, H, sh_degree=1)
     low = dict(scene, sh_coeffs=scene["sh_coeffs"][:, :4])
     _tol_check(state.image.numpy(), ref_render(low, np.eye(4), INTR, W, H), "sh_degree=1")
     assert state.sh_degree == 1
+    check_state(state, low, np.eye(4), INTR, W, H)
     with pytest.raises(ValueError, match="sh_degree"):
         gpu_render(scene, np.eye(4), INTR, W, H, sh_degree=4)
 

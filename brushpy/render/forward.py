@@ -10,7 +10,8 @@ The pipeline (``shared/DESIGN.md`` "Forward render"), one compute pass per stage
    Visible splats are compacted in input order with a prefix sum
    (``shaders/render_compact.wgsl``); the visible and intersection counts are read back
    once to size the buffers that follow.
-2. ``depth_sort``: GPU radix sort of the depth bit patterns (positive floats sort as u32).
+2. ``depth_sort``: GPU radix sort of the depth bit patterns (positive floats sort as u32),
+   offset by the smallest one so only the bits the depth range needs are sorted.
 3. ``project_visible`` (``shaders/project_visible.wgsl``): in depth order, 2D mean, conic,
    SH colour ``max(SH(dir) + 0.5, 0)`` and opacity into ``ForwardState.projected``.
 4. ``map_intersections`` (``shaders/map_intersections.wgsl``): (tile id, compact id)
@@ -218,15 +219,17 @@ def render_forward(
                 workgroups_for(n, _WG),
             )
             visible_prefix = inclusive_prefix_sum(rec, visible, n)
-            rec.dispatch(ks["compact"], [params1, visible_prefix, depth_keys, sort_keys, sort_ids], workgroups_for(n, _WG))
+            rec.dispatch(ks["compact"], [params1, visible_prefix, depth_keys, sort_keys, sort_ids, counters], workgroups_for(n, _WG))
     rec.submit()
-    num_visible, num_isect = (int(v) for v in counters.numpy()[:2])
+    num_visible, num_isect, min_key_inv, max_key = (int(v) for v in counters.numpy())
+    # keys were offset by the smallest depth key: sort only the bits their range needs
+    depth_bits = (max_key - (~min_key_inv & 0xFFFFFFFF)).bit_length() if num_visible else 0
 
     # -- 2. depth sort ------------------------------------------------------------------
     params2 = Uniform(render_params(camera, background, n, sh_degree, coeffs, num_visible, num_isect))
     if num_visible > 0:
         with rec.stage("depth_sort"):
-            _, global_from_compact = radix_sort_pairs(rec, sort_keys, sort_ids, num_visible, num_bits=32)
+            _, global_from_compact = radix_sort_pairs(rec, sort_keys, sort_ids, num_visible, num_bits=depth_bits)
         global_from_compact = _view(global_from_compact, num_visible)
     else:
         global_from_compact = GpuTensor.empty((0,), np.uint32, "render.global_from_compact")
