@@ -3,8 +3,10 @@
 // [isect_end[c] - tile_counts_sorted[c], isect_end[c]) (isect_end = inclusive prefix
 // sum), tiles in row-major order; the stable sort by tile id that follows keeps the
 // depth order inside each tile. The tile test is the one project_forward counted
-// with, on the same floats; if it ever found fewer tiles than counted, the rest of
-// the slots get the sentinel tile id T (sorted past every real tile, ignored).
+// with, on the same floats. Should it ever find fewer tiles than were counted (a
+// compiler evaluating the same function differently), the remaining slots are
+// filled with (tile T-1, compact id V): row V of `projected` is a null splat
+// (opacity 0) that every pixel skips, so the lists stay consistent.
 #include "common.wgsl"
 #include "render_common.wgsl"
 
@@ -38,6 +40,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let tiles_x = params.image.z;
     for (var ty = bbox.y; ty < bbox.w; ty++) {
         for (var tx = bbox.x; tx < bbox.z; tx++) {
+#if TEST_DROP_TILES
+            // test hook (tests/test_render_forward.py): pretend every other tile was missed
+            if (((tx + ty) & 1u) == 1u) {
+                continue;
+            }
+#endif
             if (slot < end && tile_hit(params, xy, conic, power, tx, ty)) {
                 tile_ids[slot] = ty * tiles_x + tx;
                 compact_ids[slot] = c;
@@ -46,7 +54,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     for (; slot < end; slot++) {
-        tile_ids[slot] = params.counts2.y;
-        compact_ids[slot] = c;
+        tile_ids[slot] = params.counts2.y - 1u;
+        compact_ids[slot] = params.counts.w;
     }
 }

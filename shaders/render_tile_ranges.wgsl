@@ -1,6 +1,5 @@
 // Forward stage 4b: per-tile [start, end) ranges into the tile-sorted intersection
 // list. tile_ranges must be zeroed first (tiles without intersections stay [0, 0)).
-// Sentinel ids >= T (see map_intersections.wgsl) are ignored.
 #include "common.wgsl"
 #include "render_common.wgsl"
 
@@ -19,9 +18,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let t = sorted_tile_ids[i];
-    if (t >= params.counts2.y) {
-        return;
-    }
     if (i == 0u || sorted_tile_ids[i - 1u] != t) {
         tile_ranges[2u * t] = i;
     }

@@ -344,3 +344,32 @@ def test_render_into_callers_recorder(gpu):
     if gpu.has_timestamps:
         for stage in ("project", "depth_sort", "project_visible", "map_intersections", "tile_sort", "rasterize"):
             assert stage in times, f"no GPU time for stage {stage}: {times}"
+
+
+def test_tile_miscount_fallback(gpu, monkeypatch):
+    """If map_intersections ever lists fewer tiles than project_forward counted, the
+    spare slots point at the null splat (row V, opacity 0): lists stay consistent and
+    the tiles that were listed still render exactly."""
+    from brushpy.render import forward
+
+    monkeypatch.setattr(forward, "_DEFINES", {"TEST_DROP_TILES": True})
+    rng = np.random.default_rng(4)
+    s = random_scene(rng, 300, 0)
+    width, height = 80, 48
+    state = gpu_render(s, np.eye(4), INTR, width, height, background=(0.2, 0.2, 0.2))
+    V, I = state.num_visible, state.num_intersections
+    cfi = state.compact_from_isect.numpy()
+    ranges = state.tile_ranges.numpy().astype(np.int64)
+    assert (cfi <= V).all() and (cfi == V).any()
+    assert (ranges[:, 1] - ranges[:, 0]).sum() == I
+    final = state.final_index.numpy()
+    img = state.image.numpy()
+    expected = ref_render(s, np.eye(4), INTR, width, height, (0.2, 0.2, 0.2))
+    for t in range(state.tiles_x * state.tiles_y):
+        tx, ty = t % state.tiles_x, t // state.tiles_x
+        sl = np.s_[16 * ty: 16 * ty + 16, 16 * tx: 16 * tx + 16]
+        assert ((final[sl] >= ranges[t, 0]) & (final[sl] <= ranges[t, 1])).all()
+        if (tx + ty) % 2 == 0:
+            _tol_check(img[sl], expected[sl], f"listed tile {t}")
+        else:
+            np.testing.assert_allclose(img[sl], np.broadcast_to(np.float32([0.2, 0.2, 0.2, 0.0]), img[sl].shape))

@@ -41,6 +41,10 @@ from .state import PROJECTED_STRIDE, TILE_SIZE, ForwardState
 #: (x, y, conic a, b, c, extent x, extent y, opacity); see shaders/render_common.wgsl.
 AUX_STRIDE = 8
 _WG = 256
+#: x, y, conic (1, 0, 1), colour 0, opacity 0: alpha is 0 at every pixel, so it is always skipped
+_NULL_SPLAT = np.array([0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0], np.float32)
+#: extra WGSL defines of the kernels (tests only: TEST_DROP_TILES exercises the miscount path)
+_DEFINES: dict = {}
 
 
 class RenderTooLargeError(BufferTooLargeError):
@@ -81,18 +85,20 @@ _KERNELS: dict = {}
 
 def _kernels() -> dict[str, Kernel]:
     ctx = get_context()
-    ks = _KERNELS.get(id(ctx.device))
+    key = (id(ctx.device), tuple(sorted(_DEFINES.items())))
+    ks = _KERNELS.get(key)
     if ks is None:
+        d = dict(_DEFINES)
         ks = {
-            "project": Kernel("project_forward.wgsl", ctx=ctx),
-            "compact": Kernel("render_compact.wgsl", ctx=ctx),
-            "project_visible": Kernel("project_visible.wgsl", ctx=ctx),
-            "map": Kernel("map_intersections.wgsl", ctx=ctx),
-            "tile_ranges": Kernel("render_tile_ranges.wgsl", ctx=ctx),
-            "rasterize": Kernel("rasterize.wgsl", ctx=ctx),
+            "project": Kernel("project_forward.wgsl", defines=d, ctx=ctx),
+            "compact": Kernel("render_compact.wgsl", defines=d, ctx=ctx),
+            "project_visible": Kernel("project_visible.wgsl", defines=d, ctx=ctx),
+            "map": Kernel("map_intersections.wgsl", defines=d, ctx=ctx),
+            "tile_ranges": Kernel("render_tile_ranges.wgsl", defines=d, ctx=ctx),
+            "rasterize": Kernel("rasterize.wgsl", defines=d, ctx=ctx),
         }
         _KERNELS.clear()
-        _KERNELS[id(ctx.device)] = ks
+        _KERNELS[key] = ks
     return ks
 
 
@@ -235,7 +241,11 @@ def render_forward(
         global_from_compact = GpuTensor.empty((0,), np.uint32, "render.global_from_compact")
 
     # -- 3. project visible splats in depth order -----------------------------------------
-    projected = _alloc((num_visible, PROJECTED_STRIDE), np.float32, "render.projected", splat_hint)
+    # one extra row: the null splat (opacity 0) that map_intersections points at should it
+    # ever list fewer tiles than project_forward counted; ForwardState sees [V,9]
+    projected_rows = _alloc((num_visible + 1, PROJECTED_STRIDE), np.float32, "render.projected", splat_hint)
+    projected_rows.write(_NULL_SPLAT, num_visible * PROJECTED_STRIDE)
+    projected = _view(projected_rows, num_visible * PROJECTED_STRIDE, (num_visible, PROJECTED_STRIDE))
     counts_sorted = _alloc((num_visible,), np.uint32, "render.tile_counts_sorted", splat_hint)
     if num_visible > 0:
         with rec.stage("project_visible"):
@@ -260,10 +270,10 @@ def render_forward(
                 [params2, aux, global_from_compact, isect_end, counts_sorted, tile_ids, compact_ids],
                 workgroups_for(num_visible, _WG),
             )
-        # tile ids 0..T (T = sentinel for a never-expected miscount) need T.bit_length() bits
+        # tile ids 0..T-1 need ceil(log2(T)) bits
         with rec.stage("tile_sort"):
             sorted_tiles, compact_from_isect = radix_sort_pairs(
-                rec, tile_ids, compact_ids, num_isect, num_bits=max(1, num_tiles.bit_length())
+                rec, tile_ids, compact_ids, num_isect, num_bits=max(1, (num_tiles - 1).bit_length())
             )
             sorted_tiles = _view(sorted_tiles, num_isect)
             compact_from_isect = _view(compact_from_isect, num_isect)
