@@ -15,9 +15,12 @@ The pipeline (``shared/DESIGN.md`` "Forward render"), one compute pass per stage
 3. ``project_visible`` (``shaders/project_visible.wgsl``): in depth order, 2D mean, conic,
    SH colour ``max(SH(dir) + 0.5, 0)`` and opacity into ``ForwardState.projected``.
 4. ``map_intersections`` (``shaders/map_intersections.wgsl``): (tile id, compact id)
-   pairs at offsets from a prefix sum of the tile counts; ``tile_sort``: stable radix sort by
-   tile id over only the bits the tile count needs, then per-tile ranges
-   (``shaders/render_tile_ranges.wgsl``).
+   pairs at offsets from a prefix sum of the tile counts, re-running the tile test of
+   stage 1 on the same floats; ``tile_sort``: stable radix sort by tile id over
+   ``ceil(log2(T))`` bits, then per-tile ranges (``shaders/render_tile_ranges.wgsl``).
+   Should the tile test ever list fewer tiles than stage 1 counted, the spare slots point
+   at a null splat (opacity 0) stored as row V of the ``projected`` buffer, one past the
+   ``[V,9]`` that :class:`ForwardState` exposes, which every pixel skips.
 5. ``rasterize`` (``shaders/rasterize.wgsl``): one workgroup per tile, one thread per
    pixel, splats staged through workgroup memory.
 
