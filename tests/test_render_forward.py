@@ -373,3 +373,21 @@ def test_tile_miscount_fallback(gpu, monkeypatch):
             _tol_check(img[sl], expected[sl], f"listed tile {t}")
         else:
             np.testing.assert_allclose(img[sl], np.broadcast_to(np.float32([0.2, 0.2, 0.2, 0.0]), img[sl].shape))
+
+
+def test_without_optional_features(gpu):
+    """The whole forward (its sorts and scans included) on a device without subgroups,
+    float atomics or timestamps gives the reference image."""
+    from brushpy.gpu import create_context, get_context, set_context
+
+    old = get_context()
+    ctx = create_context(disable={"subgroup", "shader-float32-atomic", "timestamp-query"})
+    assert not ctx.has_subgroups and not ctx.has_float_atomics
+    set_context(ctx)
+    try:
+        rng = np.random.default_rng(13)
+        s = random_scene(rng, 1500, 2)
+        state = gpu_render(s, look_w2c(), INTR, W, H)
+        _tol_check(state.image.numpy(), ref_render(s, look_w2c(), INTR, W, H), "no optional features")
+    finally:
+        set_context(old)
