@@ -21,7 +21,9 @@
 var<workgroup> s_mean_opacity: array<vec4<f32>, TILE_PIXELS>; // x, y, opacity, -
 var<workgroup> s_conic: array<vec4<f32>, TILE_PIXELS>;        // a, b, c, -
 var<workgroup> s_color: array<vec4<f32>, TILE_PIXELS>;        // r, g, b, -
-var<workgroup> s_any_alive: u32;
+// "some pixel still blending" flags, alternating between batches so that resetting the
+// next batch's flag never races with reads of the current one
+var<workgroup> s_any_alive: array<u32, 2>;
 
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
@@ -41,13 +43,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var final_idx = end;
 
     let num_batches = (end - start + TILE_PIXELS - 1u) / TILE_PIXELS;
+    if (lid == 0u) {
+        s_any_alive[0] = 0u;
+        s_any_alive[1] = 0u;
+    }
     for (var b = 0u; b < num_batches; b++) {
-        if (lid == 0u) {
-            s_any_alive = 0u;
-        }
-        workgroupBarrier(); // previous batch fully consumed; flag reset visible
+        workgroupBarrier(); // previous batch consumed by every thread; flag b reset
         if (!done) {
-            s_any_alive = 1u;
+            s_any_alive[b & 1u] = 1u;
+        }
+        if (lid == 0u) {
+            s_any_alive[(b + 1u) & 1u] = 0u;
         }
         let batch_start = start + b * TILE_PIXELS;
         let idx = batch_start + lid;
@@ -58,7 +64,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             s_conic[lid] = vec4<f32>(projected[o + 2u], projected[o + 3u], projected[o + 4u], 0.0);
             s_color[lid] = vec4<f32>(projected[o + 5u], projected[o + 6u], projected[o + 7u], 0.0);
         }
-        if (workgroupUniformLoad(&s_any_alive) == 0u) {
+        if (workgroupUniformLoad(&s_any_alive[b & 1u]) == 0u) {
             break;
         }
         let batch_len = select(min(TILE_PIXELS, end - batch_start), 0u, done);
