@@ -272,6 +272,25 @@ def test_buffer_limit_error(gpu):
         gpu_render(s, np.eye(4), (100.0, 100.0, side / 2, side / 2), side, side)
 
 
+def test_intersection_limit_error(gpu):
+    """Too many splat-tile intersections for one binding: the error names the count,
+    the limit and what to lower (a private context whose binding limit is cut to 64 KiB)."""
+    from brushpy.gpu import create_context, get_context, set_context
+    from brushpy.render.forward import RenderTooLargeError
+
+    old = get_context()
+    ctx = create_context()
+    ctx.limits["max-storage-buffer-binding-size"] = 65536
+    set_context(ctx)
+    try:
+        rng = np.random.default_rng(2)
+        s = random_scene(rng, 1500, 0, spread=0.1, log_scale=0.0)  # every splat covers the image
+        with pytest.raises(RenderTooLargeError, match=r"isect.*max-storage-buffer-binding-size.*intersections; lower"):
+            gpu_render(s, np.eye(4), (60.0, 60.0, 32.0, 32.0), 64, 64)
+    finally:
+        set_context(old)
+
+
 @requires_shared("reference", "tiny_case.safetensors")
 def test_tiny_case_matches_gsplat(gpu):
     from safetensors.numpy import load_file
