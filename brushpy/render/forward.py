@@ -61,9 +61,13 @@ class RenderTooLargeError(BufferTooLargeError):
         super().__init__(what, nbytes, limit)
         self.hint = hint
         self.args = (
-            f"forward render: buffer {what!r} needs {nbytes / 2**20:.1f} MiB but this device binds at most "
-            f"{limit / 2**20:.1f} MiB per storage buffer (max-storage-buffer-binding-size); {hint}",
+            f"forward render: buffer {what!r} needs {_fmt_bytes(nbytes)} but this device binds at most "
+            f"{_fmt_bytes(limit)} per storage buffer (max-storage-buffer-binding-size); {hint}",
         )
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
 def _alloc(shape, dtype, label: str, hint: str) -> GpuTensor:
