@@ -168,3 +168,9 @@ def test_scratch_grows_inside_one_recorder(gpu):
             np.testing.assert_array_equal(kt.numpy(), k[order])
     finally:
         set_context(old)
+
+
+@pytest.mark.parametrize("value", [0, 7, 8, 0xFFFFFFFF])
+def test_sort_constant_keys(gpu, value):
+    """Whole blocks in one digit: counters at their largest (low and high 16-bit halves)."""
+    _check(np.full(3 * BLOCK + 11, value, np.uint32))
