@@ -1,0 +1,88 @@
+// Refine, selection passes (one entry per define):
+//
+// SELECT_FIRST: selected[sorted_vals[j]] = 1 for j < count (the `count`
+//     smallest weighted keys: a sample without replacement).
+// FORCE_FLAGS:  force[i] = 1 for force-split candidates not yet selected.
+// FORCE_SELECT: select force candidates in index order while their inclusive
+//     rank <= budget (counter 8 counts them); then, with the final selection
+//     of splat i known, write the growth key of each growth candidate that is
+//     still unselected (weight = refine statistic; counter 9 counts them).
+
+#include "common.wgsl"
+#include "refine_common.wgsl"
+
+struct Params {
+    count: u32,     // SELECT_FIRST: how many to take; others: number of splats
+    budget: u32,    // FORCE_SELECT: max force splits
+    grow_key: u32,  // FORCE_SELECT: random stream of the growth sample
+    _pad: u32,
+}
+
+const WG: u32 = 256u;
+
+#if SELECT_FIRST
+@group(0) @binding(0) var<storage, read> sorted_vals: array<u32>;
+@group(0) @binding(1) var<storage, read_write> selected: array<u32>;
+@group(0) @binding(2) var<uniform> params: Params;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let j = linear_workgroup_id(wid, nwg) * WG + lid;
+    if (j >= params.count) {
+        return;
+    }
+    selected[sorted_vals[j]] = 1u;
+}
+#endif
+
+#if FORCE_FLAGS
+@group(0) @binding(0) var<storage, read> flags: array<u32>;
+@group(0) @binding(1) var<storage, read> selected: array<u32>;
+@group(0) @binding(2) var<storage, read_write> force: array<u32>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+    if (i >= params.count) {
+        return;
+    }
+    force[i] = select(0u, 1u, (flags[i] & 4u) != 0u && selected[i] == 0u);
+}
+#endif
+
+#if FORCE_SELECT
+@group(0) @binding(0) var<storage, read> flags: array<u32>;
+@group(0) @binding(1) var<storage, read> force_rank: array<u32>;
+@group(0) @binding(2) var<storage, read_write> selected: array<u32>;
+@group(0) @binding(3) var<storage, read> refine_stat: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grow_keys: array<u32>;
+@group(0) @binding(5) var<storage, read_write> grow_vals: array<u32>;
+@group(0) @binding(6) var<storage, read_write> counters: array<atomic<u32>>;
+@group(0) @binding(7) var<uniform> params: Params;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+    if (i >= params.count) {
+        return;
+    }
+    let f = flags[i];
+    var sel = selected[i];
+    if ((f & 4u) != 0u && sel == 0u && force_rank[i] <= params.budget) {
+        sel = 1u;
+        selected[i] = 1u;
+        atomicAdd(&counters[8], 1u);
+    }
+    var key = 0xffffffffu;
+    if ((f & 8u) != 0u && sel == 0u) {
+        key = weighted_key_bits(params.grow_key, i, refine_stat[i]);
+        atomicAdd(&counters[9], 1u);
+    }
+    grow_keys[i] = key;
+    grow_vals[i] = i;
+}
+#endif
