@@ -299,10 +299,13 @@ def test_gather_and_zero_rows(gpu):
         rec = Recorder()
         out = gather_rows(rec, GpuTensor.from_numpy(src), GpuTensor.from_numpy(rows), 80)
         zero_rows(rec, out, GpuTensor.from_numpy(mask))
+        fused = gather_rows(rec, GpuTensor.from_numpy(src), GpuTensor.from_numpy(rows), 80,
+                            zero_mask=GpuTensor.from_numpy(mask))
         rec.submit()
         expect = src[rows].copy()
         expect[mask.astype(bool)] = 0
         np.testing.assert_array_equal(out.numpy(), expect)
+        np.testing.assert_array_equal(fused.numpy(), expect)
     with pytest.raises(ValueError):
         gather_rows(Recorder(), GpuTensor.from_numpy(src), GpuTensor.from_numpy(rows.astype(np.int32)), 80)
 

@@ -22,13 +22,18 @@ def row_width(t: GpuTensor) -> int:
     return int(math.prod(t.shape[1:])) if len(t.shape) > 1 else 1
 
 
-def _params(count: int, width: int) -> Uniform:
-    return Uniform(np.array([count, width, 0, 0], np.uint32))
+def _params(count: int) -> Uniform:
+    return Uniform(np.array([count, 0, 0, 0], np.uint32))
 
 
 def gather_rows(rec: Recorder, src: GpuTensor, src_rows: GpuTensor, count: int,
-                out: GpuTensor | None = None, label: str | None = None) -> GpuTensor:
+                out: GpuTensor | None = None, label: str | None = None,
+                zero_mask: GpuTensor | None = None) -> GpuTensor:
     """Record ``out[r] = src[src_rows[r]]`` for ``r < count`` (rows of any width).
+
+    With ``zero_mask`` (uint32 ``[>= count]``), rows with a nonzero mask are
+    written as zeros instead (gather and :func:`zero_rows` in one pass, e.g.
+    for optimizer moments after a refine).
 
     Args:
         rec: recorder the dispatch goes into.
@@ -54,10 +59,14 @@ def gather_rows(rec: Recorder, src: GpuTensor, src_rows: GpuTensor, count: int,
         out = GpuTensor.empty((count,) + tuple(src.shape[1:]), src.dtype, label or src.label)
     elif out.dtype != src.dtype or row_width(out) != width or out.shape[0] < count:
         raise ValueError(f"gather_rows: out {out!r} does not fit {count} rows of {src!r}")
+    if zero_mask is not None and (zero_mask.dtype != np.uint32 or zero_mask.numel < count):
+        raise ValueError(f"gather_rows: zero_mask must be uint32 with >= {count} entries, got {zero_mask!r}")
     if count == 0 or width == 0:
         return out
-    k = Kernel("gather_rows.wgsl", defines={"GATHER": True})
-    rec.dispatch(k, [src, src_rows, out, _params(count, width)], workgroups_for(count * width, _WG))
+    masked = zero_mask is not None
+    k = Kernel("gather_rows.wgsl", defines={"GATHER": True, "USE_MASK": masked, "WIDTH": width})
+    bindings = [src, src_rows, out, _params(count)] + ([zero_mask] if masked else [])
+    rec.dispatch(k, bindings, workgroups_for(count * width, _WG))
     return out
 
 
@@ -77,6 +86,6 @@ def zero_rows(rec: Recorder, tensor: GpuTensor, row_mask: GpuTensor, count: int 
     width = row_width(tensor)
     if count == 0 or width == 0:
         return tensor
-    k = Kernel("gather_rows.wgsl", defines={"GATHER": False})
-    rec.dispatch(k, [tensor, row_mask, _params(count, width)], workgroups_for(count * width, _WG))
+    k = Kernel("gather_rows.wgsl", defines={"GATHER": False, "WIDTH": width})
+    rec.dispatch(k, [tensor, row_mask, _params(count)], workgroups_for(count * width, _WG))
     return tensor

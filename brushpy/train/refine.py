@@ -368,10 +368,11 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
                        float(config.growth_grad_threshold), float(c[0]), float(c[1]), float(c[2]),
                        float(config.split_at_screen_size))
         rec.clear(counters)
-        rec.dispatch(k.mark, [splats.means, splats.rotations, splats.log_scales, splats.sh_coeffs,
-                              splats.raw_opacities, stats.refine_stat, stats.visible_count,
-                              stats.max_screen_frac, keep, flags, refill_keys, refill_vals, counters,
-                              Uniform(params)], workgroups_for(n, _WG))
+        bindings = [splats.means, splats.rotations, splats.log_scales, splats.sh_coeffs, splats.raw_opacities,
+                    stats.refine_stat, stats.visible_count, stats.max_screen_frac, keep, flags, refill_keys,
+                    refill_vals, counters, Uniform(params)]
+        with rec.stage("refine.mark"):
+            rec.dispatch(k.mark, bindings, workgroups_for(n, _WG))
         return _read_counters(rec, counters)
 
     cnt = mark(True)
@@ -385,22 +386,24 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
     selected = GpuTensor.empty((n,), np.uint32, "refine_selected")
     n_refill = min(n_pruned, int(cnt[_C_REFILL_ELIGIBLE]))
     if n_refill > 0:
-        _select_smallest(rec, k, refill_keys, refill_vals, n, n_refill, selected)
+        with rec.stage("refine.sample"):
+            _select_smallest(rec, k, refill_keys, refill_vals, n, n_refill, selected)
 
     # ---- force-split in index order within the budget; then growth keys
     force_budget = max(0, max_splats - (n_kept + n_refill))
     force_rank = flags  # any u32 [N]; unread when no splat is a force candidate
-    if force_on and cnt[_C_FORCE_CAND] > 0 and force_budget > 0:
-        force = GpuTensor.empty((n,), np.uint32, "refine_force")
-        rec.dispatch(k.force_flags, [flags, selected, force, Uniform(_u32s(n, 0, 0, 0))], workgroups_for(n, _WG))
-        force_rank = inclusive_prefix_sum(rec, force, n)
-    else:
-        force_budget = 0
     grow_keys = GpuTensor.empty((n,), np.uint32, "grow_keys")
     grow_vals = GpuTensor.empty((n,), np.uint32, "grow_vals")
-    rec.dispatch(k.force_select, [flags, force_rank, selected, stats.refine_stat, grow_keys, grow_vals, counters,
-                                  Uniform(_u32s(n, force_budget, stream_key(seed, step, STREAM_GROW), 0))],
-                 workgroups_for(n, _WG))
+    with rec.stage("refine.sample"):
+        if force_on and cnt[_C_FORCE_CAND] > 0 and force_budget > 0:
+            force = GpuTensor.empty((n,), np.uint32, "refine_force")
+            rec.dispatch(k.force_flags, [flags, selected, force, Uniform(_u32s(n, 0, 0, 0))], workgroups_for(n, _WG))
+            force_rank = inclusive_prefix_sum(rec, force, n)
+        else:
+            force_budget = 0
+        rec.dispatch(k.force_select, [flags, force_rank, selected, stats.refine_stat, grow_keys, grow_vals, counters,
+                                      Uniform(_u32s(n, force_budget, stream_key(seed, step, STREAM_GROW), 0))],
+                     workgroups_for(n, _WG))
     cnt2 = _read_counters(rec, counters)
     n_force = int(cnt2[_C_FORCE_SEL])
 
@@ -411,33 +414,38 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
         want = growth_count(int(cnt[_C_GROW_CAND]), config.growth_select_fraction, n_pruned)
         n_grow = min(want, headroom, int(cnt2[_C_GROW_ELIGIBLE]))
         if n_grow > 0:
-            _select_smallest(rec, k, grow_keys, grow_vals, n, n_grow, selected)
+            with rec.stage("refine.sample"):
+                _select_smallest(rec, k, grow_keys, grow_vals, n, n_grow, selected)
 
     # ---- compaction: new row layout, Adam mapping
     n_split = n_refill + n_force + n_grow
     n_new = n_kept + n_split
-    keep_rank = inclusive_prefix_sum(rec, keep, n)
-    sel_rank = inclusive_prefix_sum(rec, selected, n)
     src_rows = GpuTensor.empty((n_new,), np.uint32, "src_rows")
     zero_mask = GpuTensor.empty((n_new,), np.uint32, "zero_mask")
     split_old = GpuTensor.empty((max(n_split, 1),), np.uint32, "split_old")
-    rec.dispatch(k.compact, [keep, selected, keep_rank, sel_rank, src_rows, zero_mask, split_old,
-                             Uniform(_u32s(n, n_kept, 0, 0))], workgroups_for(n, _WG))
+    with rec.stage("refine.compact"):
+        keep_rank = inclusive_prefix_sum(rec, keep, n)
+        sel_rank = inclusive_prefix_sum(rec, selected, n)
+        rec.dispatch(k.compact, [keep, selected, keep_rank, sel_rank, src_rows, zero_mask, split_old,
+                                 Uniform(_u32s(n, n_kept, 0, 0))], workgroups_for(n, _WG))
 
-    new = Splats(*(gather_rows(rec, getattr(splats, f), src_rows, n_new, label=f)
-                   for f in ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")))
-    if n_split > 0:
-        screen = float(config.split_at_screen_size) if force_on else 0.0
-        rec.dispatch(k.split, [split_old, keep_rank, splats.means, splats.rotations, splats.log_scales,
-                               splats.raw_opacities, stats.max_screen_frac, new.means, new.log_scales,
-                               new.raw_opacities, Uniform(_u32s(n_split, n_kept, screen, 0))],
-                     workgroups_for(n_split, _WG))
-    if decay > 0:
-        rec.dispatch(k.decay, [new.raw_opacities, Uniform(_u32s(n_new, float(decay), 0, 0))],
-                     workgroups_for(n_new, _WG))
+    with rec.stage("refine.gather"):
+        new = Splats(*(gather_rows(rec, getattr(splats, f), src_rows, n_new, label=f)
+                       for f in ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")))
+    with rec.stage("refine.split"):
+        if n_split > 0:
+            screen = float(config.split_at_screen_size) if force_on else 0.0
+            rec.dispatch(k.split, [split_old, keep_rank, splats.means, splats.rotations, splats.log_scales,
+                                   splats.raw_opacities, stats.max_screen_frac, new.means, new.log_scales,
+                                   new.raw_opacities, Uniform(_u32s(n_split, n_kept, screen, 0))],
+                         workgroups_for(n_split, _WG))
+        if decay > 0:
+            rec.dispatch(k.decay, [new.raw_opacities, Uniform(_u32s(n_new, float(decay), 0, 0))],
+                         workgroups_for(n_new, _WG))
     if optimizer is not None:
-        optimizer.gather(rec, src_rows, n_new)
-        optimizer.zero_rows(rec, zero_mask)
+        with rec.stage("refine.optimizer"):
+            optimizer.gather(rec, src_rows, n_new)
+            optimizer.zero_rows(rec, zero_mask)
     rec.submit()
 
     return RefineResult(
