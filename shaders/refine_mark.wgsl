@@ -39,14 +39,33 @@ struct Params {
 @group(0) @binding(13) var<uniform> params: Params;
 
 const WG: u32 = 256u;
+const NUM_COUNTERS: u32 = 8u;
+
+// Counters are summed per workgroup first: one global atomic per workgroup
+// and counter instead of one per splat.
+var<workgroup> wg_counts: array<atomic<u32>, 8>;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
-    if (i >= params.n) {
-        return;
+    if (lid < NUM_COUNTERS) {
+        atomicStore(&wg_counts[lid], 0u);
     }
+    workgroupBarrier();
+    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+    if (i < params.n) {
+        mark_splat(i);
+    }
+    workgroupBarrier();
+    if (lid < NUM_COUNTERS) {
+        let c = atomicLoad(&wg_counts[lid]);
+        if (c != 0u) {
+            atomicAdd(&counters[lid], c);
+        }
+    }
+}
+
+fn mark_splat(i: u32) {
     let center = vec3<f32>(params.center_x, params.center_y, params.center_z);
 
     var finite = true;
@@ -70,13 +89,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var kept = true;
     if ((params.mode & 4u) != 0u) {
         if (!finite) {
-            atomicAdd(&counters[5], 1u);
+            atomicAdd(&wg_counts[5], 1u);
             kept = false;
         } else if (transparent) {
-            atomicAdd(&counters[6], 1u);
+            atomicAdd(&wg_counts[6], 1u);
             kept = false;
         } else if (huge) {
-            atomicAdd(&counters[7], 1u);
+            atomicAdd(&wg_counts[7], 1u);
             kept = false;
         }
     }
@@ -85,23 +104,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var f = 0u;
     var key = 0xffffffffu;
     if (kept) {
-        atomicAdd(&counters[4], 1u);
+        atomicAdd(&wg_counts[4], 1u);
         f |= 1u;
         if (visible) {
             f |= 2u;
-            atomicAdd(&counters[1], 1u);
+            atomicAdd(&wg_counts[1], 1u);
             key = weighted_key_bits(params.refill_key, i, sigmoid(raw));
             if ((params.mode & 1u) != 0u && max_screen_frac[i] > params.split_screen) {
                 f |= 4u;
-                atomicAdd(&counters[2], 1u);
+                atomicAdd(&wg_counts[2], 1u);
             }
             if ((params.mode & 2u) != 0u && refine_stat[i] > params.grow_threshold) {
                 f |= 8u;
-                atomicAdd(&counters[3], 1u);
+                atomicAdd(&wg_counts[3], 1u);
             }
         }
     } else {
-        atomicAdd(&counters[0], 1u);
+        atomicAdd(&wg_counts[0], 1u);
     }
     keep[i] = select(0u, 1u, kept);
     flags[i] = f;

@@ -63,26 +63,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @group(0) @binding(6) var<storage, read_write> counters: array<atomic<u32>>;
 @group(0) @binding(7) var<uniform> params: Params;
 
+var<workgroup> wg_force: atomic<u32>;
+var<workgroup> wg_grow: atomic<u32>;
+
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
+    if (lid == 0u) {
+        atomicStore(&wg_force, 0u);
+        atomicStore(&wg_grow, 0u);
+    }
+    workgroupBarrier();
     let i = linear_workgroup_id(wid, nwg) * WG + lid;
-    if (i >= params.count) {
-        return;
+    if (i < params.count) {
+        let f = flags[i];
+        var sel = selected[i];
+        if ((f & 4u) != 0u && sel == 0u && force_rank[i] <= params.budget) {
+            sel = 1u;
+            selected[i] = 1u;
+            atomicAdd(&wg_force, 1u);
+        }
+        var key = 0xffffffffu;
+        if ((f & 8u) != 0u && sel == 0u) {
+            key = weighted_key_bits(params.grow_key, i, refine_stat[i]);
+            atomicAdd(&wg_grow, 1u);
+        }
+        grow_keys[i] = key;
+        grow_vals[i] = i;
     }
-    let f = flags[i];
-    var sel = selected[i];
-    if ((f & 4u) != 0u && sel == 0u && force_rank[i] <= params.budget) {
-        sel = 1u;
-        selected[i] = 1u;
-        atomicAdd(&counters[8], 1u);
+    workgroupBarrier();
+    if (lid == 0u) {
+        atomicAdd(&counters[8], atomicLoad(&wg_force));
+        atomicAdd(&counters[9], atomicLoad(&wg_grow));
     }
-    var key = 0xffffffffu;
-    if ((f & 8u) != 0u && sel == 0u) {
-        key = weighted_key_bits(params.grow_key, i, refine_stat[i]);
-        atomicAdd(&counters[9], 1u);
-    }
-    grow_keys[i] = key;
-    grow_vals[i] = i;
 }
 #endif

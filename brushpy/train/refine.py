@@ -40,6 +40,25 @@ New row layout: survivors keep their order in rows ``[0, n_kept)``; the
 children of split splats follow in the order of their parents' old index.
 ``src_rows[r]`` names the old row of new row ``r``; ``zero_mask[r]`` marks the
 rows whose Adam moments restart (both halves of every split).
+
+Trainer contract::
+
+    bounds = scene_bounds(splats.means)          # once at start; lr_mean *= bounds.median_size
+    stats = RefineStats(splats.num_splats)
+    ...each step, after the backward, in the step's recorder:
+    stats.accumulate(rec, forward_state, refine_weight)
+    ...every refine_every steps while step < 0.95 * total_steps:
+    res = refine(rec, splats, stats, adam, config, step, bounds, seed)
+    splats, stats, bounds = res.splats, res.stats, res.bounds
+
+Differences from Brush, on purpose: samples are drawn without replacement
+(Brush draws with replacement and drops duplicates, so it may split fewer);
+growth excludes splats already chosen by re-fill or force-split (Brush counts
+them again, which also shrinks its growth); children copy the parent's raw
+quaternion (Brush stores it normalised; same rotation). The split follows
+DESIGN.md: only the longest axis shrinks and moves (Brush's current rule also
+shrinks the other axes by ``1 − (1−k)·s_i²/s_max²`` and offsets them, which
+reduces to this when the other axes are much smaller).
 """
 
 from __future__ import annotations
@@ -121,8 +140,8 @@ def scene_bounds(means, percentile: float = BOUND_PERCENTILE) -> SceneBounds:
 
     With Brush's default ``p = 0.8`` that is the 10–90% box; its median side
     (:attr:`SceneBounds.median_size`) is the scene extent of the options doc.
-    Index rule as Brush: sorted finite values ``v``, ``lo = v[int((1−p)/2·n)]``,
-    ``hi = v[min(n−1, int((1+p)/2·n))]``. Non-finite coordinates are ignored;
+    Index rule as Brush (``bounds_from_pos``, float32 arithmetic): sorted finite
+    values ``v``, ``lo = v[int((1−p)/2·n)]``, ``hi = v[min(n−1, int((1+p)/2·n))]``. Non-finite coordinates are ignored;
     with none left on some axis the box is ``[-1, 1]³``.
 
     Args:
@@ -139,8 +158,8 @@ def scene_bounds(means, percentile: float = BOUND_PERCENTILE) -> SceneBounds:
         n = v.size
         if n == 0:
             return SceneBounds(np.zeros(3), np.ones(3))
-        il = int(np.float32((1.0 - percentile) / 2.0) * np.float32(n))
-        ih = min(n - 1, int(np.float32((1.0 + percentile) / 2.0) * np.float32(n)))
+        il = int((np.float32(1) - np.float32(percentile)) / np.float32(2) * np.float32(n))
+        ih = min(n - 1, int((np.float32(1) + np.float32(percentile)) / np.float32(2) * np.float32(n)))
         part = np.partition(v, (il, ih))
         lo[a], hi[a] = float(part[il]), float(part[ih])
     return SceneBounds((lo + hi) / 2.0, (hi - lo) / 2.0)

@@ -62,8 +62,8 @@ def scene_bounds(means, percentile=0.8):
     for a in range(3):
         v = np.sort(means[:, a][np.isfinite(means[:, a])])
         n = v.size
-        il = int(np.float32((1.0 - percentile) / 2.0) * np.float32(n))
-        ih = min(n - 1, int(np.float32((1.0 + percentile) / 2.0) * np.float32(n)))
+        il = int((np.float32(1) - np.float32(percentile)) / np.float32(2) * np.float32(n))
+        ih = min(n - 1, int((np.float32(1) + np.float32(percentile)) / np.float32(2) * np.float32(n)))
         lo[a], hi[a] = v[il], v[ih]
     return (lo + hi) / 2.0, (hi - lo) / 2.0
 
