@@ -6,8 +6,8 @@ Usage::
 
 Each run refines a random splat set with statistics that make every rule act
 (about 2% pruned and re-filled, ~1.5% force splits, growth up to
-``--max-splats``) and carries two Adam moments per parameter through the row
-gather, as training does. Reported per size: wall time of :func:`refine`
+``--max-splats``) and carries the GPU Adam's two moments per parameter
+through the row gather, as training does. Reported per size: wall time of :func:`refine`
 (median of the repeats, after one warm-up that builds the pipelines), GPU
 time per stage from timestamp queries (last repeat), and the counts. The SH
 degree is lowered when one ``sh_coeffs`` buffer would not fit the device's
@@ -32,25 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from brushpy.gpu import GpuTensor, Profiler, Recorder, get_context  # noqa: E402
 from brushpy.render.splats import Splats  # noqa: E402
 from brushpy.train.config import TrainConfig  # noqa: E402
-from brushpy.train.gather import gather_rows, zero_rows  # noqa: E402
+from brushpy.optim.adam import Adam  # noqa: E402
 from brushpy.train.refine import RefineStats, refine, scene_bounds  # noqa: E402
 
 FIELDS = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
-
-
-class TwoMoments:
-    """Two per-splat moments per parameter, gathered and zeroed like the GPU Adam's."""
-
-    def __init__(self, splats: Splats):
-        self.moments = [GpuTensor.empty(getattr(splats, f).shape, np.float32, f"{f}.m{j}")
-                        for f in FIELDS for j in range(2)]
-
-    def gather(self, rec, src_rows, new_count):
-        self.moments = [gather_rows(rec, m, src_rows, new_count) for m in self.moments]
-
-    def zero_rows(self, rec, row_mask):
-        for m in self.moments:
-            zero_rows(rec, m, row_mask)
 
 
 def make_inputs(n: int, sh_degree: int, rng):
@@ -88,7 +73,9 @@ def bench(n: int, sh_degree: int, repeats: int, rng) -> dict:
         stats.refine_stat.write(stat)
         stats.visible_count.write(vis)
         stats.max_screen_frac.write(screen)
-        opt = TwoMoments(splats)
+        opt = Adam()
+        opt.load_state_dict({"t": np.array(1), **{f"{f}.{m}": np.zeros(getattr(splats, f).shape, np.float32)
+                                                  for f in FIELDS for m in ("exp_avg", "exp_avg_sq")}})
         prof = Profiler()
         rec = Recorder(profiler=prof)
         rec.submit()

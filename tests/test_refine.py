@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from brushpy.gpu import GpuTensor, Recorder
+from brushpy.optim.adam import Adam, AdamConfig
 from brushpy.render.splats import Splats
 from brushpy.train.config import TrainConfig
 from brushpy.train.gather import gather_rows, zero_rows
@@ -20,22 +21,17 @@ from tests.reference import refine as ref
 FIELDS = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
 
 
-class RowMomentsOptimizer:
-    """Test double of the Adam optimizer's refine hooks: two moments per parameter, rows gathered/zeroed on the GPU."""
-
-    def __init__(self, splats: Splats, rng):
-        self.moments = {}
-        for f in FIELDS:
-            shape = getattr(splats, f).shape
-            for m in ("exp_avg", "exp_avg_sq"):
-                self.moments[(f, m)] = GpuTensor.from_numpy(rng.normal(size=shape).astype(np.float32), f"{f}.{m}")
-
-    def gather(self, rec, src_rows, new_count):
-        self.moments = {k: gather_rows(rec, v, src_rows, new_count) for k, v in self.moments.items()}
-
-    def zero_rows(self, rec, row_mask):
-        for v in self.moments.values():
-            zero_rows(rec, v, row_mask)
+def adam_with_random_moments(splats: Splats, rng, shared_sh: bool) -> Adam:
+    """The GPU Adam with random moments for every parameter (as after some training)."""
+    adam = Adam(AdamConfig(shared_sh_second_moment=shared_sh))
+    state = {"t": np.array(17, np.int64)}
+    for f in FIELDS:
+        shape = getattr(splats, f).shape
+        state[f"{f}.exp_avg"] = rng.normal(size=shape).astype(np.float32)
+        v_shape = shape[:1] if (shared_sh and f == "sh_coeffs") else shape
+        state[f"{f}.exp_avg_sq"] = rng.random(v_shape).astype(np.float32)
+    adam.load_state_dict(state)
+    return adam
 
 
 def random_splats(rng, n, sh_k=4, bad=True):
@@ -71,11 +67,11 @@ def upload(p, stat, vis, screen):
     return splats, stats
 
 
-def run_both(p, stat, vis, screen, cfg, step, seed, optimizer_rng=None, bounds=None):
+def run_both(p, stat, vis, screen, cfg, step, seed, optimizer_rng=None, bounds=None, shared_sh=False):
     splats, stats = upload(p, stat, vis, screen)
     bounds = bounds or scene_bounds(p["means"])
-    opt = RowMomentsOptimizer(splats, optimizer_rng) if optimizer_rng is not None else None
-    old_moments = {k: v.numpy() for k, v in opt.moments.items()} if opt else None
+    opt = adam_with_random_moments(splats, optimizer_rng, shared_sh) if optimizer_rng is not None else None
+    old_moments = opt.state_dict() if opt else None
     res = refine(Recorder(), splats, stats, opt, cfg, step, bounds, seed)
     model = ref.refine_reference(
         p, stat, vis, screen, max_splats=cfg.max_splats, growth_grad_threshold=cfg.growth_grad_threshold,
@@ -123,7 +119,8 @@ def test_refine_matches_numpy_model(gpu, name):
     rng = np.random.default_rng(sorted(CONFIGS).index(name) + 100)
     p, stat, vis, screen = random_splats(rng, 1200)
     cfg = replace(TrainConfig(), **overrides)
-    res, model, opt, old = run_both(p, stat, vis, screen, cfg, step, seed=7, optimizer_rng=rng)
+    res, model, opt, old = run_both(p, stat, vis, screen, cfg, step, seed=7, optimizer_rng=rng,
+                                    shared_sh=name == "capped")
     assert_matches_model(res, model)
     assert res.num_pruned >= 7
     if name == "grow":
@@ -135,8 +132,12 @@ def test_refine_matches_numpy_model(gpu, name):
     # Adam moments moved with their rows and restart for both halves of every split.
     src = model["src_rows"]
     zero = model["zero_mask"].astype(bool)
+    after_all = opt.state_dict()
+    assert set(after_all) == set(old) and int(after_all["t"]) == 17
     for key, before in old.items():
-        after = opt.moments[key].numpy()
+        if key == "t":
+            continue
+        after = after_all[key]
         expect = before[src].copy()
         expect[zero] = 0
         np.testing.assert_array_equal(after, expect, err_msg=str(key))

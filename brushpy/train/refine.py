@@ -75,7 +75,7 @@ from ..render.prefix_sum import inclusive_prefix_sum
 from ..render.sort import radix_sort_pairs
 from ..render.splats import Splats
 from .config import TrainConfig
-from .gather import gather_rows, zero_rows
+from .gather import gather_rows
 
 _WG = 256
 
@@ -237,13 +237,16 @@ class RefineStats:
 # ------------------------------------------------------------------ optimizer hook
 @runtime_checkable
 class RefineOptimizer(Protocol):
-    """What refine needs from the optimizer (GPU Adam): rebuild its moments for the new rows."""
+    """What refine needs from the optimizer to rebuild its moments for the new rows.
 
-    def gather(self, rec: Recorder, src_rows: GpuTensor, new_count: int) -> None:
-        """Replace every per-splat state tensor ``t`` by ``t[src_rows[:new_count]]``."""
+    :class:`brushpy.optim.adam.Adam` implements it.
+    """
 
-    def zero_rows(self, rec: Recorder, row_mask: GpuTensor) -> None:
-        """Zero the state of every row ``r`` with ``row_mask[r] != 0``."""
+    def gather(self, rec: Recorder, idx: GpuTensor) -> None:
+        """Replace every per-splat state tensor ``t`` [N, ...] by ``t[idx]`` (``idx`` u32 [N_new])."""
+
+    def zero_mask(self, rec: Recorder, mask: GpuTensor) -> None:
+        """Zero the state of every row ``r`` with ``mask[r] != 0`` (``mask`` u32 [N_new])."""
 
 
 # ------------------------------------------------------------------ result
@@ -338,7 +341,7 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
         splats: current splats (N rows); not modified (new tensors are returned).
         stats: statistics for these N splats since the last refine.
         optimizer: its moments are gathered by ``src_rows`` and zeroed by
-            ``zero_mask`` (:class:`RefineOptimizer`); None skips that.
+            ``zero_mask`` (:class:`RefineOptimizer`, e.g. the GPU Adam); None skips that.
         config: ``max_splats``, ``growth_*``, ``split_at_screen_size``,
             ``opac_decay``, ``total_steps``.
         step: current training step (growth stops at ``growth_stop_iter``;
@@ -463,8 +466,8 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
                          workgroups_for(n_new, _WG))
     if optimizer is not None:
         with rec.stage("refine.optimizer"):
-            optimizer.gather(rec, src_rows, n_new)
-            optimizer.zero_rows(rec, zero_mask)
+            optimizer.gather(rec, src_rows)
+            optimizer.zero_mask(rec, zero_mask)
     rec.submit()
 
     return RefineResult(
