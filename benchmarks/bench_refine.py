@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brushpy.gpu import GpuTensor, Profiler, Recorder, get_context  # noqa: E402
+from brushpy.gpu import Profiler, Recorder, get_context  # noqa: E402
 from brushpy.render.splats import Splats  # noqa: E402
 from brushpy.train.config import TrainConfig  # noqa: E402
 from brushpy.optim.adam import Adam  # noqa: E402
