@@ -349,6 +349,11 @@ def test_stats_accumulate(gpu):
     np.testing.assert_array_equal(stats.refine_stat.numpy(), exp_stat.astype(np.float32))
     np.testing.assert_array_equal(stats.visible_count.numpy(), exp_vis)
     np.testing.assert_allclose(stats.max_screen_frac.numpy(), exp_screen, rtol=1e-4, atol=1e-6)
+    restored = RefineStats.from_state_dict(stats.state_dict())
+    for k, v in stats.state_dict().items():
+        np.testing.assert_array_equal(restored.state_dict()[k], v)
+    with pytest.raises(ValueError, match="missing"):
+        RefineStats.from_state_dict({"refine_stat": exp_stat})
     rec = Recorder()
     stats.reset(rec)
     rec.submit()

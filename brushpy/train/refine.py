@@ -191,6 +191,31 @@ class RefineStats:
     def num_splats(self) -> int:
         return self.refine_stat.shape[0]
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the three statistics (for checkpoints; bit-exact with :meth:`load_state_dict`)."""
+        return {"refine_stat": self.refine_stat.numpy(), "visible_count": self.visible_count.numpy(),
+                "max_screen_frac": self.max_screen_frac.numpy()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, np.ndarray]) -> "RefineStats":
+        """Statistics restored from :meth:`state_dict`.
+
+        Raises:
+            ValueError: a missing key or arrays of different lengths.
+        """
+        names = ("refine_stat", "visible_count", "max_screen_frac")
+        missing = [k for k in names if k not in state]
+        if missing:
+            raise ValueError(f"RefineStats.from_state_dict: missing {missing}")
+        lengths = {np.asarray(state[k]).size for k in names}
+        if len(lengths) != 1:
+            raise ValueError(f"RefineStats.from_state_dict: arrays have different lengths {sorted(lengths)}")
+        out = cls(lengths.pop())
+        out.refine_stat.write(np.asarray(state["refine_stat"], np.float32))
+        out.visible_count.write(np.asarray(state["visible_count"], np.uint32))
+        out.max_screen_frac.write(np.asarray(state["max_screen_frac"], np.float32))
+        return out
+
     def reset(self, rec: Recorder) -> None:
         """Record zeroing all three statistics."""
         rec.clear(self.refine_stat)
