@@ -3,6 +3,9 @@
 // SELECT_FIRST: selected[sorted_vals[j]] = 1 for j < count (the `count`
 //     smallest weighted keys: a sample without replacement).
 // FORCE_FLAGS:  force[i] = 1 for force-split candidates not yet selected.
+// KEY_FLAGS:    flag[i] = 1 where keys[i] marks a candidate (!= 0xffffffff).
+// KEY_COMPACT:  candidates' (key, index) pairs packed in index order by the
+//     inclusive prefix sum of the flags, so that the sort only sees them.
 // FORCE_SELECT: select force candidates in index order while their inclusive
 //     rank <= budget (counter 8 counts them); then, with the final selection
 //     of splat i known, write the growth key of each growth candidate that is
@@ -33,6 +36,45 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     selected[sorted_vals[j]] = 1u;
+}
+#endif
+
+#if KEY_FLAGS
+@group(0) @binding(0) var<storage, read> keys: array<u32>;
+@group(0) @binding(1) var<storage, read_write> flag: array<u32>;
+@group(0) @binding(2) var<uniform> params: Params;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+    if (i >= params.count) {
+        return;
+    }
+    flag[i] = select(0u, 1u, keys[i] != 0xffffffffu);
+}
+#endif
+
+#if KEY_COMPACT
+@group(0) @binding(0) var<storage, read> keys: array<u32>;
+@group(0) @binding(1) var<storage, read> rank: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out_keys: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out_vals: array<u32>;
+@group(0) @binding(4) var<uniform> params: Params;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+    if (i >= params.count) {
+        return;
+    }
+    let key = keys[i];
+    if (key != 0xffffffffu) {
+        let r = rank[i] - 1u;
+        out_keys[r] = key;
+        out_vals[r] = i;
+    }
 }
 #endif
 

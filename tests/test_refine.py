@@ -34,7 +34,7 @@ def adam_with_random_moments(splats: Splats, rng, shared_sh: bool) -> Adam:
     return adam
 
 
-def random_splats(rng, n, sh_k=4, bad=True):
+def random_splats(rng, n, sh_k=4, bad=True, vis_frac=0.85):
     p = {
         "means": rng.normal(size=(n, 3)).astype(np.float32),
         "rotations": rng.normal(size=(n, 4)).astype(np.float32),
@@ -53,7 +53,7 @@ def random_splats(rng, n, sh_k=4, bad=True):
         p["means"][19, 0] = 1e4  # far from the centre
         p["raw_opacities"][23] = -7.0  # opacity < 1/255
     stat = np.abs(rng.normal(0.0, 0.004, n)).astype(np.float32)
-    vis = (rng.random(n) < 0.85).astype(np.uint32) * rng.integers(1, 5, n).astype(np.uint32)
+    vis = (rng.random(n) < vis_frac).astype(np.uint32) * rng.integers(1, 5, n).astype(np.uint32)
     screen = (rng.random(n) ** 6).astype(np.float32)
     return p, stat, vis, screen
 
@@ -110,6 +110,8 @@ CONFIGS = {
     "late": (dict(split_at_screen_size=0.0), 16000),
     # end of training: no decay left
     "no_decay": (dict(growth_grad_threshold=0.001, total_steps=2000), 2000),
+    # few visible splats, few growth candidates: candidates are packed before sorting
+    "sparse": (dict(growth_grad_threshold=0.003, growth_select_fraction=1.0), 300),
 }
 
 
@@ -117,7 +119,7 @@ CONFIGS = {
 def test_refine_matches_numpy_model(gpu, name):
     overrides, step = CONFIGS[name]
     rng = np.random.default_rng(sorted(CONFIGS).index(name) + 100)
-    p, stat, vis, screen = random_splats(rng, 1200)
+    p, stat, vis, screen = random_splats(rng, 1200, vis_frac=0.3 if name == "sparse" else 0.85)
     cfg = replace(TrainConfig(), **overrides)
     res, model, opt, old = run_both(p, stat, vis, screen, cfg, step, seed=7, optimizer_rng=rng,
                                     shared_sh=name == "capped")
@@ -127,6 +129,8 @@ def test_refine_matches_numpy_model(gpu, name):
         assert res.num_grown > 0 and res.num_force_split > 0 and res.num_refilled == res.num_pruned
     if name == "capped":
         assert res.num_splats == cfg.max_splats
+    if name == "sparse":
+        assert 0 < res.num_grown and 0 < res.num_refilled == res.num_pruned
     if name == "late":
         assert res.num_grown == 0 and res.num_force_split == 0
     # Adam moments moved with their rows and restart for both halves of every split.

@@ -318,6 +318,8 @@ class _Kernels:
     def __init__(self):
         self.mark = Kernel("refine_mark.wgsl")
         self.select_first = Kernel("refine_select.wgsl", defines={"SELECT_FIRST": True})
+        self.key_flags = Kernel("refine_select.wgsl", defines={"KEY_FLAGS": True})
+        self.key_compact = Kernel("refine_select.wgsl", defines={"KEY_COMPACT": True})
         self.force_flags = Kernel("refine_select.wgsl", defines={"FORCE_FLAGS": True})
         self.force_select = Kernel("refine_select.wgsl", defines={"FORCE_SELECT": True})
         self.compact = Kernel("refine_compact.wgsl")
@@ -346,7 +348,21 @@ def _read_counters(rec: Recorder, counters: GpuTensor) -> np.ndarray:
     return counters.numpy().astype(np.int64)
 
 
-def _select_smallest(rec, k: _Kernels, keys, vals, n: int, take: int, selected: GpuTensor) -> None:
+def _select_smallest(rec, k: _Kernels, keys, vals, n: int, num_candidates: int, take: int,
+                     selected: GpuTensor) -> None:
+    """Mark ``selected`` for the ``take`` smallest keys (non-candidates have key 0xffffffff).
+
+    When candidates are at most half of the splats they are packed first (index
+    order kept, so the stable sort picks the same splats) and only they are sorted.
+    """
+    if 2 * num_candidates <= n:
+        flag = GpuTensor.empty((n,), np.uint32, "candidate_flag")
+        rec.dispatch(k.key_flags, [keys, flag, Uniform(_u32s(n, 0, 0, 0))], workgroups_for(n, _WG))
+        rank = inclusive_prefix_sum(rec, flag, n, out=flag)
+        ckeys = GpuTensor.empty((num_candidates,), np.uint32, "candidate_keys")
+        cvals = GpuTensor.empty((num_candidates,), np.uint32, "candidate_vals")
+        rec.dispatch(k.key_compact, [keys, rank, ckeys, cvals, Uniform(_u32s(n, 0, 0, 0))], workgroups_for(n, _WG))
+        keys, vals, n = ckeys, cvals, num_candidates
     _, sorted_vals = radix_sort_pairs(rec, keys, vals, n, num_bits=32)
     rec.dispatch(k.select_first, [sorted_vals, selected, Uniform(_u32s(take, 0, 0, 0))], workgroups_for(take, _WG))
 
@@ -434,7 +450,7 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
     n_refill = min(n_pruned, int(cnt[_C_REFILL_ELIGIBLE]))
     if n_refill > 0:
         with rec.stage("refine.sample"):
-            _select_smallest(rec, k, refill_keys, refill_vals, n, n_refill, selected)
+            _select_smallest(rec, k, refill_keys, refill_vals, n, int(cnt[_C_REFILL_ELIGIBLE]), n_refill, selected)
 
     # ---- force-split in index order within the budget; then growth keys
     force_budget = max(0, max_splats - (n_kept + n_refill))
@@ -462,7 +478,7 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
         n_grow = min(want, headroom, int(cnt2[_C_GROW_ELIGIBLE]))
         if n_grow > 0:
             with rec.stage("refine.sample"):
-                _select_smallest(rec, k, grow_keys, grow_vals, n, n_grow, selected)
+                _select_smallest(rec, k, grow_keys, grow_vals, n, int(cnt2[_C_GROW_ELIGIBLE]), n_grow, selected)
 
     # ---- compaction: new row layout, Adam mapping
     n_split = n_refill + n_force + n_grow
