@@ -8,6 +8,7 @@
 // of the bounding box of the ellipse where the splat's alpha reaches 1/255:
 // o·exp(-½ dᵀ conic d) = 1/255  ->  extent_x = sqrt(2 ln(255 o) · Σxx),
 // Σ = conic⁻¹ (the same extent the forward uses to count tiles, as Brush).
+// No atomics: a splat appears at most once in global_from_compact.
 
 #include "common.wgsl"
 #include "refine_common.wgsl"
