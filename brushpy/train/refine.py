@@ -453,7 +453,7 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
             _select_smallest(rec, k, refill_keys, refill_vals, n, int(cnt[_C_REFILL_ELIGIBLE]), n_refill, selected)
 
     # ---- force-split in index order within the budget; then growth keys
-    force_budget = max(0, max_splats - (n_kept + n_refill))
+    force_budget = min(n, max(0, max_splats - (n_kept + n_refill)))  # fits the u32 uniform
     force_rank = flags  # any u32 [N]; unread when no splat is a force candidate
     grow_keys = GpuTensor.empty((n,), np.uint32, "grow_keys")
     grow_vals = GpuTensor.empty((n,), np.uint32, "grow_vals")
