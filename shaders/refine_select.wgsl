@@ -3,8 +3,11 @@
 // SELECT_FIRST: selected[sorted_vals[j]] = 1 for j < count (the `count`
 //     smallest weighted keys: a sample without replacement).
 // FORCE_FLAGS:  force[i] = 1 for force-split candidates not yet selected.
-// KEY_FLAGS:    flag[i] = 1 where keys[i] marks a candidate (!= 0xffffffff).
-// KEY_COMPACT:  candidates' (key, index) pairs packed in index order by the
+// KEY_HISTOGRAM: counts of candidate keys (!= 0xffffffff) per value of their
+//     top HIST_BITS bits (for a positive float key: exponent and the first
+//     mantissa bits, i.e. a quarter-octave of key value per bin).
+// KEY_FLAGS:    flag[i] = 1 where keys[i] < limit (candidates below a cut).
+// KEY_COMPACT:  those (key, index) pairs packed in index order by the
 //     inclusive prefix sum of the flags, so that the sort only sees them.
 // FORCE_SELECT: select force candidates in index order while their inclusive
 //     rank <= budget (counter 8 counts them); then, with the final selection
@@ -16,7 +19,7 @@
 
 struct Params {
     count: u32,     // SELECT_FIRST: how many to take; others: number of splats
-    budget: u32,    // FORCE_SELECT: max force splits
+    budget: u32,    // FORCE_SELECT: max force splits; KEY_FLAGS/KEY_COMPACT: key limit
     grow_key: u32,  // FORCE_SELECT: random stream of the growth sample
     _pad: u32,
 }
@@ -39,6 +42,39 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 #endif
 
+#if KEY_HISTOGRAM
+const HIST_BINS: u32 = {{HIST_BINS}}u;
+const HIST_SHIFT: u32 = 32u - {{HIST_BITS}}u;
+@group(0) @binding(0) var<storage, read> keys: array<u32>;
+@group(0) @binding(1) var<storage, read_write> histogram: array<atomic<u32>>;
+@group(0) @binding(2) var<uniform> params: Params;
+
+var<workgroup> wg_hist: array<atomic<u32>, HIST_BINS>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    for (var b = lid; b < HIST_BINS; b += WG) {
+        atomicStore(&wg_hist[b], 0u);
+    }
+    workgroupBarrier();
+    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+    if (i < params.count) {
+        let key = keys[i];
+        if (key != 0xffffffffu) {
+            atomicAdd(&wg_hist[key >> HIST_SHIFT], 1u);
+        }
+    }
+    workgroupBarrier();
+    for (var b = lid; b < HIST_BINS; b += WG) {
+        let c = atomicLoad(&wg_hist[b]);
+        if (c != 0u) {
+            atomicAdd(&histogram[b], c);
+        }
+    }
+}
+#endif
+
 #if KEY_FLAGS
 @group(0) @binding(0) var<storage, read> keys: array<u32>;
 @group(0) @binding(1) var<storage, read_write> flag: array<u32>;
@@ -51,7 +87,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (i >= params.count) {
         return;
     }
-    flag[i] = select(0u, 1u, keys[i] != 0xffffffffu);
+    flag[i] = select(0u, 1u, keys[i] < params.budget);
 }
 #endif
 
@@ -70,7 +106,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let key = keys[i];
-    if (key != 0xffffffffu) {
+    if (key < params.budget) {
         let r = rank[i] - 1u;
         out_keys[r] = key;
         out_vals[r] = i;

@@ -205,6 +205,20 @@ def test_refill_replaces_pruned_budget(gpu):
     assert ref.sigmoid(p["raw_opacities"][parents]).mean() > ref.sigmoid(p["raw_opacities"][40:]).mean()
 
 
+def test_small_sample_of_many_candidates(gpu):
+    """take << candidates (> 4096): the sort sees only keys below a histogram cut; same picks as a full sort."""
+    rng = np.random.default_rng(21)
+    n = 9000
+    p, stat, vis, screen = random_splats(rng, n, bad=False)
+    p["raw_opacities"][rng.choice(n, 300, replace=False)] = -9.0  # 300 pruned -> 300 re-filled of ~8700
+    vis[:] = 1
+    stat = rng.random(n).astype(np.float32) * 0.01  # ~3/4 above the threshold
+    cfg = replace(TrainConfig(), growth_select_fraction=0.1, split_at_screen_size=0.0)
+    res, model, _, _ = run_both(p, stat, vis, screen, cfg, 100, seed=13)
+    assert_matches_model(res, model)
+    assert res.num_refilled == 300 and res.num_grown > 300
+
+
 def test_force_split_lands_children_at_limit(gpu):
     n = 4
     p = {

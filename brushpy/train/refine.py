@@ -91,6 +91,11 @@ _C_PRUNED, _C_REFILL_ELIGIBLE, _C_FORCE_CAND, _C_GROW_CAND, _C_KEPT = 0, 1, 2, 3
 _C_NONFINITE, _C_TRANSPARENT, _C_HUGE, _C_FORCE_SEL, _C_GROW_ELIGIBLE = 5, 6, 7, 8, 9
 _NUM_COUNTERS = 16
 
+# Key histogram used to cut the weighted-sample sort short: top 11 bits of the
+# key (sign, exponent, 2 mantissa bits: quarter-octave bins), 8 KiB of workgroup memory.
+_HIST_BITS = 11
+_HIST_BINS = 1 << _HIST_BITS
+
 # Random streams (one per sampling decision).
 STREAM_REFILL = 1
 STREAM_GROW = 2
@@ -318,6 +323,8 @@ class _Kernels:
     def __init__(self):
         self.mark = Kernel("refine_mark.wgsl")
         self.select_first = Kernel("refine_select.wgsl", defines={"SELECT_FIRST": True})
+        self.key_histogram = Kernel("refine_select.wgsl", defines={
+            "KEY_HISTOGRAM": True, "HIST_BITS": _HIST_BITS, "HIST_BINS": _HIST_BINS})
         self.key_flags = Kernel("refine_select.wgsl", defines={"KEY_FLAGS": True})
         self.key_compact = Kernel("refine_select.wgsl", defines={"KEY_COMPACT": True})
         self.force_flags = Kernel("refine_select.wgsl", defines={"FORCE_FLAGS": True})
@@ -352,17 +359,34 @@ def _select_smallest(rec, k: _Kernels, keys, vals, n: int, num_candidates: int, 
                      selected: GpuTensor) -> None:
     """Mark ``selected`` for the ``take`` smallest keys (non-candidates have key 0xffffffff).
 
-    When candidates are at most half of the splats they are packed first (index
-    order kept, so the stable sort picks the same splats) and only they are sorted.
+    Only the keys that can be among the ``take`` smallest are sorted: when
+    ``take`` is small next to the candidates, a histogram of the keys' top bits
+    (read back, 8 KiB) gives the first bin where the count reaches ``take``
+    and only keys below that bin's end are kept; when the candidates are at
+    most half the splats, non-candidates are dropped. Either way the kept
+    pairs are packed in index order, so the stable sort picks exactly the
+    splats a sort of all keys would.
     """
-    if 2 * num_candidates <= n:
+    limit = 0xFFFFFFFF
+    kept = num_candidates
+    if 4 * take <= num_candidates and num_candidates > 4096:
+        hist = GpuTensor.empty((_HIST_BINS,), np.uint32, "key_histogram")
+        rec.dispatch(k.key_histogram, [keys, hist, Uniform(_u32s(n, 0, 0, 0))], workgroups_for(n, _WG))
+        rec.submit()
+        cum = np.cumsum(hist.numpy().astype(np.int64))
+        b = int(np.searchsorted(cum, take))  # first bin with cum >= take
+        if b < _HIST_BINS - 1:
+            limit = (b + 1) << (32 - _HIST_BITS)
+            kept = int(cum[b])
+    if limit != 0xFFFFFFFF or 2 * num_candidates <= n:
         flag = GpuTensor.empty((n,), np.uint32, "candidate_flag")
-        rec.dispatch(k.key_flags, [keys, flag, Uniform(_u32s(n, 0, 0, 0))], workgroups_for(n, _WG))
+        rec.dispatch(k.key_flags, [keys, flag, Uniform(_u32s(n, limit, 0, 0))], workgroups_for(n, _WG))
         rank = inclusive_prefix_sum(rec, flag, n, out=flag)
-        ckeys = GpuTensor.empty((num_candidates,), np.uint32, "candidate_keys")
-        cvals = GpuTensor.empty((num_candidates,), np.uint32, "candidate_vals")
-        rec.dispatch(k.key_compact, [keys, rank, ckeys, cvals, Uniform(_u32s(n, 0, 0, 0))], workgroups_for(n, _WG))
-        keys, vals, n = ckeys, cvals, num_candidates
+        ckeys = GpuTensor.empty((kept,), np.uint32, "candidate_keys")
+        cvals = GpuTensor.empty((kept,), np.uint32, "candidate_vals")
+        rec.dispatch(k.key_compact, [keys, rank, ckeys, cvals, Uniform(_u32s(n, limit, 0, 0))],
+                     workgroups_for(n, _WG))
+        keys, vals, n = ckeys, cvals, kept
     _, sorted_vals = radix_sort_pairs(rec, keys, vals, n, num_bits=32)
     rec.dispatch(k.select_first, [sorted_vals, selected, Uniform(_u32s(take, 0, 0, 0))], workgroups_for(take, _WG))
 
