@@ -33,9 +33,10 @@ and a weighted sample of ``k`` without replacement takes the ``k`` smallest
 Efraimidis–Spirakis keys ``−ln(u)/w`` ("Weighted random sampling with a
 reservoir", 2006), sorted on the GPU as 32-bit keys by the radix sort (only
 the keys that can make the sample: those below the histogram bin where the
-count reaches ``k``). Compaction uses the GPU prefix sum. Two small counter read-backs (and one
-8 KiB key histogram per large sample) size the later passes; the scene bounds are recomputed at the end from a read-back of
-the new means (as Brush).
+count reaches ``k``). Compaction uses the GPU prefix sum. Two small counter
+read-backs (and one 8 KiB key histogram per large sample) size the later
+passes; the scene bounds are recomputed at the end from a read-back of the
+new means (as Brush).
 
 New row layout: survivors keep their order in rows ``[0, n_kept)``; the
 children of split splats follow in the order of their parents' old index.
