@@ -309,7 +309,6 @@ def test_tiny_case_matches_gsplat(gpu):
     check_state(state, scene, w2c, intr, 123, 82)
 
 
-@pytest.mark.slow
 @requires_shared("splats", "guitar_inria_sh0.ply")
 def test_guitar_ply_renders(gpu):
     from plyfile import PlyData
