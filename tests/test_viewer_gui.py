@@ -192,6 +192,14 @@ def drive(out_dir: str, scene: str):
             result["pose_fly"] = pose()
             await capture("fly")
 
+            # losing the window focus forgets held keys (their key-up would never come)
+            submit("key_down", key="d")
+            await frames(1)
+            held = sorted(app.controller.keys)
+            app._glfw_callbacks[1](None, False)
+            result["keys_held_then_after_focus_loss"] = [held, sorted(app.controller.keys)]
+            await settle()
+
             # the wheel zooms toward the focus point; Home frames the scene again
             d0 = app.controller.focus_distance
             pointer.update(x=160.0, y=120.0)
@@ -333,6 +341,11 @@ def test_load_error_is_shown_and_scene_kept(session):
     assert "no such file" in result["error_text"]
     assert result["scene_kept"]
     assert np.abs(_load(out, "panels") - _load(out, "error")).mean() > 0.2  # the error text appears
+
+
+def test_focus_loss_releases_keys(session):
+    _, result = session
+    assert result["keys_held_then_after_focus_loss"] == [["d"], []]
 
 
 def test_wheel_zoom_and_home(session):

@@ -156,7 +156,7 @@ class ViewerApp:
             self._on_input, "pointer_down", "pointer_move", "pointer_up", "wheel", "key_down", "key_up", order=-100
         )
         self.canvas.add_event_handler(self._on_any_event, "*", order=100)
-        self._install_drop_handler()
+        self._install_glfw_hooks()
 
         self.scene: Scene | None = None
         self.error: str | None = None
@@ -200,21 +200,25 @@ class ViewerApp:
                     last = exc
         raise RuntimeError(f"cannot configure the window surface on brushpy's device: {last}")
 
-    def _install_drop_handler(self):
+    def _install_glfw_hooks(self):
+        """Open dropped files; forget held keys and drags when the window loses focus."""
         window = getattr(self.canvas, "_window", None)  # glfw window of rendercanvas' glfw backend
         if window is None:
             return
-        try:
-            import glfw
+        import glfw
 
-            def on_drop(_window, paths):
-                if paths:
-                    self.open(paths[0])
+        def on_drop(_window, paths):
+            if paths:
+                self.open(paths[0])
 
-            self._drop_callback = on_drop  # keep a reference: glfw holds it weakly
-            glfw.set_drop_callback(window, on_drop)
-        except Exception:
-            pass
+        def on_focus(_window, focused):
+            if not focused:
+                self.input.release_all()  # the key-up events will not come
+            self.request_draw()
+
+        self._glfw_callbacks = (on_drop, on_focus)  # keep references alive
+        glfw.set_drop_callback(window, on_drop)
+        glfw.set_window_focus_callback(window, on_focus)
 
     # -- scene ---------------------------------------------------------------------
     def set_scene(self, scene: Scene, frame_view: bool = True):
