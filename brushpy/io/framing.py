@@ -87,6 +87,26 @@ def default_forward(means: np.ndarray, up=DEFAULT_UP) -> np.ndarray:
     return forward
 
 
+def _fit_distance(lo, hi, target, forward, up, fov_y_deg, aspect) -> float:
+    """Smallest distance back from ``target`` along ``-forward`` at which the 8 corners of
+    the box ``lo..hi`` lie inside the view frustum (and in front of the camera)."""
+    u = np.asarray(up, np.float64)
+    right = np.cross(forward, u)
+    if not np.linalg.norm(right) > 1e-9:
+        raise ValueError("`up` is parallel to the viewing direction; choose another up vector")
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    tan_y = np.tan(0.5 * np.deg2rad(fov_y_deg))
+    tan_x = tan_y * aspect
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    rel = corners - target
+    depth = rel @ forward  # corner depth = distance + depth
+    need = np.maximum(np.abs(rel @ right) / tan_x, np.abs(rel @ down) / tan_y) - depth
+    extent = float(np.linalg.norm(hi - lo))
+    distance = max(float(need.max()), float((-depth).max()) + 0.05 * extent)
+    return distance if distance > 0 else max(extent, 1.0)
+
+
 def framing_camera(
     means: np.ndarray,
     width: int,
@@ -99,15 +119,16 @@ def framing_camera(
 ) -> Camera:
     """A pinhole camera that shows the scene's :func:`robust_bounds`.
 
-    The bounds' enclosing sphere (centre = box centre, radius = half its diagonal) is
-    fitted inside the narrower of the vertical and horizontal fields of view.
+    Without ``position``, the camera looks along :func:`default_forward` at the target
+    from the smallest distance at which all 8 corners of the bounds box are inside the
+    view (times ``margin``).
 
     Args:
         means: [N,3] splat centres.
         width, height: image size in pixels.
         fov_y_deg: vertical field of view in degrees (0 < fov < 180).
         position: camera centre; default: on the line through the target along
-            :func:`default_forward`, at the distance that fits the sphere.
+            :func:`default_forward`, at the distance that fits the box.
         look_at: target point; default: the centre of the bounds.
         up: world direction shown upwards (default :data:`DEFAULT_UP`, i.e. -y).
         margin: multiplies the fitted distance (default 1.1: a small border).
@@ -122,17 +143,10 @@ def framing_camera(
         raise ValueError(f"field of view {fov_y_deg} degrees must be in (0, 180)")
     lo, hi = robust_bounds(means)
     centre = 0.5 * (lo + hi)
-    radius = 0.5 * float(np.linalg.norm(hi - lo))
-    if not radius > 0.0:
-        radius = 1.0
     target = centre if look_at is None else np.asarray(look_at, np.float64)
     if position is None:
-        half_y = 0.5 * np.deg2rad(fov_y_deg)
-        half_x = np.arctan(np.tan(half_y) * width / height)
-        distance = margin * radius / np.sin(min(half_y, half_x))
-        if look_at is not None:  # keep the whole sphere in view from the chosen target
-            distance += float(np.linalg.norm(target - centre))
-        position = target - distance * default_forward(means, up)
+        forward = default_forward(means, up)
+        position = target - margin * _fit_distance(lo, hi, target, forward, up, fov_y_deg, width / height) * forward
     position = np.asarray(position, np.float64)
     if np.linalg.norm(target - position) < 1e-12:
         raise ValueError("camera position and look-at point coincide; move one of them")
