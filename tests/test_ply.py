@@ -199,12 +199,23 @@ def test_splatdata_validates_shapes():
         SplatData(good.means, good.rotations, good.log_scales, np.zeros((4, 5, 3)), good.raw_opacities)
 
 
-def test_to_gpu_round_trip(gpu):
+def test_to_gpu_round_trip(gpu, tmp_path):
     data = random_splats(33, 2, False)
     splats = data.to_gpu()
     assert splats.num_splats == 33 and splats.sh_degree == 2
     back = SplatData.from_gpu(splats)
     assert_same(data, back)
+    write_ply(tmp_path / "gpu.ply", splats)  # write_ply takes GPU splats too
+    assert_same(data, read_ply(tmp_path / "gpu.ply"))
+
+
+def test_big_endian_binary(tmp_path):
+    data = random_splats(9, 1, True)
+    write_ply(tmp_path / "le.ply", data)
+    ply = PlyData.read(str(tmp_path / "le.ply"))
+    PlyData(ply.elements, byte_order=">").write(str(tmp_path / "be.ply"))
+    assert b"binary_big_endian" in (tmp_path / "be.ply").read_bytes()[:60]
+    assert_same(data, read_ply(tmp_path / "be.ply"))
 
 
 @requires_shared("splats", "guitar_inria_sh0.ply")

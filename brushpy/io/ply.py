@@ -403,8 +403,11 @@ def read_ply_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | N
 # --------------------------------------------------------------------------- writing
 
 
-def write_ply(path: str | os.PathLike, data: SplatData, ascii: bool = False) -> None:
+def write_ply(path: str | os.PathLike, data, ascii: bool = False) -> None:
     """Write ``data`` as an INRIA 3DGS PLY (binary little-endian float32, or ascii).
+
+    ``data`` is a :class:`SplatData` or a GPU :class:`brushpy.render.splats.Splats`
+    (copied to the host first; no normals then).
 
     Property order is INRIA's: ``x y z [nx ny nz] f_dc_0..2 f_rest_* opacity scale_0..2
     rot_0..3``; normals are written only when ``data.normals`` is set. ``f_rest_*`` are
@@ -415,6 +418,10 @@ def write_ply(path: str | os.PathLike, data: SplatData, ascii: bool = False) -> 
         OSError: the file cannot be written.
     """
     path = Path(path)
+    if not isinstance(data, SplatData):
+        if not hasattr(data, "numpy"):
+            raise TypeError(f"write_ply needs a SplatData or Splats, not {type(data).__name__}")
+        data = SplatData.from_gpu(data)
     n = data.num_splats
     k = data.sh_coeffs.shape[1]
     columns: list[tuple[str, np.ndarray]] = [(a, data.means[:, i]) for i, a in enumerate("xyz")]
