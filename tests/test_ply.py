@@ -251,3 +251,43 @@ def test_compressed_guitar_matches_inria_decoding():
     qa = a.rotations / np.linalg.norm(a.rotations, axis=1, keepdims=True)
     qb = b.rotations / np.linalg.norm(b.rotations, axis=1, keepdims=True)
     assert np.abs(np.abs((qa * qb).sum(axis=1)) - 1).max() < 1e-5
+
+
+def test_compressed_ply_hand_packed(tmp_path):
+    """Old-style compressed PLY (no colour bounds in the chunk) with an 'sh' element, values packed by hand."""
+    n = 300  # two chunks
+    chunk = np.zeros(2, dtype=[(name, "f4") for name in (
+        "min_x", "min_y", "min_z", "max_x", "max_y", "max_z",
+        "min_scale_x", "min_scale_y", "min_scale_z", "max_scale_x", "max_scale_y", "max_scale_z")])
+    chunk[1] = (0, 0, 0, 2, 4, 8, -5, -5, -5, -1, -1, -1)
+    chunk[0] = (-1, -1, -1, 1, 1, 1, -3, -3, -3, -3, -3, -3)
+    vertex = np.zeros(n, dtype=[(p, "u4") for p in ("packed_position", "packed_rotation", "packed_scale", "packed_color")])
+    # splat 256 (chunk 1): position x = 1.0 (all bits), y = 0, z = 0.5-ish
+    vertex["packed_position"][256] = (2047 << 21) | (0 << 11) | 1023
+    vertex["packed_scale"][256] = (0 << 21) | (1023 << 11) | 2047
+    # colour bytes r=255, g=0, b=128, alpha=128
+    vertex["packed_color"][256] = (255 << 24) | (0 << 16) | (128 << 8) | 128
+    # rotation: largest is index 2 (y); fields for (w, x, z): 1023 -> +1/sqrt2, 0 -> -1/sqrt2, 1023 -> +1/sqrt2;
+    # their squares sum to 1.5 > 1, so the reconstructed y is clamped to 0
+    vertex["packed_rotation"][256] = (2 << 30) | (1023 << 20) | (0 << 10) | 1023
+    sh = np.zeros(n, dtype=[(f"f_rest_{i}", "u1") for i in range(9)])
+    sh["f_rest_0"][256] = 0      # -> -4
+    sh["f_rest_3"][256] = 128    # -> 0 (first G coefficient of band 1)
+    sh["f_rest_8"][256] = 255    # -> (255/256 - 0.5) * 8
+    path = tmp_path / "c.ply"
+    PlyData([PlyElement.describe(chunk, "chunk"), PlyElement.describe(vertex, "vertex"),
+             PlyElement.describe(sh, "sh")]).write(str(path))
+    d = read_ply(path)
+    assert d.num_splats == n and d.sh_degree == 1
+    assert np.allclose(d.means[256], [2.0, 0.0, 8 * 1023 / 2047], atol=1e-6)
+    assert np.allclose(d.log_scales[256], [-5.0, -1.0, -1.0], atol=1e-6)
+    assert np.allclose(d.colors[256], [1.0, 0.0, 128 / 255], atol=1e-6)
+    assert np.isclose(d.opacities[256], 128 / 255, atol=1e-6)
+    h = np.sqrt(0.5)
+    assert np.allclose(d.rotations[256], [h, -h, 0.0, h], atol=1e-6)
+    assert np.isclose(d.sh_coeffs[256, 1, 0], -4.0) and np.isclose(d.sh_coeffs[256, 1, 1], 0.0)
+    assert np.isclose(d.sh_coeffs[256, 3, 2], (255 / 256 - 0.5) * 8)
+    # splat 0 (chunk 0): all-zero packing -> min corner, opacity byte 0 -> clamped logit
+    assert np.allclose(d.means[0], [-1, -1, -1]) and d.raw_opacities[0] == -40.0
+    pts, cols = read_ply_points(path)
+    assert np.array_equal(pts, d.means) and cols.shape == (n, 3)
