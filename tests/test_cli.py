@@ -326,3 +326,13 @@ def test_render_guitar(tmp_path, gpu):
     assert rows[int(0.15 * 256)] and rows[int(0.85 * 256)]
     data = read_ply(GUITAR)
     assert data.num_splats == 90_854
+
+
+@requires_forward
+def test_example_render_script(tmp_path, gpu):
+    out = tmp_path / "turn.png"
+    proc = subprocess.run([sys.executable, str(REPO / "examples" / "render_ply.py"), str(EXAMPLE), str(out),
+                           "--size", "64", "48"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    img = np.asarray(Image.open(out)).astype(int)
+    assert (img[0, 0] == 255).all() and img[20:28, 28:36].sum(axis=2).mean() < 700  # white corner, scene centre
