@@ -192,7 +192,7 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
     """
     from PIL import Image
 
-    from .gpu import NoAdapterError
+    from .gpu import BufferTooLargeError, NoAdapterError
     from .io.framing import framing_camera
     from .io.ply import PlyFormatError, read_ply
 
@@ -221,6 +221,8 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
     except NoAdapterError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
+    except BufferTooLargeError as exc:
+        raise click.ClickException(f"{exc} (options --width/--height)") from exc
     pixels = to_png_array(image, alpha)
     output.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels, "RGBA" if alpha else "RGB").save(output)
