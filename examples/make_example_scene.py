@@ -82,8 +82,8 @@ def torus(major=1.0, minor=0.33, nu=104, nv=30):
     points = major * ring + minor * normal
     tangent_u = np.stack([-np.sin(uu), np.cos(uu), np.zeros_like(uu)], axis=1)
     # the ring of radius (major + minor cos v) is sampled nu times around, the tube nv times
-    sigma_u = 0.55 * 2 * np.pi * (major + minor * np.cos(vv)) / nu
-    sigma_v = 0.55 * 2 * np.pi * minor / nv
+    sigma_u = 0.7 * 2 * np.pi * (major + minor * np.cos(vv)) / nu
+    sigma_v = 0.7 * 2 * np.pi * minor / nv
     colors = np.array([colorsys.hsv_to_rgb(h, 0.85, 0.95) for h in uu / (2 * np.pi)])
     stripes = (np.floor(vv / (2 * np.pi) * 6) % 2 == 0)[:, None]
     colors = np.where(stripes, colors, 0.45 * colors)
@@ -99,7 +99,7 @@ def sphere(radius=0.42, n=1500):
     normal = np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
     helper = np.where(np.abs(normal[:, 1:2]) < 0.9, np.array([[0.0, 1.0, 0.0]]), np.array([[1.0, 0.0, 0.0]]))
     tangent = np.cross(helper, normal)
-    sigma = 0.6 * np.sqrt(4 * np.pi * radius**2 / n)
+    sigma = 0.7 * np.sqrt(4 * np.pi * radius**2 / n)
     lat = np.arcsin(np.clip(-normal[:, 1], -1, 1))  # latitude w.r.t. up = -y
     lon = np.arctan2(normal[:, 2], normal[:, 0])
     checker = ((np.floor(lat / (np.pi / 4)) + np.floor(lon / (np.pi / 4))) % 2 == 0)[:, None]
