@@ -24,6 +24,15 @@ def test_view_command_help_and_bad_size():
     assert r.exit_code == 2 and "at least 1x1" in r.output
 
 
+def test_brushpy_view_is_the_view_command():
+    from click.testing import CliRunner
+
+    from brushpy.cli import main
+
+    r = CliRunner().invoke(main, ["view", "--help"])
+    assert r.exit_code == 0 and "Left drag orbit" in r.output
+
+
 def test_view_without_display_says_what_to_do():
     pytest.importorskip("glfw", reason="viewer extras (glfw) not installed")
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}

@@ -26,3 +26,7 @@ def view_command(path, width, height):
         run_viewer(path, size=(width, height))
     except NoDisplayError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+#: The name brushpy.cli's lazy group looks up for ``brushpy view``.
+view = view_command
