@@ -314,3 +314,94 @@ def render_vjp(
     g["projection"] = p
     assert g["means"].shape[0] == n
     return g
+
+
+def forward_buffers(
+    means,
+    rotations,
+    log_scales,
+    sh_coeffs,
+    raw_opacities,
+    world_to_camera,
+    intrinsics,
+    width: int,
+    height: int,
+    background=(0.0, 0.0, 0.0),
+    tile_size: int = 16,
+) -> dict:
+    """The buffers of a ``ForwardState`` built from the float64 reference (numpy).
+
+    Same contract as the GPU forward (``brushpy/render/state.py``): ``projected``
+    [V,9] float32 in depth order, ``global_from_compact`` [V], per-tile
+    intersection lists ``compact_from_isect`` [I] sorted by tile then depth
+    (a splat is listed in every tile its 1/255 extent box, grown by one pixel,
+    overlaps), ``tile_ranges`` [T,2], ``final_index`` [H,W] (one past the last
+    intersection the pixel processed before the transmittance stop) and
+    ``image`` [H,W,4]. Lets the backward kernels be tested without the GPU forward.
+    """
+    p = project(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width, height)
+    vis = p["visible"]
+    ids = np.nonzero(vis)[0]
+    order = ids[np.argsort(p["depth"][ids], kind="stable")]
+    projected = np.concatenate(
+        [p["xy"][order], p["conic"][order], p["color"][order], p["opacity"][order, None]], -1
+    ).astype(np.float32)
+    tiles_x = -(-width // tile_size)
+    tiles_y = -(-height // tile_size)
+    lists = [[] for _ in range(tiles_x * tiles_y)]
+    for c, g in enumerate(order):
+        (x, y), (ex, ey) = p["xy"][g], p["extent"][g] + 1.0
+        x0 = max(int(np.floor((x - ex) / tile_size)), 0)
+        x1 = min(int(np.floor((x + ex) / tile_size)), tiles_x - 1)
+        y0 = max(int(np.floor((y - ey) / tile_size)), 0)
+        y1 = min(int(np.floor((y + ey) / tile_size)), tiles_y - 1)
+        for ty in range(y0, y1 + 1):
+            for tx in range(x0, x1 + 1):
+                lists[ty * tiles_x + tx].append(c)
+    counts = np.array([len(lst) for lst in lists], np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    tile_ranges = np.stack([starts, starts + counts], -1).astype(np.uint32)
+    compact_from_isect = np.array([c for lst in lists for c in lst], np.uint32)
+
+    # blend in float64 from the float32 values the GPU sees, recording where each pixel stops
+    pr = projected.astype(np.float64)
+    bg = np.asarray(background, np.float64)
+    image = np.zeros((height, width, 4))
+    final_index = np.zeros((height, width), np.uint32)
+    for ty in range(tiles_y):
+        for tx in range(tiles_x):
+            t = ty * tiles_x + tx
+            s, e = int(tile_ranges[t, 0]), int(tile_ranges[t, 1])
+            py, px = np.mgrid[ty * tile_size : min((ty + 1) * tile_size, height), tx * tile_size : min((tx + 1) * tile_size, width)]
+            T = np.ones(px.shape)
+            rgb = np.zeros(px.shape + (3,))
+            fin = np.full(px.shape, e, np.int64)
+            done = np.zeros(px.shape, bool)
+            for i in range(s, e):
+                c = compact_from_isect[i]
+                dx = pr[c, 0] - (px + 0.5)
+                dy = pr[c, 1] - (py + 0.5)
+                sigma = 0.5 * (pr[c, 2] * dx * dx + pr[c, 4] * dy * dy) + pr[c, 3] * dx * dy
+                with np.errstate(over="ignore"):
+                    alpha = np.minimum(MAX_ALPHA, pr[c, 8] * np.exp(-sigma))
+                use = (~done) & (sigma >= 0) & (alpha >= ALPHA_THRESHOLD)
+                next_T = T * (1 - alpha)
+                stop = use & (next_T <= TRANSMITTANCE_STOP)
+                fin[stop] = i
+                done |= stop
+                use &= ~stop
+                rgb += np.where(use, alpha * T, 0.0)[..., None] * pr[c, 5:8]
+                T = np.where(use, next_T, T)
+            image[py, px, :3] = rgb + T[..., None] * bg
+            image[py, px, 3] = 1 - T
+            final_index[py, px] = fin
+    return {
+        "projected": projected.reshape(-1, 9),
+        "global_from_compact": order.astype(np.uint32),
+        "compact_from_isect": compact_from_isect,
+        "tile_ranges": tile_ranges,
+        "final_index": final_index,
+        "image": image.astype(np.float32),
+        "tiles_x": tiles_x,
+        "tiles_y": tiles_y,
+    }

@@ -1,0 +1,268 @@
+"""Backward pass of the splat renderer: gradients of the image w.r.t. every splat parameter.
+
+Two kernels, recorded into the caller's :class:`~brushpy.gpu.Recorder`:
+
+1. ``rasterize_backward.wgsl``: walks each tile's intersection list back to
+   front from every pixel's ``final_index`` (the forward's stopping point) and
+   accumulates ``v_projected [V,9]``, the gradients w.r.t. the projected
+   values (x, y, conic a, b, c, r, g, b, opacity; the layout of
+   ``ForwardState.projected``), with float atomics or, without
+   ``shader-float32-atomic``, a compare-and-swap loop.
+2. ``project_backward.wgsl``: per visible splat, chains those into the
+   gradients of means, rotations (raw quaternions), log_scales, sh_coeffs and
+   raw_opacities, written at the splat's input index. Culled splats get
+   exact zeros.
+
+The maths is the float64 reference ``tests/reference/render_backward.py``
+(gsplat's "classic" rasterizer; exact, including the J clamp, the 0.999
+alpha clamp and the SH view-direction term).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..gpu import GpuTensor, Kernel, Recorder, Uniform, as_tensor, get_context, workgroups_for
+from .camera import Camera
+from .splats import Splats
+from .state import PROJECTED_STRIDE, ForwardState
+
+_PROJECT_WG = 128
+
+
+@dataclass
+class SplatGrads:
+    """Gradients of the loss w.r.t. one splat set (float32 GPU tensors, input order).
+
+    Attributes:
+        means: [N,3]
+        rotations: [N,4] w.r.t. the raw (unnormalised) quaternion (w, x, y, z).
+        log_scales: [N,3]
+        sh_coeffs: [N,K,3]
+        raw_opacities: [N] w.r.t. the opacity logits.
+        refine_weight: [N] the densification statistic ``|(∂L/∂x · W, ∂L/∂y · H)|``,
+            the norm of the gradient w.r.t. the 2D mean (pixels) scaled by the
+            image width and height; 0 for culled splats.
+        visible: u32 [N], 1 where the splat survived the cull (was projected), else 0.
+        v_projected: f32 [V,9] gradients w.r.t. ``ForwardState.projected`` (compact order).
+    """
+
+    means: GpuTensor
+    rotations: GpuTensor
+    log_scales: GpuTensor
+    sh_coeffs: GpuTensor
+    raw_opacities: GpuTensor
+    refine_weight: GpuTensor
+    visible: GpuTensor
+    v_projected: GpuTensor
+
+    PARAMS = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
+
+    def params(self) -> tuple:
+        """The five parameter gradients in :class:`Splats` order."""
+        return tuple(getattr(self, k) for k in self.PARAMS)
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """Copy every gradient to the host (waits for the GPU)."""
+        return {k: getattr(self, k).numpy() for k in self.PARAMS + ("refine_weight", "visible")}
+
+
+class RenderBackward:
+    """The two backward kernels, built once per device and set of feature flags.
+
+    Args:
+        defines: extra template defines (tests may pass ``{"HAS_SUBGROUPS": False}``
+            or ``{"HAS_FLOAT_ATOMICS": False}`` to force a fallback path).
+    """
+
+    def __init__(self, defines: dict | None = None, ctx=None):
+        self.ctx = ctx or get_context()
+        self.rasterize = Kernel("rasterize_backward.wgsl", defines=defines, ctx=self.ctx)
+        self.project = Kernel("project_backward.wgsl", defines=defines, ctx=self.ctx)
+
+    def allocate(self, n: int, num_coeffs: int, num_visible: int) -> SplatGrads:
+        """Zeroed gradient buffers for ``n`` splats with ``num_coeffs`` SH coefficients."""
+        e = GpuTensor.empty
+        return SplatGrads(
+            e((n, 3), np.float32, "v_means", self.ctx),
+            e((n, 4), np.float32, "v_rotations", self.ctx),
+            e((n, 3), np.float32, "v_log_scales", self.ctx),
+            e((n, num_coeffs, 3), np.float32, "v_sh_coeffs", self.ctx),
+            e((n,), np.float32, "v_raw_opacities", self.ctx),
+            e((n,), np.float32, "refine_weight", self.ctx),
+            e((n,), np.uint32, "visible", self.ctx),
+            e((max(num_visible, 1), PROJECTED_STRIDE), np.float32, "v_projected", self.ctx),
+        )
+
+    def record(
+        self,
+        rec: Recorder,
+        state: ForwardState,
+        splats: Splats,
+        v_image: GpuTensor,
+        view_dir_const: bool = False,
+        out: SplatGrads | None = None,
+    ) -> SplatGrads:
+        """Record the backward pass into ``rec``; see :func:`render_backward`."""
+        cam = state.camera
+        h, w = cam.height, cam.width
+        if tuple(v_image.shape) != (h, w, 4):
+            raise ValueError(f"v_image has shape {tuple(v_image.shape)}; expected ({h}, {w}, 4) for this ForwardState")
+        n = splats.num_splats
+        if state.num_splats != n:
+            raise ValueError(f"ForwardState was rendered from {state.num_splats} splats but {n} splats were given")
+        k = splats.sh_coeffs.shape[1]
+        grads = out or self.allocate(n, k, state.num_visible)
+        for t in (*grads.params(), grads.refine_weight, grads.visible, grads.v_projected):
+            rec.clear(t)
+        if state.num_visible == 0:
+            return grads
+
+        bg = np.zeros(4, np.float32)
+        bg[:3] = np.asarray(state.background, np.float32)[:3]
+        raster_params = np.concatenate([bg.view(np.uint32), np.array([w, h, state.tiles_x, state.tiles_y], np.uint32)])
+        with rec.stage("rasterize_backward"):
+            rec.dispatch(
+                self.rasterize,
+                [
+                    Uniform(raster_params),
+                    state.compact_from_isect,
+                    state.tile_ranges,
+                    state.projected,
+                    state.final_index,
+                    state.image,
+                    v_image,
+                    grads.v_projected,
+                ],
+                workgroups_for(state.tiles_x * state.tiles_y, 1, self.ctx),
+            )
+
+        fx, fy, cx, cy = cam.intrinsics
+        f = np.zeros(28, np.float32)
+        f[:16] = np.asarray(cam.world_to_camera, np.float32).T.ravel()  # column-major mat4x4
+        f[16:19] = cam.position
+        f[20:24] = (fx, fy, cx, cy)
+        f[24:26] = (w, h)
+        used = min(k, (int(state.sh_degree) + 1) ** 2)
+        u = np.array([state.num_visible, used, int(bool(view_dir_const)), k], np.uint32)
+        proj_params = np.concatenate([f.view(np.uint32), u])
+        with rec.stage("project_backward"):
+            rec.dispatch(
+                self.project,
+                [
+                    Uniform(proj_params),
+                    splats.means,
+                    splats.rotations,
+                    splats.log_scales,
+                    splats.sh_coeffs,
+                    splats.raw_opacities,
+                    state.global_from_compact,
+                    grads.v_projected,
+                    grads.means,
+                    grads.rotations,
+                    grads.log_scales,
+                    grads.sh_coeffs,
+                    grads.raw_opacities,
+                    grads.refine_weight,
+                    grads.visible,
+                ],
+                workgroups_for(state.num_visible, _PROJECT_WG, self.ctx),
+            )
+        return grads
+
+
+_KERNELS: dict = {}
+
+
+def _kernels(ctx) -> RenderBackward:
+    key = id(ctx.device)
+    kb = _KERNELS.get(key)
+    if kb is None:
+        kb = _KERNELS[key] = RenderBackward(ctx=ctx)
+    return kb
+
+
+def render_backward(
+    state: ForwardState,
+    splats: Splats,
+    v_image: GpuTensor,
+    rec: Recorder,
+    view_dir_const: bool = False,
+) -> SplatGrads:
+    """Record the gradients of ``sum(image * v_image)`` w.r.t. every splat parameter.
+
+    Args:
+        state: what the forward render of ``splats`` kept (:class:`ForwardState`).
+        splats: the splat set that was rendered (same N, same values).
+        v_image: f32 [H,W,4] gradient of the loss w.r.t. ``state.image`` (RGB + alpha).
+        rec: recorder the two backward stages are recorded into (nothing is
+            submitted or read back here).
+        view_dir_const: treat the SH view direction as a constant (no gradient
+            from colour to the means through it), as gsplat's reference data does.
+
+    Returns:
+        :class:`SplatGrads` of fresh GPU tensors (valid once ``rec`` is submitted).
+
+    Raises:
+        ValueError: when ``v_image`` or ``splats`` do not match ``state``.
+    """
+    return _kernels(rec.ctx).record(rec, state, splats, v_image, view_dir_const)
+
+
+def _render_forward(splats: Splats, camera: Camera, background, sh_degree, rec: Recorder) -> ForwardState:
+    """The GPU forward render (``brushpy.render.forward``)."""
+    try:
+        from .forward import render_forward  # noqa: PLC0415  (written by the forward renderer's module)
+    except ImportError as exc:  # pragma: no cover - only before the forward renderer exists
+        raise RuntimeError("brushpy.render.forward is missing: the GPU forward renderer is not installed") from exc
+    return render_forward(splats, camera, rec=rec, background=background, sh_degree=sh_degree)
+
+
+def rasterize_vjp(
+    means,
+    rotations,
+    log_scales,
+    sh_coeffs,
+    raw_opacities,
+    world_to_camera,
+    intrinsics,
+    width: int,
+    height: int,
+    v_image,
+    background=(0.0, 0.0, 0.0),
+    sh_degree: int | None = None,
+    view_dir_const: bool = False,
+) -> dict[str, np.ndarray]:
+    """Gradients of ``sum(rasterize(...) * v_image)`` w.r.t. the splat parameters, as numpy arrays.
+
+    Renders forward on the GPU, then runs :func:`render_backward`.
+
+    Args:
+        means [N,3], rotations [N,4] (w,x,y,z), log_scales [N,3], sh_coeffs [N,K,3],
+        raw_opacities [N]: splat parameters (numpy or :class:`GpuTensor`).
+        world_to_camera: 4x4 (OpenCV axes). intrinsics: (fx, fy, cx, cy) in pixels.
+        width, height: image size. v_image: [H,W,4] gradient w.r.t. the image.
+        background: RGB behind the splats. sh_degree: degree used (default: all of K).
+        view_dir_const: hold the SH view direction constant.
+
+    Returns:
+        ``dict(means, rotations, log_scales, sh_coeffs, raw_opacities)`` float32 arrays
+        with the shapes of the inputs (culled splats: zeros).
+    """
+    if all(isinstance(a, GpuTensor) for a in (means, rotations, log_scales, sh_coeffs, raw_opacities)):
+        splats = Splats(means, rotations, log_scales, sh_coeffs, raw_opacities)
+    else:
+        splats = Splats.from_numpy(
+            *(a.numpy() if isinstance(a, GpuTensor) else a for a in (means, rotations, log_scales, sh_coeffs, raw_opacities))
+        )
+    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    camera = Camera(np.asarray(world_to_camera, np.float64), fx, fy, cx, cy, width, height)
+    v_img = as_tensor(np.asarray(v_image, np.float32).reshape(height, width, 4) if not isinstance(v_image, GpuTensor) else v_image, "v_image")
+    rec = Recorder()
+    state = _render_forward(splats, camera, tuple(background), sh_degree, rec)
+    grads = render_backward(state, splats, v_img, rec, view_dir_const=view_dir_const)
+    rec.submit()
+    out = grads.numpy()
+    return {k: out[k] for k in SplatGrads.PARAMS}
