@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, Uniform, as_tensor, get_context, workgroups_for
 from .camera import Camera
 from .splats import Splats
@@ -266,3 +267,31 @@ def rasterize_vjp(
     rec.submit()
     out = grads.numpy()
     return {k: out[k] for k in SplatGrads.PARAMS}
+
+
+class RenderOp(Op):
+    """The splat render as an autodiff op (see :mod:`brushpy.autodiff`).
+
+    Inputs: the five :class:`Splats` tensors. Output: ``state.image`` [H,W,4].
+    Its backward records :func:`render_backward`; the full :class:`SplatGrads`
+    (with ``refine_weight`` and ``visible`` for densification) stays on the op
+    as ``op.grads`` after the tape's backward.
+
+    Args:
+        state: the forward render of ``splats``.
+        splats: the rendered splat set.
+        view_dir_const: hold the SH view direction constant in the backward.
+    """
+
+    def __init__(self, state: ForwardState, splats: Splats, view_dir_const: bool = False):
+        self.state = state
+        self.splats = splats
+        self.view_dir_const = view_dir_const
+        self.inputs = (splats.means, splats.rotations, splats.log_scales, splats.sh_coeffs, splats.raw_opacities)
+        self.outputs = (state.image,)
+        self.grads: SplatGrads | None = None
+
+    def backward(self, rec: Recorder, grad_outputs: tuple) -> tuple:
+        (v_image,) = grad_outputs
+        self.grads = _kernels(rec.ctx).record(rec, self.state, self.splats, v_image, self.view_dir_const)
+        return self.grads.params()
