@@ -64,8 +64,11 @@ def make_scene(seed: int, n: int = 6, width: int = 24, height: int = 20) -> dict
     if variant == 1:  # near-degenerate: flat along one axis
         add([0.1, -0.1, 4.0], [-1.4, -1.6, -11.0], 1.0)
     if variant in (2, 4):  # opaque stack in front of the rest: transmittance early stop, 0.999 clamp
-        for i, raw in enumerate((5.0, 5.5, 8.0)):
-            add([0.05 * i, -0.04 * i, 2.0 + 0.1 * i], [-1.0, -1.1, -1.05], raw)
+        # the front one is centred on a pixel centre with o > 0.999: alpha is clamped there
+        u, v, z = np.floor(cx) + 2.5, np.floor(cy) - 1.5, 2.0
+        add([(u - cx) * z / fx, (v - cy) * z / fy, z], [-1.2, -1.3, -1.25], 8.0)
+        for i, raw in enumerate((5.0, 5.5)):
+            add([0.05 * i, -0.04 * i, 2.1 + 0.1 * i], [-1.0, -1.1, -1.05], raw)
     if variant == 3:  # beyond the J clamp (x/z > (1.15 W - cx)/fx) but large enough to be seen
         z = 3.0
         add([z * ((1.15 * width - cx) / fx + 0.25), 0.0, z], [-0.3, -0.4, -0.35], 2.0)
