@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..autodiff import Op
-from ..gpu import GpuTensor, Kernel, Recorder, Uniform, as_tensor, get_context, workgroups_for
+from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
 from .camera import Camera
 from .splats import Splats
 from .state import PROJECTED_STRIDE, ForwardState
@@ -250,9 +250,15 @@ def rasterize_vjp(
 
     Returns:
         ``dict(means, rotations, log_scales, sh_coeffs, raw_opacities)`` float32 arrays
-        with the shapes of the inputs (culled splats: zeros).
+        with the shapes of the inputs (culled splats and SH coefficients above
+        ``sh_degree``: zeros).
+
+    Raises:
+        ValueError: inconsistent shapes (from the forward or :func:`render_backward`).
     """
-    if all(isinstance(a, GpuTensor) for a in (means, rotations, log_scales, sh_coeffs, raw_opacities)):
+    inputs = (means, rotations, log_scales, sh_coeffs, raw_opacities)
+    shapes = [tuple(a.shape) if isinstance(a, GpuTensor) else np.shape(a) for a in inputs]
+    if all(isinstance(a, GpuTensor) for a in inputs):
         splats = Splats(means, rotations, log_scales, sh_coeffs, raw_opacities)
     else:
         splats = Splats.from_numpy(
@@ -260,13 +266,19 @@ def rasterize_vjp(
         )
     fx, fy, cx, cy = (float(v) for v in intrinsics)
     camera = Camera(np.asarray(world_to_camera, np.float64), fx, fy, cx, cy, width, height)
-    v_img = as_tensor(np.asarray(v_image, np.float32).reshape(height, width, 4) if not isinstance(v_image, GpuTensor) else v_image, "v_image")
+    if isinstance(v_image, GpuTensor):
+        v_img = v_image
+    else:
+        v_np = np.asarray(v_image, np.float32)
+        if v_np.shape != (height, width, 4):
+            raise ValueError(f"v_image has shape {v_np.shape}; expected ({height}, {width}, 4) (H, W, RGB + alpha)")
+        v_img = GpuTensor.from_numpy(v_np, "v_image")
     rec = Recorder()
     state = _render_forward(splats, camera, tuple(background), sh_degree, rec)
     grads = render_backward(state, splats, v_img, rec, view_dir_const=view_dir_const)
     rec.submit()
     out = grads.numpy()
-    return {k: out[k] for k in SplatGrads.PARAMS}
+    return {k: out[k].reshape(shape) for k, shape in zip(SplatGrads.PARAMS, shapes)}
 
 
 class RenderOp(Op):
