@@ -7,8 +7,9 @@
 //   of J handled exactly as the forward clamps), clamped SH colour -> sh_coeffs and,
 //   unless view_dir_const, -> mean through the view direction, opacity -> logit.
 // Writes at the splat's global id; outputs must be zeroed beforehand (culled
-// splats keep exact zeros). Also writes the refine statistic
-// |(dL/dx * W, dL/dy * H)| and a visibility flag.
+// splats keep exact zeros). Also writes the refine statistics at global ids:
+// |(dL/dx * W, dL/dy * H)|, Brush's per-pixel |.|_1 / alpha statistic
+// (refine_abs, from rasterize backward) and a visibility flag.
 //
 // Maths: tests/reference/render_backward.py (project_vjp).
 
@@ -40,6 +41,8 @@ struct Params {
 @group(0) @binding(12) var<storage, read_write> v_raw_opacities: array<f32>;
 @group(0) @binding(13) var<storage, read_write> refine_weight: array<f32>;
 @group(0) @binding(14) var<storage, read_write> visible: array<u32>;
+@group(0) @binding(15) var<storage, read> refine_abs: array<f32>;              // [V] compact
+@group(0) @binding(16) var<storage, read_write> refine_weight_abs: array<f32>; // [N] global
 
 const WG: u32 = 128u;
 const LOW_PASS: f32 = 0.3;
@@ -318,4 +321,5 @@ fn main(
     v_log_scales[3u * gid + 2u] = v_log_s.z;
     refine_weight[gid] = length(v_xy * vec2<f32>(width, height));
     visible[gid] = 1u;
+    refine_weight_abs[gid] = refine_abs[cid];
 }

@@ -10,7 +10,10 @@
 // alpha < 1/255, alpha clamped at 0.999 (no gradient through the clamp).
 //
 // Output: v_projected [V,9], gradients w.r.t. projected's x, y, conic a, b, c,
-// r, g, b, opacity (same layout, compact index), accumulated with atomics:
+// r, g, b, opacity (same layout, compact index), and refine_abs [V], Brush's
+// densification statistic: the sum over pixels of (|dL/dx_p| + |dL/dy_p|) /
+// max(pixel alpha, 0.001) times max(W, H), where the per-pixel 2D-mean gradient
+// ignores the 0.999 clamp. Both are accumulated with atomics:
 // float atomics when the device has them (HAS_FLOAT_ATOMICS), otherwise a
 // compare-and-swap loop on the bit pattern. With subgroups, the subgroup sums
 // its pixels' contributions first and one lane does the atomics.
@@ -37,17 +40,35 @@ struct Params {
 
 #if HAS_FLOAT_ATOMICS
 @group(0) @binding(7) var<storage, read_write> v_projected: array<atomic<f32>>;
+@group(0) @binding(8) var<storage, read_write> refine_abs: array<atomic<f32>>;
 
 fn add_grad(i: u32, v: f32) {
     atomicAdd(&v_projected[i], v);
 }
+
+fn add_refine(i: u32, v: f32) {
+    atomicAdd(&refine_abs[i], v);
+}
 #else
 @group(0) @binding(7) var<storage, read_write> v_projected: array<atomic<u32>>;
+@group(0) @binding(8) var<storage, read_write> refine_abs: array<atomic<u32>>;
 
+// float add as a compare-and-swap loop on the bit pattern
 fn add_grad(i: u32, v: f32) {
     var old = atomicLoad(&v_projected[i]);
     loop {
         let res = atomicCompareExchangeWeak(&v_projected[i], old, bitcast<u32>(bitcast<f32>(old) + v));
+        if res.exchanged {
+            break;
+        }
+        old = res.old_value;
+    }
+}
+
+fn add_refine(i: u32, v: f32) {
+    var old = atomicLoad(&refine_abs[i]);
+    loop {
+        let res = atomicCompareExchangeWeak(&refine_abs[i], old, bitcast<u32>(bitcast<f32>(old) + v));
         if res.exchanged {
             break;
         }
@@ -69,7 +90,8 @@ var<workgroup> batch_color: array<vec4<f32>, BATCH>;   // rgb, opacity
 var<workgroup> wg_end: atomic<u32>;
 var<workgroup> wg_range: vec2<u32>;
 
-fn add_all(id: u32, v_xy: vec2<f32>, v_conic: vec3<f32>, v_rgb: vec3<f32>, v_op: f32) {
+fn add_all(id: u32, v_xy: vec2<f32>, v_conic: vec3<f32>, v_rgb: vec3<f32>, v_op: f32, v_refine: f32) {
+    add_refine(id, v_refine);
     let b = id * STRIDE;
     add_grad(b + 0u, v_xy.x);
     add_grad(b + 1u, v_xy.y);
@@ -111,12 +133,14 @@ fn main(
     var T_final = 1.0;
     var v_rgb = vec3<f32>(0.0);
     var v_T_term = 0.0;   // (v_rgb . bg - v_alpha_out) * T_final
+    var refine_scale = 0.0;  // max(W, H) / max(final alpha, 0.001)
     if inside {
         my_end = final_index[pix];
         T_final = 1.0 - image[4u * pix + 3u];
         T = T_final;
         v_rgb = vec3<f32>(v_image[4u * pix], v_image[4u * pix + 1u], v_image[4u * pix + 2u]);
         v_T_term = (dot(v_rgb, params.background.rgb) - v_image[4u * pix + 3u]) * T_final;
+        refine_scale = f32(max(params.width, params.height)) / max(image[4u * pix + 3u], 0.001);
     }
     var behind = vec3<f32>(0.0);   // colour blended behind the current splat
 
@@ -156,6 +180,7 @@ fn main(
             var g_conic = vec3<f32>(0.0);
             var g_rgb = vec3<f32>(0.0);
             var g_op = 0.0;
+            var g_refine = 0.0;
             var has = false;
             if inside && isect < my_end {
                 let xy = batch_xy[j];
@@ -174,11 +199,14 @@ fn main(
                     g_rgb = w * v_rgb;
                     let v_alpha = dot(v_rgb, T * col.rgb - behind * ra) - v_T_term * ra;
                     behind += w * col.rgb;
+                    let dsigma_dxy = vec2<f32>(conic.x * d.x + conic.y * d.y, conic.y * d.x + conic.z * d.y);
+                    let v_xy_any = (-alpha * v_alpha) * dsigma_dxy;   // as if unclamped, for the statistic
+                    g_refine = (abs(v_xy_any.x) + abs(v_xy_any.y)) * refine_scale;
                     if raw_alpha <= MAX_ALPHA {
                         g_op = vis * v_alpha;
                         let v_sigma = -raw_alpha * v_alpha;
                         g_conic = vec3<f32>(0.5 * v_sigma * d.x * d.x, v_sigma * d.x * d.y, 0.5 * v_sigma * d.y * d.y);
-                        g_xy = v_sigma * vec2<f32>(conic.x * d.x + conic.y * d.y, conic.y * d.x + conic.z * d.y);
+                        g_xy = v_sigma * dsigma_dxy;
                     }
                 }
             }
@@ -189,13 +217,14 @@ fn main(
                 let s_conic = subgroupAdd(g_conic);
                 let s_rgb = subgroupAdd(g_rgb);
                 let s_op = subgroupAdd(g_op);
+                let s_refine = subgroupAdd(g_refine);
                 if lane == 0u {
-                    add_all(batch_id[j], s_xy, s_conic, s_rgb, s_op);
+                    add_all(batch_id[j], s_xy, s_conic, s_rgb, s_op, s_refine);
                 }
             }
 #else
             if has {
-                add_all(batch_id[j], g_xy, g_conic, g_rgb, g_op);
+                add_all(batch_id[j], g_xy, g_conic, g_rgb, g_op, g_refine);
             }
 #endif
         }

@@ -147,6 +147,8 @@ def test_gpu_matches_reference_vjp(gpu, seed, view_dir_const):
     w, h = s["width"], s["height"]
     refine = np.linalg.norm(ref["v_xy"] * [w, h], axis=-1)
     np.testing.assert_allclose(out["refine_weight"], refine, rtol=2e-3, atol=1e-6 * refine.max())
+    np.testing.assert_allclose(out["refine_weight_abs"], ref["refine_abs"], rtol=2e-3, atol=1e-6 * ref["refine_abs"].max())
+    assert np.all(out["refine_weight_abs"] >= 0) and ref["refine_abs"].max() > 0
 
 
 def _tiny_case():
@@ -202,7 +204,7 @@ def test_atomic_and_subgroup_paths_agree(gpu):
     for label, ctx, defines in variants:
         assert not (label != "no subgroups" and ctx.has_float_atomics)
         out = gpu_grads(s, v_image, ctx=ctx, defines=defines)
-        for name in PARAMS + ("refine_weight",):
+        for name in PARAMS + ("refine_weight", "refine_weight_abs"):
             assert _rel(out[name], base[name]) < 1e-5, (label, name)
 
 
@@ -230,6 +232,7 @@ def test_culled_splats_get_exact_zeros(gpu):
         assert np.all(out[name][:4] == 0.0), name
         assert np.abs(out[name][4:]).max() > 0
     assert np.all(out["refine_weight"][:4] == 0.0) and np.all(out["visible"][:4] == 0)
+    assert np.all(out["refine_weight_abs"][:4] == 0.0)
 
 
 def test_nan_splat_does_not_poison_others(gpu):

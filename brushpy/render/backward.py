@@ -48,6 +48,12 @@ class SplatGrads:
             image width and height; 0 for culled splats.
         visible: u32 [N], 1 where the splat survived the cull (was projected), else 0.
         v_projected: f32 [V,9] gradients w.r.t. ``ForwardState.projected`` (compact order).
+        refine_weight_abs: [N] Brush's densification statistic (its current
+            ``rasterize_backwards.wgsl``): ``max(W, H) · Σ_pixels (|∂L/∂x_p| + |∂L/∂y_p|)
+            / max(α_p, 0.001)``, the per-pixel 2D-mean gradients summed in absolute
+            value, each divided by that pixel's final alpha (the 0.999 clamp is
+            ignored for it); 0 for culled splats.
+        refine_abs: f32 [V] the same in compact order (what the rasterize backward accumulates).
     """
 
     means: GpuTensor
@@ -58,6 +64,8 @@ class SplatGrads:
     refine_weight: GpuTensor
     visible: GpuTensor
     v_projected: GpuTensor
+    refine_weight_abs: GpuTensor
+    refine_abs: GpuTensor
 
     PARAMS = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
 
@@ -67,7 +75,7 @@ class SplatGrads:
 
     def numpy(self) -> dict[str, np.ndarray]:
         """Copy every gradient to the host (waits for the GPU)."""
-        return {k: getattr(self, k).numpy() for k in self.PARAMS + ("refine_weight", "visible")}
+        return {k: getattr(self, k).numpy() for k in self.PARAMS + ("refine_weight", "refine_weight_abs", "visible")}
 
 
 class RenderBackward:
@@ -95,6 +103,8 @@ class RenderBackward:
             e((n,), np.float32, "refine_weight", self.ctx),
             e((n,), np.uint32, "visible", self.ctx),
             e((max(num_visible, 1), PROJECTED_STRIDE), np.float32, "v_projected", self.ctx),
+            e((n,), np.float32, "refine_weight_abs", self.ctx),
+            e((max(num_visible, 1),), np.float32, "refine_abs", self.ctx),
         )
 
     def record(
@@ -116,7 +126,7 @@ class RenderBackward:
             raise ValueError(f"ForwardState was rendered from {state.num_splats} splats but {n} splats were given")
         k = splats.sh_coeffs.shape[1]
         grads = out or self.allocate(n, k, state.num_visible)
-        for t in (*grads.params(), grads.refine_weight, grads.visible, grads.v_projected):
+        for t in (*grads.params(), grads.refine_weight, grads.visible, grads.v_projected, grads.refine_weight_abs, grads.refine_abs):
             rec.clear(t)
         if state.num_visible == 0:
             return grads
@@ -136,6 +146,7 @@ class RenderBackward:
                     state.image,
                     v_image,
                     grads.v_projected,
+                    grads.refine_abs,
                 ],
                 workgroups_for(state.tiles_x * state.tiles_y, 1, self.ctx),
             )
@@ -168,6 +179,8 @@ class RenderBackward:
                     grads.raw_opacities,
                     grads.refine_weight,
                     grads.visible,
+                    grads.refine_abs,
+                    grads.refine_weight_abs,
                 ],
                 workgroups_for(state.num_visible, _PROJECT_WG, self.ctx),
             )

@@ -56,8 +56,11 @@ def rasterize_projected_vjp(xy, conic, color, opacity, depth, visible, width, he
 
     Returns:
         dict with ``v_xy [N,2]``, ``v_conic [N,3]``, ``v_color [N,3]``,
-        ``v_opacity [N]`` (zero for invisible splats), ``image [H,W,4]`` and
-        ``order`` (depth order of the visible splats).
+        ``v_opacity [N]`` (zero for invisible splats), ``refine_abs [N]``
+        (Brush's densification statistic: ``max(W, H) Σ_pixels (|∂L/∂x_p| +
+        |∂L/∂y_p|) / max(α_p, 0.001)`` with the per-pixel 2D-mean gradient
+        taken as if the 0.999 clamp were off), ``image [H,W,4]`` and ``order``
+        (depth order of the visible splats).
     """
     n = xy.shape[0]
     v_image = np.asarray(v_image, np.float64).reshape(height, width, 4)
@@ -100,6 +103,8 @@ def rasterize_projected_vjp(xy, conic, color, opacity, depth, visible, width, he
     v_conic = np.zeros((n, 3))
     v_color = np.zeros((n, 3))
     v_opacity = np.zeros(n)
+    refine_abs = np.zeros(n)
+    refine_scale = max(width, height) / np.maximum(1.0 - T_final, 0.001)
     behind = np.zeros((height, width, 3))  # Σ_{j>i} α_j T_j c_j
     for g, dx, dy, g_val, raw_alpha, alpha, use, T_i in reversed(saved):
         w = np.where(use, alpha * T_i, 0.0)
@@ -114,7 +119,17 @@ def rasterize_projected_vjp(xy, conic, color, opacity, depth, visible, width, he
         a, b, c = conic[g]
         v_conic[g] = [(0.5 * v_sigma * dx * dx).sum(), (v_sigma * dx * dy).sum(), (0.5 * v_sigma * dy * dy).sum()]
         v_xy[g] = [(v_sigma * (a * dx + b * dy)).sum(), (v_sigma * (b * dx + c * dy)).sum()]
-    return {"v_xy": v_xy, "v_conic": v_conic, "v_color": v_color, "v_opacity": v_opacity, "image": image, "order": order}
+        v_sigma_any = np.where(use, -alpha * v_alpha, 0.0)  # clamp ignored (Brush's statistic)
+        refine_abs[g] = ((np.abs(v_sigma_any * (a * dx + b * dy)) + np.abs(v_sigma_any * (b * dx + c * dy))) * refine_scale).sum()
+    return {
+        "v_xy": v_xy,
+        "v_conic": v_conic,
+        "v_color": v_color,
+        "v_opacity": v_opacity,
+        "refine_abs": refine_abs,
+        "image": image,
+        "order": order,
+    }
 
 
 def sh_basis_jacobian(dirs: np.ndarray, degree: int) -> np.ndarray:
@@ -309,7 +324,7 @@ def render_vjp(
         means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width, height,
         r["v_xy"], r["v_conic"], r["v_color"], r["v_opacity"], p["visible"], view_dir_const,
     )
-    g.update({k: r[k] for k in ("v_xy", "v_conic", "v_color", "v_opacity", "image", "order")})
+    g.update({k: r[k] for k in ("v_xy", "v_conic", "v_color", "v_opacity", "refine_abs", "image", "order")})
     g["visible"] = p["visible"]
     g["projection"] = p
     assert g["means"].shape[0] == n
