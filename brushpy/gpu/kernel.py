@@ -26,6 +26,7 @@ from .shader import parse_bindings, preprocess
 from .tensor import GpuTensor
 
 _PIPELINES: dict = {}
+_BIND_GROUP_CACHE = 8
 
 
 def workgroups_for(count: int, group_size: int, ctx: GpuContext | None = None) -> tuple[int, int, int]:
@@ -120,8 +121,12 @@ class Kernel:
         entries = [{"binding": i, "resource": {"buffer": buf, "offset": 0, "size": buf.size}} for i, buf in zip(sorted(self.binding_kinds), buffers)]
         bg = self.ctx.device.create_bind_group(layout=self.layout, entries=entries, label=self.name)
         if not any(isinstance(b, Uniform) for b in bindings):
-            self._bind_groups[key] = (bg, buffers)  # keep buffers alive while cached
-            if len(self._bind_groups) > 64:
+            # The cache holds the buffers (so ids stay unique while cached). Keep it
+            # small: callers that allocate per call (the renderer) would otherwise pin
+            # many frames' worth of GPU memory; steady loops over persistent buffers
+            # (Adam, loss) still hit.
+            self._bind_groups[key] = (bg, buffers)
+            if len(self._bind_groups) > _BIND_GROUP_CACHE:
                 self._bind_groups.popitem(last=False)
         return bg
 

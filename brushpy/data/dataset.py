@@ -1,0 +1,106 @@
+"""``load_dataset``: detect a dataset's format and load it into a ``Scene``.
+
+Formats, tried in this order:
+
+1. COLMAP: a folder holding ``cameras.{bin,txt}`` + ``images.{bin,txt}``
+   (``sparse/N/`` or the root; with several, the model with most images);
+2. nerfstudio / instant-ngp: ``transforms.json``;
+3. NeRF-synthetic: ``transforms_train.json`` (+ ``transforms_test/val.json``).
+
+The dataset may be a folder or a ``.zip`` of one. Views are sorted by image
+name (digit runs compared numerically), then ``subsample_frames`` and
+``max_frames`` apply, then ``eval_split_every`` moves every n-th view to the
+eval set (unless the dataset ships its own eval file). Initial points: COLMAP
+``points3D``, ``ply_file_path`` of a transforms file, or a file named
+``init.ply`` anywhere in the dataset (which takes precedence, as in Brush).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from . import colmap, nerf_synthetic, nerfstudio
+from .config import LoadConfig
+from .images import has_masks_folder
+from .init_points import read_ply_points
+from .scene import LoadReport, Scene, split_every
+from .source import DatasetSource
+
+log = logging.getLogger("brushpy.data")
+
+LOOKED_FOR = (
+    "a COLMAP model (cameras.bin/.txt + images.bin/.txt in sparse/N/ or the root), "
+    "transforms.json (nerfstudio / instant-ngp) or transforms_train.json (NeRF-synthetic)"
+)
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used (the message names the folder and what is wrong)."""
+
+
+def load_dataset(path: str | os.PathLike | DatasetSource, config: LoadConfig | None = None,
+                 decode: bool = True) -> Scene:
+    """Load a dataset folder or zip.
+
+    Args:
+        path: dataset folder, ``.zip`` of one, or an open ``DatasetSource``.
+        config: loading options (``LoadConfig()`` defaults = Brush's). ``args.txt`` is
+            NOT read here; use ``args_txt.resolve_load_config`` to build the config.
+        decode: decode every image now (thread pool + progress bar); with False
+            pixels are decoded on first access of ``View.image``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        DatasetError: no recognised cameras, or no usable training views (names the folder).
+        images.ImageDecodeError: a corrupt image (names the file).
+        colmap.ColmapFormatError, nerfstudio.TransformsFormatError,
+        undistort.UnsupportedCameraModel: bad camera files (names the file).
+    """
+    config = config or LoadConfig()
+    source = path if isinstance(path, DatasetSource) else DatasetSource(path)
+    where = str(source.path)
+    alpha_mode = config.alpha_mode or ("masked" if has_masks_folder(source) else "transparent")
+    report = LoadReport()
+    init_points = None
+    evals = None
+
+    loaded = colmap.load_colmap_scene(source, config, alpha_mode, report)
+    if loaded is not None:
+        views, init_points, folder = loaded
+        log.info("%s: COLMAP model in %s/", where, folder or ".")
+        kind = "COLMAP"
+    else:
+        rel = nerfstudio.find_transforms(source, "transforms.json")
+        if rel is not None:
+            data = nerfstudio.read_json(source, rel)
+            views = nerfstudio.load_transforms_views(source, rel, config, alpha_mode, report, data)
+            init_points = nerfstudio.load_ply_init(source, rel, data, config)
+            kind = f"nerfstudio ({rel})"
+        else:
+            rel = nerfstudio.find_transforms(source, "transforms_train.json")
+            if rel is None:
+                raise DatasetError(f"{where}: no cameras found; looked for {LOOKED_FOR}")
+            views, evals, init_points = nerf_synthetic.load_synthetic_views(source, rel, config, alpha_mode, report)
+            kind = f"NeRF-synthetic ({rel})"
+    warnings = report.flush(where)
+    if evals is None:
+        train, evals = split_every(views, config.eval_split_every)
+    else:
+        train = views
+    if not train:
+        raise DatasetError(
+            f"{where}: no usable training views in the {kind} dataset "
+            f"({len(views)} loaded, {len(evals)} eval; images missing or filtered out by --max-frames/--subsample-frames?)"
+        )
+    init_rel = next((f for f in source.files if f.rsplit("/", 1)[-1].lower() == "init.ply"), None)
+    if init_rel is not None:
+        init_points = read_ply_points(source.read_bytes(init_rel), source.display_path(init_rel)).subsample(
+            config.subsample_points)
+        log.info("initial points from %s (%d points)", source.display_path(init_rel), len(init_points))
+    scene = Scene(source.name, train, evals, init_points, alpha_mode, source, warnings, config)
+    log.info("%s: %s, %d train + %d eval views, %s initial points, alpha mode %s", where, kind, len(train),
+             len(evals), len(init_points) if init_points is not None else "no", alpha_mode)
+    if decode:
+        scene.decode()
+    return scene

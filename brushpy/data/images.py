@@ -1,0 +1,299 @@
+"""Image decoding: EXIF orientation, resizing to ``max_resolution``, masks, undistortion.
+
+Decoding happens in two steps so cameras are known before any pixel is
+decoded: ``read_image_size`` reads only the header (size after EXIF
+orientation); ``ImageSpec.decode`` does the work. ``decode_all`` runs many
+decodes in a thread pool (Pillow and OpenCV release the GIL) with a tqdm bar.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .source import DatasetSource
+from .undistort import UndistortPlan
+
+log = logging.getLogger("brushpy.data")
+
+# EXIF orientations 5..8 transpose the image (width and height swap).
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+_EXIF_ORIENTATION = 0x0112
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class ImageDecodeError(ValueError):
+    """An image or mask that cannot be decoded (message names the file)."""
+
+
+def read_image_header(source: DatasetSource, rel: str) -> tuple[int, int, int]:
+    """``(stored_width, stored_height, exif_orientation)`` from an image's header (no pixel decode).
+
+    Raises:
+        ImageDecodeError: the file is not a readable image (names the file).
+    """
+    try:
+        with Image.open(source.open_for_pil(rel)) as im:
+            w, h = im.size
+            orientation = _header_orientation(im)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ImageDecodeError(f"cannot read image {source.display_path(rel)}: {exc}") from None
+    return w, h, orientation
+
+
+def read_image_size(source: DatasetSource, rel: str) -> tuple[int, int]:
+    """``(width, height)`` of an image as displayed (EXIF orientation applied), from its header.
+
+    Raises:
+        ImageDecodeError: the file is not a readable image (names the file).
+    """
+    w, h, orientation = read_image_header(source, rel)
+    return (h, w) if orientation in _TRANSPOSING_ORIENTATIONS else (w, h)
+
+
+def is_transposing(orientation: int) -> bool:
+    """Whether an EXIF orientation swaps width and height (5..8)."""
+    return orientation in _TRANSPOSING_ORIENTATIONS
+
+
+def _header_orientation(im: Image.Image) -> int:
+    """EXIF orientation without decoding pixels (PNG's getexif() would decode the whole image)."""
+    try:
+        if im.format == "PNG":
+            raw = im.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+            return int(exif.get(_EXIF_ORIENTATION, 1))
+        return int(im.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a broken EXIF block should not stop loading; the decode applies what it can
+        return 1
+
+
+def _jpeg_draft(im: Image.Image, target: tuple[int, int]) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target allows it exactly.
+
+    Only scales that divide both sides exactly are used, so the decoded image spans the
+    same extent as the original and resizing keeps the pixel geometry.
+    """
+    if im.format != "JPEG":
+        return
+    w, h = im.size
+    tw, th = target
+    for s in (8, 4, 2):
+        if w % s == 0 and h % s == 0 and w // s >= tw and h // s >= th:
+            im.draft(im.mode, (w // s, h // s))
+            return
+
+
+def scaled_size(width: int, height: int, max_resolution: int) -> tuple[int, int]:
+    """Size after capping the long edge at ``max_resolution`` (aspect kept, floor, at least 1)."""
+    long_edge = max(width, height)
+    if long_edge <= max_resolution:
+        return width, height
+    s = max_resolution / long_edge
+    return max(1, int(width * s)), max(1, int(height * s))
+
+
+@dataclass
+class ImageSpec:
+    """Everything needed to decode one view's pixels.
+
+    Attributes:
+        source: the dataset the files live in.
+        path: image path relative to the dataset.
+        mask_path: mask path (a grayscale image; white = keep) or None.
+        size: (width, height) after resizing, before undistortion.
+        undistort: undistortion applied after resizing, or None.
+        alpha_mode: ``"masked"`` or ``"transparent"``.
+        invert_mask: invert the mask (white = ignore).
+        apply_exif: honour the EXIF orientation (False when the camera was calibrated on
+            the stored, unrotated pixels).
+    """
+
+    source: DatasetSource
+    path: str
+    mask_path: str | None
+    size: tuple[int, int]
+    undistort: UndistortPlan | None
+    alpha_mode: str
+    invert_mask: bool = False
+    apply_exif: bool = True
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        """(width, height) of the decoded image."""
+        return self.undistort.out_size if self.undistort is not None else self.size
+
+    def decode(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Decode to ``(image, mask)``.
+
+        Returns:
+            image: uint8 [H,W,3] or [H,W,4] (RGBA when the file has alpha, or in
+                transparent mode when a mask file supplies the alpha).
+            mask: uint8 [H,W] (255 = pixel counts in the loss) in masked mode when a
+                mask file or an alpha channel exists; else None. In masked mode the
+                image is RGB (its alpha, if any, became the mask).
+
+        Raises:
+            ImageDecodeError: corrupt or unreadable file (names it).
+        """
+        img = _load_rgb_or_rgba(self.source, self.path, self.size, self.apply_exif)
+        mask = None
+        if self.mask_path is not None:
+            mask = _load_mask(self.source, self.mask_path, self.size)
+            if self.invert_mask:
+                mask = 255 - mask
+        if img.size != self.size:
+            img = img.resize(self.size, Image.Resampling.LANCZOS)
+        arr = np.asarray(img)
+        if self.undistort is not None:
+            arr = self.undistort.apply(arr)
+            if mask is not None:
+                mask = self.undistort.apply(mask)
+        if self.alpha_mode == "masked":
+            if mask is None and arr.shape[2] == 4:
+                mask = np.ascontiguousarray(arr[..., 3])
+            if arr.shape[2] == 4:
+                arr = np.ascontiguousarray(arr[..., :3])
+        else:
+            if mask is not None:
+                if arr.shape[2] == 3:
+                    arr = np.concatenate([arr, mask[..., None]], axis=2)
+                else:
+                    arr = arr.copy()
+                    arr[..., 3] = mask
+                mask = None
+        return np.ascontiguousarray(arr), mask
+
+
+def _load_rgb_or_rgba(source: DatasetSource, rel: str, target: tuple[int, int] | None = None,
+                      apply_exif: bool = True) -> Image.Image:
+    try:
+        with Image.open(source.open_for_pil(rel)) as im:
+            orientation = _header_orientation(im) if apply_exif else 1
+            if target is not None:
+                t = (target[1], target[0]) if orientation in _TRANSPOSING_ORIENTATIONS else target
+                _jpeg_draft(im, t)
+            if orientation != 1:
+                im = ImageOps.exif_transpose(im)
+            has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)
+            im = im.convert("RGBA" if has_alpha else "RGB")
+            im.load()
+            return im
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(f"cannot decode image {source.display_path(rel)}: {exc}") from None
+
+
+def _load_mask(source: DatasetSource, rel: str, size: tuple[int, int]) -> np.ndarray:
+    try:
+        with Image.open(source.open_for_pil(rel)) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "PA"):
+                im = im.getchannel("A")
+            else:
+                im = im.convert("L")
+            if im.size != size:
+                im = im.resize(size, Image.Resampling.BILINEAR)
+            return np.asarray(im, np.uint8).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(f"cannot decode mask {source.display_path(rel)}: {exc}") from None
+
+
+def find_mask(source: DatasetSource, image_rel: str, index: dict[str, list[str]] | None = None) -> str | None:
+    """The mask file of an image: a file under a ``masks/`` folder whose stem is the image's
+    name or stem (``img.png`` -> ``masks/img.png``, ``masks/img.jpg``, ``masks/img.mask.png``,
+    ``masks/img.png.png``), case-insensitive. Subfolders after ``masks/`` must match the
+    end of the image's folder. None when absent.
+
+    ``index`` (from ``mask_index``) avoids rescanning the file list per image.
+    """
+    index = mask_index(source) if index is None else index
+    name = image_rel.rsplit("/", 1)[-1].lower()
+    stem = name.rsplit(".", 1)[0]
+    image_dir = image_rel.rsplit("/", 1)[0].lower().split("/") if "/" in image_rel else []
+    for key in (name, stem, stem + ".mask"):
+        for cand in index.get(key, ()):
+            parts = cand.lower().split("/")
+            i = parts.index("masks")
+            sub = parts[i + 1:-1]
+            if not sub or image_dir[-len(sub):] == sub:
+                return cand
+    return None
+
+
+def mask_index(source: DatasetSource) -> dict[str, list[str]]:
+    """``{lowercase stem: [mask paths]}`` for every file below a ``masks`` folder."""
+    out: dict[str, list[str]] = {}
+    for f in source.files:
+        parts = f.lower().split("/")
+        if "masks" in parts[:-1]:
+            stem = parts[-1].rsplit(".", 1)[0]
+            out.setdefault(stem, []).append(f)
+    return out
+
+
+def has_masks_folder(source: DatasetSource) -> bool:
+    """Whether any file sits below a folder named ``masks``."""
+    return any("masks" in f.lower().split("/")[:-1] for f in source.files)
+
+
+def decode_all(items: Sequence, decode: Callable, num_workers: int | None = None, progress: bool = True,
+               desc: str = "decoding images") -> list:
+    """``[decode(item) for item in items]`` in a thread pool, with a tqdm bar when ``progress``."""
+    workers = num_workers or os.cpu_count() or 1
+    if not items:
+        return []
+    if workers == 1 or len(items) == 1:
+        it = map(decode, items)
+        results = list(_progress(it, len(items), desc, progress))
+        return results
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(_progress(pool.map(decode, items), len(items), desc, progress))
+
+
+def _progress(it, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, total=total, desc=desc, unit="img", leave=False)
+
+
+def pack_rgba8(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Pack an image into one uint32 per pixel for GPU upload.
+
+    Byte order is R, G, B, A from the least significant byte (what WGSL's
+    ``unpack4x8unorm`` reads). Alpha is ``mask`` when given, else the image's
+    alpha channel, else 255.
+
+    Args:
+        image: uint8 [H,W,3] or [H,W,4].
+        mask: optional uint8 [H,W].
+
+    Returns:
+        uint32 [H,W].
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"pack_rgba8: expected uint8 [H,W,3|4], got {image.dtype} {image.shape}")
+    h, w = image.shape[:2]
+    rgba = np.empty((h, w, 4), np.uint8)
+    rgba[..., :3] = image[..., :3]
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != (h, w) or mask.dtype != np.uint8:
+            raise ValueError(f"pack_rgba8: mask must be uint8 [{h},{w}], got {mask.dtype} {mask.shape}")
+        rgba[..., 3] = mask
+    elif image.shape[2] == 4:
+        rgba[..., 3] = image[..., 3]
+    else:
+        rgba[..., 3] = 255
+    return rgba.view("<u4").reshape(h, w).astype(np.uint32, copy=False)

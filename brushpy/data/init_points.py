@@ -1,0 +1,196 @@
+"""Initial splats: from a point cloud (COLMAP points3D or a PLY) or random in the camera frustums.
+
+Algorithms and defaults follow ``shared/brush-options.md``:
+
+* Point init: one splat per point, isotropic standard deviation = mean distance
+  to the point's 2 nearest neighbours (``scipy.spatial.cKDTree``), opacity 0.5
+  (logit 0), identity rotation, SH band 0 from the colour:
+  ``(c - 0.5) / C0`` with ``C0 = 0.28209479177387814`` (the degree-0 real SH
+  constant 1 / (2 sqrt(pi)), as INRIA 3DGS / gsplat ``rgb_to_sh``).
+* Random init: 10,000 splats; each picks a random camera and a random pixel of
+  it and is placed at a log-uniform depth in [0.05 S, S] along that pixel's ray
+  (depth measured along the optical axis); opacity uniform in [0.1, 0.25];
+  log scale ``ln(S / N^(1/3))``; colour uniform in [0, 1]. ``S`` is
+  ``random_init_scene_scale`` or 3 x the mean distance from each camera to its
+  nearest other camera, at least 1.
+
+All functions return numpy float32 arrays in the ``Splats`` layout:
+``means [N,3]``, ``rotations [N,4]`` (w, x, y, z), ``log_scales [N,3]``,
+``sh_coeffs [N,1,3]``, ``raw_opacities [N]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..render.camera import Camera
+
+log = logging.getLogger("brushpy.data")
+
+SH_C0 = 0.28209479177387814
+RANDOM_INIT_COUNT = 10_000
+
+
+@dataclass
+class InitPoints:
+    """A coloured point cloud.
+
+    Attributes:
+        positions: float32 [P,3] world coordinates.
+        colors: float32 [P,3] RGB in [0, 1].
+    """
+
+    positions: np.ndarray
+    colors: np.ndarray
+
+    def __post_init__(self):
+        self.positions = np.asarray(self.positions, np.float32).reshape(-1, 3)
+        self.colors = np.asarray(self.colors, np.float32).reshape(-1, 3)
+        if len(self.positions) != len(self.colors):
+            raise ValueError(f"InitPoints: {len(self.positions)} positions but {len(self.colors)} colours")
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def subsample(self, every: int | None) -> "InitPoints":
+        """Every ``every``-th point (all when None or 1)."""
+        if not every or every == 1:
+            return self
+        return InitPoints(self.positions[::every], self.colors[::every])
+
+
+def rgb_to_sh_dc(colors: np.ndarray) -> np.ndarray:
+    """SH band-0 coefficients [N,1,3] float32 that render as ``colors`` (RGB in [0,1], [N,3])."""
+    return ((np.asarray(colors, np.float32) - 0.5) / SH_C0).reshape(-1, 1, 3).astype(np.float32)
+
+
+def logit(p) -> np.ndarray:
+    p = np.asarray(p, np.float64)
+    return np.log(p / (1.0 - p))
+
+
+def knn_mean_distance(positions: np.ndarray, k: int = 2) -> np.ndarray:
+    """Mean distance of each point to its ``k`` nearest other points (float64 [P]).
+
+    With fewer than ``k + 1`` points, uses as many neighbours as exist; a lone point
+    gets 1.0. Zero distances (duplicate points) are floored at 1e-7 so logs stay finite.
+    """
+    from scipy.spatial import cKDTree
+
+    pts = np.asarray(positions, np.float64)
+    n = len(pts)
+    if n <= 1:
+        return np.ones(n)
+    kk = min(k, n - 1)
+    dist, _ = cKDTree(pts).query(pts, k=kk + 1)
+    return np.maximum(dist[:, 1:].mean(axis=1), 1e-7)
+
+
+def splats_from_points(points: InitPoints) -> dict[str, np.ndarray]:
+    """Splat parameters for a point cloud (see the module docstring)."""
+    n = len(points)
+    scale = knn_mean_distance(points.positions, 2)
+    log_scales = np.repeat(np.log(scale)[:, None], 3, axis=1).astype(np.float32)
+    rotations = np.zeros((n, 4), np.float32)
+    rotations[:, 0] = 1.0
+    return {
+        "means": points.positions.astype(np.float32).copy(),
+        "rotations": rotations,
+        "log_scales": log_scales,
+        "sh_coeffs": rgb_to_sh_dc(points.colors),
+        "raw_opacities": np.zeros(n, np.float32),
+    }
+
+
+def default_scene_scale(cameras: Sequence[Camera]) -> float:
+    """3 x the mean distance from each camera to its nearest other camera, at least 1."""
+    if len(cameras) < 2:
+        return 1.0
+    pos = np.stack([c.position for c in cameras])
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(pos).query(pos, k=2)
+    return float(max(1.0, 3.0 * dist[:, 1].mean()))
+
+
+def random_splats(cameras: Sequence[Camera], count: int = RANDOM_INIT_COUNT, scene_scale: float | None = None,
+                  seed: int = 42) -> dict[str, np.ndarray]:
+    """``count`` random splats inside the cameras' view frustums (see the module docstring).
+
+    Raises:
+        ValueError: no cameras.
+    """
+    if not cameras:
+        raise ValueError("random init needs at least one camera")
+    s = float(scene_scale) if scene_scale is not None else default_scene_scale(cameras)
+    rng = np.random.default_rng(seed)
+    cam_idx = rng.integers(0, len(cameras), count)
+    u = rng.random(count)
+    v = rng.random(count)
+    depth = np.exp(rng.uniform(np.log(0.05 * s), np.log(s), count))
+    means = np.empty((count, 3))
+    for ci in np.unique(cam_idx):
+        sel = cam_idx == ci
+        cam = cameras[ci]
+        x = (u[sel] * cam.width - cam.cx) / cam.fx
+        y = (v[sel] * cam.height - cam.cy) / cam.fy
+        p_cam = np.stack([x, y, np.ones_like(x)], axis=1) * depth[sel, None]
+        c2w = cam.camera_to_world
+        means[sel] = p_cam @ c2w[:3, :3].T + c2w[:3, 3]
+    rotations = np.zeros((count, 4), np.float32)
+    rotations[:, 0] = 1.0
+    log_scale = np.log(s / count ** (1.0 / 3.0))
+    return {
+        "means": means.astype(np.float32),
+        "rotations": rotations,
+        "log_scales": np.full((count, 3), log_scale, np.float32),
+        "sh_coeffs": rgb_to_sh_dc(rng.random((count, 3))),
+        "raw_opacities": logit(rng.uniform(0.1, 0.25, count)).astype(np.float32),
+    }
+
+
+def read_ply_points(data: bytes, origin: str = "points.ply") -> InitPoints:
+    """Points and colours from PLY bytes (``vertex`` x, y, z and colour).
+
+    Colour comes from ``red/green/blue`` (uint8 0..255 or float 0..1) or from SH band 0
+    ``f_dc_0..2`` (converted back with ``0.5 + C0 * dc``); grey 0.5 when absent.
+
+    Raises:
+        ValueError: not a PLY with a vertex element holding x, y, z (names ``origin``).
+    """
+    import io
+
+    from plyfile import PlyData
+
+    try:
+        ply = PlyData.read(io.BytesIO(data))
+        vertex = ply["vertex"]
+    except Exception as exc:
+        raise ValueError(f"{origin}: not a readable PLY point cloud ({exc})") from None
+    names = vertex.data.dtype.names or ()
+    if not all(k in names for k in ("x", "y", "z")):
+        raise ValueError(f"{origin}: the vertex element has no x, y, z properties")
+    pos = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1).astype(np.float32)
+    if all(k in names for k in ("red", "green", "blue")):
+        col = np.stack([vertex["red"], vertex["green"], vertex["blue"]], axis=1)
+        col = col.astype(np.float32) / 255.0 if np.issubdtype(col.dtype, np.integer) else col.astype(np.float32)
+    elif all(f"f_dc_{i}" in names for i in range(3)):
+        dc = np.stack([vertex[f"f_dc_{i}"] for i in range(3)], axis=1).astype(np.float32)
+        col = np.clip(0.5 + SH_C0 * dc, 0.0, 1.0)
+    else:
+        col = np.full_like(pos, 0.5)
+    return InitPoints(pos, col)
+
+
+def initial_splats(points: InitPoints | None, cameras: Sequence[Camera], scene_scale: float | None = None,
+                   seed: int = 42) -> dict[str, np.ndarray]:
+    """Point init when ``points`` has any point, random init otherwise (logged)."""
+    if points is not None and len(points) > 0:
+        log.info("initialising %d splats from the point cloud", len(points))
+        return splats_from_points(points)
+    log.info("no initial points: %d random splats in the camera frustums", RANDOM_INIT_COUNT)
+    return random_splats(cameras, RANDOM_INIT_COUNT, scene_scale, seed)

@@ -1,0 +1,138 @@
+"""Image quality metrics on the GPU: PSNR and SSIM.
+
+- SSIM: the loss's definition (11-tap Gaussian window σ 1.5, zero padding,
+  C1 = 0.01², C2 = 0.03², see :mod:`brushpy.loss.image_loss`), reported as the
+  mean of the SSIM map over all pixels and the R, G, B channels.
+- PSNR: ``-10·log10(MSE)`` with the MSE over all pixels and R, G, B, for images
+  in [0, 1] (peak 1). Identical images give ``inf``.
+
+Neither clamps its inputs; alpha channels are ignored (composite first).
+
+For evaluation over many views, :class:`ImageMetrics` records any number of
+pairs into one recorder and reads all sums back with a single copy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..gpu import GpuTensor, Kernel, Recorder, Uniform
+from .image_loss import _PARAMS_DTYPE, TILE, _kernel, check_ground_truth, check_image
+
+
+def _psnr_from_mse(mse: float) -> float:
+    return float("inf") if mse <= 0 else float(-10.0 * math.log10(mse))
+
+
+class ImageMetrics:
+    """Batched PSNR/SSIM: record pairs, then read every result at once.
+
+    Args:
+        capacity: how many pairs may be recorded between two :meth:`read` calls.
+
+    Example::
+
+        m = ImageMetrics(capacity=len(views))
+        rec = Recorder()
+        for img, gt in pairs:
+            m.record(rec, img, gt)
+        rec.submit()
+        results = m.read()   # [{"psnr": ..., "ssim": ...}, ...] in record order
+    """
+
+    def __init__(self, capacity: int = 64):
+        if capacity < 1:
+            raise ValueError(f"ImageMetrics capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.results = GpuTensor.empty((self.capacity, 2), np.float32, "metric sums")
+        self._reduce = Kernel("loss_reduce.wgsl")
+        self._dummy_in = GpuTensor.empty((4,), np.float32, "metrics unused mask")
+        self._dummy_maps = GpuTensor.empty((4,), np.float32, "metrics unused dmaps")
+        self._dummy_out = GpuTensor.empty((4,), np.float32, "metrics unused v_image")
+        self._counts: list[int] = []
+        self._sizes: list[tuple[int, int]] = []
+        self._partials: dict[tuple[int, int], list[GpuTensor]] = {}
+
+    def record(self, rec: Recorder, image: GpuTensor, gt: GpuTensor) -> int:
+        """Record metrics of ``image`` against ``gt``; returns the slot index.
+
+        Args:
+            image: float32 [H, W, 3|4] in [0, 1].
+            gt: float32 [H, W, 3|4] in [0, 1] or packed RGBA8 uint32 [H, W].
+
+        Raises:
+            RuntimeError: when ``capacity`` pairs are already pending.
+        """
+        if len(self._counts) >= self.capacity:
+            raise RuntimeError(f"ImageMetrics holds {self.capacity} pending results; call read() first or raise capacity")
+        h, w = check_image(image, "image", (3, 4))
+        check_ground_truth(gt, (h, w))
+        slot = len(self._counts)
+        tiles_x, tiles_y = math.ceil(w / TILE), math.ceil(h / TILE)
+        # a partials buffer per pending slot of this size (reused after read())
+        pool = self._partials.setdefault((h, w), [])
+        used = self._sizes.count((h, w))
+        if used >= len(pool):
+            pool.append(GpuTensor.empty((tiles_x * tiles_y, 2), np.float32, "metric tile partials"))
+        partials = pool[used]
+        p = np.zeros((), _PARAMS_DTYPE)
+        p["width"], p["height"], p["tiles_x"] = w, h, tiles_x
+        binds = [Uniform(p), image, gt, self._dummy_in, self._dummy_maps, partials, self._dummy_out]
+        with rec.stage("metrics"):
+            rec.dispatch(_kernel("forward", gt, image.shape[2], True), binds, (tiles_x, tiles_y, 1))
+            rec.dispatch(
+                self._reduce,
+                [Uniform(np.array([tiles_x * tiles_y, 2 * slot, 0, 0], np.uint32)), partials, self.results],
+                (1, 1, 1),
+            )
+        self._counts.append(h * w * 3)
+        self._sizes.append((h, w))
+        return slot
+
+    def read(self) -> list[dict[str, float]]:
+        """Results of all recorded pairs, ``[{"psnr": dB, "ssim": mean}, ...]``; resets the batch."""
+        n = len(self._counts)
+        if n == 0:
+            return []
+        sums = self.results.numpy()[:n].astype(np.float64)
+        out = []
+        for (s_sum, sq_sum), count in zip(sums, self._counts):
+            out.append({"psnr": _psnr_from_mse(sq_sum / count), "ssim": float(s_sum / count)})
+        self._counts = []
+        self._sizes = []
+        return out
+
+
+_SHARED: dict = {}
+
+
+def _metrics() -> ImageMetrics:
+    from ..gpu import get_context
+
+    key = id(get_context().device)
+    m = _SHARED.get(key)
+    if m is None:
+        m = _SHARED[key] = ImageMetrics(capacity=1)
+    return m
+
+
+def evaluate(image: GpuTensor, gt: GpuTensor) -> dict[str, float]:
+    """``{"psnr": dB, "ssim": mean}`` for one pair (one GPU pass, one readback)."""
+    m = _metrics()
+    m.read()
+    rec = Recorder()
+    m.record(rec, image, gt)
+    rec.submit()
+    return m.read()[0]
+
+
+def psnr(image: GpuTensor, gt: GpuTensor) -> float:
+    """PSNR in dB of ``image`` against ``gt`` (RGB, peak 1); ``inf`` when identical."""
+    return evaluate(image, gt)["psnr"]
+
+
+def ssim(image: GpuTensor, gt: GpuTensor) -> float:
+    """Mean SSIM over pixels and RGB channels (window 11, σ 1.5, zero padding)."""
+    return evaluate(image, gt)["ssim"]

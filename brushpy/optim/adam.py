@@ -1,0 +1,348 @@
+"""GPU-resident Adam for splat parameters, with Brush's per-group learning rates.
+
+Update rule (Kingma & Ba 2015, as in Brush's ``AdamScaled``/burn's Adam), per
+element, with ``t`` the number of steps taken so far including this one::
+
+    m <- β1·m + (1-β1)·g
+    v <- β2·v + (1-β2)·g²
+    p <- p - lr · (m / (1-β1^t)) / (sqrt(v / (1-β2^t)) + ε)
+
+β1 = 0.9, β2 = 0.999, ε = 1e-15 by default. ``t`` is one counter for the whole
+optimizer (splats created by refine start from zeroed moments but share it,
+as in Brush).
+
+Parameter groups (tensor name -> learning rate), names as in
+:mod:`brushpy.render.splats`:
+
+=================  ===============================================================
+``means``          :func:`mean_lr` (exponential decay ``lr_mean`` → ``lr_mean_end``,
+                   times the scene extent)
+``rotations``      ``lr_rotation``
+``log_scales``     ``lr_scale``
+``sh_coeffs``      [N, K, 3]: band 0 (k = 0) ``lr_coeffs_dc``; k ≥ 1
+                   ``lr_coeffs_dc / lr_coeffs_sh_scale``
+``raw_opacities``  ``lr_opac``
+=================  ===============================================================
+
+With ``shared_sh_second_moment`` the SH coefficients of a splat share one
+second moment ``v`` [N], updated with the mean of g² over the splat's K·3
+coefficients.
+
+State is kept per tensor name: ``exp_avg`` (m, same shape as the parameter) and
+``exp_avg_sq`` (v, same shape, or [N] when shared). Refine reshapes it with
+:meth:`Adam.gather` and clears new splats with :meth:`Adam.zero_rows` /
+:meth:`Adam.zero_mask`; checkpoints use :meth:`Adam.state_dict` /
+:meth:`Adam.load_state_dict` (bit-exact).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..gpu import GpuTensor, Kernel, Recorder, Uniform, workgroups_for
+
+PARAM_GROUPS = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
+
+_ADAM_PARAMS = np.dtype(
+    [
+        ("count", "<u4"),
+        ("row_len", "<u4"),
+        ("first_cols", "<u4"),
+        ("_pad0", "<u4"),
+        ("lr_first", "<f4"),
+        ("lr_rest", "<f4"),
+        ("beta1", "<f4"),
+        ("beta2", "<f4"),
+        ("inv_bc1", "<f4"),
+        ("inv_bc2", "<f4"),
+        ("eps", "<f4"),
+        ("_pad1", "<f4"),
+        ("one_minus_beta1", "<f4"),
+        ("one_minus_beta2", "<f4"),
+        ("_pad2", "<f4"),
+        ("_pad3", "<f4"),
+    ]
+)
+
+
+def mean_lr(step: int, total_steps: int, lr_start: float, lr_end: float, extent: float) -> float:
+    """Learning rate of the means at training step ``step`` (0-based).
+
+    ``extent · lr_start · (lr_end / lr_start)^(step / total_steps)``, with ``step``
+    clamped to ``[0, total_steps]``: ``lr_start·extent`` at step 0, the geometric
+    mean at ``total_steps/2`` and ``lr_end·extent`` at ``total_steps`` (the same
+    per-step factor ``(lr_end/lr_start)^(1/total_steps)`` as Brush's exponential
+    scheduler).
+
+    Raises:
+        ValueError: ``total_steps`` < 1 or non-positive learning rates.
+    """
+    if total_steps < 1:
+        raise ValueError(f"total_steps (--total-steps) must be >= 1, got {total_steps}")
+    if lr_start <= 0 or lr_end <= 0:
+        raise ValueError(f"--lr-mean and --lr-mean-end must be > 0, got {lr_start} and {lr_end}")
+    frac = min(max(int(step), 0), int(total_steps)) / float(total_steps)
+    return float(extent) * float(lr_start) * (float(lr_end) / float(lr_start)) ** frac
+
+
+@dataclass
+class AdamConfig:
+    """Optimizer options (names and defaults follow Brush's CLI, see shared/brush-options.md)."""
+
+    lr_mean: float = 2e-5
+    lr_mean_end: float = 2e-7
+    lr_coeffs_dc: float = 2e-3
+    lr_coeffs_sh_scale: float = 10.0
+    lr_opac: float = 0.012
+    lr_scale: float = 5e-3
+    lr_rotation: float = 2e-3
+    total_steps: int = 30000
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-15
+    shared_sh_second_moment: bool = False
+
+    @classmethod
+    def from_options(cls, options, **overrides) -> "AdamConfig":
+        """Build from any object with the training option names (e.g. ``brushpy.train`` 's
+        ``TrainConfig``): ``lr_mean``, ``lr_mean_end``, ``lr_coeffs_dc``, ``lr_coeffs_sh_scale``,
+        ``lr_opac``, ``lr_scale``, ``lr_rotation``, ``total_steps``; missing names keep the defaults."""
+        names = ("lr_mean", "lr_mean_end", "lr_coeffs_dc", "lr_coeffs_sh_scale", "lr_opac", "lr_scale",
+                 "lr_rotation", "total_steps", "beta1", "beta2", "eps", "shared_sh_second_moment")
+        kw = {n: getattr(options, n) for n in names if hasattr(options, n)}
+        kw.update(overrides)
+        return cls(**kw)
+
+    def __post_init__(self):
+        if self.lr_coeffs_sh_scale <= 0:
+            raise ValueError(f"--lr-coeffs-sh-scale must be > 0, got {self.lr_coeffs_sh_scale}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"Adam betas must be in [0, 1), got {self.beta1}, {self.beta2}")
+
+
+def _rows(t: GpuTensor) -> tuple[int, int]:
+    n = t.shape[0] if t.shape else 1
+    return n, (t.numel // n if n else int(np.prod(t.shape[1:], dtype=np.int64)))
+
+
+class Adam:
+    """Adam over named splat tensors; owns the moment buffers.
+
+    Args:
+        config: learning rates, betas, epsilon, SH options.
+        scene_extent: multiplies the mean LR; update :attr:`scene_extent` when it
+            is recomputed (after refine).
+
+    Attributes:
+        t: steps taken (bias-correction exponent of the last step).
+        state: ``{name: {"exp_avg": GpuTensor, "exp_avg_sq": GpuTensor}}``.
+    """
+
+    def __init__(self, config: AdamConfig | None = None, scene_extent: float = 1.0):
+        self.config = config or AdamConfig()
+        self.scene_extent = float(scene_extent)
+        self.t = 0
+        self.state: dict[str, dict[str, GpuTensor]] = {}
+        self._k_elem = Kernel("adam.wgsl", "main")
+        self._k_shared = Kernel("adam.wgsl", "main_shared")
+        self._k_gather = Kernel("adam_state.wgsl", "gather")
+        self._k_zero_rows = Kernel("adam_state.wgsl", "zero_rows")
+        self._k_zero_mask = Kernel("adam_state.wgsl", "zero_mask")
+        self._dummy = GpuTensor.empty((4,), np.float32, "adam unused src")
+
+    # -- learning rates -------------------------------------------------------
+    def learning_rates(self, step: int) -> dict[str, float]:
+        """Learning rate of each group at training step ``step`` (``sh_coeffs_rest`` = bands ≥ 1)."""
+        c = self.config
+        return {
+            "means": mean_lr(step, c.total_steps, c.lr_mean, c.lr_mean_end, self.scene_extent),
+            "rotations": c.lr_rotation,
+            "log_scales": c.lr_scale,
+            "sh_coeffs": c.lr_coeffs_dc,
+            "sh_coeffs_rest": c.lr_coeffs_dc / c.lr_coeffs_sh_scale,
+            "raw_opacities": c.lr_opac,
+        }
+
+    def _shared(self, name: str) -> bool:
+        return name == "sh_coeffs" and self.config.shared_sh_second_moment
+
+    def _ensure_state(self, name: str, p: GpuTensor) -> dict[str, GpuTensor]:
+        n, _ = _rows(p)
+        st = self.state.get(name)
+        if st is None:
+            v_shape = (n,) if self._shared(name) else p.shape
+            st = {
+                "exp_avg": GpuTensor.empty(p.shape, np.float32, f"adam {name} exp_avg"),
+                "exp_avg_sq": GpuTensor.empty(v_shape, np.float32, f"adam {name} exp_avg_sq"),
+            }
+            self.state[name] = st
+        elif tuple(st["exp_avg"].shape) != tuple(p.shape):
+            raise ValueError(
+                f"Adam state for {name!r} has shape {st['exp_avg'].shape} but the parameter is {p.shape}; "
+                "call Adam.gather() after refine changes the splat count"
+            )
+        return st
+
+    # -- the update -----------------------------------------------------------
+    def step(self, rec: Recorder, params: dict[str, GpuTensor], grads: dict[str, GpuTensor], step: int) -> dict[str, float]:
+        """Record one Adam update of every tensor in ``params`` (in place); returns the LRs used.
+
+        Args:
+            rec: recorder (stage "adam").
+            params: name -> float32 GpuTensor [N, ...]; names from :data:`PARAM_GROUPS`.
+            grads: same names and shapes (missing names are not updated).
+            step: 0-based training step (drives the mean LR schedule).
+
+        Raises:
+            ValueError: unknown names, shape or dtype mismatches.
+        """
+        unknown = sorted(set(params) - set(PARAM_GROUPS))
+        if unknown:
+            raise ValueError(f"Adam: unknown parameter group(s) {unknown}; expected names from {PARAM_GROUPS}")
+        c = self.config
+        self.t += 1
+        inv_bc1 = 1.0 / (1.0 - c.beta1**self.t)
+        inv_bc2 = 1.0 / (1.0 - c.beta2**self.t)
+        lrs = self.learning_rates(step)
+        with rec.stage("adam"):
+            for name in PARAM_GROUPS:
+                if name not in params or name not in grads:
+                    continue
+                p, g = params[name], grads[name]
+                if p.dtype != np.float32 or g.dtype != np.float32 or tuple(p.shape) != tuple(g.shape):
+                    raise ValueError(
+                        f"Adam: {name} parameter {p.dtype.name}{p.shape} and gradient {g.dtype.name}{g.shape} "
+                        "must be float32 with equal shapes"
+                    )
+                if p.numel == 0:
+                    continue
+                st = self._ensure_state(name, p)
+                n, row = _rows(p)
+                lr_first = lr_rest = lrs[name]
+                first = row
+                if name == "sh_coeffs":
+                    if len(p.shape) != 3 or p.shape[2] != 3:
+                        raise ValueError(f"Adam: sh_coeffs must be [N, K, 3], got {p.shape}")
+                    first, lr_rest = 3, lrs["sh_coeffs_rest"]
+                u = np.zeros((), _ADAM_PARAMS)
+                u["row_len"], u["first_cols"] = row, first
+                u["lr_first"], u["lr_rest"] = lr_first, lr_rest
+                u["beta1"], u["beta2"], u["eps"] = c.beta1, c.beta2, c.eps
+                u["inv_bc1"], u["inv_bc2"] = inv_bc1, inv_bc2
+                u["one_minus_beta1"], u["one_minus_beta2"] = 1.0 - c.beta1, 1.0 - c.beta2
+                binds = [None, p, g, st["exp_avg"], st["exp_avg_sq"]]
+                if self._shared(name):
+                    u["count"] = n
+                    binds[0] = Uniform(u)
+                    rec.dispatch(self._k_shared, binds, workgroups_for(n, 256))
+                else:
+                    u["count"] = p.numel
+                    binds[0] = Uniform(u)
+                    rec.dispatch(self._k_elem, binds, workgroups_for(p.numel, 256))
+        return lrs
+
+    # -- refine support -------------------------------------------------------
+    def _row_params(self, count, row_len, src_rows, dst_rows) -> Uniform:
+        return Uniform(np.array([count, row_len, src_rows, dst_rows], np.uint32))
+
+    def gather(self, rec: Recorder, idx: GpuTensor) -> None:
+        """Replace every state tensor by its rows ``idx`` (u32 [M]): new row i = old row idx[i].
+
+        An index ≥ the old row count gives a zero row (a fresh splat).
+        """
+        if idx.dtype != np.uint32 or len(idx.shape) != 1:
+            raise ValueError(f"Adam.gather: idx must be uint32 [M], got {idx.dtype.name} {idx.shape}")
+        m = idx.shape[0]
+        with rec.stage("adam_state"):
+            for name, st in self.state.items():
+                for key, src in list(st.items()):
+                    n, row = _rows(src)
+                    dst = GpuTensor.empty((m,) + tuple(src.shape[1:]), np.float32, src.label)
+                    if m and row:
+                        rec.dispatch(
+                            self._k_gather,
+                            [self._row_params(m * row, row, n, m), src, dst, idx],
+                            workgroups_for(m * row, 256),
+                        )
+                    st[key] = dst
+
+    def zero_rows(self, rec: Recorder, rows: GpuTensor) -> None:
+        """Zero the moments of the splats listed in ``rows`` (u32 [K]; out-of-range entries ignored)."""
+        if rows.dtype != np.uint32 or len(rows.shape) != 1:
+            raise ValueError(f"Adam.zero_rows: rows must be uint32 [K], got {rows.dtype.name} {rows.shape}")
+        k = rows.shape[0]
+        if k == 0:
+            return
+        with rec.stage("adam_state"):
+            for st in self.state.values():
+                for dst in st.values():
+                    n, row = _rows(dst)
+                    rec.dispatch(
+                        self._k_zero_rows,
+                        [self._row_params(k * row, row, n, n), self._dummy, dst, rows],
+                        workgroups_for(k * row, 256),
+                    )
+
+    def zero_mask(self, rec: Recorder, mask: GpuTensor) -> None:
+        """Zero the moments of splats whose ``mask`` entry (u32 [N]) is non-zero."""
+        if mask.dtype != np.uint32 or len(mask.shape) != 1:
+            raise ValueError(f"Adam.zero_mask: mask must be uint32 [N], got {mask.dtype.name} {mask.shape}")
+        with rec.stage("adam_state"):
+            for name, st in self.state.items():
+                for dst in st.values():
+                    n, row = _rows(dst)
+                    if n != mask.shape[0]:
+                        raise ValueError(f"Adam.zero_mask: mask has {mask.shape[0]} rows, state {name!r} has {n}")
+                    if dst.numel:
+                        rec.dispatch(
+                            self._k_zero_mask,
+                            [self._row_params(dst.numel, row, n, n), self._dummy, dst, mask],
+                            workgroups_for(dst.numel, 256),
+                        )
+
+    def reset(self) -> None:
+        """Drop all moments and the step counter."""
+        self.state.clear()
+        self.t = 0
+
+    # -- checkpoints ------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the state: ``{"t": int64[()], "<name>.exp_avg": ..., "<name>.exp_avg_sq": ...}``."""
+        out = {"t": np.array(self.t, np.int64)}
+        for name, st in self.state.items():
+            for key, tensor in st.items():
+                out[f"{name}.{key}"] = tensor.numpy()
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_dict` returned (bit-exact); replaces all current state.
+
+        Raises:
+            ValueError: missing ``t``, unknown names or keys, a shared/unshared SH layout mismatch.
+        """
+        if "t" not in state:
+            raise ValueError("Adam.load_state_dict: the checkpoint has no 't' (step counter)")
+        new: dict[str, dict[str, GpuTensor]] = {}
+        for key, arr in state.items():
+            if key == "t":
+                continue
+            name, _, which = key.rpartition(".")
+            if name not in PARAM_GROUPS or which not in ("exp_avg", "exp_avg_sq"):
+                raise ValueError(f"Adam.load_state_dict: unexpected key {key!r}")
+            arr = np.asarray(arr, np.float32)
+            new.setdefault(name, {})[which] = GpuTensor.from_numpy(arr, label=f"adam {name} {which}")
+        for name, st in new.items():
+            if set(st) != {"exp_avg", "exp_avg_sq"}:
+                raise ValueError(f"Adam.load_state_dict: {name!r} needs both exp_avg and exp_avg_sq")
+            shared_shape = (st["exp_avg"].shape[0],)
+            want = shared_shape if self._shared(name) else st["exp_avg"].shape
+            if tuple(st["exp_avg_sq"].shape) != tuple(want):
+                raise ValueError(
+                    f"Adam.load_state_dict: {name}.exp_avg_sq has shape {st['exp_avg_sq'].shape}, expected {want} "
+                    f"(shared_sh_second_moment={self.config.shared_sh_second_moment})"
+                )
+        self.state = new
+        self.t = int(state["t"])

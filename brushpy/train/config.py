@@ -1,0 +1,85 @@
+"""Training and process options with Brush's names and defaults.
+
+Each field's ``metadata["help"]`` is shown by ``brushpy train --help``; the CLI
+flag is the field name in kebab case (``lr_mean`` -> ``--lr-mean``). The
+defaults follow ``shared/brush-options.md`` (Brush's current defaults).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+def _opt(default, help: str, group: str | None = None, **kw):
+    meta = {"help": help}
+    if group:
+        meta["group"] = group
+    meta.update(kw)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation options (learning rates, refine schedule, loss weights)."""
+
+    total_steps: int = _opt(30000, "Steps to train.")
+    render_mode: str = _opt("default", "`default` or `mip` (2D filter 0.1 with opacity compensation).", choices=("default", "mip"))
+    lr_mean: float = _opt(2e-5, "Start learning rate of the means, multiplied by the scene extent.")
+    lr_mean_end: float = _opt(2e-7, "End learning rate of the means (exponential decay over training).")
+    mean_noise_weight: float = _opt(50.0, "Noise on low-opacity splats: N(0,1)·(1−σ(o))^150·visible·lr_mean·weight.")
+    lr_coeffs_dc: float = _opt(2e-3, "Learning rate of SH band 0.")
+    lr_coeffs_sh_scale: float = _opt(10.0, "Higher SH bands use lr_coeffs_dc divided by this.")
+    lr_opac: float = _opt(0.012, "Learning rate of the opacity logits.")
+    lr_scale: float = _opt(5e-3, "Learning rate of the log scales.")
+    lr_rotation: float = _opt(2e-3, "Learning rate of the quaternions.")
+    max_splats: int = _opt(10_000_000, "Upper bound on the number of splats.")
+    refine_every: int = _opt(200, "Refine period in steps.")
+    growth_grad_threshold: float = _opt(0.0025, "Growth threshold on the accumulated screen-space gradient statistic.")
+    growth_select_fraction: float = _opt(0.25, "Fraction of growth candidates that grow.")
+    growth_stop_iter: int = _opt(15000, "No growth after this step.")
+    split_at_screen_size: float = _opt(0.5, "Force-split splats larger than this fraction of the image; 0 disables.")
+    ssim_weight: float = _opt(0.2, "Loss = (1−w)·L1 + w·(1−SSIM).")
+    opac_decay: float = _opt(0.004, "Opacity decay per refine, fading to 0 at the end.")
+    match_alpha_weight: float = _opt(0.1, "Weight of the L1 loss on alpha when the input has transparency.")
+    background_color: tuple = _opt((0.0, 0.0, 0.0), "Training background colour R,G,B in [0,1].")
+    background_noise_strength: float = _opt(0.1, "Uniform noise added to the background each step.")
+    sh_degree: int = _opt(3, "Spherical-harmonic degree, 0..4 (all bands trained from step 0).")
+    random_init_scene_scale: float | None = _opt(None, "Scene scale for random init (default: 3 × mean nearest-camera distance, min 1).")
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the option when a value is out of range."""
+        checks = [
+            (self.total_steps >= 1, "--total-steps must be ≥ 1"),
+            (self.refine_every >= 1, "--refine-every must be ≥ 1"),
+            (0 <= self.sh_degree <= 4, "--sh-degree must be in 0..4"),
+            (0.0 <= self.ssim_weight <= 1.0, "--ssim-weight must be in [0, 1]"),
+            (0.0 < self.growth_select_fraction <= 1.0, "--growth-select-fraction must be in (0, 1]"),
+            (self.max_splats >= 1, "--max-splats must be ≥ 1"),
+            (self.render_mode in ("default", "mip"), "--render-mode must be `default` or `mip`"),
+            (len(self.background_color) == 3, "--background-color takes three values R,G,B"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+
+@dataclass
+class ProcessConfig:
+    """Run options: seed, evaluation and export."""
+
+    seed: int = _opt(42, "Random seed.")
+    eval_every: int = _opt(1000, "Evaluate PSNR/SSIM on the eval split every this many steps.")
+    eval_save_to_disk: bool = _opt(False, "Save evaluation renders as PNG.")
+    export_every: int = _opt(5000, "Write a PLY every this many steps.")
+    export_path: str = _opt("./{dataset}_exports/", "Folder for exports ({dataset} = dataset name).")
+    export_name: str = _opt("export_{iter}.ply", "Export file name ({iter} = step).")
+
+
+def config_fields(cls) -> list:
+    """The dataclass fields of a config class, in declaration order."""
+    return list(fields(cls))
+
+
+def flag_name(name: str) -> str:
+    """``lr_mean`` -> ``--lr-mean``."""
+    return "--" + name.replace("_", "-")

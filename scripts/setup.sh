@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up brushpy on a fresh machine: a Vulkan driver when none is present
+# (Mesa's lavapipe on Linux), Xvfb for the GUI tests (with --test), and the
+# package itself with pip.
+#
+#   bash scripts/setup.sh          # runtime: driver + `pip install .[viewer]`
+#   bash scripts/setup.sh --test   # also Xvfb and the test dependencies
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+PY=${PYTHON:-python3}
+SUDO=""
+if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+apt_pkgs=()
+if [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1; then
+    # lavapipe's ICD file: present when mesa-vulkan-drivers is installed
+    if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
+        apt_pkgs+=(mesa-vulkan-drivers libvulkan1)
+    fi
+    if [ "$want_test" = 1 ] && ! command -v Xvfb >/dev/null 2>&1; then
+        apt_pkgs+=(xvfb)
+    fi
+    # glfw needs an X client library for the desktop window
+    if ! ldconfig -p 2>/dev/null | grep -q libX11.so.6; then apt_pkgs+=(libx11-6); fi
+    if [ ${#apt_pkgs[@]} -gt 0 ]; then
+        echo "setup: installing ${apt_pkgs[*]} with apt-get"
+        export DEBIAN_FRONTEND=noninteractive
+        $SUDO apt-get update -qq
+        $SUDO apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}"
+    fi
+fi
+
+extras="viewer"
+[ "$want_test" = 1 ] && extras="viewer,test"
+echo "setup: pip install .[$extras]"
+$PY -m pip install -q --disable-pip-version-check ".[$extras]"
