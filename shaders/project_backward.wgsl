@@ -67,82 +67,95 @@ const C4_4: f32 = 0.10578554691520431;
 const C4_6: f32 = 0.47308734787878004;
 const C4_8: f32 = 0.6258357354491761;
 
-struct Basis {
-    b: array<f32, 25>,
-    g: array<vec3<f32>, 25>,
-}
-
-fn sh_basis(d: vec3<f32>, k: u32) -> Basis {
-    var o: Basis;
+// One real SH basis function (Sloan / gsplat signs) as a polynomial in
+// (x, y, z), index i in 0..24: (value, d/dx, d/dy, d/dz).
+fn sh_term(i: u32, d: vec3<f32>) -> vec4<f32> {
     let x = d.x;
     let y = d.y;
     let z = d.z;
-    o.b[0] = C0;
-    o.g[0] = vec3<f32>(0.0);
-    if k <= 1u {
-        return o;
-    }
-    o.b[1] = -C1 * y;
-    o.g[1] = vec3<f32>(0.0, -C1, 0.0);
-    o.b[2] = C1 * z;
-    o.g[2] = vec3<f32>(0.0, 0.0, C1);
-    o.b[3] = -C1 * x;
-    o.g[3] = vec3<f32>(-C1, 0.0, 0.0);
-    if k <= 4u {
-        return o;
-    }
     let xx = x * x;
     let yy = y * y;
     let zz = z * z;
-    o.b[4] = C2_0 * x * y;
-    o.g[4] = C2_0 * vec3<f32>(y, x, 0.0);
-    o.b[5] = -C2_0 * y * z;
-    o.g[5] = -C2_0 * vec3<f32>(0.0, z, y);
-    o.b[6] = C2_2 * (2.0 * zz - xx - yy);
-    o.g[6] = C2_2 * vec3<f32>(-2.0 * x, -2.0 * y, 4.0 * z);
-    o.b[7] = -C2_0 * x * z;
-    o.g[7] = -C2_0 * vec3<f32>(z, 0.0, x);
-    o.b[8] = C2_4 * (xx - yy);
-    o.g[8] = C2_4 * vec3<f32>(2.0 * x, -2.0 * y, 0.0);
-    if k <= 9u {
-        return o;
+    switch i {
+        case 0u: {
+            return vec4<f32>(C0, vec3<f32>(0.0));
+        }
+        case 1u: {
+            return vec4<f32>(-C1 * y, vec3<f32>(0.0, -C1, 0.0));
+        }
+        case 2u: {
+            return vec4<f32>(C1 * z, vec3<f32>(0.0, 0.0, C1));
+        }
+        case 3u: {
+            return vec4<f32>(-C1 * x, vec3<f32>(-C1, 0.0, 0.0));
+        }
+        case 4u: {
+            return vec4<f32>(C2_0 * x * y, C2_0 * vec3<f32>(y, x, 0.0));
+        }
+        case 5u: {
+            return vec4<f32>(-C2_0 * y * z, -C2_0 * vec3<f32>(0.0, z, y));
+        }
+        case 6u: {
+            return vec4<f32>(C2_2 * (2.0 * zz - xx - yy), C2_2 * vec3<f32>(-2.0 * x, -2.0 * y, 4.0 * z));
+        }
+        case 7u: {
+            return vec4<f32>(-C2_0 * x * z, -C2_0 * vec3<f32>(z, 0.0, x));
+        }
+        case 8u: {
+            return vec4<f32>(C2_4 * (xx - yy), C2_4 * vec3<f32>(2.0 * x, -2.0 * y, 0.0));
+        }
+        case 9u: {
+            return vec4<f32>(C3_0 * y * (3.0 * xx - yy), C3_0 * vec3<f32>(6.0 * x * y, 3.0 * xx - 3.0 * yy, 0.0));
+        }
+        case 10u: {
+            return vec4<f32>(C3_1 * x * y * z, C3_1 * vec3<f32>(y * z, x * z, x * y));
+        }
+        case 11u: {
+            return vec4<f32>(C3_2 * y * (4.0 * zz - xx - yy), C3_2 * vec3<f32>(-2.0 * x * y, 4.0 * zz - xx - 3.0 * yy, 8.0 * y * z));
+        }
+        case 12u: {
+            return vec4<f32>(C3_3 * z * (2.0 * zz - 3.0 * xx - 3.0 * yy), C3_3 * vec3<f32>(-6.0 * x * z, -6.0 * y * z, 6.0 * zz - 3.0 * xx - 3.0 * yy));
+        }
+        case 13u: {
+            return vec4<f32>(C3_2 * x * (4.0 * zz - xx - yy), C3_2 * vec3<f32>(4.0 * zz - 3.0 * xx - yy, -2.0 * x * y, 8.0 * x * z));
+        }
+        case 14u: {
+            return vec4<f32>(C3_5 * z * (xx - yy), C3_5 * vec3<f32>(2.0 * x * z, -2.0 * y * z, xx - yy));
+        }
+        case 15u: {
+            return vec4<f32>(C3_0 * x * (xx - 3.0 * yy), C3_0 * vec3<f32>(3.0 * xx - 3.0 * yy, -6.0 * x * y, 0.0));
+        }
+        case 16u: {
+            return vec4<f32>(C4_0 * x * y * (xx - yy), C4_0 * vec3<f32>(3.0 * xx * y - yy * y, xx * x - 3.0 * x * yy, 0.0));
+        }
+        case 17u: {
+            return vec4<f32>(C4_1 * y * z * (3.0 * xx - yy), C4_1 * vec3<f32>(6.0 * x * y * z, 3.0 * (xx - yy) * z, 3.0 * xx * y - yy * y));
+        }
+        case 18u: {
+            return vec4<f32>(C4_2 * x * y * (7.0 * zz - 1.0), C4_2 * vec3<f32>(y * (7.0 * zz - 1.0), x * (7.0 * zz - 1.0), 14.0 * x * y * z));
+        }
+        case 19u: {
+            return vec4<f32>(C4_3 * y * z * (7.0 * zz - 3.0), C4_3 * vec3<f32>(0.0, z * (7.0 * zz - 3.0), y * (21.0 * zz - 3.0)));
+        }
+        case 20u: {
+            return vec4<f32>(C4_4 * (zz * (35.0 * zz - 30.0) + 3.0), C4_4 * vec3<f32>(0.0, 0.0, 140.0 * zz * z - 60.0 * z));
+        }
+        case 21u: {
+            return vec4<f32>(C4_3 * x * z * (7.0 * zz - 3.0), C4_3 * vec3<f32>(z * (7.0 * zz - 3.0), 0.0, x * (21.0 * zz - 3.0)));
+        }
+        case 22u: {
+            return vec4<f32>(C4_6 * (xx - yy) * (7.0 * zz - 1.0), C4_6 * vec3<f32>(2.0 * x * (7.0 * zz - 1.0), -2.0 * y * (7.0 * zz - 1.0), 14.0 * z * (xx - yy)));
+        }
+        case 23u: {
+            return vec4<f32>(C4_1 * x * z * (xx - 3.0 * yy), C4_1 * vec3<f32>(3.0 * (xx - yy) * z, -6.0 * x * y * z, xx * x - 3.0 * x * yy));
+        }
+        case 24u: {
+            return vec4<f32>(C4_8 * (xx * (xx - 3.0 * yy) - yy * (3.0 * xx - yy)), C4_8 * vec3<f32>(4.0 * xx * x - 12.0 * x * yy, 4.0 * yy * y - 12.0 * xx * y, 0.0));
+        }
+        default: {
+            return vec4<f32>(0.0);
+        }
     }
-    o.b[9] = C3_0 * y * (3.0 * xx - yy);
-    o.g[9] = C3_0 * vec3<f32>(6.0 * x * y, 3.0 * xx - 3.0 * yy, 0.0);
-    o.b[10] = C3_1 * x * y * z;
-    o.g[10] = C3_1 * vec3<f32>(y * z, x * z, x * y);
-    o.b[11] = C3_2 * y * (4.0 * zz - xx - yy);
-    o.g[11] = C3_2 * vec3<f32>(-2.0 * x * y, 4.0 * zz - xx - 3.0 * yy, 8.0 * y * z);
-    o.b[12] = C3_3 * z * (2.0 * zz - 3.0 * xx - 3.0 * yy);
-    o.g[12] = C3_3 * vec3<f32>(-6.0 * x * z, -6.0 * y * z, 6.0 * zz - 3.0 * xx - 3.0 * yy);
-    o.b[13] = C3_2 * x * (4.0 * zz - xx - yy);
-    o.g[13] = C3_2 * vec3<f32>(4.0 * zz - 3.0 * xx - yy, -2.0 * x * y, 8.0 * x * z);
-    o.b[14] = C3_5 * z * (xx - yy);
-    o.g[14] = C3_5 * vec3<f32>(2.0 * x * z, -2.0 * y * z, xx - yy);
-    o.b[15] = C3_0 * x * (xx - 3.0 * yy);
-    o.g[15] = C3_0 * vec3<f32>(3.0 * xx - 3.0 * yy, -6.0 * x * y, 0.0);
-    if k <= 16u {
-        return o;
-    }
-    o.b[16] = C4_0 * x * y * (xx - yy);
-    o.g[16] = C4_0 * vec3<f32>(3.0 * xx * y - yy * y, xx * x - 3.0 * x * yy, 0.0);
-    o.b[17] = C4_1 * y * z * (3.0 * xx - yy);
-    o.g[17] = C4_1 * vec3<f32>(6.0 * x * y * z, 3.0 * (xx - yy) * z, 3.0 * xx * y - yy * y);
-    o.b[18] = C4_2 * x * y * (7.0 * zz - 1.0);
-    o.g[18] = C4_2 * vec3<f32>(y * (7.0 * zz - 1.0), x * (7.0 * zz - 1.0), 14.0 * x * y * z);
-    o.b[19] = C4_3 * y * z * (7.0 * zz - 3.0);
-    o.g[19] = C4_3 * vec3<f32>(0.0, z * (7.0 * zz - 3.0), y * (21.0 * zz - 3.0));
-    o.b[20] = C4_4 * (zz * (35.0 * zz - 30.0) + 3.0);
-    o.g[20] = C4_4 * vec3<f32>(0.0, 0.0, 140.0 * zz * z - 60.0 * z);
-    o.b[21] = C4_3 * x * z * (7.0 * zz - 3.0);
-    o.g[21] = C4_3 * vec3<f32>(z * (7.0 * zz - 3.0), 0.0, x * (21.0 * zz - 3.0));
-    o.b[22] = C4_6 * (xx - yy) * (7.0 * zz - 1.0);
-    o.g[22] = C4_6 * vec3<f32>(2.0 * x * (7.0 * zz - 1.0), -2.0 * y * (7.0 * zz - 1.0), 14.0 * z * (xx - yy));
-    o.b[23] = C4_1 * x * z * (xx - 3.0 * yy);
-    o.g[23] = C4_1 * vec3<f32>(3.0 * (xx - yy) * z, -6.0 * x * y * z, xx * x - 3.0 * x * yy);
-    o.b[24] = C4_8 * (xx * (xx - 3.0 * yy) - yy * (3.0 * xx - yy));
-    o.g[24] = C4_8 * vec3<f32>(4.0 * xx * x - 12.0 * x * yy, 4.0 * yy * y - 12.0 * xx * y, 0.0);
-    return o;
 }
 
 // Rotation matrix of a unit quaternion (w, x, y, z); columns.
@@ -219,22 +232,22 @@ fn main(
     let dvec = mean - params.cam_pos.xyz;
     let dlen = max(length(dvec), 1e-12);
     let dir = dvec / dlen;
-    let basis = sh_basis(dir, k);
     var raw_color = vec3<f32>(0.5);
     for (var i = 0u; i < k; i++) {
         let b = (gid * params.coeff_stride + i) * 3u;
-        raw_color += basis.b[i] * vec3<f32>(sh_coeffs[b], sh_coeffs[b + 1u], sh_coeffs[b + 2u]);
+        raw_color += sh_term(i, dir).x * vec3<f32>(sh_coeffs[b], sh_coeffs[b + 1u], sh_coeffs[b + 2u]);
     }
     let v_raw_color = select(vec3<f32>(0.0), v_color, raw_color >= vec3<f32>(0.0));
     var v_dir = vec3<f32>(0.0);
     for (var i = 0u; i < k; i++) {
         let b = (gid * params.coeff_stride + i) * 3u;
         let c = vec3<f32>(sh_coeffs[b], sh_coeffs[b + 1u], sh_coeffs[b + 2u]);
-        let v_c = basis.b[i] * v_raw_color;
+        let term = sh_term(i, dir);
+        let v_c = term.x * v_raw_color;
         v_sh_coeffs[b] = v_c.x;
         v_sh_coeffs[b + 1u] = v_c.y;
         v_sh_coeffs[b + 2u] = v_c.z;
-        v_dir += dot(c, v_raw_color) * basis.g[i];
+        v_dir += dot(c, v_raw_color) * term.yzw;
     }
     var v_mean = vec3<f32>(0.0);
     if params.view_dir_const == 0u {

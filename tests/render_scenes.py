@@ -20,10 +20,13 @@ def _random_rotation(rng) -> np.ndarray:
     return q
 
 
-def make_scene(seed: int, n: int = 6, width: int = 24, height: int = 20) -> dict:
-    """Splats + camera for one test scene; keys match the ``render`` arguments."""
+def make_scene(seed: int, n: int = 6, width: int = 24, height: int = 20, degree: int | None = None) -> dict:
+    """Splats + camera for one test scene; keys match the ``render`` arguments.
+
+    ``degree`` overrides the SH degree (default ``seed % 4``).
+    """
     rng = np.random.default_rng(seed)
-    degree = seed % 4
+    degree = seed % 4 if degree is None else degree
     k = (degree + 1) ** 2
     # camera looking at the origin from a random direction, with a random roll
     cam_dir = rng.normal(size=3)

@@ -23,9 +23,9 @@ def _scene_args(s):
     return [s[k] for k in PARAMS] + [s["world_to_camera"], s["intrinsics"], s["width"], s["height"]]
 
 
-@pytest.mark.parametrize("seed", FD_SEEDS)
-def test_reference_vjp_matches_finite_differences(seed):
-    s = make_scene(seed)
+@pytest.mark.parametrize("seed,degree", [(seed, None) for seed in FD_SEEDS] + [(22, 4)])
+def test_reference_vjp_matches_finite_differences(seed, degree):
+    s = make_scene(seed, degree=degree)
     rng = np.random.default_rng(1000 + seed)
     v_image = rng.normal(size=(s["height"], s["width"], 4))
     view_dir_const = seed % 7 == 6
@@ -126,15 +126,17 @@ def _rel(a, b):
     return np.linalg.norm(np.asarray(a, np.float64) - b) / max(np.linalg.norm(b), 1e-30)
 
 
-def _gpu_scene(seed, n=40, width=40, height=36):
-    s = make_scene(seed, n=n, width=width, height=height)
+def _gpu_scene(seed, n=40, width=40, height=36, degree=None):
+    s = make_scene(seed, n=n, width=width, height=height, degree=degree)
     v_image = np.random.default_rng(seed).normal(size=(height, width, 4)) * 0.1
     return s, v_image
 
 
-@pytest.mark.parametrize("seed,view_dir_const", [(0, False), (1, False), (2, False), (3, True), (4, False), (7, False)])
-def test_gpu_matches_reference_vjp(gpu, seed, view_dir_const):
-    s, v_image = _gpu_scene(seed)
+@pytest.mark.parametrize(
+    "seed,view_dir_const,degree", [(0, False, None), (1, False, None), (2, False, None), (3, True, None), (4, False, None), (7, False, None), (8, False, 4)]
+)
+def test_gpu_matches_reference_vjp(gpu, seed, view_dir_const, degree):
+    s, v_image = _gpu_scene(seed, degree=degree)
     ref = render_vjp(*_scene_args(s), v_image, s["background"], view_dir_const=view_dir_const)
     out = gpu_grads(s, v_image, view_dir_const)
     for name in PARAMS:
