@@ -112,3 +112,18 @@ def test_prefix_sum_bad_input(gpu):
         inclusive_prefix_sum(rec, u, 11)
     with pytest.raises(ValueError, match=">= 0"):
         inclusive_prefix_sum(rec, u, -1)
+
+
+def test_prefix_sum_paths_identical(gpu):
+    """Subgroup and workgroup-memory block scans give the very same output."""
+    if not gpu.has_subgroups:
+        pytest.skip("device has no subgroups: only the fallback path exists")
+    a = np.random.default_rng(7).integers(0, 2**20, 300_000).astype(np.uint32)
+    with_sg = _scan(a)
+    old = get_context()
+    set_context(create_context(disable={"subgroup"}))
+    try:
+        without_sg = _scan(a)
+    finally:
+        set_context(old)
+    np.testing.assert_array_equal(with_sg, without_sg)

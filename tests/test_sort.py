@@ -168,3 +168,25 @@ def test_scratch_grows_inside_one_recorder(gpu):
             np.testing.assert_array_equal(kt.numpy(), k[order])
     finally:
         set_context(old)
+
+
+@pytest.mark.parametrize("value", [0, 7, 8, 0xFFFFFFFF])
+def test_sort_constant_keys(gpu, value):
+    """Whole blocks in one digit: counters at their largest (low and high 16-bit halves)."""
+    _check(np.full(3 * BLOCK + 11, value, np.uint32))
+
+
+def test_sort_paths_identical(gpu):
+    """Subgroup and workgroup-memory ranking give the very same output."""
+    if not gpu.has_subgroups:
+        pytest.skip("device has no subgroups: only the fallback path exists")
+    keys = _random_keys(70_000, 16, high=1000)
+    with_sg = _gpu_sort(keys, num_bits=10)
+    old = get_context()
+    set_context(create_context(disable={"subgroup"}))
+    try:
+        without_sg = _gpu_sort(keys, num_bits=10)
+    finally:
+        set_context(old)
+    np.testing.assert_array_equal(with_sg[0], without_sg[0])
+    np.testing.assert_array_equal(with_sg[1], without_sg[1])

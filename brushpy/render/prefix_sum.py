@@ -27,9 +27,10 @@ import numpy as np
 
 from ..gpu import GpuContext, GpuTensor, Kernel, Recorder, Uniform, workgroups_for
 
-#: Workgroup size and values per invocation of the scan kernels.
-WG = 256
-EPT = 4
+#: Workgroup size and values per invocation of the scan kernels (64 x 16 is
+#: ~30% faster than 256 x 4 on lavapipe; blocks of 1024 either way).
+WG = 64
+EPT = 16
 BLOCK = WG * EPT
 
 _STATE: dict = {}

@@ -10,9 +10,11 @@ Radix Sorting*, 2011, give the stable local ranking used here):
 2. :func:`~brushpy.render.prefix_sum.inclusive_prefix_sum` over ``counts``
    (digit-major) gives each (digit, block) its output range;
 3. ``sort_scatter.wgsl``: every block ranks its keys stably inside the block
-   (per-invocation digit counters + a workgroup scan: subgroup built-ins when
-   the device has them, workgroup memory otherwise), reorders them in
-   workgroup memory and writes each digit's run to its range.
+   and writes each digit's run to its range, reordered through workgroup
+   memory so neighbouring invocations write neighbouring slots. Ranking with
+   subgroups: per-invocation digit counters in registers and one subgroup
+   scan of all 16 (packed) counters; without: per-invocation counter columns
+   in workgroup memory and a raking workgroup scan.
 
 Passes ping-pong between the caller's tensors and cached scratch tensors;
 after an odd number of passes the result is copied back, so the sorted pairs
@@ -32,13 +34,20 @@ from .prefix_sum import inclusive_prefix_sum
 
 #: Bits per radix digit (16 buckets).
 DIGIT_BITS = 4
-#: Workgroup size and keys per invocation of the count/scatter kernels.
-WG = 256
-EPT = 4
+#: Workgroup size and keys per invocation of the scatter kernel. Few, busy
+#: invocations amortise the per-invocation ranking overhead (on lavapipe
+#: 64 x 16 scatters ~30% faster than 256 x 4, and counts ~3x faster).
+WG = 64
+EPT = 16
+#: Keys per block (one workgroup of either kernel).
 BLOCK = WG * EPT
+#: Workgroup size and keys per invocation of the count kernel (same BLOCK).
+COUNT_WG = 64
+COUNT_EPT = BLOCK // COUNT_WG
 # The kernels need WG >= 16 (one invocation per digit), WG % 8 == 0 and EPT <= 255
 # (8-bit counters in sort_count), and BLOCK < 65536 (16-bit packed counters).
-assert WG >= 16 and WG % 8 == 0 and EPT <= 255 and BLOCK < 65536
+assert WG >= 16 and COUNT_WG % 8 == 0 and COUNT_EPT <= 255 and BLOCK < 65536
+assert COUNT_WG * COUNT_EPT == BLOCK
 
 _STATE: dict = {}
 
@@ -47,9 +56,10 @@ class _SortState:
     """Kernels and grow-only scratch buffers of one context."""
 
     def __init__(self, ctx: GpuContext):
-        defs = {"WG": WG, "EPT": EPT, "HIST": 8 * WG, "SMEM": max(8 * WG, 2 * BLOCK)}
-        self.count = Kernel("sort_count.wgsl", defines=defs, ctx=ctx)
-        self.scatter = Kernel("sort_scatter.wgsl", defines=defs, ctx=ctx)
+        count_defs = {"WG": COUNT_WG, "EPT": COUNT_EPT, "HIST": 8 * COUNT_WG}
+        scatter_defs = {"WG": WG, "EPT": EPT, "SMEM": max(8 * WG, 2 * BLOCK)}
+        self.count = Kernel("sort_count.wgsl", defines=count_defs, ctx=ctx)
+        self.scatter = Kernel("sort_scatter.wgsl", defines=scatter_defs, ctx=ctx)
         self.ctx = ctx
         self.buffers: dict[str, GpuTensor] = {}
 
