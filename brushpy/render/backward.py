@@ -27,6 +27,7 @@ import numpy as np
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
 from .camera import Camera
+from .forward import render_forward
 from .splats import Splats
 from .state import PROJECTED_STRIDE, ForwardState
 
@@ -225,15 +226,6 @@ def render_backward(
     return _kernels(rec.ctx).record(rec, state, splats, v_image, view_dir_const)
 
 
-def _render_forward(splats: Splats, camera: Camera, background, sh_degree, rec: Recorder) -> ForwardState:
-    """The GPU forward render (``brushpy.render.forward``)."""
-    try:
-        from .forward import render_forward  # noqa: PLC0415  (written by the forward renderer's module)
-    except ImportError as exc:  # pragma: no cover - only before the forward renderer exists
-        raise RuntimeError("brushpy.render.forward is missing: the GPU forward renderer is not installed") from exc
-    return render_forward(splats, camera, rec=rec, background=background, sh_degree=sh_degree)
-
-
 def rasterize_vjp(
     means,
     rotations,
@@ -251,7 +243,9 @@ def rasterize_vjp(
 ) -> dict[str, np.ndarray]:
     """Gradients of ``sum(rasterize(...) * v_image)`` w.r.t. the splat parameters, as numpy arrays.
 
-    Renders forward on the GPU, then runs :func:`render_backward`.
+    Renders forward on the GPU (:func:`brushpy.render.forward.render_forward`), then
+    runs :func:`render_backward`, recorded into one recorder (the forward reads back
+    its visible/intersection counts; the gradients are read back at the end).
 
     Args:
         means [N,3], rotations [N,4] (w,x,y,z), log_scales [N,3], sh_coeffs [N,K,3],
@@ -287,7 +281,7 @@ def rasterize_vjp(
             raise ValueError(f"v_image has shape {v_np.shape}; expected ({height}, {width}, 4) (H, W, RGB + alpha)")
         v_img = GpuTensor.from_numpy(v_np, "v_image")
     rec = Recorder()
-    state = _render_forward(splats, camera, tuple(background), sh_degree, rec)
+    state = render_forward(splats, camera, background=tuple(background), sh_degree=sh_degree, rec=rec)
     grads = render_backward(state, splats, v_img, rec, view_dir_const=view_dir_const)
     rec.submit()
     out = grads.numpy()
