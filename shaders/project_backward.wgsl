@@ -47,8 +47,10 @@ struct Params {
 const WG: u32 = 128u;
 const LOW_PASS: f32 = 0.3;
 
-// Real SH basis, Sloan / gsplat signs, as polynomials in (x, y, z); the
-// gradient of each function w.r.t. (x, y, z) goes to `grads`.
+// Constants of the real SH basis (Sloan / gsplat signs; tests/reference/render.py).
+// Only the tangential part of each polynomial's gradient matters: it is projected
+// by (I - d d^T) / |mean - camera| below, so forms that agree on the unit sphere
+// (e.g. 2z^2 - x^2 - y^2 vs 3z^2 - 1) give the same mean gradient.
 const C0: f32 = 0.28209479177387814;
 const C1: f32 = 0.4886025119029199;
 const C2_0: f32 = 1.0925484305920792;
