@@ -363,3 +363,26 @@ def test_rasterize_vjp_rejects_bad_v_image(gpu):
     s, v_image = _gpu_scene(0, n=8, width=20, height=18)
     with pytest.raises(ValueError, match=r"v_image has shape \(18, 20, 3\)"):
         rasterize_vjp(*_scene_args(s), v_image[..., :3])
+
+
+def test_reused_output_buffers(gpu):
+    """render_backward(out=...) writes into the same buffers every call, cleared each time."""
+    from brushpy.gpu import GpuTensor, Recorder
+    from brushpy.render.backward import RenderBackward, render_backward
+    from brushpy.render.splats import Splats
+
+    s, v_image = _gpu_scene(2, n=20, width=32, height=24)
+    n, k = len(s["means"]), np.asarray(s["sh_coeffs"]).shape[1]
+    out = RenderBackward().allocate(n, k, n)
+    splats = Splats.from_numpy(*[s[p] for p in PARAMS])
+    for scale in (1.0, -0.5):  # second call must not add onto the first
+        rec = Recorder()
+        g = render_backward(_upload_state(s), splats, GpuTensor.from_numpy((scale * v_image).astype(np.float32)), rec, out=out)
+        rec.submit()
+        assert g is out
+        ref = render_vjp(*_scene_args(s), scale * v_image, s["background"])
+        for name in PARAMS:
+            assert _rel(getattr(out, name).numpy(), ref[name]) < 2e-4, name
+    small = RenderBackward().allocate(n, k, 1)
+    with pytest.raises(ValueError, match="visible splats"):
+        render_backward(_upload_state(s), splats, GpuTensor.from_numpy(v_image.astype(np.float32)), Recorder(), out=small)

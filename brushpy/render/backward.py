@@ -93,7 +93,11 @@ class RenderBackward:
         self.project = Kernel("project_backward.wgsl", defines=defines, ctx=self.ctx)
 
     def allocate(self, n: int, num_coeffs: int, num_visible: int) -> SplatGrads:
-        """Zeroed gradient buffers for ``n`` splats with ``num_coeffs`` SH coefficients."""
+        """Zeroed gradient buffers for ``n`` splats with ``num_coeffs`` SH coefficients.
+
+        ``num_visible`` sizes the compact buffers (``v_projected``, ``refine_abs``):
+        pass ``n`` to reuse the result (``record(..., out=...)``) for any view.
+        """
         e = GpuTensor.empty
         return SplatGrads(
             e((n, 3), np.float32, "v_means", self.ctx),
@@ -117,7 +121,11 @@ class RenderBackward:
         view_dir_const: bool = False,
         out: SplatGrads | None = None,
     ) -> SplatGrads:
-        """Record the backward pass into ``rec``; see :func:`render_backward`."""
+        """Record the backward pass into ``rec``; see :func:`render_backward`.
+
+        ``out``: buffers from :meth:`allocate` to write into instead of fresh ones
+        (a training loop reuses them every step); they are cleared first.
+        """
         cam = state.camera
         h, w = cam.height, cam.width
         if tuple(v_image.shape) != (h, w, 4):
@@ -126,7 +134,19 @@ class RenderBackward:
         if state.num_splats != n:
             raise ValueError(f"ForwardState was rendered from {state.num_splats} splats but {n} splats were given")
         k = splats.sh_coeffs.shape[1]
-        grads = out or self.allocate(n, k, state.num_visible)
+        if out is None:
+            grads = self.allocate(n, k, state.num_visible)
+        else:
+            grads = out
+            want = {"means": (n, 3), "rotations": (n, 4), "log_scales": (n, 3), "sh_coeffs": (n, k, 3), "raw_opacities": (n,)}
+            for name, shape in want.items():
+                if tuple(getattr(out, name).shape) != shape:
+                    raise ValueError(f"out.{name} has shape {getattr(out, name).shape}; expected {shape}")
+            if out.v_projected.shape[0] < state.num_visible or out.refine_abs.shape[0] < state.num_visible:
+                raise ValueError(
+                    f"out holds {out.v_projected.shape[0]} visible splats but this view has {state.num_visible}; "
+                    "allocate it with num_visible = N"
+                )
         for t in (*grads.params(), grads.refine_weight, grads.visible, grads.v_projected, grads.refine_weight_abs, grads.refine_abs):
             rec.clear(t)
         if state.num_visible == 0:
@@ -205,6 +225,7 @@ def render_backward(
     v_image: GpuTensor,
     rec: Recorder,
     view_dir_const: bool = False,
+    out: SplatGrads | None = None,
 ) -> SplatGrads:
     """Record the gradients of ``sum(image * v_image)`` w.r.t. every splat parameter.
 
@@ -216,14 +237,16 @@ def render_backward(
             submitted or read back here).
         view_dir_const: treat the SH view direction as a constant (no gradient
             from colour to the means through it), as gsplat's reference data does.
+        out: reuse these buffers (from ``RenderBackward.allocate(N, K, N)``) instead
+            of allocating; they are cleared, then written.
 
     Returns:
-        :class:`SplatGrads` of fresh GPU tensors (valid once ``rec`` is submitted).
+        :class:`SplatGrads` (fresh GPU tensors, or ``out``), valid once ``rec`` is submitted.
 
     Raises:
-        ValueError: when ``v_image`` or ``splats`` do not match ``state``.
+        ValueError: when ``v_image``, ``splats`` or ``out`` do not match ``state``.
     """
-    return _kernels(rec.ctx).record(rec, state, splats, v_image, view_dir_const)
+    return _kernels(rec.ctx).record(rec, state, splats, v_image, view_dir_const, out)
 
 
 def rasterize_vjp(
