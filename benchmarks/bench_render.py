@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from brushpy.gpu import GpuTensor, Profiler, Recorder, get_context  # noqa: E402
 from brushpy.render.camera import Camera  # noqa: E402
-from brushpy.render.forward import render_forward  # noqa: E402
+from brushpy.render.forward import release_forward_state, render_forward  # noqa: E402
 from brushpy.render.splats import Splats  # noqa: E402
 
 
@@ -84,10 +84,13 @@ class _BlockingTimer:
         Recorder.submit, GpuTensor.numpy = self._saved
 
 
-def bench_one(splats: Splats, camera: Camera, repeats: int) -> dict:
+def bench_one(splats: Splats, camera: Camera, repeats: int, release: bool = True) -> dict:
     ctx = get_context()
-    state = render_forward(splats, camera)  # warm-up: pipelines, allocator
-    ctx.device.queue.read_buffer(state.final_index.buffer, 0, 16)
+    for _ in range(2):  # warm-up: pipelines, buffer pool, bind-group caches
+        state = render_forward(splats, camera)
+        ctx.device.queue.read_buffer(state.final_index.buffer, 0, 16)
+        if release:
+            release_forward_state(state)
     walls, stages, hosts = [], [], []
     for _ in range(repeats):
         prof = Profiler()
@@ -99,6 +102,8 @@ def bench_one(splats: Splats, camera: Camera, repeats: int) -> dict:
             t1 = time.perf_counter()
             ctx.device.queue.read_buffer(state.final_index.buffer, 0, 16)  # wait for the GPU
             walls.append((time.perf_counter() - t0) * 1e3)
+        if release:
+            release_forward_state(state)
         hosts.append((t1 - t0 - blocking.seconds) * 1e3)
         stages.append(prof.read())
     names = sorted({k for s in stages for k in s})

@@ -30,6 +30,7 @@ The float64 NumPy reference of the same maths is ``tests/reference/render.py``.
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -70,21 +71,119 @@ def _fmt_bytes(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
-def _alloc(shape, dtype, label: str, hint: str) -> GpuTensor:
-    try:
-        return GpuTensor.empty(shape, dtype, label)
-    except BufferTooLargeError as exc:
-        raise RenderTooLargeError(label, exc.nbytes, exc.limit, hint) from None
-
-
 def _view(t: GpuTensor, n: int, shape=None) -> GpuTensor:
-    """``t``'s buffer seen as its first ``n`` elements (optionally reshaped)."""
-    shape = (n,) if shape is None else shape
-    if t.shape == tuple(shape):
-        return t
+    """``t``'s buffer seen as its first ``n`` elements (optionally reshaped); always a new view object."""
+    shape = (n,) if shape is None else tuple(shape)
     if t.numel < math.prod(shape):
         raise RuntimeError(f"{t!r} holds {t.numel} elements, fewer than the {math.prod(shape)} needed")
     return GpuTensor(t.buffer, shape, t.dtype, t.label, t.ctx)
+
+
+# -- buffer pool ----------------------------------------------------------------------
+#
+# Creating a wgpu buffer, and the bind groups that name it, costs tens of microseconds
+# of host time each; a render touches ~16 buffers and ~40 bind groups. So the renderer
+# keeps its buffers in grow-only sets (capacity = what was needed plus 1/8, capped at
+# the binding limit) and hands out views with the exact shapes; a set that is reused
+# render after render keeps the kernels' bind-group caches hitting.
+#
+# * Scratch (buffers no caller sees) is checked out for one render and goes back to
+#   the pool when the recorder holding the render's commands is submitted, so two
+#   renders recorded side by side into different recorders never share scratch.
+# * The buffers of the returned ForwardState (image, final_index, tile_ranges,
+#   projected, global_from_compact, compact_from_isect) are only reused after the
+#   caller hands the state back with release_forward_state(); a state never released
+#   keeps buffers of its own (garbage collected with it), as before pooling.
+
+
+class _BufferSet:
+    """Grow-only tensors by name; :meth:`get` returns views of the requested shape."""
+
+    __slots__ = ("tensors",)
+
+    def __init__(self):
+        self.tensors: dict[str, GpuTensor] = {}
+
+    def get(self, name: str, shape, dtype, hint: str) -> GpuTensor:
+        label = f"render.{name}"
+        need = math.prod(shape)
+        t = self.tensors.get(name)
+        if t is None or t.numel < need:
+            ctx = get_context()
+            limit = ctx.max_binding_bytes // np.dtype(dtype).itemsize
+            cap = need if need >= limit else min(limit, need + need // 8)
+            try:
+                t = GpuTensor.empty((max(cap, 1),), dtype, label, ctx)
+            except BufferTooLargeError as exc:
+                raise RenderTooLargeError(label, need * np.dtype(dtype).itemsize, exc.limit, hint) from None
+            self.tensors[name] = t
+        return GpuTensor(t.buffer, shape, t.dtype, label, t.ctx)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.buffer.size for t in self.tensors.values())
+
+
+class _RenderPool:
+    """Free scratch and output sets of one context (most recently freed handed out first)."""
+
+    #: free sets kept per kind; more are dropped (their memory freed)
+    KEEP = 2
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.scratch: list[_BufferSet] = []
+        self.outputs: list[_BufferSet] = []
+
+    def take(self, kind: str) -> _BufferSet:
+        free = getattr(self, kind)
+        return free.pop() if free else _BufferSet()
+
+    def give(self, kind: str, buffers: _BufferSet) -> None:
+        free = getattr(self, kind)
+        if len(free) < self.KEEP and all(b is not buffers for b in free):
+            free.append(buffers)
+
+
+_POOLS: dict = {}
+
+
+def _pool() -> _RenderPool:
+    ctx = get_context()
+    key = id(ctx)
+    pool = _POOLS.get(key)
+    if pool is None or pool.ctx is not ctx:
+        pool = _RenderPool(ctx)
+        _POOLS[key] = pool
+        weakref.finalize(ctx, _POOLS.pop, key, None)
+    return pool
+
+
+def release_forward_state(state: ForwardState, rec: Recorder | None = None) -> None:
+    """Hand the buffers of ``state`` back to the renderer, which reuses them in later renders.
+
+    Optional: a state never released simply keeps its own buffers until it is garbage
+    collected. Releasing saves the host time of creating buffers and bind groups in
+    the next render (the kernels' bind-group caches hit on reused buffers).
+
+    Lifetime rule: after release, any later :func:`render_forward` may overwrite
+    ``state.image``, ``projected``, ``global_from_compact``, ``compact_from_isect``,
+    ``tile_ranges`` and ``final_index`` (and views of them), so release only when
+    every command that reads them has been recorded and nothing reads them on the host
+    afterwards. Without ``rec``, the commands that read the state must also have been
+    submitted already (e.g. call it after the training step's ``rec.submit()``); with
+    ``rec``, the buffers return to the pool when ``rec`` is next submitted, so it may
+    be called right after recording the backward into ``rec``. Releasing a state twice,
+    or one not made by :func:`render_forward`, does nothing.
+    """
+    held = state.__dict__.pop("_pooled_outputs", None)
+    if held is None:
+        return
+    pool, buffers = held
+    if rec is None:
+        pool.give("outputs", buffers)
+    else:
+        rec.on_submit(lambda: pool.give("outputs", buffers))
 
 
 _KERNELS: dict = {}
@@ -208,21 +307,28 @@ def render_forward(
         rec = Recorder(profiler=profiler)
     splat_hint = "lower the number of splats"
     pixel_hint = "lower the image width/height"
+    pool = _pool()
+    outputs = pool.take("outputs")
+    scratch = pool.take("scratch")
 
     # per-pixel buffers first: an oversized image fails before any work is recorded
-    image = _alloc((height, width, 4), np.float32, "render.image", pixel_hint)
-    final_index = _alloc((height, width), np.uint32, "render.final_index", pixel_hint)
-    tile_ranges = _alloc((num_tiles, 2), np.uint32, "render.tile_ranges", pixel_hint)
+    image = outputs.get("image", (height, width, 4), np.float32, pixel_hint)
+    final_index = outputs.get("final_index", (height, width), np.uint32, pixel_hint)
+    tile_ranges = outputs.get("tile_ranges", (num_tiles, 2), np.uint32, pixel_hint)
 
     # -- 1. project, cull, count tiles; compact the visible splats ----------------------
-    aux = _alloc((n, AUX_STRIDE), np.float32, "render.aux", splat_hint)
-    tile_counts = _alloc((n,), np.uint32, "render.tile_counts", splat_hint)
-    visible = _alloc((n,), np.uint32, "render.visible", splat_hint)
-    depth_keys = _alloc((n,), np.uint32, "render.depth_keys", splat_hint)
-    sort_keys = _alloc((n,), np.uint32, "render.sort_keys", splat_hint)
-    sort_ids = _alloc((n,), np.uint32, "render.sort_ids", splat_hint)
-    counters = GpuTensor.empty((4,), np.uint32, "render.counters")
+    aux = scratch.get("aux", (n, AUX_STRIDE), np.float32, splat_hint)
+    tile_counts = scratch.get("tile_counts", (n,), np.uint32, splat_hint)
+    visible = scratch.get("visible", (n,), np.uint32, splat_hint)
+    visible_prefix = scratch.get("visible_prefix", (n,), np.uint32, splat_hint)
+    depth_keys = scratch.get("depth_keys", (n,), np.uint32, splat_hint)
+    sort_keys = scratch.get("sort_keys", (n,), np.uint32, splat_hint)
+    sort_ids = outputs.get("sort_ids", (n,), np.uint32, splat_hint)
+    counters = scratch.get("counters", (4,), np.uint32, splat_hint)
     params1 = Uniform(render_params(camera, background, n, sh_degree, coeffs))
+    # pooled buffers hold old data: zero what the kernels accumulate into
+    rec.clear(counters, 16)
+    rec.clear(tile_ranges, 8 * num_tiles)
     if n > 0:
         with rec.stage("project"):
             rec.dispatch(
@@ -231,7 +337,7 @@ def render_forward(
                  aux, tile_counts, visible, depth_keys, counters],
                 workgroups_for(n, _WG),
             )
-            visible_prefix = inclusive_prefix_sum(rec, visible, n)
+            inclusive_prefix_sum(rec, visible, n, out=visible_prefix)
             rec.dispatch(ks["compact"], [params1, visible_prefix, depth_keys, sort_keys, sort_ids, counters], workgroups_for(n, _WG))
     rec.submit()
     num_visible, num_isect, min_key_inv, max_key = (int(v) for v in counters.numpy())
@@ -242,18 +348,17 @@ def render_forward(
     params2 = Uniform(render_params(camera, background, n, sh_degree, coeffs, num_visible, num_isect))
     if num_visible > 0:
         with rec.stage("depth_sort"):
-            _, global_from_compact = radix_sort_pairs(rec, sort_keys, sort_ids, num_visible, num_bits=depth_bits)
-        global_from_compact = _view(global_from_compact, num_visible)
-    else:
-        global_from_compact = GpuTensor.empty((0,), np.uint32, "render.global_from_compact")
+            radix_sort_pairs(rec, sort_keys, sort_ids, num_visible, num_bits=depth_bits)
+    # sorted in place
+    global_from_compact = _view(sort_ids, num_visible)
 
     # -- 3. project visible splats in depth order -----------------------------------------
     # one extra row: the null splat (opacity 0) that map_intersections points at should it
     # ever list fewer tiles than project_forward counted; ForwardState sees [V,9]
-    projected_rows = _alloc((num_visible + 1, PROJECTED_STRIDE), np.float32, "render.projected", splat_hint)
+    projected_rows = outputs.get("projected", ((num_visible + 1) * PROJECTED_STRIDE,), np.float32, splat_hint)
     projected_rows.write(_NULL_SPLAT, num_visible * PROJECTED_STRIDE)
     projected = _view(projected_rows, num_visible * PROJECTED_STRIDE, (num_visible, PROJECTED_STRIDE))
-    counts_sorted = _alloc((num_visible,), np.uint32, "render.tile_counts_sorted", splat_hint)
+    counts_sorted = scratch.get("tile_counts_sorted", (num_visible,), np.uint32, splat_hint)
     if num_visible > 0:
         with rec.stage("project_visible"):
             rec.dispatch(
@@ -267,26 +372,22 @@ def render_forward(
         f"the view has {num_isect:,} splat-tile intersections; lower the image width/height, "
         "the number of splats or their size on screen"
     )
-    tile_ids = _alloc((num_isect,), np.uint32, "render.isect_tile_ids", isect_hint)
-    compact_ids = _alloc((num_isect,), np.uint32, "render.isect_compact_ids", isect_hint)
+    tile_ids = scratch.get("isect_tile_ids", (num_isect,), np.uint32, isect_hint)
+    compact_ids = outputs.get("isect_compact_ids", (num_isect,), np.uint32, isect_hint)
     if num_isect > 0:
         with rec.stage("map_intersections"):
-            isect_end = inclusive_prefix_sum(rec, counts_sorted, num_visible)
+            isect_end = scratch.get("isect_end", (num_visible,), np.uint32, splat_hint)
+            inclusive_prefix_sum(rec, counts_sorted, num_visible, out=isect_end)
             rec.dispatch(
                 ks["map"],
                 [params2, aux, global_from_compact, isect_end, counts_sorted, tile_ids, compact_ids],
                 workgroups_for(num_visible, _WG),
             )
-        # tile ids 0..T-1 need ceil(log2(T)) bits
+        # tile ids 0..T-1 need ceil(log2(T)) bits; sorted in place
         with rec.stage("tile_sort"):
-            sorted_tiles, compact_from_isect = radix_sort_pairs(
-                rec, tile_ids, compact_ids, num_isect, num_bits=max(1, (num_tiles - 1).bit_length())
-            )
-            sorted_tiles = _view(sorted_tiles, num_isect)
-            compact_from_isect = _view(compact_from_isect, num_isect)
-            rec.dispatch(ks["tile_ranges"], [params2, sorted_tiles, tile_ranges], workgroups_for(num_isect, _WG))
-    else:
-        compact_from_isect = compact_ids
+            radix_sort_pairs(rec, tile_ids, compact_ids, num_isect, num_bits=max(1, (num_tiles - 1).bit_length()))
+            rec.dispatch(ks["tile_ranges"], [params2, tile_ids, tile_ranges], workgroups_for(num_isect, _WG))
+    compact_from_isect = compact_ids
 
     # -- 5. rasterize ---------------------------------------------------------------------
     with rec.stage("rasterize"):
@@ -297,8 +398,11 @@ def render_forward(
         )
     if own:
         rec.submit()
+        pool.give("scratch", scratch)
+    else:
+        rec.on_submit(lambda: pool.give("scratch", scratch))
 
-    return ForwardState(
+    state = ForwardState(
         camera=camera,
         background=background,
         num_splats=n,
@@ -314,6 +418,8 @@ def render_forward(
         final_index=final_index,
         sh_degree=sh_degree,
     )
+    state._pooled_outputs = (pool, outputs)  # see release_forward_state
+    return state
 
 
 def rasterize(
