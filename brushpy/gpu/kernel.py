@@ -252,8 +252,8 @@ class Kernel:
         """``(bind_group, dynamic_offsets)`` for ``bindings`` (index i = binding i).
 
         ``bindings`` are :class:`GpuTensor`, :class:`Uniform` (placed in ``rec``'s
-        uniform arena) or raw ``wgpu.GPUBuffer`` objects (bound whole, offset 0).
-        The bind group is cached by buffer identity.
+        uniform arena) or raw ``wgpu.GPUBuffer`` objects (bound whole, at offset 0).
+        The bind group is cached by buffer identity (and uniform sizes).
 
         Raises:
             ValueError: the number of bindings differs from the kernel's declarations.
@@ -261,58 +261,52 @@ class Kernel:
         pipe = self._pipe
         if len(bindings) != len(pipe.slots):
             raise ValueError(f"kernel {self.name} declares {len(pipe.slots)} bindings, got {len(bindings)}")
-        buffers = []
-        sizes = []
+        buffers = [b.buffer if isinstance(b, GpuTensor) else b for b in bindings]
         offsets = []
-        for b in bindings:
-            if type(b) is GpuTensor:
-                buffers.append(b.buffer)
-            elif type(b) is Uniform:
-                buf, off = rec._place_uniform(b)
-                buffers.append(buf)
-                sizes.append(len(b.data))
+        sizes = []
+        for pos in pipe.uniform_positions:
+            b = buffers[pos]
+            if type(b) is Uniform:
+                buffers[pos], off = rec._place_uniform(b)
                 offsets.append(off)
-            elif isinstance(b, GpuTensor):
-                buffers.append(b.buffer)
-            else:
-                buffers.append(b)
-        if len(offsets) != len(pipe.uniform_positions):
-            # raw buffers at uniform bindings: bound whole, at offset 0
-            offsets, sizes = [], []
-            for pos in pipe.uniform_positions:
-                b = bindings[pos]
-                if type(b) is Uniform:
-                    buf, off = rec._place_uniform(b)
-                    offsets.append(off)
-                    sizes.append(len(b.data))
-                else:
-                    offsets.append(0)
-                    sizes.append(buffers[pos].size)
-        ids = tuple(map(id, buffers))
-        key = ids + tuple(sizes) if sizes else ids
+                sizes.append(len(b.data))
+            else:  # a raw buffer: bound whole
+                offsets.append(0)
+                sizes.append(b.size)
+        key = (*map(id, buffers), *sizes)
         cache = pipe.cache
         item = cache.get(key)
         if item is not None:
             cache.move_to_end(key)
             return item[0], offsets
+        return self._new_bind_group(key, buffers, sizes), offsets
+
+    def _new_bind_group(self, key, buffers, sizes):
+        pipe = self._pipe
+        for b in buffers:
+            if not isinstance(b, wgpu.GPUBuffer):
+                raise TypeError(f"kernel {self.name}: cannot bind {type(b).__name__} (expected GpuTensor, Uniform or GPUBuffer)")
         uniform_sizes = dict(zip(pipe.uniform_positions, sizes))
-        entries = []
-        for pos, (slot, buf) in enumerate(zip(pipe.slots, buffers)):
-            size = uniform_sizes.get(pos, buf.size)
-            entries.append({"binding": slot, "resource": {"buffer": buf, "offset": 0, "size": size}})
+        entries = [
+            {"binding": slot, "resource": {"buffer": buf, "offset": 0, "size": uniform_sizes.get(pos, buf.size)}}
+            for pos, (slot, buf) in enumerate(zip(pipe.slots, buffers))
+        ]
         bg = self.ctx.device.create_bind_group(layout=pipe.layout, entries=entries, label=self.name)
-        cache[key] = (bg, ids)
+        cache = pipe.cache
+        cache[key] = (bg, key[: len(buffers)])
         _register_users(cache, key, buffers)
         if len(cache) > _BIND_GROUP_CACHE:
             _drop_cached(cache, next(iter(cache)))
-        return bg, offsets
+        return bg
 
 
 class Recorder:
     """Records a sequence of GPU commands into one command encoder.
 
-    Use :meth:`stage` to group dispatches under a name (one compute pass, timed
-    when a profiler is attached); dispatches outside a stage get a pass each.
+    Use :meth:`stage` to group dispatches under a name. With a profiler that has
+    timestamps, each stage is its own timed compute pass and dispatches outside a
+    stage get a pass each; without one, dispatches share a compute pass until a
+    copy, clear or submit (fewer passes, less host time).
     :meth:`submit` finishes and submits the encoder; the recorder can then be
     reused for the next batch. Uniform values bound by the dispatches are
     uploaded at submit (one write per arena chunk, see the module notes).
@@ -325,6 +319,9 @@ class Recorder:
         self._pass = None
         self._pass_pipeline = None
         self._stage: str | None = None
+        # with timestamps every stage (and every dispatch outside one) gets its own
+        # pass; without, one pass runs on until a copy, clear or submit needs the encoder
+        self._timed = profiler is not None and bool(getattr(profiler, "enabled", True))
         self._pool = _chunk_pool(self.ctx)
         self._chunks: list[_UniformChunk] = []  # arena chunks filled since the last submit
         self._on_submit: list = []
@@ -364,9 +361,12 @@ class Recorder:
     # -- passes -------------------------------------------------------------
     def _open_pass(self):
         if self._pass is None:
-            label = self._stage or "brushpy"
-            tw = self.profiler.pass_timestamps(self._stage) if (self.profiler and self._stage) else None
-            self._pass = self.encoder.begin_compute_pass(label=label, timestamp_writes=tw)
+            if self._timed:
+                tw = self.profiler.pass_timestamps(self._stage) if self._stage else None
+                self._pass = self.encoder.begin_compute_pass(label=self._stage or "brushpy", timestamp_writes=tw)
+            else:
+                # untimed passes span stages; no label (encoding one costs ~10 us on wgpu-py)
+                self._pass = self.encoder.begin_compute_pass()
             self._pass_pipeline = None
         return self._pass
 
@@ -377,13 +377,20 @@ class Recorder:
 
     @contextlib.contextmanager
     def stage(self, name: str):
-        """Group the commands recorded inside under ``name`` (per-stage GPU timing)."""
-        self._close_pass()
+        """Group the commands recorded inside under ``name`` (per-stage GPU timing).
+
+        With a timing profiler the stage gets its own compute pass(es); without one,
+        consecutive stages share a pass (a pass boundary changes nothing else: every
+        dispatch is its own synchronisation scope either way).
+        """
+        if self._timed:
+            self._close_pass()
         prev, self._stage = self._stage, name
         try:
             yield self
         finally:
-            self._close_pass()
+            if self._timed:
+                self._close_pass()
             self._stage = prev
 
     # -- commands -------------------------------------------------------------
@@ -399,8 +406,8 @@ class Recorder:
         if indirect is None:
             if type(groups) is int:
                 groups = (groups, 1, 1)
-            if min(groups) == 0:
-                if self._stage is None:
+            if not (groups[0] and groups[1] and groups[2]):
+                if self._stage is None and self._timed:
                     self._close_pass()
                 return
         pipeline = kernel.pipeline
@@ -408,11 +415,11 @@ class Recorder:
             p.set_pipeline(pipeline)
             self._pass_pipeline = pipeline
         p.set_bind_group(0, bg, offsets)
-        if indirect is not None:
-            p.dispatch_workgroups_indirect(indirect.buffer, indirect_offset)
-        else:
+        if indirect is None:
             p.dispatch_workgroups(*groups)
-        if self._stage is None:
+        else:
+            p.dispatch_workgroups_indirect(indirect.buffer, indirect_offset)
+        if self._stage is None and self._timed:
             self._close_pass()
 
     def copy(self, src: GpuTensor, dst: GpuTensor, nbytes: int | None = None, src_offset: int = 0, dst_offset: int = 0):

@@ -30,6 +30,7 @@ The float64 NumPy reference of the same maths is ``tests/reference/render.py``.
 from __future__ import annotations
 
 import math
+import struct
 import weakref
 
 import numpy as np
@@ -225,20 +226,37 @@ def render_params(
         num_splats: N. sh_degree: degree evaluated. coeffs_per_splat: K of ``sh_coeffs`` [N,K,3].
         num_visible: V. num_intersections: I.
     """
+    return _camera_block(camera, background) + _counts_block(
+        camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections
+    )
+
+
+def _camera_block(camera: Camera, background) -> bytes:
+    """The first 112 bytes of ``RenderParams``: view matrix rows, intrinsics, camera
+    position, the clamp bounds of the projection Jacobian, background."""
     w, h = camera.width, camera.height
-    tiles_x, tiles_y = -(-w // TILE_SIZE), -(-h // TILE_SIZE)
-    f = np.zeros(40, np.float32)
-    u = f.view(np.uint32)
+    f = np.zeros(28, np.float32)
     f[0:12] = camera.world_to_camera[:3, :4].reshape(-1)
     f[12:16] = camera.intrinsics
     f[16:19] = camera.position
     fx, fy, cx, cy = camera.intrinsics
     f[20:24] = ((-0.15 * w - cx) / fx, (1.15 * w - cx) / fx, (-0.15 * h - cy) / fy, (1.15 * h - cy) / fy)
     f[24:27] = np.asarray(background, np.float64).reshape(3)
-    u[28:32] = (w, h, tiles_x, tiles_y)
-    u[32:36] = (num_splats, sh_degree, coeffs_per_splat, num_visible)
-    u[36:40] = (num_intersections, tiles_x * tiles_y, 0, 0)
     return f.tobytes()
+
+
+_COUNTS = struct.Struct("<12I")
+
+
+def _counts_block(camera: Camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections) -> bytes:
+    """The last 48 bytes of ``RenderParams``: image and tile sizes, splat counts."""
+    w, h = camera.width, camera.height
+    tiles_x, tiles_y = -(-w // TILE_SIZE), -(-h // TILE_SIZE)
+    return _COUNTS.pack(
+        w, h, tiles_x, tiles_y,
+        num_splats, sh_degree, coeffs_per_splat, num_visible,
+        num_intersections, tiles_x * tiles_y, 0, 0,
+    )
 
 
 def render_forward(
@@ -325,7 +343,8 @@ def render_forward(
     sort_keys = scratch.get("sort_keys", (n,), np.uint32, splat_hint)
     sort_ids = outputs.get("sort_ids", (n,), np.uint32, splat_hint)
     counters = scratch.get("counters", (4,), np.uint32, splat_hint)
-    params1 = Uniform(render_params(camera, background, n, sh_degree, coeffs))
+    camera_block = _camera_block(camera, background)  # shared by both uniform blocks
+    params1 = Uniform(camera_block + _counts_block(camera, n, sh_degree, coeffs, 0, 0))
     # pooled buffers hold old data: zero what the kernels accumulate into
     rec.clear(counters, 16)
     rec.clear(tile_ranges, 8 * num_tiles)
@@ -345,7 +364,7 @@ def render_forward(
     depth_bits = (max_key - (~min_key_inv & 0xFFFFFFFF)).bit_length() if num_visible else 0
 
     # -- 2. depth sort ------------------------------------------------------------------
-    params2 = Uniform(render_params(camera, background, n, sh_degree, coeffs, num_visible, num_isect))
+    params2 = Uniform(camera_block + _counts_block(camera, n, sh_degree, coeffs, num_visible, num_isect))
     if num_visible > 0:
         with rec.stage("depth_sort"):
             radix_sort_pairs(rec, sort_keys, sort_ids, num_visible, num_bits=depth_bits)

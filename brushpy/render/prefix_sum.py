@@ -21,6 +21,7 @@ nothing is submitted or read back. Sums wrap around modulo 2**32 (u32).
 from __future__ import annotations
 
 import math
+import struct
 import weakref
 
 import numpy as np
@@ -34,6 +35,8 @@ EPT = 16
 BLOCK = WG * EPT
 
 _STATE: dict = {}
+#: the kernels' uniform block: values at this level, blocks at this level, padding (u32)
+_PARAMS = struct.Struct("<4I")
 
 
 class _ScanState:
@@ -124,7 +127,7 @@ def inclusive_prefix_sum(rec: Recorder, values: GpuTensor, count: int, out: GpuT
         nblocks = math.ceil(n / BLOCK)
         s = st.sums_buffer(level, nblocks)
         sums.append(s)
-        params = Uniform(np.array([n, nblocks, 0, 0], np.uint32))
+        params = Uniform(_PARAMS.pack(n, nblocks, 0, 0))
         groups = workgroups_for(nblocks, 1, rec.ctx)
         if level == 0 and out.buffer is not values.buffer:
             rec.dispatch(st.block, [params, values, out, s], groups)
@@ -135,6 +138,6 @@ def inclusive_prefix_sum(rec: Recorder, values: GpuTensor, count: int, out: GpuT
     for level in range(len(sizes) - 1, 0, -1):
         n = sizes[level - 1]
         nblocks = math.ceil(n / BLOCK)
-        params = Uniform(np.array([n, nblocks, 0, 0], np.uint32))
+        params = Uniform(_PARAMS.pack(n, nblocks, 0, 0))
         rec.dispatch(st.add, [params, data[level - 1], data[level]], workgroups_for(nblocks - 1, 1, rec.ctx))
     return out
