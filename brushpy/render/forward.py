@@ -48,6 +48,8 @@ AUX_STRIDE = 8
 _WG = 256
 #: x, y, conic (1, 0, 1), colour 0, opacity 0: alpha is 0 at every pixel, so it is always skipped
 _NULL_SPLAT = np.array([0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0], np.float32)
+#: SH degree by coefficients per channel, (d+1)^2 -> d
+_SH_DEGREES = {(d + 1) ** 2: d for d in range(5)}
 #: extra WGSL defines of the kernels (tests only: TEST_DROP_TILES exercises the miscount path)
 _DEFINES: dict = {}
 
@@ -72,12 +74,12 @@ def _fmt_bytes(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
-def _view(t: GpuTensor, n: int, shape=None) -> GpuTensor:
+def _view(t: GpuTensor, n: int, shape: tuple | None = None) -> GpuTensor:
     """``t``'s buffer seen as its first ``n`` elements (optionally reshaped); always a new view object."""
-    shape = (n,) if shape is None else tuple(shape)
+    shape = (n,) if shape is None else shape
     if t.numel < math.prod(shape):
         raise RuntimeError(f"{t!r} holds {t.numel} elements, fewer than the {math.prod(shape)} needed")
-    return GpuTensor(t.buffer, shape, t.dtype, t.label, t.ctx)
+    return GpuTensor.view_of(t.buffer, shape, t.dtype, t.label, t.ctx)
 
 
 # -- buffer pool ----------------------------------------------------------------------
@@ -105,20 +107,21 @@ class _BufferSet:
     def __init__(self):
         self.tensors: dict[str, GpuTensor] = {}
 
-    def get(self, name: str, shape, dtype, hint: str) -> GpuTensor:
-        label = f"render.{name}"
+    def get(self, name: str, shape: tuple, dtype, hint: str) -> GpuTensor:
         need = math.prod(shape)
         t = self.tensors.get(name)
         if t is None or t.numel < need:
+            label = f"render.{name}"
             ctx = get_context()
-            limit = ctx.max_binding_bytes // np.dtype(dtype).itemsize
+            itemsize = np.dtype(dtype).itemsize
+            limit = ctx.max_binding_bytes // itemsize
             cap = need if need >= limit else min(limit, need + need // 8)
             try:
                 t = GpuTensor.empty((max(cap, 1),), dtype, label, ctx)
             except BufferTooLargeError as exc:
-                raise RenderTooLargeError(label, need * np.dtype(dtype).itemsize, exc.limit, hint) from None
+                raise RenderTooLargeError(label, need * itemsize, exc.limit, hint) from None
             self.tensors[name] = t
-        return GpuTensor(t.buffer, shape, t.dtype, label, t.ctx)
+        return GpuTensor.view_of(t.buffer, shape, t.dtype, t.label, t.ctx)
 
     @property
     def nbytes(self) -> int:
@@ -135,6 +138,7 @@ class _RenderPool:
         self.ctx = ctx
         self.scratch: list[_BufferSet] = []
         self.outputs: list[_BufferSet] = []
+        self.null_splat = GpuTensor.from_numpy(_NULL_SPLAT, "render.null_splat", ctx)
 
     def take(self, kind: str) -> _BufferSet:
         free = getattr(self, kind)
@@ -226,25 +230,32 @@ def render_params(
         num_splats: N. sh_degree: degree evaluated. coeffs_per_splat: K of ``sh_coeffs`` [N,K,3].
         num_visible: V. num_intersections: I.
     """
+    background = tuple(np.asarray(background, np.float64).reshape(3).tolist())
     return _camera_block(camera, background) + _counts_block(
         camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections
     )
 
 
-def _camera_block(camera: Camera, background) -> bytes:
+def _camera_block(camera: Camera, background: tuple) -> bytes:
     """The first 112 bytes of ``RenderParams``: view matrix rows, intrinsics, camera
-    position, the clamp bounds of the projection Jacobian, background."""
+    position, the clamp bounds of the projection Jacobian, background (float32; each
+    value rounded from float64 as a NumPy cast would)."""
     w, h = camera.width, camera.height
-    f = np.zeros(28, np.float32)
-    f[0:12] = camera.world_to_camera[:3, :4].reshape(-1)
-    f[12:16] = camera.intrinsics
-    f[16:19] = camera.position
     fx, fy, cx, cy = camera.intrinsics
-    f[20:24] = ((-0.15 * w - cx) / fx, (1.15 * w - cx) / fx, (-0.15 * h - cy) / fy, (1.15 * h - cy) / fy)
-    f[24:27] = np.asarray(background, np.float64).reshape(3)
-    return f.tobytes()
+    values = (
+        *camera.world_to_camera[:3, :4].ravel().tolist(),
+        fx, fy, cx, cy,
+        *camera.position.tolist(), 0.0,
+        (-0.15 * w - cx) / fx, (1.15 * w - cx) / fx, (-0.15 * h - cy) / fy, (1.15 * h - cy) / fy,
+        *background, 0.0,
+    )
+    try:
+        return _CAMERA.pack(*values)
+    except OverflowError:  # beyond float32: let NumPy round to +-inf
+        return np.asarray(values, np.float64).astype(np.float32).tobytes()
 
 
+_CAMERA = struct.Struct("<28f")
 _COUNTS = struct.Struct("<12I")
 
 
@@ -297,7 +308,9 @@ def render_forward(
     """
     n = splats.num_splats
     coeffs = splats.sh_coeffs.shape[1] if len(splats.sh_coeffs.shape) == 3 else -1
-    data_degree = sh_degree_from_coeffs(coeffs)
+    data_degree = _SH_DEGREES.get(coeffs)
+    if data_degree is None:
+        data_degree = sh_degree_from_coeffs(coeffs)  # raises the error
     if sh_degree is None:
         sh_degree = data_degree
     sh_degree = int(sh_degree)
@@ -363,6 +376,13 @@ def render_forward(
     # keys were offset by the smallest depth key: sort only the bits their range needs
     depth_bits = (max_key - (~min_key_inv & 0xFFFFFFFF)).bit_length() if num_visible else 0
 
+    # one extra row: the null splat (opacity 0) that map_intersections points at should it
+    # ever list fewer tiles than project_forward counted; ForwardState sees [V,9]. (Copied
+    # here, before the passes of the stages below, so the copy does not split a pass.)
+    projected_rows = outputs.get("projected", ((num_visible + 1) * PROJECTED_STRIDE,), np.float32, splat_hint)
+    rec.copy(pool.null_splat, projected_rows, 4 * PROJECTED_STRIDE, dst_offset=4 * PROJECTED_STRIDE * num_visible)
+    projected = _view(projected_rows, num_visible * PROJECTED_STRIDE, (num_visible, PROJECTED_STRIDE))
+
     # -- 2. depth sort ------------------------------------------------------------------
     params2 = Uniform(camera_block + _counts_block(camera, n, sh_degree, coeffs, num_visible, num_isect))
     if num_visible > 0:
@@ -372,11 +392,6 @@ def render_forward(
     global_from_compact = _view(sort_ids, num_visible)
 
     # -- 3. project visible splats in depth order -----------------------------------------
-    # one extra row: the null splat (opacity 0) that map_intersections points at should it
-    # ever list fewer tiles than project_forward counted; ForwardState sees [V,9]
-    projected_rows = outputs.get("projected", ((num_visible + 1) * PROJECTED_STRIDE,), np.float32, splat_hint)
-    projected_rows.write(_NULL_SPLAT, num_visible * PROJECTED_STRIDE)
-    projected = _view(projected_rows, num_visible * PROJECTED_STRIDE, (num_visible, PROJECTED_STRIDE))
     counts_sorted = scratch.get("tile_counts_sorted", (num_visible,), np.uint32, splat_hint)
     if num_visible > 0:
         with rec.stage("project_visible"):
