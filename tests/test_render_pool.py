@@ -136,3 +136,20 @@ def test_release_with_recorder_waits_for_submit(fresh_pool):
     assert len(pool.outputs) == 1 and len(pool.scratch) == 1
     forward.release_forward_state(state)  # twice: nothing happens
     assert len(pool.outputs) == 1
+
+
+def test_camera_block_cache_follows_the_camera(fresh_pool):
+    """The cached uniform camera block is keyed on the exact values: a camera moved in
+    place, or a -0.0 background, gets its own block, equal to render_params' bytes."""
+    forward = fresh_pool
+    rng = np.random.default_rng(25)
+    splats = _splats(random_scene(rng, 300, 1))
+    cam = _camera(look_w2c())
+    forward.render_forward(splats, cam)
+    cam.world_to_camera[:3, 3] += (0.2, -0.1, 0.3)  # moved in place
+    moved = _read(forward.render_forward(splats, cam))
+    _assert_same(moved, _fresh_render(forward, splats, _camera(cam.world_to_camera.copy())), "moved camera")
+    for bg in ((0.0, 0.0, 0.0), (-0.0, 0.0, 0.0), (0.5, 0.25, 1.0)):
+        block = forward._cached_camera_block(cam, bg)
+        assert block == forward.render_params(cam, bg, 1, 0, 1)[: len(block)]
+    assert forward._cached_camera_block(cam, (-0.0, 0.0, 0.0)) != forward._cached_camera_block(cam, (0.0, 0.0, 0.0))

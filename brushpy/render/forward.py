@@ -256,6 +256,23 @@ def _camera_block(camera: Camera, background: tuple) -> bytes:
 
 
 _CAMERA = struct.Struct("<28f")
+#: camera blocks by (view matrix bytes, intrinsics, size, background): training cycles
+#: through a fixed set of views, and a small NumPy product costs ~50 us of host time
+#: right after the GPU ran (cold caches)
+_CAMERA_BLOCKS: dict = {}
+_CAMERA_BLOCKS_MAX = 1024
+_KEY = struct.Struct("<7d")
+
+
+def _cached_camera_block(camera: Camera, background: tuple) -> bytes:
+    # keyed on the exact bits (so -0.0 and 0.0, or NaNs, never share an entry)
+    key = (camera.world_to_camera.tobytes(), _KEY.pack(*camera.intrinsics, *background), camera.width, camera.height)
+    block = _CAMERA_BLOCKS.get(key)
+    if block is None:
+        if len(_CAMERA_BLOCKS) >= _CAMERA_BLOCKS_MAX:
+            _CAMERA_BLOCKS.clear()
+        block = _CAMERA_BLOCKS[key] = _camera_block(camera, background)
+    return block
 _COUNTS = struct.Struct("<12I")
 
 
@@ -356,7 +373,7 @@ def render_forward(
     sort_keys = scratch.get("sort_keys", (n,), np.uint32, splat_hint)
     sort_ids = outputs.get("sort_ids", (n,), np.uint32, splat_hint)
     counters = scratch.get("counters", (4,), np.uint32, splat_hint)
-    camera_block = _camera_block(camera, background)  # shared by both uniform blocks
+    camera_block = _cached_camera_block(camera, background)  # shared by both uniform blocks
     params1 = Uniform(camera_block + _counts_block(camera, n, sh_degree, coeffs, 0, 0))
     # pooled buffers hold old data: zero what the kernels accumulate into
     rec.clear(counters, 16)
