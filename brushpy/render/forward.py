@@ -24,6 +24,13 @@ The pipeline (``shared/DESIGN.md`` "Forward render"), one compute pass per stage
 5. ``rasterize`` (``shaders/rasterize.wgsl``): one workgroup per tile, one thread per
    pixel, splats staged through workgroup memory.
 
+Host cost: buffers come from a per-context pool of grow-only sets (internal scratch
+goes back when the recorder holding the render is submitted; the ForwardState's
+buffers when the caller passes the state to :func:`release_forward_state`), so a
+steady loop creates no buffers or bind groups; with the runtime's uniform arena
+(``brushpy.gpu.kernel``) recording a render costs ~1 ms of host time on lavapipe
+(``benchmarks/bench_render.py``: ``host_record_ms``).
+
 The float64 NumPy reference of the same maths is ``tests/reference/render.py``.
 """
 
@@ -316,7 +323,11 @@ def render_forward(
 
     Returns:
         :class:`~brushpy.render.state.ForwardState`; ``image`` is float32 [H,W,4]
-        (RGB + alpha = 1 - final transmittance).
+        (RGB + alpha = 1 - final transmittance). Its tensors are views of pooled,
+        possibly larger buffers; they stay valid (never written by later renders)
+        until the state is handed to :func:`release_forward_state`. A training loop
+        should release each step's state once the step is recorded (see that
+        function), so the next render reuses its buffers and bind groups.
 
     Raises:
         ValueError: bad ``sh_degree``, image size or splat tensor shapes.
