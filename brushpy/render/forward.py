@@ -53,6 +53,7 @@ from .state import PROJECTED_STRIDE, TILE_SIZE, ForwardState
 #: (x, y, conic a, b, c, extent x, extent y, opacity); see shaders/render_common.wgsl.
 AUX_STRIDE = 8
 _WG = 256
+_F32 = np.dtype(np.float32)
 #: x, y, conic (1, 0, 1), colour 0, opacity 0: alpha is 0 at every pixel, so it is always skipped
 _NULL_SPLAT = np.array([0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0], np.float32)
 #: SH degree by coefficients per channel, (d+1)^2 -> d
@@ -160,8 +161,8 @@ class _RenderPool:
 _POOLS: dict = {}
 
 
-def _pool() -> _RenderPool:
-    ctx = get_context()
+def _pool(ctx=None) -> _RenderPool:
+    ctx = ctx or get_context()
     key = id(ctx)
     pool = _POOLS.get(key)
     if pool is None or pool.ctx is not ctx:
@@ -201,8 +202,8 @@ def release_forward_state(state: ForwardState, rec: Recorder | None = None) -> N
 _KERNELS: dict = {}
 
 
-def _kernels() -> dict[str, Kernel]:
-    ctx = get_context()
+def _kernels(ctx=None) -> dict[str, Kernel]:
+    ctx = ctx or get_context()
     key = (id(ctx.device), tuple(sorted(_DEFINES.items())))
     ks = _KERNELS.get(key)
     if ks is None:
@@ -351,7 +352,7 @@ def render_forward(
         ("sh_coeffs", splats.sh_coeffs, (n, coeffs, 3)),
         ("raw_opacities", splats.raw_opacities, (n,)),
     ):
-        if tuple(t.shape) != shape or t.dtype != np.float32:
+        if tuple(t.shape) != shape or t.dtype != _F32:
             raise ValueError(f"splats.{name} is {t.dtype} {tuple(t.shape)}; expected float32 {shape}")
     width, height = camera.width, camera.height
     if width <= 0 or height <= 0:
@@ -360,13 +361,14 @@ def render_forward(
     tiles_x, tiles_y = -(-width // TILE_SIZE), -(-height // TILE_SIZE)
     num_tiles = tiles_x * tiles_y
 
-    ks = _kernels()
+    ctx = get_context()
+    ks = _kernels(ctx)
     own = rec is None
     if own:
         rec = Recorder(profiler=profiler)
     splat_hint = "lower the number of splats"
     pixel_hint = "lower the image width/height"
-    pool = _pool()
+    pool = _pool(ctx)
     outputs = pool.take("outputs")
     scratch = pool.take("scratch")
 
@@ -395,10 +397,10 @@ def render_forward(
                 ks["project"],
                 [params1, splats.means, splats.rotations, splats.log_scales, splats.sh_coeffs, splats.raw_opacities,
                  aux, tile_counts, visible, depth_keys, counters],
-                workgroups_for(n, _WG),
+                workgroups_for(n, _WG, ctx),
             )
             inclusive_prefix_sum(rec, visible, n, out=visible_prefix)
-            rec.dispatch(ks["compact"], [params1, visible_prefix, depth_keys, sort_keys, sort_ids, counters], workgroups_for(n, _WG))
+            rec.dispatch(ks["compact"], [params1, visible_prefix, depth_keys, sort_keys, sort_ids, counters], workgroups_for(n, _WG, ctx))
     rec.submit()
     num_visible, num_isect, min_key_inv, max_key = (int(v) for v in counters.numpy())
     # keys were offset by the smallest depth key: sort only the bits their range needs
@@ -426,7 +428,7 @@ def render_forward(
             rec.dispatch(
                 ks["project_visible"],
                 [params2, splats.means, splats.sh_coeffs, aux, global_from_compact, tile_counts, projected, counts_sorted],
-                workgroups_for(num_visible, _WG),
+                workgroups_for(num_visible, _WG, ctx),
             )
 
     # -- 4. tile intersections, sorted by tile then depth; per-tile ranges ----------------
@@ -443,12 +445,12 @@ def render_forward(
             rec.dispatch(
                 ks["map"],
                 [params2, aux, global_from_compact, isect_end, counts_sorted, tile_ids, compact_ids],
-                workgroups_for(num_visible, _WG),
+                workgroups_for(num_visible, _WG, ctx),
             )
         # tile ids 0..T-1 need ceil(log2(T)) bits; sorted in place
         with rec.stage("tile_sort"):
             radix_sort_pairs(rec, tile_ids, compact_ids, num_isect, num_bits=max(1, (num_tiles - 1).bit_length()))
-            rec.dispatch(ks["tile_ranges"], [params2, tile_ids, tile_ranges], workgroups_for(num_isect, _WG))
+            rec.dispatch(ks["tile_ranges"], [params2, tile_ids, tile_ranges], workgroups_for(num_isect, _WG, ctx))
     compact_from_isect = compact_ids
 
     # -- 5. rasterize ---------------------------------------------------------------------
