@@ -139,11 +139,15 @@ def test_uniform_arena_many_dispatches(gpu, pick_kernel):
     assert rec.uniform_bytes >= 32 * (n - 1)
     rec.submit()
     np.testing.assert_array_equal(out.numpy(), 1000 + 7 * np.arange(n))
-    # the recorder is reusable: a second batch overwrites the arena, the first batch's results stay
+    # the recorder is reusable: a second batch overwrites the arena (same chunks, no new
+    # ones), the first batch's results stay
+    pool = rec._pool
+    created = pool.created
     out2 = GpuTensor.empty((n,), np.uint32)
     for i in range(n):
         rec.dispatch(k, [_pick_params(i, 5 * i), out2], 1)
     rec.submit()
+    assert pool.created == created
     np.testing.assert_array_equal(out2.numpy(), 5 * np.arange(n))
     np.testing.assert_array_equal(out.numpy(), 1000 + 7 * np.arange(n))
 
