@@ -131,10 +131,6 @@ class _BufferSet:
             self.tensors[name] = t
         return GpuTensor.view_of(t.buffer, shape, t.dtype, t.label, t.ctx)
 
-    @property
-    def nbytes(self) -> int:
-        return sum(t.buffer.size for t in self.tensors.values())
-
 
 class _RenderPool:
     """Free scratch and output sets of one context (most recently freed handed out first)."""
@@ -281,6 +277,8 @@ def _cached_camera_block(camera: Camera, background: tuple) -> bytes:
             _CAMERA_BLOCKS.clear()
         block = _CAMERA_BLOCKS[key] = _camera_block(camera, background)
     return block
+
+
 _COUNTS = struct.Struct("<12I")
 
 
