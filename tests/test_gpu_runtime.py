@@ -255,3 +255,16 @@ def test_on_submit_and_partial_clear(gpu):
     np.testing.assert_array_equal(calls[0], [0, 0, 0, 4, 5, 6, 7, 8])
     rec.submit()
     assert len(calls) == 1  # once only
+
+
+def test_encoder_usable_between_dispatches(gpu, pick_kernel):
+    """Untimed dispatches share an open pass; taking ``rec.encoder`` ends it, so raw
+    encoder commands can follow and later dispatches open a new pass."""
+    k = pick_kernel()
+    out = GpuTensor.empty((4,), np.uint32)
+    rec = Recorder()
+    rec.dispatch(k, [_pick_params(0, 5), out], 1)
+    out.fill_zero(rec.encoder)  # a raw encoder command after the dispatch
+    rec.dispatch(k, [_pick_params(1, 6), out], 1)
+    rec.submit()
+    np.testing.assert_array_equal(out.numpy(), [0, 6, 0, 0])

@@ -317,7 +317,7 @@ class Recorder:
     def __init__(self, ctx: GpuContext | None = None, profiler=None):
         self.ctx = ctx or get_context()
         self.profiler = profiler
-        self.encoder = self.ctx.device.create_command_encoder()
+        self._encoder = self.ctx.device.create_command_encoder()
         self._pass = None
         self._pass_pipeline = None
         self._stage: str | None = None
@@ -327,6 +327,14 @@ class Recorder:
         self._pool = _chunk_pool(self.ctx)
         self._chunks: list[_UniformChunk] = []  # arena chunks filled since the last submit
         self._on_submit: list = []
+
+    @property
+    def encoder(self):
+        """The ``wgpu.GPUCommandEncoder`` being recorded into, for commands this class
+        does not wrap; any open compute pass is ended first (untimed passes stay open
+        across dispatches and stages, and an encoder with an open pass is locked)."""
+        self._close_pass()
+        return self._encoder
 
     # -- uniform arena ----------------------------------------------------------
     def _place_uniform(self, u: Uniform) -> tuple:
@@ -365,10 +373,10 @@ class Recorder:
         if self._pass is None:
             if self._timed:
                 tw = self.profiler.pass_timestamps(self._stage) if self._stage else None
-                self._pass = self.encoder.begin_compute_pass(label=self._stage or "brushpy", timestamp_writes=tw)
+                self._pass = self._encoder.begin_compute_pass(label=self._stage or "brushpy", timestamp_writes=tw)
             else:
                 # untimed passes span stages; no label (encoding one costs ~10 us on wgpu-py)
-                self._pass = self.encoder.begin_compute_pass()
+                self._pass = self._encoder.begin_compute_pass()
             self._pass_pipeline = None
         return self._pass
 
@@ -430,17 +438,17 @@ class Recorder:
         n = src.nbytes if nbytes is None else nbytes
         n = (n + 3) // 4 * 4
         if n:
-            self.encoder.copy_buffer_to_buffer(src.buffer, src_offset, dst.buffer, dst_offset, n)
+            self._encoder.copy_buffer_to_buffer(src.buffer, src_offset, dst.buffer, dst_offset, n)
 
     def clear(self, tensor: GpuTensor, nbytes: int | None = None):
         """Zero a tensor's whole buffer, or only its first ``nbytes`` (rounded up to 4)."""
         self._close_pass()
         if nbytes is None:
-            self.encoder.clear_buffer(tensor.buffer)
+            self._encoder.clear_buffer(tensor.buffer)
         else:
             n = min((int(nbytes) + 3) // 4 * 4, tensor.buffer.size)
             if n:
-                self.encoder.clear_buffer(tensor.buffer, 0, n)
+                self._encoder.clear_buffer(tensor.buffer, 0, n)
 
     def write(self, tensor: GpuTensor, array, offset_elems: int = 0):
         """Queue a host-to-GPU write (it happens before this recorder's commands run)."""
@@ -455,16 +463,16 @@ class Recorder:
         """Upload the uniform arena, finish and submit everything recorded so far; start a fresh encoder."""
         self._close_pass()
         if self.profiler is not None:
-            self.profiler.resolve(self.encoder)
+            self.profiler.resolve(self._encoder)
         queue = self.ctx.device.queue
         chunks, self._chunks = self._chunks, []
         for chunk in chunks:
             if chunk.used:
                 queue.write_buffer(chunk.buffer, 0, chunk.staging, 0, -(-chunk.used // 4) * 4)
-        queue.submit([self.encoder.finish()])
+        queue.submit([self._encoder.finish()])
         for chunk in chunks:
             self._pool.give(chunk)
-        self.encoder = self.ctx.device.create_command_encoder()
+        self._encoder = self.ctx.device.create_command_encoder()
         callbacks, self._on_submit = self._on_submit, []
         for cb in callbacks:
             cb()
