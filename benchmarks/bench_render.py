@@ -13,8 +13,16 @@ compute passes is their sum), ``gpu_total_ms``, ``wall_ms`` (render_forward call
 the GPU finished, median of the repeats), ``overhead_ms`` = wall - GPU total (Python,
 command recording, submits, the one mid-render count read-back and idle gaps),
 ``host_record_ms`` = the render call's time outside ``submit`` and read-backs (the
-Python/wgpu-py cost of recording ~45 dispatches), and the visible and intersection counts. Larger configurations of a resolution are skipped once
-one render there took longer than ``--max-seconds`` (lavapipe is slow).
+Python/wgpu-py cost of recording ~36-50 dispatches; measured on further renders
+without a profiler, as a training step records them), ``host_record_cpu_ms`` = the
+same in this thread's CPU time (robust on a machine shared with other work),
+``host_record_profiled_ms`` = the same with the profiler's timed passes,
+``submit_cpu_ms`` = CPU time inside the two ``Recorder.submit`` calls (uniform upload,
+wgpu-native command encoding and the driver's submit), and the visible and
+intersection counts. States are handed back with ``release_forward_state`` after
+each render (``--no-release``: not, so every render allocates its outputs afresh).
+Larger configurations of a resolution are skipped once one render there took longer
+than ``--max-seconds`` (lavapipe is slow).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from brushpy.gpu import GpuTensor, Profiler, Recorder, get_context  # noqa: E402
 from brushpy.render.camera import Camera  # noqa: E402
-from brushpy.render.forward import render_forward  # noqa: E402
+from brushpy.render.forward import release_forward_state, render_forward  # noqa: E402
 from brushpy.render.splats import Splats  # noqa: E402
 
 
@@ -59,52 +67,82 @@ def camera_for(width: int, height: int) -> Camera:
 class _BlockingTimer:
     """Accumulates the time spent inside ``Recorder.submit`` and ``GpuTensor.numpy``
     (the calls that hand work to the driver or wait for the GPU), so that the rest of
-    a render call is the Python-side recording cost."""
+    a render call is the Python-side recording cost. Both wall time and this thread's
+    CPU time (``time.thread_time``: unaffected by other processes on a busy machine)."""
 
     def __init__(self):
-        self.seconds = 0.0
+        self.seconds = {"submit": 0.0, "numpy": 0.0}
+        self.cpu_seconds = {"submit": 0.0, "numpy": 0.0}
 
     def __enter__(self):
         self._saved = (Recorder.submit, GpuTensor.numpy)
         timer = self
 
-        def wrap(fn):
+        def wrap(fn, kind):
             def timed(*a, **k):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.thread_time()
                 try:
                     return fn(*a, **k)
                 finally:
-                    timer.seconds += time.perf_counter() - t
+                    timer.seconds[kind] += time.perf_counter() - t
+                    timer.cpu_seconds[kind] += time.thread_time() - c
             return timed
 
-        Recorder.submit, GpuTensor.numpy = wrap(Recorder.submit), wrap(GpuTensor.numpy)
+        Recorder.submit, GpuTensor.numpy = wrap(Recorder.submit, "submit"), wrap(GpuTensor.numpy, "numpy")
         return self
 
     def __exit__(self, *exc):
         Recorder.submit, GpuTensor.numpy = self._saved
 
 
-def bench_one(splats: Splats, camera: Camera, repeats: int) -> dict:
+def _timed_render(splats: Splats, camera: Camera, profiler, release: bool) -> dict:
+    """One render into a fresh recorder (as a training step records it); times in ms."""
     ctx = get_context()
-    state = render_forward(splats, camera)  # warm-up: pipelines, allocator
-    ctx.device.queue.read_buffer(state.final_index.buffer, 0, 16)
-    walls, stages, hosts = [], [], []
+    with _BlockingTimer() as blocking:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        rec = Recorder(profiler=profiler)
+        state = render_forward(splats, camera, rec=rec)
+        rec.submit()
+        t1, c1 = time.perf_counter(), time.thread_time()
+        ctx.device.queue.read_buffer(state.final_index.buffer, 0, 16)  # wait for the GPU
+        t2 = time.perf_counter()
+    if release:
+        release_forward_state(state)
+    return {
+        "state": state,
+        "wall": (t2 - t0) * 1e3,
+        "host": (t1 - t0 - sum(blocking.seconds.values())) * 1e3,
+        "host_cpu": (c1 - c0 - sum(blocking.cpu_seconds.values())) * 1e3,
+        "submit_cpu": blocking.cpu_seconds["submit"] * 1e3,
+    }
+
+
+def bench_one(splats: Splats, camera: Camera, repeats: int, release: bool = True) -> dict:
+    """GPU stages and wall time from ``repeats`` profiled renders; host recording time
+    from ``repeats`` more without a profiler (as in training: no timestamp passes)."""
+    ctx = get_context()
+    for _ in range(2):  # warm-up: pipelines, buffer pool, bind-group caches
+        state = render_forward(splats, camera)
+        ctx.device.queue.read_buffer(state.final_index.buffer, 0, 16)
+        if release:
+            release_forward_state(state)
+    profiled, plain, stages = [], [], []
     for _ in range(repeats):
         prof = Profiler()
-        with _BlockingTimer() as blocking:
-            t0 = time.perf_counter()
-            rec = Recorder(profiler=prof)
-            state = render_forward(splats, camera, rec=rec)
-            rec.submit()
-            t1 = time.perf_counter()
-            ctx.device.queue.read_buffer(state.final_index.buffer, 0, 16)  # wait for the GPU
-            walls.append((time.perf_counter() - t0) * 1e3)
-        hosts.append((t1 - t0 - blocking.seconds) * 1e3)
+        profiled.append(_timed_render(splats, camera, prof, release))
         stages.append(prof.read())
+    for _ in range(repeats):
+        plain.append(_timed_render(splats, camera, None, release))
+    state = plain[-1]["state"]
     names = sorted({k for s in stages for k in s})
     gpu = {k: statistics.median(s.get(k, 0.0) for s in stages) for k in names}
     gpu_total = statistics.median(sum(s.values()) for s in stages)
+    walls = [r["wall"] for r in profiled]
     wall = statistics.median(walls)
+
+    def med(runs, key):
+        return round(statistics.median(r[key] for r in runs), 3)
+
     return {
         "splats": splats.num_splats,
         "width": camera.width,
@@ -116,7 +154,11 @@ def bench_one(splats: Splats, camera: Camera, repeats: int) -> dict:
         "wall_ms": round(wall, 3),
         "wall_ms_all": [round(w, 3) for w in walls],
         "overhead_ms": round(wall - gpu_total, 3),
-        "host_record_ms": round(statistics.median(hosts), 3),
+        "host_record_ms": med(plain, "host"),
+        "host_record_cpu_ms": med(plain, "host_cpu"),
+        "host_record_profiled_ms": med(profiled, "host"),
+        "submit_cpu_ms": med(plain, "submit_cpu"),
+        "buffers_released": release,
     }
 
 
@@ -127,6 +169,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=3, help="timed renders per configuration (median reported)")
     ap.add_argument("--max-seconds", type=float, default=30.0,
                     help="skip larger splat counts at a resolution once one render there took longer")
+    ap.add_argument("--no-release", action="store_true",
+                    help="keep every ForwardState (no release_forward_state): outputs allocated per render")
     ap.add_argument("-o", "--output", help="also write the JSON here")
     args = ap.parse_args(argv)
 
@@ -142,7 +186,7 @@ def main(argv=None) -> dict:
                                 "reason": f"a smaller scene took over {args.max_seconds} s per render"})
                 continue
             splats = random_splats(n)
-            r = bench_one(splats, camera_for(width, height), args.repeats)
+            r = bench_one(splats, camera_for(width, height), args.repeats, release=not args.no_release)
             results.append(r)
             print(json.dumps(r), file=sys.stderr)
             too_slow = r["wall_ms"] > 1e3 * args.max_seconds

@@ -10,12 +10,43 @@ Large 1D dispatches: when a kernel needs more workgroups than one dimension
 allows (65,535), :func:`workgroups_for` folds them into ``(x, y, 1)``; shaders
 recover the linear index with ``linear_workgroup_id`` from ``common.wgsl``
 and must bounds-check against their element count.
+
+Host cost per dispatch (the Python side of recording). Creating a wgpu
+buffer or bind group costs tens of microseconds, a dispatch from cached
+objects a few, so neither is done per dispatch in a steady loop:
+
+- **Uniforms live in a per-recorder arena.** Every uniform binding is
+  declared with a dynamic offset. :class:`Uniform` bytes bound by a dispatch
+  are appended to a host staging copy of an arena chunk (a 64 KiB
+  ``UNIFORM | COPY_DST`` buffer) at the device's
+  ``min-uniform-buffer-offset-alignment``, and the dispatch binds the chunk at
+  that offset. :meth:`Recorder.submit` uploads each used chunk with one
+  ``queue.write_buffer`` just before submitting, then hands the chunks back to
+  a per-device pool, so the next recorder gets the same buffers. This is
+  correct because queue writes and submits run in the order they are issued:
+  a chunk rewritten for the next submit does not disturb commands already
+  submitted. A recorder holding chunks takes other chunks from the pool, so
+  recorders may be open side by side.
+- **Bind groups are cached by buffer identity** (per pipeline, shared by all
+  :class:`Kernel` objects of one shader/defines/device), uniforms included now
+  that they sit in the few long-lived arena chunks. A cached bind group is
+  dropped as soon as any buffer in it is garbage collected (weak references),
+  so the cache never keeps dead tensors' GPU memory alive; each pipeline keeps
+  at most ``_BIND_GROUP_CACHE`` entries (least recently used dropped first).
+  Callers that want hits frame after frame reuse their buffers (see the
+  renderer's buffer pool in :mod:`brushpy.render.forward`).
+- ``set_pipeline`` is skipped when consecutive dispatches of one compute pass
+  use the same pipeline, and without a timing profiler consecutive stages share
+  one compute pass (opening a pass costs ~10-25 us).
+
+``benchmarks/bench_dispatch.py`` measures these costs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -26,7 +57,10 @@ from .shader import parse_bindings, preprocess
 from .tensor import GpuTensor
 
 _PIPELINES: dict = {}
-_BIND_GROUP_CACHE = 8
+#: most bind groups cached per pipeline (entries also die with any of their buffers)
+_BIND_GROUP_CACHE = 256
+#: bytes per uniform arena chunk (the WebGPU default max-uniform-buffer-binding-size)
+UNIFORM_CHUNK_BYTES = 64 * 1024
 
 
 def workgroups_for(count: int, group_size: int, ctx: GpuContext | None = None) -> tuple[int, int, int]:
@@ -44,11 +78,14 @@ def workgroups_for(count: int, group_size: int, ctx: GpuContext | None = None) -
 class Uniform:
     """Bytes to bind as a uniform buffer (a numpy structured scalar, array or ``bytes``).
 
-    The GPU buffer is created on first use and reused when the same ``Uniform`` is
-    bound again (e.g. by several dispatches of one operation).
+    The bytes are padded to a multiple of 16. Binding a ``Uniform`` copies it
+    into the recorder's uniform arena (see the module notes) when the dispatch
+    is recorded; binding the same ``Uniform`` again before the recorder submits
+    reuses that copy. The bytes are captured at construction: build a new
+    ``Uniform`` for new values.
     """
 
-    __slots__ = ("data", "_gpu")
+    __slots__ = ("data", "_slot")
 
     def __init__(self, data):
         if isinstance(data, np.ndarray):
@@ -56,7 +93,116 @@ class Uniform:
         data = bytes(data)
         pad = (-len(data)) % 16
         self.data = data + b"\0" * pad if pad or not data else data
-        self._gpu = None  # (device, buffer) once bound
+        self._slot = None  # (chunk, chunk generation, offset) of the latest placement
+
+
+# -- uniform arena -----------------------------------------------------------------
+
+
+class _UniformChunk:
+    """One arena buffer and its host staging copy."""
+
+    __slots__ = ("buffer", "staging", "used", "generation", "owner", "__weakref__")
+
+    def __init__(self, device, size: int):
+        self.buffer = device.create_buffer(
+            size=size, usage=wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.COPY_DST, label="brushpy.uniform_arena"
+        )
+        self.staging = bytearray(size)
+        self.used = 0
+        self.generation = 0
+        self.owner = None  # the Recorder filling it, None while pooled
+
+
+class _ChunkPool:
+    """Free arena chunks of one context (last freed is handed out first, so buffers repeat)."""
+
+    def __init__(self, ctx: GpuContext):
+        self.device = ctx.device
+        self.alignment = max(16, int(ctx.limits.get("min-uniform-buffer-offset-alignment", 256)))
+        self.free: list[_UniformChunk] = []
+        self.created = 0  # chunks made so far (a steady loop stops making new ones)
+
+    def take(self, nbytes: int) -> _UniformChunk:
+        if nbytes <= UNIFORM_CHUNK_BYTES and self.free:
+            return self.free.pop()
+        self.created += 1
+        return _UniformChunk(self.device, max(UNIFORM_CHUNK_BYTES, nbytes))
+
+    def give(self, chunk: _UniformChunk) -> None:
+        chunk.used = 0
+        chunk.generation += 1
+        chunk.owner = None
+        if len(chunk.staging) == UNIFORM_CHUNK_BYTES and len(self.free) < 64:
+            self.free.append(chunk)
+
+
+_CHUNK_POOLS: dict = {}
+
+
+def _chunk_pool(ctx: GpuContext) -> _ChunkPool:
+    key = id(ctx)
+    pool = _CHUNK_POOLS.get(key)
+    if pool is None or pool.device is not ctx.device:
+        pool = _ChunkPool(ctx)
+        _CHUNK_POOLS[key] = pool
+        weakref.finalize(ctx, _CHUNK_POOLS.pop, key, None)
+    return pool
+
+
+# -- bind-group cache ------------------------------------------------------------------
+
+# id(buffer) -> (weak reference to the buffer, set of (id(cache), key) entries using it)
+_BUFFER_USERS: dict = {}
+# id(cache) -> bind-group cache of a pipeline (pipelines live as long as the process)
+_CACHES: dict = {}
+
+
+def _forget_buffer(buf_id: int, _ref=None) -> None:
+    entry = _BUFFER_USERS.pop(buf_id, None)
+    if entry is None:
+        return
+    for cache_id, key in list(entry[1]):
+        cache = _CACHES.get(cache_id)
+        if cache is not None:
+            _drop_cached(cache, key)
+
+
+def _drop_cached(cache: OrderedDict, key) -> None:
+    """Remove ``key`` from ``cache`` and from the user sets of its buffers."""
+    item = cache.pop(key, None)
+    if item is None:
+        return
+    entry = (id(cache), key)
+    for other in item[1]:
+        users = _BUFFER_USERS.get(other)
+        if users is not None:
+            users[1].discard(entry)
+
+
+class _Pipeline:
+    """A compute pipeline, its layout, binding kinds and bind-group cache."""
+
+    def __init__(self, pipeline, layout, kinds: dict, name: str):
+        self.pipeline = pipeline
+        self.layout = layout
+        self.kinds = kinds
+        self.name = name
+        self.slots = sorted(kinds)
+        self.uniform_positions = tuple(i for i, s in enumerate(self.slots) if kinds[s] == "uniform")
+        self.cache: OrderedDict = OrderedDict()  # key -> (bind group, buffer ids)
+        _CACHES[id(self.cache)] = self.cache
+
+
+def _register_users(cache: OrderedDict, key, buffers) -> None:
+    entry = (id(cache), key)
+    for buf in buffers:
+        bid = id(buf)
+        users = _BUFFER_USERS.get(bid)
+        if users is None:
+            users = (weakref.ref(buf, lambda _r, bid=bid: _forget_buffer(bid)), set())
+            _BUFFER_USERS[bid] = users
+        users[1].add(entry)
 
 
 class Kernel:
@@ -68,8 +214,9 @@ class Kernel:
         defines: template values (see :mod:`brushpy.gpu.shader`).
         ctx: device context (default: :func:`get_context`).
 
-    The pipeline is cached per (shader, entry point, defines, device), so
-    constructing the same Kernel twice is cheap.
+    The pipeline (and its bind-group cache) is cached per (shader, entry point,
+    defines, device), so constructing the same Kernel twice is cheap. Uniform
+    bindings are declared with ``has_dynamic_offset`` (see the module notes).
     """
 
     def __init__(self, shader: str, entry_point: str = "main", defines: dict | None = None, ctx: GpuContext | None = None):
@@ -88,76 +235,149 @@ class Kernel:
             for idx in sorted(kinds):
                 kind = kinds[idx]
                 if kind == "uniform":
-                    entries.append({"binding": idx, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": "uniform"}})
+                    buf = {"type": "uniform", "has_dynamic_offset": True}
                 else:
-                    entries.append({"binding": idx, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": kind}})
+                    buf = {"type": kind}
+                entries.append({"binding": idx, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": buf})
             layout = device.create_bind_group_layout(entries=entries, label=self.name)
             pipeline = device.create_compute_pipeline(
                 layout=device.create_pipeline_layout(bind_group_layouts=[layout]),
                 compute={"module": module, "entry_point": entry_point},
                 label=self.name,
             )
-            cached = (pipeline, layout, kinds)
+            cached = _Pipeline(pipeline, layout, kinds, self.name)
             _PIPELINES[key] = cached
-        self.pipeline, self.layout, self.binding_kinds = cached
-        self._bind_groups: OrderedDict = OrderedDict()
+        self._pipe = cached
+        self.pipeline, self.layout, self.binding_kinds = cached.pipeline, cached.layout, cached.kinds
 
-    def bind_group(self, bindings) -> "wgpu.GPUBindGroup":
-        """Bind group for ``bindings`` (index i = binding i), cached by buffer identity."""
-        buffers = []
-        for b in bindings:
-            if isinstance(b, GpuTensor):
-                buffers.append(b.buffer)
-            elif isinstance(b, Uniform):
-                if b._gpu is None or b._gpu[0] is not self.ctx.device:
-                    b._gpu = (self.ctx.device, self.ctx.device.create_buffer_with_data(data=b.data, usage=wgpu.BufferUsage.UNIFORM))
-                buffers.append(b._gpu[1])
-            else:
-                buffers.append(b)
-        if len(buffers) != len(self.binding_kinds):
-            raise ValueError(
-                f"kernel {self.name} declares {len(self.binding_kinds)} bindings, got {len(buffers)}"
-            )
-        key = tuple(id(b) for b in buffers)
-        bg = self._bind_groups.get(key)
-        if bg is not None:
-            self._bind_groups.move_to_end(key)
-            return bg[0]
-        entries = [{"binding": i, "resource": {"buffer": buf, "offset": 0, "size": buf.size}} for i, buf in zip(sorted(self.binding_kinds), buffers)]
-        bg = self.ctx.device.create_bind_group(layout=self.layout, entries=entries, label=self.name)
-        if not any(isinstance(b, Uniform) for b in bindings):
-            # The cache holds the buffers (so ids stay unique while cached). Keep it
-            # small: callers that allocate per call (the renderer) would otherwise pin
-            # many frames' worth of GPU memory; steady loops over persistent buffers
-            # (Adam, loss) still hit.
-            self._bind_groups[key] = (bg, buffers)
-            if len(self._bind_groups) > _BIND_GROUP_CACHE:
-                self._bind_groups.popitem(last=False)
+    def bind(self, bindings, rec: "Recorder") -> tuple:
+        """``(bind_group, dynamic_offsets)`` for ``bindings`` (index i = binding i).
+
+        ``bindings`` are :class:`GpuTensor`, :class:`Uniform` (placed in ``rec``'s
+        uniform arena) or raw ``wgpu.GPUBuffer`` objects (bound whole, at offset 0).
+        The bind group is cached by buffer identity (and uniform sizes).
+
+        Raises:
+            ValueError: the number of bindings differs from the kernel's declarations.
+        """
+        pipe = self._pipe
+        if len(bindings) != len(pipe.slots):
+            raise ValueError(f"kernel {self.name} declares {len(pipe.slots)} bindings, got {len(bindings)}")
+        buffers = [b.buffer if isinstance(b, GpuTensor) else b for b in bindings]
+        offsets = []
+        sizes = []
+        for pos in pipe.uniform_positions:
+            b = buffers[pos]
+            if type(b) is Uniform:
+                buffers[pos], off = rec._place_uniform(b)
+                offsets.append(off)
+                sizes.append(len(b.data))
+            else:  # a raw buffer: bound whole
+                offsets.append(0)
+                sizes.append(b.size)
+        key = (*map(id, buffers), *sizes)
+        cache = pipe.cache
+        item = cache.get(key)
+        if item is not None:
+            cache.move_to_end(key)
+            return item[0], offsets
+        return self._new_bind_group(key, buffers, sizes), offsets
+
+    def _new_bind_group(self, key, buffers, sizes):
+        pipe = self._pipe
+        for b in buffers:
+            if not isinstance(b, wgpu.GPUBuffer):
+                raise TypeError(f"kernel {self.name}: cannot bind {type(b).__name__} (expected GpuTensor, Uniform or GPUBuffer)")
+        uniform_sizes = dict(zip(pipe.uniform_positions, sizes))
+        entries = [
+            {"binding": slot, "resource": {"buffer": buf, "offset": 0, "size": uniform_sizes.get(pos, buf.size)}}
+            for pos, (slot, buf) in enumerate(zip(pipe.slots, buffers))
+        ]
+        bg = self.ctx.device.create_bind_group(layout=pipe.layout, entries=entries, label=self.name)
+        cache = pipe.cache
+        cache[key] = (bg, key[: len(buffers)])
+        _register_users(cache, key, buffers)
+        if len(cache) > _BIND_GROUP_CACHE:
+            _drop_cached(cache, next(iter(cache)))
         return bg
 
 
 class Recorder:
     """Records a sequence of GPU commands into one command encoder.
 
-    Use :meth:`stage` to group dispatches under a name (one compute pass, timed
-    when a profiler is attached); dispatches outside a stage get a pass each.
+    Use :meth:`stage` to group dispatches under a name. With a profiler that has
+    timestamps, each stage is its own timed compute pass and dispatches outside a
+    stage get a pass each; without one, dispatches share a compute pass until a
+    copy, clear or submit (fewer passes, less host time).
     :meth:`submit` finishes and submits the encoder; the recorder can then be
-    reused for the next batch.
+    reused for the next batch. Uniform values bound by the dispatches are
+    uploaded at submit (one write per arena chunk, see the module notes).
     """
 
     def __init__(self, ctx: GpuContext | None = None, profiler=None):
         self.ctx = ctx or get_context()
         self.profiler = profiler
-        self.encoder = self.ctx.device.create_command_encoder()
+        self._encoder = self.ctx.device.create_command_encoder()
         self._pass = None
+        self._pass_pipeline = None
         self._stage: str | None = None
+        # with timestamps every stage (and every dispatch outside one) gets its own
+        # pass; without, one pass runs on until a copy, clear or submit needs the encoder
+        self._timed = profiler is not None and bool(getattr(profiler, "enabled", True))
+        self._pool = _chunk_pool(self.ctx)
+        self._chunks: list[_UniformChunk] = []  # arena chunks filled since the last submit
+        self._on_submit: list = []
+
+    @property
+    def encoder(self):
+        """The ``wgpu.GPUCommandEncoder`` being recorded into, for commands this class
+        does not wrap; any open compute pass is ended first (untimed passes stay open
+        across dispatches and stages, and an encoder with an open pass is locked)."""
+        self._close_pass()
+        return self._encoder
+
+    # -- uniform arena ----------------------------------------------------------
+    def _place_uniform(self, u: Uniform) -> tuple:
+        """``(arena buffer, byte offset)`` holding ``u``'s bytes for this submit."""
+        slot = u._slot
+        if slot is not None:
+            chunk = slot[0]
+            if chunk.owner is self and chunk.generation == slot[1]:
+                return chunk.buffer, slot[2]
+        data = u.data
+        n = len(data)
+        chunks = self._chunks
+        chunk = chunks[-1] if chunks else None
+        if chunk is not None:
+            align = self._pool.alignment
+            off = -(-chunk.used // align) * align
+            if off + n > len(chunk.staging):
+                chunk = None
+        if chunk is None:
+            chunk = self._pool.take(n)
+            chunk.owner = self
+            chunks.append(chunk)
+            off = 0
+        chunk.staging[off : off + n] = data
+        chunk.used = off + n
+        u._slot = (chunk, chunk.generation, off)
+        return chunk.buffer, off
+
+    @property
+    def uniform_bytes(self) -> int:
+        """Bytes of the uniform arena filled since the last submit (alignment gaps included)."""
+        return sum(c.used for c in self._chunks)
 
     # -- passes -------------------------------------------------------------
     def _open_pass(self):
         if self._pass is None:
-            label = self._stage or "brushpy"
-            tw = self.profiler.pass_timestamps(self._stage) if (self.profiler and self._stage) else None
-            self._pass = self.encoder.begin_compute_pass(label=label, timestamp_writes=tw)
+            if self._timed:
+                tw = self.profiler.pass_timestamps(self._stage) if self._stage else None
+                self._pass = self._encoder.begin_compute_pass(label=self._stage or "brushpy", timestamp_writes=tw)
+            else:
+                # untimed passes span stages; no label (encoding one costs ~10 us on wgpu-py)
+                self._pass = self._encoder.begin_compute_pass()
+            self._pass_pipeline = None
         return self._pass
 
     def _close_pass(self):
@@ -167,31 +387,49 @@ class Recorder:
 
     @contextlib.contextmanager
     def stage(self, name: str):
-        """Group the commands recorded inside under ``name`` (per-stage GPU timing)."""
-        self._close_pass()
+        """Group the commands recorded inside under ``name`` (per-stage GPU timing).
+
+        With a timing profiler the stage gets its own compute pass(es); without one,
+        consecutive stages share a pass (a pass boundary changes nothing else: every
+        dispatch is its own synchronisation scope either way).
+        """
+        if self._timed:
+            self._close_pass()
         prev, self._stage = self._stage, name
         try:
             yield self
         finally:
-            self._close_pass()
+            if self._timed:
+                self._close_pass()
             self._stage = prev
 
     # -- commands -------------------------------------------------------------
     def dispatch(self, kernel: Kernel, bindings, groups=None, indirect: GpuTensor | None = None, indirect_offset: int = 0):
-        """Record ``kernel`` over ``groups`` workgroups (int or (x, y, z)) or an indirect argument buffer."""
-        bg = kernel.bind_group(bindings)
-        p = self._open_pass()
-        p.set_pipeline(kernel.pipeline)
-        p.set_bind_group(0, bg)
-        if indirect is not None:
-            p.dispatch_workgroups_indirect(indirect.buffer, indirect_offset)
-        else:
-            if isinstance(groups, int):
+        """Record ``kernel`` over ``groups`` workgroups (int or (x, y, z)) or an indirect argument buffer.
+
+        ``bindings``: one per ``@binding`` of the kernel, in binding order:
+        :class:`GpuTensor`, :class:`Uniform` or a raw ``wgpu.GPUBuffer``. A grid
+        with a zero dimension records nothing but still opens the stage's pass.
+        """
+        bg, offsets = kernel.bind(bindings, self)
+        p = self._pass or self._open_pass()
+        if indirect is None:
+            if type(groups) is int:
                 groups = (groups, 1, 1)
-            if min(groups) == 0:
+            if not (groups[0] and groups[1] and groups[2]):
+                if self._stage is None and self._timed:
+                    self._close_pass()
                 return
+        pipeline = kernel.pipeline
+        if pipeline is not self._pass_pipeline:
+            p.set_pipeline(pipeline)
+            self._pass_pipeline = pipeline
+        p.set_bind_group(0, bg, offsets)
+        if indirect is None:
             p.dispatch_workgroups(*groups)
-        if self._stage is None:
+        else:
+            p.dispatch_workgroups_indirect(indirect.buffer, indirect_offset)
+        if self._stage is None and self._timed:
             self._close_pass()
 
     def copy(self, src: GpuTensor, dst: GpuTensor, nbytes: int | None = None, src_offset: int = 0, dst_offset: int = 0):
@@ -200,21 +438,41 @@ class Recorder:
         n = src.nbytes if nbytes is None else nbytes
         n = (n + 3) // 4 * 4
         if n:
-            self.encoder.copy_buffer_to_buffer(src.buffer, src_offset, dst.buffer, dst_offset, n)
+            self._encoder.copy_buffer_to_buffer(src.buffer, src_offset, dst.buffer, dst_offset, n)
 
-    def clear(self, tensor: GpuTensor):
-        """Zero a tensor's whole buffer."""
+    def clear(self, tensor: GpuTensor, nbytes: int | None = None):
+        """Zero a tensor's whole buffer, or only its first ``nbytes`` (rounded up to 4)."""
         self._close_pass()
-        self.encoder.clear_buffer(tensor.buffer)
+        if nbytes is None:
+            self._encoder.clear_buffer(tensor.buffer)
+        else:
+            n = min((int(nbytes) + 3) // 4 * 4, tensor.buffer.size)
+            if n:
+                self._encoder.clear_buffer(tensor.buffer, 0, n)
 
     def write(self, tensor: GpuTensor, array, offset_elems: int = 0):
         """Queue a host-to-GPU write (it happens before this recorder's commands run)."""
         tensor.write(array, offset_elems)
 
+    def on_submit(self, callback) -> None:
+        """Call ``callback()`` once, right after the next :meth:`submit` (e.g. to hand
+        scratch buffers that the recorded commands use back to a pool)."""
+        self._on_submit.append(callback)
+
     def submit(self):
-        """Finish and submit everything recorded so far; start a fresh encoder."""
+        """Upload the uniform arena, finish and submit everything recorded so far; start a fresh encoder."""
         self._close_pass()
         if self.profiler is not None:
-            self.profiler.resolve(self.encoder)
-        self.ctx.device.queue.submit([self.encoder.finish()])
-        self.encoder = self.ctx.device.create_command_encoder()
+            self.profiler.resolve(self._encoder)
+        queue = self.ctx.device.queue
+        chunks, self._chunks = self._chunks, []
+        for chunk in chunks:
+            if chunk.used:
+                queue.write_buffer(chunk.buffer, 0, chunk.staging, 0, -(-chunk.used // 4) * 4)
+        queue.submit([self._encoder.finish()])
+        for chunk in chunks:
+            self._pool.give(chunk)
+        self._encoder = self.ctx.device.create_command_encoder()
+        callbacks, self._on_submit = self._on_submit, []
+        for cb in callbacks:
+            cb()

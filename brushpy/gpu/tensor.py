@@ -66,6 +66,17 @@ class GpuTensor:
         self.label = label
         self.ctx = ctx or get_context()
 
+    @classmethod
+    def view_of(cls, buffer, shape: tuple, dtype: np.dtype, label: str, ctx: GpuContext) -> "GpuTensor":
+        """A tensor over an existing ``buffer`` (at least ``prod(shape) * itemsize`` bytes).
+
+        The fast path of the constructor for hot loops: ``shape`` must be a tuple of
+        ints and ``dtype`` a ``numpy.dtype``; nothing is converted or checked.
+        """
+        t = object.__new__(cls)
+        t.buffer, t.shape, t.dtype, t.label, t.ctx = buffer, shape, dtype, label, ctx
+        return t
+
     # -- construction -----------------------------------------------------
     @classmethod
     def empty(cls, shape, dtype=np.float32, label: str = "", ctx: GpuContext | None = None) -> "GpuTensor":

@@ -24,12 +24,21 @@ The pipeline (``shared/DESIGN.md`` "Forward render"), one compute pass per stage
 5. ``rasterize`` (``shaders/rasterize.wgsl``): one workgroup per tile, one thread per
    pixel, splats staged through workgroup memory.
 
+Host cost: buffers come from a per-context pool of grow-only sets (internal scratch
+goes back when the recorder holding the render is submitted; the ForwardState's
+buffers when the caller passes the state to :func:`release_forward_state`), so a
+steady loop creates no buffers or bind groups; with the runtime's uniform arena
+(``brushpy.gpu.kernel``) recording a render costs ~1 ms of host time on lavapipe
+(``benchmarks/bench_render.py``: ``host_record_ms``).
+
 The float64 NumPy reference of the same maths is ``tests/reference/render.py``.
 """
 
 from __future__ import annotations
 
 import math
+import struct
+import weakref
 
 import numpy as np
 
@@ -44,8 +53,11 @@ from .state import PROJECTED_STRIDE, TILE_SIZE, ForwardState
 #: (x, y, conic a, b, c, extent x, extent y, opacity); see shaders/render_common.wgsl.
 AUX_STRIDE = 8
 _WG = 256
+_F32 = np.dtype(np.float32)
 #: x, y, conic (1, 0, 1), colour 0, opacity 0: alpha is 0 at every pixel, so it is always skipped
 _NULL_SPLAT = np.array([0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0], np.float32)
+#: SH degree by coefficients per channel, (d+1)^2 -> d
+_SH_DEGREES = {(d + 1) ** 2: d for d in range(5)}
 #: extra WGSL defines of the kernels (tests only: TEST_DROP_TILES exercises the miscount path)
 _DEFINES: dict = {}
 
@@ -70,28 +82,124 @@ def _fmt_bytes(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
-def _alloc(shape, dtype, label: str, hint: str) -> GpuTensor:
-    try:
-        return GpuTensor.empty(shape, dtype, label)
-    except BufferTooLargeError as exc:
-        raise RenderTooLargeError(label, exc.nbytes, exc.limit, hint) from None
-
-
-def _view(t: GpuTensor, n: int, shape=None) -> GpuTensor:
-    """``t``'s buffer seen as its first ``n`` elements (optionally reshaped)."""
+def _view(t: GpuTensor, n: int, shape: tuple | None = None) -> GpuTensor:
+    """``t``'s buffer seen as its first ``n`` elements (optionally reshaped); always a new view object."""
     shape = (n,) if shape is None else shape
-    if t.shape == tuple(shape):
-        return t
     if t.numel < math.prod(shape):
         raise RuntimeError(f"{t!r} holds {t.numel} elements, fewer than the {math.prod(shape)} needed")
-    return GpuTensor(t.buffer, shape, t.dtype, t.label, t.ctx)
+    return GpuTensor.view_of(t.buffer, shape, t.dtype, t.label, t.ctx)
+
+
+# -- buffer pool ----------------------------------------------------------------------
+#
+# Creating a wgpu buffer, and the bind groups that name it, costs tens of microseconds
+# of host time each; a render touches ~16 buffers and ~40 bind groups. So the renderer
+# keeps its buffers in grow-only sets (capacity = what was needed plus 1/8, capped at
+# the binding limit) and hands out views with the exact shapes; a set that is reused
+# render after render keeps the kernels' bind-group caches hitting.
+#
+# * Scratch (buffers no caller sees) is checked out for one render and goes back to
+#   the pool when the recorder holding the render's commands is submitted, so two
+#   renders recorded side by side into different recorders never share scratch.
+# * The buffers of the returned ForwardState (image, final_index, tile_ranges,
+#   projected, global_from_compact, compact_from_isect) are only reused after the
+#   caller hands the state back with release_forward_state(); a state never released
+#   keeps buffers of its own (garbage collected with it), as before pooling.
+
+
+class _BufferSet:
+    """Grow-only tensors by name; :meth:`get` returns views of the requested shape."""
+
+    __slots__ = ("tensors",)
+
+    def __init__(self):
+        self.tensors: dict[str, GpuTensor] = {}
+
+    def get(self, name: str, shape: tuple, dtype, hint: str) -> GpuTensor:
+        need = math.prod(shape)
+        t = self.tensors.get(name)
+        if t is None or t.numel < need:
+            label = f"render.{name}"
+            ctx = get_context()
+            itemsize = np.dtype(dtype).itemsize
+            limit = ctx.max_binding_bytes // itemsize
+            cap = need if need >= limit else min(limit, need + need // 8)
+            try:
+                t = GpuTensor.empty((max(cap, 1),), dtype, label, ctx)
+            except BufferTooLargeError as exc:
+                raise RenderTooLargeError(label, need * itemsize, exc.limit, hint) from None
+            self.tensors[name] = t
+        return GpuTensor.view_of(t.buffer, shape, t.dtype, t.label, t.ctx)
+
+
+class _RenderPool:
+    """Free scratch and output sets of one context (most recently freed handed out first)."""
+
+    #: free sets kept per kind; more are dropped (their memory freed)
+    KEEP = 2
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.scratch: list[_BufferSet] = []
+        self.outputs: list[_BufferSet] = []
+        self.null_splat = GpuTensor.from_numpy(_NULL_SPLAT, "render.null_splat", ctx)
+
+    def take(self, kind: str) -> _BufferSet:
+        free = getattr(self, kind)
+        return free.pop() if free else _BufferSet()
+
+    def give(self, kind: str, buffers: _BufferSet) -> None:
+        free = getattr(self, kind)
+        if len(free) < self.KEEP and all(b is not buffers for b in free):
+            free.append(buffers)
+
+
+_POOLS: dict = {}
+
+
+def _pool(ctx=None) -> _RenderPool:
+    ctx = ctx or get_context()
+    key = id(ctx)
+    pool = _POOLS.get(key)
+    if pool is None or pool.ctx is not ctx:
+        pool = _RenderPool(ctx)
+        _POOLS[key] = pool
+        weakref.finalize(ctx, _POOLS.pop, key, None)
+    return pool
+
+
+def release_forward_state(state: ForwardState, rec: Recorder | None = None) -> None:
+    """Hand the buffers of ``state`` back to the renderer, which reuses them in later renders.
+
+    Optional: a state never released simply keeps its own buffers until it is garbage
+    collected. Releasing saves the host time of creating buffers and bind groups in
+    the next render (the kernels' bind-group caches hit on reused buffers).
+
+    Lifetime rule: after release, any later :func:`render_forward` may overwrite
+    ``state.image``, ``projected``, ``global_from_compact``, ``compact_from_isect``,
+    ``tile_ranges`` and ``final_index`` (and views of them), so release only when
+    every command that reads them has been recorded and nothing reads them on the host
+    afterwards. Without ``rec``, the commands that read the state must also have been
+    submitted already (e.g. call it after the training step's ``rec.submit()``); with
+    ``rec``, the buffers return to the pool when ``rec`` is next submitted, so it may
+    be called right after recording the backward into ``rec``. Releasing a state twice,
+    or one not made by :func:`render_forward`, does nothing.
+    """
+    held = state.__dict__.pop("_pooled_outputs", None)
+    if held is None:
+        return
+    pool, buffers = held
+    if rec is None:
+        pool.give("outputs", buffers)
+    else:
+        rec.on_submit(lambda: pool.give("outputs", buffers))
 
 
 _KERNELS: dict = {}
 
 
-def _kernels() -> dict[str, Kernel]:
-    ctx = get_context()
+def _kernels(ctx=None) -> dict[str, Kernel]:
+    ctx = ctx or get_context()
     key = (id(ctx.device), tuple(sorted(_DEFINES.items())))
     ks = _KERNELS.get(key)
     if ks is None:
@@ -126,20 +234,63 @@ def render_params(
         num_splats: N. sh_degree: degree evaluated. coeffs_per_splat: K of ``sh_coeffs`` [N,K,3].
         num_visible: V. num_intersections: I.
     """
+    background = tuple(np.asarray(background, np.float64).reshape(3).tolist())
+    return _camera_block(camera, background) + _counts_block(
+        camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections
+    )
+
+
+def _camera_block(camera: Camera, background: tuple) -> bytes:
+    """The first 112 bytes of ``RenderParams``: view matrix rows, intrinsics, camera
+    position, the clamp bounds of the projection Jacobian, background (float32; each
+    value rounded from float64 as a NumPy cast would)."""
+    w, h = camera.width, camera.height
+    fx, fy, cx, cy = camera.intrinsics
+    values = (
+        *camera.world_to_camera[:3, :4].ravel().tolist(),
+        fx, fy, cx, cy,
+        *camera.position.tolist(), 0.0,
+        (-0.15 * w - cx) / fx, (1.15 * w - cx) / fx, (-0.15 * h - cy) / fy, (1.15 * h - cy) / fy,
+        *background, 0.0,
+    )
+    try:
+        return _CAMERA.pack(*values)
+    except OverflowError:  # beyond float32: let NumPy round to +-inf
+        return np.asarray(values, np.float64).astype(np.float32).tobytes()
+
+
+_CAMERA = struct.Struct("<28f")
+#: camera blocks by (view matrix bytes, intrinsics, size, background): training cycles
+#: through a fixed set of views, and a small NumPy product costs ~50 us of host time
+#: right after the GPU ran (cold caches)
+_CAMERA_BLOCKS: dict = {}
+_CAMERA_BLOCKS_MAX = 1024
+_KEY = struct.Struct("<7d")
+
+
+def _cached_camera_block(camera: Camera, background: tuple) -> bytes:
+    # keyed on the exact bits (so -0.0 and 0.0, or NaNs, never share an entry)
+    key = (camera.world_to_camera.tobytes(), _KEY.pack(*camera.intrinsics, *background), camera.width, camera.height)
+    block = _CAMERA_BLOCKS.get(key)
+    if block is None:
+        if len(_CAMERA_BLOCKS) >= _CAMERA_BLOCKS_MAX:
+            _CAMERA_BLOCKS.clear()
+        block = _CAMERA_BLOCKS[key] = _camera_block(camera, background)
+    return block
+
+
+_COUNTS = struct.Struct("<12I")
+
+
+def _counts_block(camera: Camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections) -> bytes:
+    """The last 48 bytes of ``RenderParams``: image and tile sizes, splat counts."""
     w, h = camera.width, camera.height
     tiles_x, tiles_y = -(-w // TILE_SIZE), -(-h // TILE_SIZE)
-    f = np.zeros(40, np.float32)
-    u = f.view(np.uint32)
-    f[0:12] = camera.world_to_camera[:3, :4].reshape(-1)
-    f[12:16] = camera.intrinsics
-    f[16:19] = camera.position
-    fx, fy, cx, cy = camera.intrinsics
-    f[20:24] = ((-0.15 * w - cx) / fx, (1.15 * w - cx) / fx, (-0.15 * h - cy) / fy, (1.15 * h - cy) / fy)
-    f[24:27] = np.asarray(background, np.float64).reshape(3)
-    u[28:32] = (w, h, tiles_x, tiles_y)
-    u[32:36] = (num_splats, sh_degree, coeffs_per_splat, num_visible)
-    u[36:40] = (num_intersections, tiles_x * tiles_y, 0, 0)
-    return f.tobytes()
+    return _COUNTS.pack(
+        w, h, tiles_x, tiles_y,
+        num_splats, sh_degree, coeffs_per_splat, num_visible,
+        num_intersections, tiles_x * tiles_y, 0, 0,
+    )
 
 
 def render_forward(
@@ -171,7 +322,11 @@ def render_forward(
 
     Returns:
         :class:`~brushpy.render.state.ForwardState`; ``image`` is float32 [H,W,4]
-        (RGB + alpha = 1 - final transmittance).
+        (RGB + alpha = 1 - final transmittance). Its tensors are views of pooled,
+        possibly larger buffers; they stay valid (never written by later renders)
+        until the state is handed to :func:`release_forward_state`. A training loop
+        should release each step's state once the step is recorded (see that
+        function), so the next render reuses its buffers and bind groups.
 
     Raises:
         ValueError: bad ``sh_degree``, image size or splat tensor shapes.
@@ -180,7 +335,9 @@ def render_forward(
     """
     n = splats.num_splats
     coeffs = splats.sh_coeffs.shape[1] if len(splats.sh_coeffs.shape) == 3 else -1
-    data_degree = sh_degree_from_coeffs(coeffs)
+    data_degree = _SH_DEGREES.get(coeffs)
+    if data_degree is None:
+        data_degree = sh_degree_from_coeffs(coeffs)  # raises the error
     if sh_degree is None:
         sh_degree = data_degree
     sh_degree = int(sh_degree)
@@ -193,7 +350,7 @@ def render_forward(
         ("sh_coeffs", splats.sh_coeffs, (n, coeffs, 3)),
         ("raw_opacities", splats.raw_opacities, (n,)),
     ):
-        if tuple(t.shape) != shape or t.dtype != np.float32:
+        if tuple(t.shape) != shape or t.dtype != _F32:
             raise ValueError(f"splats.{name} is {t.dtype} {tuple(t.shape)}; expected float32 {shape}")
     width, height = camera.width, camera.height
     if width <= 0 or height <= 0:
@@ -202,64 +359,74 @@ def render_forward(
     tiles_x, tiles_y = -(-width // TILE_SIZE), -(-height // TILE_SIZE)
     num_tiles = tiles_x * tiles_y
 
-    ks = _kernels()
+    ctx = get_context()
+    ks = _kernels(ctx)
     own = rec is None
     if own:
         rec = Recorder(profiler=profiler)
     splat_hint = "lower the number of splats"
     pixel_hint = "lower the image width/height"
+    pool = _pool(ctx)
+    outputs = pool.take("outputs")
+    scratch = pool.take("scratch")
 
     # per-pixel buffers first: an oversized image fails before any work is recorded
-    image = _alloc((height, width, 4), np.float32, "render.image", pixel_hint)
-    final_index = _alloc((height, width), np.uint32, "render.final_index", pixel_hint)
-    tile_ranges = _alloc((num_tiles, 2), np.uint32, "render.tile_ranges", pixel_hint)
+    image = outputs.get("image", (height, width, 4), np.float32, pixel_hint)
+    final_index = outputs.get("final_index", (height, width), np.uint32, pixel_hint)
+    tile_ranges = outputs.get("tile_ranges", (num_tiles, 2), np.uint32, pixel_hint)
 
     # -- 1. project, cull, count tiles; compact the visible splats ----------------------
-    aux = _alloc((n, AUX_STRIDE), np.float32, "render.aux", splat_hint)
-    tile_counts = _alloc((n,), np.uint32, "render.tile_counts", splat_hint)
-    visible = _alloc((n,), np.uint32, "render.visible", splat_hint)
-    depth_keys = _alloc((n,), np.uint32, "render.depth_keys", splat_hint)
-    sort_keys = _alloc((n,), np.uint32, "render.sort_keys", splat_hint)
-    sort_ids = _alloc((n,), np.uint32, "render.sort_ids", splat_hint)
-    counters = GpuTensor.empty((4,), np.uint32, "render.counters")
-    params1 = Uniform(render_params(camera, background, n, sh_degree, coeffs))
+    aux = scratch.get("aux", (n, AUX_STRIDE), np.float32, splat_hint)
+    tile_counts = scratch.get("tile_counts", (n,), np.uint32, splat_hint)
+    visible = scratch.get("visible", (n,), np.uint32, splat_hint)
+    visible_prefix = scratch.get("visible_prefix", (n,), np.uint32, splat_hint)
+    depth_keys = scratch.get("depth_keys", (n,), np.uint32, splat_hint)
+    sort_keys = scratch.get("sort_keys", (n,), np.uint32, splat_hint)
+    sort_ids = outputs.get("sort_ids", (n,), np.uint32, splat_hint)
+    counters = scratch.get("counters", (4,), np.uint32, splat_hint)
+    camera_block = _cached_camera_block(camera, background)  # shared by both uniform blocks
+    params1 = Uniform(camera_block + _counts_block(camera, n, sh_degree, coeffs, 0, 0))
+    # pooled buffers hold old data: zero what the kernels accumulate into
+    rec.clear(counters, 16)
+    rec.clear(tile_ranges, 8 * num_tiles)
     if n > 0:
         with rec.stage("project"):
             rec.dispatch(
                 ks["project"],
                 [params1, splats.means, splats.rotations, splats.log_scales, splats.sh_coeffs, splats.raw_opacities,
                  aux, tile_counts, visible, depth_keys, counters],
-                workgroups_for(n, _WG),
+                workgroups_for(n, _WG, ctx),
             )
-            visible_prefix = inclusive_prefix_sum(rec, visible, n)
-            rec.dispatch(ks["compact"], [params1, visible_prefix, depth_keys, sort_keys, sort_ids, counters], workgroups_for(n, _WG))
+            inclusive_prefix_sum(rec, visible, n, out=visible_prefix)
+            rec.dispatch(ks["compact"], [params1, visible_prefix, depth_keys, sort_keys, sort_ids, counters], workgroups_for(n, _WG, ctx))
     rec.submit()
     num_visible, num_isect, min_key_inv, max_key = (int(v) for v in counters.numpy())
     # keys were offset by the smallest depth key: sort only the bits their range needs
     depth_bits = (max_key - (~min_key_inv & 0xFFFFFFFF)).bit_length() if num_visible else 0
 
+    # one extra row: the null splat (opacity 0) that map_intersections points at should it
+    # ever list fewer tiles than project_forward counted; ForwardState sees [V,9]. (Copied
+    # here, before the passes of the stages below, so the copy does not split a pass.)
+    projected_rows = outputs.get("projected", ((num_visible + 1) * PROJECTED_STRIDE,), np.float32, splat_hint)
+    rec.copy(pool.null_splat, projected_rows, 4 * PROJECTED_STRIDE, dst_offset=4 * PROJECTED_STRIDE * num_visible)
+    projected = _view(projected_rows, num_visible * PROJECTED_STRIDE, (num_visible, PROJECTED_STRIDE))
+
     # -- 2. depth sort ------------------------------------------------------------------
-    params2 = Uniform(render_params(camera, background, n, sh_degree, coeffs, num_visible, num_isect))
+    params2 = Uniform(camera_block + _counts_block(camera, n, sh_degree, coeffs, num_visible, num_isect))
     if num_visible > 0:
         with rec.stage("depth_sort"):
-            _, global_from_compact = radix_sort_pairs(rec, sort_keys, sort_ids, num_visible, num_bits=depth_bits)
-        global_from_compact = _view(global_from_compact, num_visible)
-    else:
-        global_from_compact = GpuTensor.empty((0,), np.uint32, "render.global_from_compact")
+            radix_sort_pairs(rec, sort_keys, sort_ids, num_visible, num_bits=depth_bits)
+    # sorted in place
+    global_from_compact = _view(sort_ids, num_visible)
 
     # -- 3. project visible splats in depth order -----------------------------------------
-    # one extra row: the null splat (opacity 0) that map_intersections points at should it
-    # ever list fewer tiles than project_forward counted; ForwardState sees [V,9]
-    projected_rows = _alloc((num_visible + 1, PROJECTED_STRIDE), np.float32, "render.projected", splat_hint)
-    projected_rows.write(_NULL_SPLAT, num_visible * PROJECTED_STRIDE)
-    projected = _view(projected_rows, num_visible * PROJECTED_STRIDE, (num_visible, PROJECTED_STRIDE))
-    counts_sorted = _alloc((num_visible,), np.uint32, "render.tile_counts_sorted", splat_hint)
+    counts_sorted = scratch.get("tile_counts_sorted", (num_visible,), np.uint32, splat_hint)
     if num_visible > 0:
         with rec.stage("project_visible"):
             rec.dispatch(
                 ks["project_visible"],
                 [params2, splats.means, splats.sh_coeffs, aux, global_from_compact, tile_counts, projected, counts_sorted],
-                workgroups_for(num_visible, _WG),
+                workgroups_for(num_visible, _WG, ctx),
             )
 
     # -- 4. tile intersections, sorted by tile then depth; per-tile ranges ----------------
@@ -267,26 +434,22 @@ def render_forward(
         f"the view has {num_isect:,} splat-tile intersections; lower the image width/height, "
         "the number of splats or their size on screen"
     )
-    tile_ids = _alloc((num_isect,), np.uint32, "render.isect_tile_ids", isect_hint)
-    compact_ids = _alloc((num_isect,), np.uint32, "render.isect_compact_ids", isect_hint)
+    tile_ids = scratch.get("isect_tile_ids", (num_isect,), np.uint32, isect_hint)
+    compact_ids = outputs.get("isect_compact_ids", (num_isect,), np.uint32, isect_hint)
     if num_isect > 0:
         with rec.stage("map_intersections"):
-            isect_end = inclusive_prefix_sum(rec, counts_sorted, num_visible)
+            isect_end = scratch.get("isect_end", (num_visible,), np.uint32, splat_hint)
+            inclusive_prefix_sum(rec, counts_sorted, num_visible, out=isect_end)
             rec.dispatch(
                 ks["map"],
                 [params2, aux, global_from_compact, isect_end, counts_sorted, tile_ids, compact_ids],
-                workgroups_for(num_visible, _WG),
+                workgroups_for(num_visible, _WG, ctx),
             )
-        # tile ids 0..T-1 need ceil(log2(T)) bits
+        # tile ids 0..T-1 need ceil(log2(T)) bits; sorted in place
         with rec.stage("tile_sort"):
-            sorted_tiles, compact_from_isect = radix_sort_pairs(
-                rec, tile_ids, compact_ids, num_isect, num_bits=max(1, (num_tiles - 1).bit_length())
-            )
-            sorted_tiles = _view(sorted_tiles, num_isect)
-            compact_from_isect = _view(compact_from_isect, num_isect)
-            rec.dispatch(ks["tile_ranges"], [params2, sorted_tiles, tile_ranges], workgroups_for(num_isect, _WG))
-    else:
-        compact_from_isect = compact_ids
+            radix_sort_pairs(rec, tile_ids, compact_ids, num_isect, num_bits=max(1, (num_tiles - 1).bit_length()))
+            rec.dispatch(ks["tile_ranges"], [params2, tile_ids, tile_ranges], workgroups_for(num_isect, _WG, ctx))
+    compact_from_isect = compact_ids
 
     # -- 5. rasterize ---------------------------------------------------------------------
     with rec.stage("rasterize"):
@@ -297,8 +460,11 @@ def render_forward(
         )
     if own:
         rec.submit()
+        pool.give("scratch", scratch)
+    else:
+        rec.on_submit(lambda: pool.give("scratch", scratch))
 
-    return ForwardState(
+    state = ForwardState(
         camera=camera,
         background=background,
         num_splats=n,
@@ -314,6 +480,8 @@ def render_forward(
         final_index=final_index,
         sh_degree=sh_degree,
     )
+    state._pooled_outputs = (pool, outputs)  # see release_forward_state
+    return state
 
 
 def rasterize(

@@ -14,6 +14,10 @@ ch. 39, and Brush's prefix-sum crate):
 3. ``prefix_sum_add.wgsl`` adds the scanned totals of the preceding blocks
    back, level by level from the top.
 
+Scans of at most :data:`SINGLE_BLOCK` values skip the levels: one workgroup
+of the same block kernel (larger ``WG`` and ``EPT``) scans them in one
+dispatch, since recording and launching dispatches costs more than the work.
+
 Everything is recorded into the caller's :class:`~brushpy.gpu.Recorder`;
 nothing is submitted or read back. Sums wrap around modulo 2**32 (u32).
 """
@@ -21,6 +25,7 @@ nothing is submitted or read back. Sums wrap around modulo 2**32 (u32).
 from __future__ import annotations
 
 import math
+import struct
 import weakref
 
 import numpy as np
@@ -32,8 +37,17 @@ from ..gpu import GpuContext, GpuTensor, Kernel, Recorder, Uniform, workgroups_f
 WG = 64
 EPT = 16
 BLOCK = WG * EPT
+#: Scans of BLOCK < count <= SINGLE_BLOCK values run as one workgroup of
+#: SINGLE_WG x SINGLE_EPT (one dispatch instead of three: block, block totals,
+#: add). This covers the digit counts of radix sorts of up to 2**20 keys
+#: (16 per 1024-key block); per-dispatch cost dominates scans that small.
+SINGLE_WG = 256
+SINGLE_EPT = 64
+SINGLE_BLOCK = SINGLE_WG * SINGLE_EPT
 
 _STATE: dict = {}
+#: the kernels' uniform block: values at this level, blocks at this level, padding (u32)
+_PARAMS = struct.Struct("<4I")
 
 
 class _ScanState:
@@ -44,6 +58,9 @@ class _ScanState:
         self.block = Kernel("prefix_sum_block.wgsl", defines={**defs, "IN_PLACE": False}, ctx=ctx)
         self.block_in_place = Kernel("prefix_sum_block.wgsl", defines={**defs, "IN_PLACE": True}, ctx=ctx)
         self.add = Kernel("prefix_sum_add.wgsl", defines=defs, ctx=ctx)
+        single = {"WG": SINGLE_WG, "EPT": SINGLE_EPT}
+        self.single = Kernel("prefix_sum_block.wgsl", defines={**single, "IN_PLACE": False}, ctx=ctx)
+        self.single_in_place = Kernel("prefix_sum_block.wgsl", defines={**single, "IN_PLACE": True}, ctx=ctx)
         self.ctx = ctx
         self.sums: list[GpuTensor] = []  # block totals of level 1, 2, ...
 
@@ -98,8 +115,9 @@ def inclusive_prefix_sum(rec: Recorder, values: GpuTensor, count: int, out: GpuT
     Returns:
         ``out`` (or the new tensor).
 
-    Sums wrap modulo 2**32. Scratch buffers (one per level, ``count / 1024``
-    values at level 1) are cached per context and reused by later calls;
+    Sums wrap modulo 2**32. Up to :data:`SINGLE_BLOCK` values take one
+    dispatch; longer scans three or more. Scratch buffers (one per level,
+    ``count / 1024`` values at level 1) are cached per context and reused by later calls;
     the dispatches of one recorder run in order, so several scans may be
     recorded into one recorder.
 
@@ -117,6 +135,14 @@ def inclusive_prefix_sum(rec: Recorder, values: GpuTensor, count: int, out: GpuT
     if count == 0:
         return out
     st = _state(rec.ctx)
+    if BLOCK < count <= SINGLE_BLOCK:
+        params = Uniform(_PARAMS.pack(count, 1, 0, 0))
+        s = st.sums_buffer(0, 1)
+        if out.buffer is not values.buffer:
+            rec.dispatch(st.single, [params, values, out, s], (1, 1, 1))
+        else:
+            rec.dispatch(st.single_in_place, [params, out, s], (1, 1, 1))
+        return out
     sizes = level_sizes(count)
     data = [out]
     sums = []
@@ -124,7 +150,7 @@ def inclusive_prefix_sum(rec: Recorder, values: GpuTensor, count: int, out: GpuT
         nblocks = math.ceil(n / BLOCK)
         s = st.sums_buffer(level, nblocks)
         sums.append(s)
-        params = Uniform(np.array([n, nblocks, 0, 0], np.uint32))
+        params = Uniform(_PARAMS.pack(n, nblocks, 0, 0))
         groups = workgroups_for(nblocks, 1, rec.ctx)
         if level == 0 and out.buffer is not values.buffer:
             rec.dispatch(st.block, [params, values, out, s], groups)
@@ -135,6 +161,6 @@ def inclusive_prefix_sum(rec: Recorder, values: GpuTensor, count: int, out: GpuT
     for level in range(len(sizes) - 1, 0, -1):
         n = sizes[level - 1]
         nblocks = math.ceil(n / BLOCK)
-        params = Uniform(np.array([n, nblocks, 0, 0], np.uint32))
+        params = Uniform(_PARAMS.pack(n, nblocks, 0, 0))
         rec.dispatch(st.add, [params, data[level - 1], data[level]], workgroups_for(nblocks - 1, 1, rec.ctx))
     return out

@@ -23,8 +23,8 @@ always end up **in the input tensors** (see :func:`radix_sort_pairs`).
 
 from __future__ import annotations
 
-import contextlib
 import math
+import struct
 import weakref
 
 import numpy as np
@@ -50,6 +50,8 @@ assert WG >= 16 and COUNT_WG % 8 == 0 and COUNT_EPT <= 255 and BLOCK < 65536
 assert COUNT_WG * COUNT_EPT == BLOCK
 
 _STATE: dict = {}
+#: the kernels' uniform block: count, shift, digit mask, number of blocks (u32)
+_PARAMS = struct.Struct("<4I")
 
 
 class _SortState:
@@ -81,10 +83,6 @@ def _state(ctx: GpuContext) -> _SortState:
         _STATE[key] = st
         weakref.finalize(ctx, _STATE.pop, key, None)
     return st
-
-
-def _maybe_stage(rec: Recorder, stage: str | None, step: str):
-    return rec.stage(f"{stage}.{step}") if stage else contextlib.nullcontext()
 
 
 def num_passes(num_bits: int) -> int:
@@ -163,12 +161,17 @@ def radix_sort_pairs(
     for p in range(passes):
         shift = p * DIGIT_BITS
         bits = min(DIGIT_BITS, num_bits - shift)
-        params = Uniform(np.array([count, shift, (1 << bits) - 1, num_blocks], np.uint32))
-        with _maybe_stage(rec, stage, "count"):
+        params = Uniform(_PARAMS.pack(count, shift, (1 << bits) - 1, num_blocks))
+        if stage:
+            with rec.stage(f"{stage}.count"):
+                rec.dispatch(st.count, [params, src[0], counts], groups)
+            with rec.stage(f"{stage}.scan"):
+                inclusive_prefix_sum(rec, counts, 16 * num_blocks, out=offsets)
+            with rec.stage(f"{stage}.scatter"):
+                rec.dispatch(st.scatter, [params, src[0], src[1], counts, offsets, dst[0], dst[1]], groups)
+        else:
             rec.dispatch(st.count, [params, src[0], counts], groups)
-        with _maybe_stage(rec, stage, "scan"):
             inclusive_prefix_sum(rec, counts, 16 * num_blocks, out=offsets)
-        with _maybe_stage(rec, stage, "scatter"):
             rec.dispatch(st.scatter, [params, src[0], src[1], counts, offsets, dst[0], dst[1]], groups)
         src, dst = dst, src
     if passes % 2:
