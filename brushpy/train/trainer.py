@@ -1,0 +1,397 @@
+"""The training loop: render, loss, backward, Adam, noise and refine, all on the GPU.
+
+One :meth:`Trainer.step` records a whole step (forward, loss, backward, refine
+statistics, Adam, position noise) into one recorder. The forward submits once
+to read back the visible and intersection counts that size its buffers; the
+rest is submitted together. Nothing else crosses to the CPU except the scalar
+loss (read every ``log_every`` steps).
+
+Defaults and rules follow Brush (``shared/brush-options.md``); the refine pass
+itself lives in :mod:`brushpy.train.refine`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..gpu import BufferTooLargeError, GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
+from ..loss import ImageLoss, ImageMetrics, noisy_background
+from ..optim import Adam, AdamConfig
+from ..render.backward import RenderBackward, SplatGrads, render_backward
+from ..render.forward import release_forward_state, render_forward
+from ..render.splats import Splats
+from .config import ProcessConfig, TrainConfig
+from .refine import RefineStats, pcg_hash, refine, scene_bounds
+
+PARAM_NAMES = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
+
+#: Refine runs until this fraction of training (Brush).
+REFINE_STOP_FRACTION = 0.95
+
+#: Random stream id of the position noise (refine uses 0..2).
+_NOISE_STREAM = 7
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, a scene too large for the device)."""
+
+
+@dataclass
+class StepInfo:
+    """What one :meth:`Trainer.step` did.
+
+    Attributes:
+        step: the step number just completed (1-based count of steps done).
+        loss: the step's loss when it was read back (every ``log_every`` steps), else None.
+        num_splats: splats after the step (and after a refine, if one ran).
+        num_visible: splats that survived culling in this step's view.
+        lr_mean: the mean learning rate used.
+        refine: the refine counts when a refine ran this step, else None.
+    """
+
+    step: int
+    loss: float | None
+    num_splats: int
+    num_visible: int
+    lr_mean: float
+    refine: dict | None = None
+
+
+@dataclass
+class _TrainView:
+    camera: object
+    gt: GpuTensor  # packed RGBA8 u32 [H,W]
+    alpha_mode: str
+
+
+def expand_sh(sh_coeffs: np.ndarray, degree: int) -> np.ndarray:
+    """Pad or cut SH coefficients [N,K,3] to degree ``degree`` ((degree+1)^2 coefficients, new bands zero)."""
+    k = (degree + 1) ** 2
+    sh = np.asarray(sh_coeffs, np.float32)
+    if sh.ndim == 2:
+        sh = sh[:, None, :]
+    out = np.zeros((sh.shape[0], k, 3), np.float32)
+    m = min(k, sh.shape[1])
+    out[:, :m] = sh[:, :m]
+    return out
+
+
+def max_splats_for_device(sh_degree: int, ctx=None) -> int:
+    """The most splats whose largest tensor (``sh_coeffs``) fits one storage binding."""
+    ctx = ctx or get_context()
+    per_splat = (sh_degree + 1) ** 2 * 3 * 4
+    return ctx.max_binding_bytes // per_splat
+
+
+class Trainer:
+    """Trains a splat set on a :class:`brushpy.data.Scene`.
+
+    Args:
+        scene: loaded dataset (train and eval views, initial points).
+        config: optimisation options (:class:`TrainConfig`).
+        process: seed, evaluation and export options (:class:`ProcessConfig`).
+        initial: initial splat parameters (numpy, Splats layout); default: the
+            scene's point or random init.
+        log_every: read the loss back every this many steps (it syncs the GPU).
+
+    Raises:
+        TrainingError: when the initial splats or the images cannot fit the
+            device's buffers (the message names the option to lower).
+    """
+
+    def __init__(self, scene, config: TrainConfig | None = None, process: ProcessConfig | None = None,
+                 initial: dict | None = None, log_every: int = 1):
+        self.scene = scene
+        self.config = config = config or TrainConfig()
+        self.process = process = process or ProcessConfig()
+        config.validate()
+        self.ctx = get_context()
+        self.log_every = max(1, int(log_every))
+        if not scene.train_views:
+            raise TrainingError(f"dataset {scene.name!r} has no training views")
+
+        capacity = max_splats_for_device(config.sh_degree, self.ctx)
+        self.max_splats = min(int(config.max_splats), capacity)
+        self.capacity_note = None
+        if config.max_splats > capacity:
+            self.capacity_note = (
+                f"--max-splats {config.max_splats:,} is more than one GPU buffer holds at SH degree "
+                f"{config.sh_degree} on this device ({self.ctx.max_binding_bytes / 2**20:.0f} MiB per binding): "
+                f"growth stops at {capacity:,} splats"
+            )
+
+        init = initial if initial is not None else scene.initial_splats(seed=process.seed)
+        n0 = int(np.asarray(init["means"]).shape[0])
+        if n0 > capacity:
+            raise TrainingError(
+                f"the initial point cloud has {n0:,} splats but this device's buffers hold at most {capacity:,} at "
+                f"SH degree {config.sh_degree}: lower --subsample-points or --sh-degree"
+            )
+        self.splats = Splats.from_numpy(
+            init["means"], init["rotations"], init["log_scales"],
+            expand_sh(init["sh_coeffs"], config.sh_degree), init["raw_opacities"],
+        )
+        self.bounds = scene_bounds(self.splats.means)
+        self.adam = Adam(AdamConfig.from_options(config), scene_extent=self.bounds.median_size)
+        self.loss_fn = ImageLoss(config.ssim_weight, config.match_alpha_weight)
+        self.stats = RefineStats(self.splats.num_splats)
+        self.step_count = 0
+        self.noise_rng = np.random.default_rng(process.seed)
+        self._views: list[_TrainView] = []
+        self._eval_gt: dict[int, GpuTensor] = {}
+        self._noise_kernel = Kernel("mean_noise.wgsl")
+        self._grads: SplatGrads | None = None  # reused every step; reallocated when N changes
+        self._v_images: dict[tuple[int, int], GpuTensor] = {}
+        from ..data import ViewOrder  # data layer: views order per epoch
+
+        self.order = ViewOrder(len(scene.train_views), seed=process.seed)
+        self._upload_views()
+        self.last_loss: float | None = None
+
+    # -- data ------------------------------------------------------------------
+    def _upload_views(self) -> None:
+        """Upload every training image once (packed RGBA8)."""
+        for view in self.scene.train_views:
+            img = view.image
+            h, w = img.shape[:2]
+            if (w, h) != (view.camera.width, view.camera.height):
+                raise TrainingError(f"view {view.name}: image {w}x{h} does not match its camera "
+                                    f"{view.camera.width}x{view.camera.height}")
+            if view.mask is not None and self.scene.alpha_mode == "masked":
+                mode = "masked"
+            elif img.shape[2] == 4 and self.scene.alpha_mode == "transparent":
+                mode = "transparent"
+            elif img.shape[2] == 4 and self.scene.alpha_mode == "masked":
+                mode = "masked"  # the alpha channel is the mask
+            else:
+                mode = "opaque"
+            try:
+                gt = GpuTensor.from_numpy(view.packed_rgba8(), label=f"gt {view.name}", dtype=np.uint32)
+            except BufferTooLargeError as exc:
+                raise TrainingError(f"image {view.name} ({w}x{h}) is too large for one GPU buffer: "
+                                    f"lower --max-resolution ({exc})") from exc
+            self._views.append(_TrainView(view.camera, gt, mode))
+
+    # -- the step ----------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, GpuTensor]:
+        return {k: getattr(self.splats, k) for k in PARAM_NAMES}
+
+    def refine_due(self, step: int) -> bool:
+        """Whether a refine runs after completing ``step`` steps."""
+        c = self.config
+        return step % c.refine_every == 0 and step < REFINE_STOP_FRACTION * c.total_steps
+
+    def step(self) -> StepInfo:
+        """Run one training step (and a refine when one is due).
+
+        Raises:
+            TrainingError: the loss became non-finite (names the step), or a view
+                needs more GPU memory than one buffer holds.
+        """
+        c = self.config
+        step = self.step_count  # 0-based index of this step
+        view = self._views[self.order.next()]
+        bg = noisy_background(c.background_color, c.background_noise_strength, self.noise_rng)
+        rec = Recorder()
+        try:
+            state = render_forward(self.splats, view.camera, background=bg, sh_degree=c.sh_degree, rec=rec)
+        except BufferTooLargeError as exc:
+            raise TrainingError(f"step {step + 1}: {exc}. Lower --max-resolution or --max-splats.") from exc
+        hw = (view.camera.height, view.camera.width)
+        v_image = self._v_images.get(hw)
+        if v_image is None:
+            v_image = self._v_images[hw] = GpuTensor.empty(hw + (4,), np.float32, "v_image")
+        self.loss_fn.record(rec, state.image, view.gt, background=bg, alpha_mode=view.alpha_mode, v_image=v_image)
+        n = self.splats.num_splats
+        if self._grads is None or self._grads.means.shape[0] != n:
+            self._grads = RenderBackward(ctx=self.ctx).allocate(n, self.splats.sh_coeffs.shape[1], n)
+        grads = render_backward(state, self.splats, v_image, rec, out=self._grads)
+        self.stats.accumulate(rec, state, grads.refine_weight_abs)
+        lrs = self.adam.step(rec, self.params, dict(zip(PARAM_NAMES, grads.params())), step)
+        self._record_noise(rec, grads.visible, lrs["means"], step)
+        release_forward_state(state, rec)  # its buffers return to the renderer's pool at submit
+        rec.submit()
+        self.step_count += 1
+
+        loss = None
+        if self.step_count % self.log_every == 0 or self.step_count == c.total_steps:
+            loss = self.loss_fn.read_loss()
+            if not math.isfinite(loss):
+                raise TrainingError(
+                    f"the loss became {loss} at step {self.step_count}; stopping (the last export is kept). "
+                    "Try lower learning rates (e.g. --lr-mean) or check the input images."
+                )
+            self.last_loss = loss
+        info = StepInfo(self.step_count, loss, self.splats.num_splats, state.num_visible, lrs["means"])
+        if self.refine_due(self.step_count):
+            info.refine = self.refine()
+            info.num_splats = self.splats.num_splats
+        return info
+
+    def _record_noise(self, rec: Recorder, visible: GpuTensor, lr_mean: float, step: int) -> None:
+        c = self.config
+        n = self.splats.num_splats
+        if n == 0 or c.mean_noise_weight <= 0:
+            return
+        key = pcg_hash(pcg_hash(pcg_hash(self.process.seed & 0xFFFFFFFF) ^ step) ^ _NOISE_STREAM)
+        params = np.zeros(4, np.uint32)
+        params[0], params[1] = n, key
+        params[2:4] = np.array([lr_mean * c.mean_noise_weight, self.bounds.median_size], np.float32).view(np.uint32)
+        with rec.stage("mean_noise"):
+            rec.dispatch(self._noise_kernel, [Uniform(params), self.splats.raw_opacities, visible, self.splats.means],
+                         workgroups_for(n, 256))
+
+    def refine(self) -> dict:
+        """Run the refine pass now (prune, re-fill, split, grow, decay); returns its counts."""
+        c = self.config
+        cfg = c
+        if self.max_splats != c.max_splats:
+            from dataclasses import replace
+
+            cfg = replace(c, max_splats=self.max_splats)
+        rec = Recorder()
+        result = refine(rec, self.splats, self.stats, self.adam, cfg, self.step_count, self.bounds, self.process.seed)
+        rec.submit()
+        self.splats = result.splats
+        self.stats = result.stats
+        self.bounds = result.bounds
+        self.adam.scene_extent = self.bounds.median_size
+        return {
+            "num_splats": result.num_splats,
+            "pruned": result.num_pruned,
+            "refilled": result.num_refilled,
+            "force_split": result.num_force_split,
+            "grown": result.num_grown,
+        }
+
+    # -- evaluation ------------------------------------------------------------------
+    def evaluate(self, save_dir: str | Path | None = None, views=None) -> dict:
+        """PSNR and SSIM of renders of the eval views (or ``views``) against their images.
+
+        Renders use ``--background-color`` with no noise; images with alpha are
+        composited over the same colour. Returns ``{"psnr", "ssim", "views": [...]}``
+        (means over views; per-view dicts with name, psnr, ssim), or an empty
+        dict when there is nothing to evaluate.
+        """
+        views = self.scene.eval_views if views is None else views
+        if not views:
+            return {}
+        bg = np.asarray(self.config.background_color, np.float32).reshape(3)
+        metrics = ImageMetrics(capacity=len(views))
+        renders = []
+        for i, view in enumerate(views):
+            gt = self._eval_gt.get(id(view))
+            if gt is None:
+                img = view.image.astype(np.float32) / 255.0
+                if img.shape[2] == 4:
+                    img = img[..., :3] * img[..., 3:4] + (1.0 - img[..., 3:4]) * bg
+                gt = GpuTensor.from_numpy(np.ascontiguousarray(img[..., :3]), label=f"eval gt {view.name}")
+                self._eval_gt[id(view)] = gt
+            rec = Recorder()
+            state = render_forward(self.splats, view.camera, background=tuple(bg), sh_degree=self.config.sh_degree, rec=rec)
+            metrics.record(rec, state.image, gt)
+            rec.submit()
+            if save_dir is not None:
+                renders.append((view.name, state.image))
+        per_view = metrics.read()
+        out_views = [{"name": v.name, **m} for v, m in zip(views, per_view)]
+        if save_dir is not None:
+            from PIL import Image
+
+            d = Path(save_dir)
+            d.mkdir(parents=True, exist_ok=True)
+            for name, image in renders:
+                rgb = np.clip(image.numpy()[..., :3], 0.0, 1.0)
+                Image.fromarray((rgb * 255.0 + 0.5).astype(np.uint8)).save(d / f"{Path(name).stem}.png")
+        finite = [m["psnr"] for m in per_view if math.isfinite(m["psnr"])]
+        return {
+            "psnr": float(np.mean(finite)) if finite else float("inf"),
+            "ssim": float(np.mean([m["ssim"] for m in per_view])),
+            "views": out_views,
+        }
+
+    # -- export and checkpoints ------------------------------------------------------
+    def export_ply(self, path: str | Path) -> Path:
+        """Write the current splats as an INRIA 3DGS PLY (binary)."""
+        from ..io.ply import write_ply
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_ply(path, self.splats)
+        return path
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Save the full state (parameters, Adam moments, refine statistics, step, random state) as ``.npz``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"param.{k}": v for k, v in self.splats.numpy().items()}
+        arrays.update({f"adam.{k}": v for k, v in self.adam.state_dict().items()})
+        arrays.update({f"stats.{k}": v for k, v in self.stats.state_dict().items()})
+        meta = {
+            "format": "brushpy-checkpoint-1",
+            "step": self.step_count,
+            "config": asdict(self.config),
+            "process": asdict(self.process),
+            "noise_rng": self.noise_rng.bit_generator.state,
+            "bounds": [self.bounds.center.tolist(), self.bounds.half_extent.tolist()],
+            "dataset": self.scene.name,
+        }
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore a :meth:`save_checkpoint` file; training continues from its step.
+
+        Raises:
+            TrainingError: the file is not a brushpy checkpoint or does not match the SH degree.
+        """
+        from .refine import SceneBounds
+
+        path = Path(path)
+        try:
+            data = np.load(path)
+            meta = json.loads(bytes(data["meta"]).decode())
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+            raise TrainingError(f"{path} is not a readable brushpy checkpoint ({exc})") from exc
+        if meta.get("format") != "brushpy-checkpoint-1":
+            raise TrainingError(f"{path} is not a brushpy checkpoint (format {meta.get('format')!r})")
+        p = {k: data[f"param.{k}"] for k in PARAM_NAMES}
+        k = p["sh_coeffs"].shape[1]
+        if k != (self.config.sh_degree + 1) ** 2:
+            raise TrainingError(f"{path} holds SH degree {int(round(math.sqrt(k))) - 1} but --sh-degree is "
+                                f"{self.config.sh_degree}; resume with the same --sh-degree")
+        self.splats = Splats.from_numpy(*(p[name] for name in PARAM_NAMES))
+        self.adam.load_state_dict({key[5:]: data[key] for key in data.files if key.startswith("adam.")})
+        self.stats = RefineStats.from_state_dict({key[6:]: data[key] for key in data.files if key.startswith("stats.")})
+        self.step_count = int(meta["step"])
+        self.noise_rng.bit_generator.state = meta["noise_rng"]
+        self.bounds = SceneBounds(np.array(meta["bounds"][0]), np.array(meta["bounds"][1]))
+        self.adam.scene_extent = self.bounds.median_size
+        from ..data import ViewOrder
+
+        self.order = ViewOrder(len(self.scene.train_views), seed=self.process.seed, start_step=self.step_count)
+
+
+@dataclass
+class RunSummary:
+    """End-of-run figures (what ``brushpy train`` prints)."""
+
+    steps: int
+    elapsed_s: float
+    num_splats: int
+    psnr: float | None = None
+    ssim: float | None = None
+    export: str | None = None
+    checkpoint: str | None = None
+    interrupted: bool = False
+    history: list = field(default_factory=list)

@@ -1,0 +1,48 @@
+// Position noise on low-opacity splats (Brush's exploration noise):
+//   means += clamp(N(0, I) · (1 − σ(o))^150 · visible · lr_mean · weight, ±extent)
+// One thread per splat; normals from Box–Muller over refine_common's hash RNG,
+// keyed by (seed, step) so a resumed run draws the same noise.
+#include "common.wgsl"
+#include "refine_common.wgsl"
+
+struct Params {
+    num_splats: u32,
+    key: u32,
+    scale: f32,      // lr_mean · mean_noise_weight
+    clamp_to: f32,   // scene extent
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> raw_opacities: array<f32>;
+@group(0) @binding(2) var<storage, read> visible: array<u32>;
+@group(0) @binding(3) var<storage, read_write> means: array<f32>;
+
+const WG: u32 = 256u;
+const TWO_PI: f32 = 6.283185307179586;
+
+// Two independent N(0,1) samples from two uniforms in (0, 1].
+fn box_muller(u1: f32, u2: f32) -> vec2<f32> {
+    let r = sqrt(-2.0 * log(u1));   // random_unit is in (0, 1]
+    let a = TWO_PI * u2;
+    return vec2<f32>(r * cos(a), r * sin(a));
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+    if (i >= params.num_splats || visible[i] == 0u) {
+        return;
+    }
+    let o = sigmoid(raw_opacities[i]);
+    let w = pow(1.0 - o, 150.0) * params.scale;
+    if (!(w > 0.0)) {
+        return;
+    }
+    let n01 = box_muller(random_unit(params.key, 4u * i), random_unit(params.key, 4u * i + 1u));
+    let n23 = box_muller(random_unit(params.key, 4u * i + 2u), random_unit(params.key, 4u * i + 3u));
+    let step = clamp(vec3<f32>(n01, n23.x) * w, vec3<f32>(-params.clamp_to), vec3<f32>(params.clamp_to));
+    means[3u * i + 0u] += step.x;
+    means[3u * i + 1u] += step.y;
+    means[3u * i + 2u] += step.z;
+}
