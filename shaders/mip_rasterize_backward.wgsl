@@ -3,9 +3,11 @@
 //   dL/dl_k = v_out · out · w_k,   w_k = exp(p (l_k - M) - log S)
 //   dL/dlog a_k += dL/dl_k,  dL/dσ_k = -dL/dl_k,
 //   dσ/dmean2d = (A dx + B dy, B dx + C dy),  dσ/d(A, B, C) = (½dx², dx dy, ½dy²).
-// Per-Gaussian sums go to v_proj [K,6] (v_u, v_v, v_A, v_B, v_C, v_log_a) with
-// f32 atomics (HAS_FLOAT_ATOMICS) or a compare-and-swap loop; with subgroups
-// the subgroup sums first and one lane does the atomics.
+// Gaussian-parallel: the tile's 256 pixels (v_out·out, M, log S) are staged in
+// workgroup memory; each thread takes one Gaussian of the tile list, sums its
+// gradient over the pixels in registers, and adds the sums to v_proj [K,6]
+// (v_u, v_v, v_A, v_B, v_C, v_log_a) once per tile: f32 atomics
+// (HAS_FLOAT_ATOMICS) or a compare-and-swap loop on the bit pattern.
 // Maths: tests/reference/mip.py (rasterize_vjp).
 
 #include "common.wgsl"
@@ -50,21 +52,13 @@ fn add_all(g: u32, a: vec4<f32>, b: vec2<f32>) {
     add_grad(base + 5u, b.y);
 }
 
-const BATCH: u32 = 256u;
-var<workgroup> batch_xy: array<vec2<f32>, 256>;
-var<workgroup> batch_conic: array<vec4<f32>, 256>;
-var<workgroup> batch_id: array<u32, 256>;
-var<workgroup> wg_range: vec2<u32>;
+var<workgroup> pix_xy: array<vec2<f32>, 256>;
+var<workgroup> pix_state: array<vec4<f32>, 256>;  // v_out·out, M, log S, unused
+var<workgroup> wg_info: vec4<u32>;                // range start, end, any gradient
 
 @compute @workgroup_size(256)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-#if HAS_SUBGROUPS
-    @builtin(subgroup_invocation_id) lane: u32,
-#endif
-) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
     let num_tiles = view.tiles_x * view.tiles_y;
     let tile = linear_workgroup_id(wid, nwg);
     let tile_ok = tile < num_tiles;
@@ -73,68 +67,54 @@ fn main(
     let px = tx * TILE + lid % TILE;
     let py = ty * TILE + lid / TILE;
     let inside = tile_ok && px < view.width && py < view.height;
-    let pixel = vec2<f32>(f32(px) + 0.5, f32(py) + 0.5);
-    let p = view.power;
-    var m = 0.0;
-    var log_s = 0.0;
-    var gscale = 0.0;   // v_out * out
+    var st = vec4<f32>(0.0);
     if inside {
         let pix = py * view.width + px;
-        m = state[2u * pix];
-        log_s = state[2u * pix + 1u];
-        gscale = v_out[pix] * image[4u * pix];
+        st = vec4<f32>(v_out[pix] * image[4u * pix], state[2u * pix], state[2u * pix + 1u], 0.0);
     }
     if lid == 0u {
+        wg_info = vec4<u32>(0u);
         if tile_ok {
-            wg_range = vec2<u32>(tile_ranges[2u * tile], tile_ranges[2u * tile + 1u]);
-        } else {
-            wg_range = vec2<u32>(0u, 0u);
+            wg_info.x = tile_ranges[2u * tile];
+            wg_info.y = tile_ranges[2u * tile + 1u];
         }
     }
-    let r = workgroupUniformLoad(&wg_range);
-    var start = r.x;
-    loop {
-        if start >= r.y {
-            break;
-        }
-        let count = min(BATCH, r.y - start);
-        workgroupBarrier();
-        if lid < count {
-            let g = isect_ids[start + lid];
-            let b = PROJ_STRIDE * g;
-            batch_id[lid] = g;
-            batch_xy[lid] = vec2<f32>(proj[b], proj[b + 1u]);
-            batch_conic[lid] = vec4<f32>(proj[b + 2u], proj[b + 3u], proj[b + 4u], proj[b + 5u]);
-        }
-        workgroupBarrier();
-        for (var j = 0u; j < count; j++) {
-            let d = batch_xy[j] - pixel;
-            let cn = batch_conic[j];
+    pix_xy[lid] = vec2<f32>(f32(px) + 0.5, f32(py) + 0.5);
+    pix_state[lid] = st;
+    workgroupBarrier();
+    if st.x != 0.0 {
+        wg_info.z = 1u;
+    }
+    let info = workgroupUniformLoad(&wg_info);
+    if info.z == 0u {
+        return;
+    }
+    let p = view.power;
+    for (var i = info.x + lid; i < info.y; i += 256u) {
+        let g = isect_ids[i];
+        let b = PROJ_STRIDE * g;
+        let xy = vec2<f32>(proj[b], proj[b + 1u]);
+        let cn = vec4<f32>(proj[b + 2u], proj[b + 3u], proj[b + 4u], proj[b + 5u]);
+        let cut = cn.w + LOG255;
+        var ga = vec4<f32>(0.0);
+        var gb = vec2<f32>(0.0);
+        for (var k = 0u; k < 256u; k++) {
+            let ps = pix_state[k];
+            if ps.x == 0.0 {
+                continue;
+            }
+            let d = xy - pix_xy[k];
             let sig = 0.5 * (cn.x * d.x * d.x + cn.z * d.y * d.y) + cn.y * d.x * d.y;
-            var ga = vec4<f32>(0.0);
-            var gb = vec2<f32>(0.0);
-            let has = gscale != 0.0 && sig <= cn.w + LOG255;
-            if has {
-                let gl = gscale * exp(p * (cn.w - sig - m) - log_s);
+            if sig <= cut {
+                let gl = ps.x * exp(p * (cn.w - sig - ps.y) - ps.z);
                 let vs = -gl;
-                ga = vec4<f32>(vs * (cn.x * d.x + cn.y * d.y), vs * (cn.y * d.x + cn.z * d.y),
-                               vs * 0.5 * d.x * d.x, vs * d.x * d.y);
-                gb = vec2<f32>(vs * 0.5 * d.y * d.y, gl);
+                ga += vec4<f32>(vs * (cn.x * d.x + cn.y * d.y), vs * (cn.y * d.x + cn.z * d.y),
+                                vs * 0.5 * d.x * d.x, vs * d.x * d.y);
+                gb += vec2<f32>(vs * 0.5 * d.y * d.y, gl);
             }
-#if HAS_SUBGROUPS
-            if subgroupAny(has) {
-                let sa = subgroupAdd(ga);
-                let sb = subgroupAdd(gb);
-                if lane == 0u {
-                    add_all(batch_id[j], sa, sb);
-                }
-            }
-#else
-            if has {
-                add_all(batch_id[j], ga, gb);
-            }
-#endif
         }
-        start += count;
+        if any(ga != vec4<f32>(0.0)) || any(gb != vec2<f32>(0.0)) {
+            add_all(g, ga, gb);
+        }
     }
 }
