@@ -131,7 +131,6 @@ class MipTrainer:
     def record_step(self, rec: Recorder) -> None:
         """Record one full training step (all views, clip, Adam, clamps)."""
         c = self.config
-        K = self.model.num_gaussians
         r = self.renderer
         for g in self.grads.values():
             rec.clear(g)
@@ -149,26 +148,40 @@ class MipTrainer:
         tp[0], tp[1] = self.groups_per_view, len(self.cameras)
         tf = tp.view(np.float32)
         tf[4], tf[5], tf[6] = 1.0 / n, c.lambda_mse, c.lambda_ssim
-        g = self.grads
         with rec.stage("mip_loss"):
             rec.dispatch(self._k_total, [Uniform(tp), self.mse_partials, self.ssim_losses, self.loss_out], (1, 1, 1))
+        self.record_clip(rec)
+        m = self.model
+        self.adam.step(rec, {ADAM_GROUPS[n_]: getattr(m, n_) for n_ in PARAM_NAMES},
+                       {ADAM_GROUPS[n_]: self.grads[n_] for n_ in PARAM_NAMES}, self.step_count)
+        self.record_clamp(rec)
+        self.step_count += 1
+
+    def record_clip(self, rec: Recorder) -> None:
+        """Record the gradient clipping: total L2 norm over all parameter gradients
+        (``mip_grad_norm``), then scaling by ``min(1, max_norm / (norm + 1e-6))``
+        (``mip_grad_clip``); :attr:`norm_out` gets (norm, scale)."""
+        K = self.model.num_gaussians
+        g = self.grads
         with rec.stage("mip_clip"):
             rec.dispatch(self._k_norm, [Uniform(np.array([K, 0, 0, 0], np.uint32)), g["means"], g["log_scales"],
                                         g["rotations"], g["log_amplitudes"], self.norm_partials], workgroups_for(K, 256))
             cp = np.zeros(8, np.uint32)
             cp[0], cp[1] = K, self.norm_partials.shape[0]
-            cp.view(np.float32)[4] = c.max_grad_norm
+            cp.view(np.float32)[4] = self.config.max_grad_norm
             rec.dispatch(self._k_clip, [Uniform(cp), self.norm_partials, g["means"], g["log_scales"], g["rotations"],
                                         g["log_amplitudes"], self.norm_out], workgroups_for(K, 256))
+
+    def record_clamp(self, rec: Recorder) -> None:
+        """Record the parameter clamps (log_scales, log_amplitudes ranges; means into [0, 1])."""
+        c = self.config
         m = self.model
-        self.adam.step(rec, {ADAM_GROUPS[n_]: getattr(m, n_) for n_ in PARAM_NAMES},
-                       {ADAM_GROUPS[n_]: g[n_] for n_ in PARAM_NAMES}, self.step_count)
+        K = m.num_gaussians
         kp = np.zeros(8, np.uint32)
         kp[0] = K
         kp.view(np.float32)[4:8] = [*c.log_scale_range, *c.log_amplitude_range]
         with rec.stage("mip_clamp"):
             rec.dispatch(self._k_clamp, [Uniform(kp), m.means, m.log_scales, m.log_amplitudes], workgroups_for(K, 256))
-        self.step_count += 1
 
     def step(self, read_loss: bool = True) -> dict | None:
         """Run one step; returns ``{"loss", "mse", "ssim_loss"}`` when ``read_loss`` (one readback)."""

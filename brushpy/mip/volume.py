@@ -5,7 +5,8 @@ A volume is a 3D array ``(Z, Y, X)`` read from a TIFF stack (tifffile) or a
 ``(v - min) / (max - min)``. True MIPs follow the camera convention of
 :mod:`brushpy.mip.camera`: each pixel's ray (through its centre) is sampled
 every ``step`` voxels with trilinear interpolation
-(``scipy.ndimage.map_coordinates``, order 1, zero outside the volume) and the
+(``scipy.ndimage.map_coordinates``, order 1, mode "grid-constant": zeros outside the
+volume, interpolated linearly across the last half voxel) and the
 maximum sample is the pixel value.
 """
 
@@ -101,7 +102,7 @@ def true_mip(volume: np.ndarray, cam: MipCamera, step: float = 0.5, rows_per_chu
         u = (c - cam.t) @ Minv.T
         idx = u * n - 0.5  # (x, y, z) voxel index coordinates
         coords = np.stack([idx[..., 2].ravel(), idx[..., 1].ravel(), idx[..., 0].ravel()])
-        vals = map_coordinates(vol, coords, order=1, mode="constant", cval=0.0, prefilter=False)
+        vals = map_coordinates(vol, coords, order=1, mode="grid-constant", cval=0.0, prefilter=False)
         out[rows] = vals.reshape(len(rows), W, len(zs)).max(axis=-1)
     return out
 

@@ -99,7 +99,7 @@ def rasterize(mean2d, conic, la, valid, width, height, power):
     M = lm.max(axis=0) if len(lm) else np.full((height, width), -np.inf)
     any_ = np.isfinite(M)
     Ms = np.where(any_, M, 0.0)
-    S = np.where(use, np.exp(power * (np.where(use, l, 0.0) - Ms[None])), 0.0).sum(axis=0) if len(lm) else np.zeros((height, width))
+    S = np.where(use, np.exp(power * np.where(use, l - Ms[None], 0.0)), 0.0).sum(axis=0) if len(lm) else np.zeros((height, width))
     logS = np.log(np.where(any_, S, 1.0))
     out = np.where(any_, np.exp(Ms + logS / power), 0.0)
     return out, Ms, logS
@@ -123,7 +123,7 @@ def rasterize_vjp(mean2d, conic, la, valid, width, height, power, v_out):
     """Gradients (v_mean2d [K,2], v_conic [K,3] (A,B,C), v_log_a [K]) of ``Σ v_out·out``."""
     out, M, logS = rasterize(mean2d, conic, la, valid, width, height, power)
     dx, dy, sig, use, l = _pixel_terms(mean2d, conic, la, valid, width, height)
-    w = np.where(use, np.exp(power * (np.where(use, l, 0.0) - M[None]) - logS[None]), 0.0)
+    w = np.where(use, np.exp(np.where(use, power * (l - M[None]) - logS[None], 0.0)), 0.0)
     g = w * (v_out * out)[None]  # dL/dl_k per pixel
     v_la = g.sum(axis=(1, 2))
     vs = -g
