@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -320,6 +322,13 @@ def test_cli_train_render_export(gpu, tmp_path):
                                     "--checkpoint", str(out / "checkpoint_iter2.npz"), "--eval-views", "0",
                                     "-o", str(tmp_path / "out2")])
     assert res.exit_code == 0, res.output
+    # user-supplied projections (the eval PNG used as a training image at two angles)
+    png = next(out.glob("eval_*_gt.png"))
+    res = runner.invoke(mip_group, ["train", str(tmp_path / "vol.npy"), "--iterations", "2", "--resolution", "24", "24",
+                                    "--num-gaussians", "30", "--projection", "10", str(png), "--projection", "100", str(png),
+                                    "--eval-views", "1", "-o", str(tmp_path / "out3")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "out3" / "eval.json").read_text())["train_angles"] == [10.0, 100.0]
     res = runner.invoke(mip_group, ["render", str(out / "model.npz"), "--angles", "0,45", "-o", str(tmp_path / "png")])
     assert res.exit_code == 0, res.output
     from PIL import Image
