@@ -94,10 +94,12 @@ def mip_group():
 @click.option("--projection", "projections", nargs=2, multiple=True, type=(float, click.Path(exists=True, dir_okay=False)),
               help="User projection: ANGLE IMAGE (repeatable); replaces the computed training MIPs.")
 @click.option("--max-grad-norm", default=1.0, show_default=True, help="Gradient clipping total norm.")
+@click.option("--mean-lr-final-factor", default=1.0, show_default=True,
+              help="Means LR decays exponentially to lr x this by the last step (1: constant).")
 @click.option("--seed", default=0, show_default=True)
 def train_cmd(volume, iterations, lr, lambda_mse, lambda_ssim, num_views, eval_views, resolution, num_gaussians, init_mode,
               threshold, checkpoint, checkpoint_every, output, temperature, axis, perspective, fov, voxel_size, projections,
-              max_grad_norm, seed):
+              max_grad_norm, mean_lr_final_factor, seed):
     """Fit emissive Gaussians to MIPs of VOLUME (a .tif/.tiff stack or .npy, Z Y X)."""
     from tqdm import tqdm
 
@@ -131,7 +133,8 @@ def train_cmd(volume, iterations, lr, lambda_mse, lambda_ssim, num_views, eval_v
         p = init_from_volume(vol, num_gaussians, threshold, seed, E) if init_mode == "volume" else init_random(num_gaussians, seed)
         model = MipGaussians.from_numpy(**p)
     cfg = MipTrainConfig(iterations=iterations, lr=lr, lambda_mse=lambda_mse, lambda_ssim=lambda_ssim,
-                         temperature=temperature, max_grad_norm=max_grad_norm)
+                         temperature=temperature, max_grad_norm=max_grad_norm,
+                         mean_lr_final_factor=mean_lr_final_factor)
     trainer = MipTrainer(model, cams, targets, cfg)
     output.mkdir(parents=True, exist_ok=True)
     meta = dict(extents=E, axis=np.array(axis), resolution=np.array(res), temperature=np.array(temperature),

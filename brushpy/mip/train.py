@@ -11,7 +11,9 @@ One step renders every training view, and per view records
 then clips the gradients to total norm ``max_grad_norm`` (a GPU reduction, no
 readback), runs Adam (:class:`brushpy.optim.Adam`: ``lr`` for means and
 amplitudes, ``0.1·lr`` for scales and rotations; MIP's ``log_amplitudes`` use
-the ``raw_opacities`` group's slot, the mean LR does not decay and is not scaled)
+the ``raw_opacities`` group's slot; the means' LR is not scaled by an extent
+and, with ``mean_lr_final_factor < 1``, decays exponentially from ``lr`` to
+``lr·factor`` over ``iterations`` (Brush's mean-LR schedule; 1 = constant, the default)
 and clamps ``log_scales ∈ [-6, 0]``, ``log_amplitudes ∈ [-10, 6]`` and the means
 into the box. Everything is one command buffer; the loss is the one readback.
 """
@@ -44,6 +46,7 @@ class MipTrainConfig:
     lambda_ssim: float = 0.1        # --lambda-ssim
     temperature: float = DEFAULT_TEMPERATURE  # --temperature (soft-max 1/p)
     max_grad_norm: float = 1.0      # --max-grad-norm
+    mean_lr_final_factor: float = 1.0  # --mean-lr-final-factor: means LR decays exponentially to lr·factor
     adam_eps: float = 1e-8
     log_scale_range: tuple = field(default_factory=lambda: LOG_SCALE_RANGE)
     log_amplitude_range: tuple = field(default_factory=lambda: LOG_AMPLITUDE_RANGE)
@@ -55,6 +58,8 @@ class MipTrainConfig:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
         if self.lambda_mse < 0 or self.lambda_ssim < 0 or self.lambda_mse + self.lambda_ssim == 0:
             raise ValueError(f"--lambda-mse and --lambda-ssim must be >= 0 and not both 0, got {self.lambda_mse}, {self.lambda_ssim}")
+        if not 0 < self.mean_lr_final_factor <= 1:
+            raise ValueError(f"--mean-lr-final-factor must be in (0, 1], got {self.mean_lr_final_factor}")
         if not self.max_grad_norm > 0:
             raise ValueError(f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
 
@@ -98,7 +103,7 @@ class MipTrainer:
         self.renderer = MipRenderer(K, h, w, c.temperature, max_slots=max(64, len(cameras)))
         self.targets = [GpuTensor.from_numpy(grey_to_rgba(t), label="mip target") for t in targets]
         self.image_loss = ImageLoss(ssim_weight=1.0, match_alpha_weight=0.0)
-        self.adam = Adam(AdamConfig(lr_mean=c.lr, lr_mean_end=c.lr, lr_opac=c.lr, lr_scale=0.1 * c.lr,
+        self.adam = Adam(AdamConfig(lr_mean=c.lr, lr_mean_end=c.lr * c.mean_lr_final_factor, lr_opac=c.lr, lr_scale=0.1 * c.lr,
                                     lr_rotation=0.1 * c.lr, eps=c.adam_eps, total_steps=max(1, c.iterations)),
                          scene_extent=1.0)
         self.grads = {n: GpuTensor.empty(getattr(model, n).shape, np.float32, f"mip grad {n}") for n in PARAM_NAMES}
