@@ -128,8 +128,9 @@ def test_gpu_cas_fallback_matches_float_atomics(gpu):
 
 # -- cameras vs true MIPs -------------------------------------------------------------
 
-@pytest.mark.parametrize("axis,perspective", [("y", False), ("x", False), ("y", True)])
-def test_blob_volume_mip_matches_rendered_gaussian(gpu, axis, perspective):
+@pytest.mark.parametrize("axis,perspective,voxel_size", [("y", False, (1, 1, 1)), ("x", False, (1, 1, 1)),
+                                                        ("y", True, (1, 1, 1)), ("y", False, (2.5, 1, 1))])
+def test_blob_volume_mip_matches_rendered_gaussian(gpu, axis, perspective, voxel_size):
     """A Gaussian blob volume's true MIP peaks where the same Gaussian renders."""
     from brushpy.mip.camera import box_extents, orbit_cameras
     from brushpy.mip.model import MipGaussians
@@ -144,7 +145,7 @@ def test_blob_volume_mip_matches_rendered_gaussian(gpu, axis, perspective):
     c_vox = centre_u * n
     vol = np.exp(-0.5 * ((xx - c_vox[0]) ** 2 + (yy - c_vox[1]) ** 2 + (zz - c_vox[2]) ** 2) / sigma_vox**2)
     vol = normalise_volume(vol)
-    E = box_extents(shape)
+    E = box_extents(shape, voxel_size)
     h = w = 48
     # isotropic physical sigma: sigma_vox voxels; in box units per axis divide by the axis' voxel count
     log_scales = np.log(sigma_vox / n)[None].astype(np.float32)
@@ -153,12 +154,13 @@ def test_blob_volume_mip_matches_rendered_gaussian(gpu, axis, perspective):
         cam = orbit_cameras(E, [angle], (h, w), axis, perspective)[0]
         gt = true_mip(vol, cam, step=0.25)
         img = MipRenderer(1, h, w, temperature=0.1).render(model, cam)
-        gi = np.unravel_index(np.argmax(gt), gt.shape)
         ri = np.unravel_index(np.argmax(img), img.shape)
-        assert gi == ri, (angle, gi, ri)
-        # the peak pixel is where the camera projects the blob centre
+        # the render peaks where the true MIP does (trilinear sampling of coarse
+        # voxels can flatten the true peak over two pixels: compare values)
+        assert gt[ri] >= gt.max() - 1e-3, (angle, ri, np.unravel_index(np.argmax(gt), gt.shape))
+        # ... which is the pixel where the camera projects the blob centre
         px = cam.project(centre_u)[0]
-        assert abs(px[0] - (gi[1] + 0.5)) <= 0.5 and abs(px[1] - (gi[0] + 0.5)) <= 0.5
+        assert abs(px[0] - (ri[1] + 0.5)) <= 0.5 and abs(px[1] - (ri[0] + 0.5)) <= 0.5
         # same image up to the trilinear sampling and the 0.3 px² blur
         assert np.abs(img - gt).max() < 0.08
 
@@ -173,6 +175,21 @@ def test_axis_aligned_true_mip_is_max_along_z():
     # the square field of view is sized for all angles; centre crop matches the array
     cam.fx = cam.fy = 12.0 / box_extents(vol.shape)[0]
     np.testing.assert_allclose(true_mip(vol, cam, step=0.25), vol.max(axis=0), atol=1e-6)
+
+
+def test_ply_shapes_are_the_physical_covariance():
+    from brushpy.mip.model import physical_shapes
+
+    rng = np.random.default_rng(0)
+    ls = rng.uniform(-4, -1, (20, 3))
+    q = rng.normal(size=(20, 4))
+    E = np.array([0.98, 1.0, 0.29])
+    pl, pq = physical_shapes(ls, q, E)
+    R, R2 = ref.quat_to_rotmat(q), ref.quat_to_rotmat(pq)
+    L = E[None, :, None] * (R * np.exp(ls)[:, None, :])
+    L2 = R2 * np.exp(pl)[:, None, :]
+    np.testing.assert_allclose(L2 @ np.swapaxes(L2, 1, 2), L @ np.swapaxes(L, 1, 2), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(pq, axis=1), 1.0)
 
 
 # -- volumes: errors -------------------------------------------------------------------

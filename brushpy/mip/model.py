@@ -162,6 +162,54 @@ def init_random(num_gaussians: int = 2000, seed: int = 0, log_scale: float = -4.
     }
 
 
+def _rotmat(q: np.ndarray) -> np.ndarray:
+    n = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    w, x, y, z = n[:, 0], n[:, 1], n[:, 2], n[:, 3]
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], 1)
+
+
+def _quat_from_rotmat(R: np.ndarray) -> np.ndarray:
+    """(w, x, y, z) unit quaternions of proper rotations [K,3,3] (Shepperd's method)."""
+    K = len(R)
+    q = np.empty((K, 4))
+    tr = np.trace(R, axis1=1, axis2=2)
+    diag = np.stack([R[:, 0, 0], R[:, 1, 1], R[:, 2, 2]], -1)
+    case = np.where(tr > diag.max(axis=1), 3, diag.argmax(axis=1))
+    for k in range(K):
+        r = R[k]
+        c = case[k]
+        if c == 3:
+            s = 2 * np.sqrt(1 + tr[k])
+            q[k] = [s / 4, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s]
+        elif c == 0:
+            s = 2 * np.sqrt(1 + r[0, 0] - r[1, 1] - r[2, 2])
+            q[k] = [(r[2, 1] - r[1, 2]) / s, s / 4, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s]
+        elif c == 1:
+            s = 2 * np.sqrt(1 + r[1, 1] - r[0, 0] - r[2, 2])
+            q[k] = [(r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, s / 4, (r[1, 2] + r[2, 1]) / s]
+        else:
+            s = 2 * np.sqrt(1 + r[2, 2] - r[0, 0] - r[1, 1])
+            q[k] = [(r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, s / 4]
+    return q
+
+
+def physical_shapes(log_scales, rotations, extents) -> tuple[np.ndarray, np.ndarray]:
+    """Log scales [K,3] and unit (w,x,y,z) rotations [K,4] of the Gaussians in physical
+    coordinates ``p = u ⊙ E``: the eigendecomposition of ``D R S² Rᵀ D`` (``D = diag(E)``)."""
+    R = _rotmat(np.asarray(rotations, np.float64))
+    s = np.exp(np.asarray(log_scales, np.float64))
+    L = np.asarray(extents, np.float64)[None, :, None] * (R * s[:, None, :])
+    cov = L @ np.swapaxes(L, 1, 2)
+    evals, evecs = np.linalg.eigh(cov)
+    flip = np.linalg.det(evecs) < 0
+    evecs[flip, :, 0] *= -1
+    return 0.5 * np.log(np.maximum(evals, 1e-30)), _quat_from_rotmat(evecs)
+
+
 def export_ply(params: dict[str, np.ndarray], path, extents=(1.0, 1.0, 1.0)) -> Path:
     """Write an INRIA-layout 3DGS PLY that splat viewers open.
 
@@ -169,23 +217,19 @@ def export_ply(params: dict[str, np.ndarray], path, extents=(1.0, 1.0, 1.0)) -> 
 
     - positions: physical coordinates ``means ⊙ E`` (longest box side 1), with
       y and z as in the box (viewers may show the stack upside down);
-    - scales: ``log_scales + log(E)`` per axis (physical units, natural log as 3DGS);
-      rotations as stored (w, x, y, z -> rot_0..rot_3);
+    - shape: the physical covariance ``D Σ D`` (``D = diag(E)``, ``Σ`` the box-unit
+      covariance) eigendecomposed into log scales (natural log, as 3DGS) and a
+      unit quaternion (w, x, y, z -> rot_0..rot_3), exact for any box shape;
     - colour: grey with value ``min(amplitude, 1)`` through the degree-0 SH
       coefficient ``f_dc = (v - 0.5) / 0.28209479``; no higher bands;
     - opacity: logit of ``clip(amplitude, 0.01, 0.99)``, so faint Gaussians are
       more transparent (a viewer's alpha blend then approximates the MIP look).
-
-    Note: scaling a rotated Gaussian per box axis is exact only for isotropic voxels
-    and axis-aligned Gaussians; with an anisotropic box the exported shapes are
-    the diagonal approximation.
     """
     from plyfile import PlyData, PlyElement
 
     E = np.asarray(extents, np.float64)
     means = np.asarray(params["means"], np.float64) * E
-    log_s = np.asarray(params["log_scales"], np.float64) + np.log(E)
-    rot = np.asarray(params["rotations"], np.float64)
+    log_s, rot = physical_shapes(params["log_scales"], params["rotations"], E)
     amp = np.exp(np.asarray(params["log_amplitudes"], np.float64))
     c0 = 0.28209479177387814
     dc = (np.minimum(amp, 1.0) - 0.5) / c0
