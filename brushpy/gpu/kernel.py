@@ -42,9 +42,13 @@ def workgroups_for(count: int, group_size: int, ctx: GpuContext | None = None) -
 
 
 class Uniform:
-    """Bytes to bind as a uniform buffer (a numpy structured scalar, array or ``bytes``)."""
+    """Bytes to bind as a uniform buffer (a numpy structured scalar, array or ``bytes``).
 
-    __slots__ = ("data",)
+    The GPU buffer is created on first use and reused when the same ``Uniform`` is
+    bound again (e.g. by several dispatches of one operation).
+    """
+
+    __slots__ = ("data", "_gpu")
 
     def __init__(self, data):
         if isinstance(data, np.ndarray):
@@ -52,6 +56,7 @@ class Uniform:
         data = bytes(data)
         pad = (-len(data)) % 16
         self.data = data + b"\0" * pad if pad or not data else data
+        self._gpu = None  # (device, buffer) once bound
 
 
 class Kernel:
@@ -104,9 +109,9 @@ class Kernel:
             if isinstance(b, GpuTensor):
                 buffers.append(b.buffer)
             elif isinstance(b, Uniform):
-                buffers.append(
-                    self.ctx.device.create_buffer_with_data(data=b.data, usage=wgpu.BufferUsage.UNIFORM)
-                )
+                if b._gpu is None or b._gpu[0] is not self.ctx.device:
+                    b._gpu = (self.ctx.device, self.ctx.device.create_buffer_with_data(data=b.data, usage=wgpu.BufferUsage.UNIFORM))
+                buffers.append(b._gpu[1])
             else:
                 buffers.append(b)
         if len(buffers) != len(self.binding_kinds):

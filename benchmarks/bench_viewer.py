@@ -1,0 +1,191 @@
+"""Viewer frame rate: splat render + blit (+ panels) at 1280x720, offscreen.
+
+Scenes: the guitar (90,854 splats, ``../shared/splats/guitar_inria_sh0.ply``)
+and a 1M-splat scene made of jittered copies of it (or random splats when the
+guitar is not there). For each scene the camera orbits the scene and, per
+frame, the benchmark reports:
+
+* ``render``: :func:`brushpy.render.forward.render_forward` alone, waited for
+  (GPU timestamps per stage when the device has them);
+* ``viewer_frame``: a whole offscreen viewer frame while the camera moves
+  (render + blit + imgui panels + reading the frame back, which a window
+  would present instead);
+* ``idle_frame``: a viewer frame when nothing changed (the cached splat image
+  is only blitted: what redrawing panels costs);
+* ``viewer_frame_half_res``: a moving frame with the splats rendered at half
+  the window's resolution (the "Res. moving" setting, default on CPU adapters).
+
+Prints one JSON object. Usage::
+
+    python benchmarks/bench_viewer.py [--frames 5] [--big-frames 2] [--width 1280 --height 720] [--out result.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+GUITAR = REPO.parent / "shared" / "splats" / "guitar_inria_sh0.ply"
+
+
+def guitar_arrays():
+    from brushpy.io.ply import read_ply
+
+    d = read_ply(GUITAR)
+    return {k: np.asarray(getattr(d, k)) for k in ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")}
+
+
+def random_arrays(n: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return dict(
+        means=rng.normal(size=(n, 3)) * [0.4, 1.2, 0.4],
+        rotations=rng.normal(size=(n, 4)),
+        log_scales=np.log(rng.uniform(0.002, 0.02, size=(n, 3))),
+        sh_coeffs=rng.normal(size=(n, 1, 3)) * 0.5,
+        raw_opacities=rng.uniform(-1.0, 3.0, size=n),
+    )
+
+
+def million_arrays(base: dict | None, n: int = 1_000_000, seed: int = 1) -> dict:
+    """``n`` splats: copies of ``base`` jittered by ~1% of its size (SH degree 0), or random splats."""
+    if base is None:
+        return random_arrays(n, seed)
+    rng = np.random.default_rng(seed)
+    m = base["means"].shape[0]
+    idx = np.arange(n) % m
+    size = np.percentile(base["means"], 99, axis=0) - np.percentile(base["means"], 1, axis=0)
+    out = {k: v[idx].copy() for k, v in base.items()}
+    out["sh_coeffs"] = out["sh_coeffs"][:, :1, :]
+    out["means"] = out["means"] + rng.normal(size=(n, 3)) * 0.01 * size
+    return out
+
+
+def bench_scene(name: str, arrays: dict, frames: int, width: int, height: int) -> dict:
+    from brushpy.gpu import Profiler, Recorder, get_context
+    from brushpy.render.forward import render_forward
+    from brushpy.render.splats import Splats
+    from brushpy.viewer.camera import scene_bounds
+    from brushpy.viewer.offscreen import OffscreenViewer, orbit_path
+    from brushpy.viewer.view import RenderSettings
+
+    ctx = get_context()
+    splats = Splats.from_numpy(**arrays)
+    lo, hi = scene_bounds(arrays["means"])
+    center = 0.5 * (lo + hi)
+    radius = 1.2 * np.linalg.norm(hi - lo) / 2 / np.sin(np.deg2rad(25.0))
+    cams = orbit_path(center, radius, frames + 1, width, height, fov_y_deg=50.0)
+
+    # render alone (first camera is a warm-up: pipelines, buffers)
+    render_ms, stages = [], {}
+    for i, cam in enumerate(cams):
+        prof = Profiler() if ctx.has_timestamps else None
+        rec = Recorder(profiler=prof)
+        t0 = time.perf_counter()
+        state = render_forward(splats, cam, rec=rec)
+        rec.submit()
+        ctx.device.queue.read_buffer(state.image.buffer, 0, 16)  # wait for the GPU
+        dt = 1000 * (time.perf_counter() - t0)
+        if i == 0:
+            continue
+        render_ms.append(dt)
+        if prof is not None:
+            for k, v in prof.read().items():
+                stages.setdefault(k, []).append(v)
+    visible, isects = state.num_visible, state.num_intersections
+
+    # the whole viewer frame, moving and idle
+    viewer = OffscreenViewer(splats, size=(width, height), show_panels=True)
+    try:
+        viewer.render(cams[0])
+        frame_ms = []
+        for cam in cams[1:]:
+            t0 = time.perf_counter()
+            viewer.render(cam)
+            frame_ms.append(1000 * (time.perf_counter() - t0))
+        idle_ms = []
+        for _ in range(max(3, frames)):
+            t0 = time.perf_counter()
+            viewer.render()
+            idle_ms.append(1000 * (time.perf_counter() - t0))
+        renders = viewer.app.view.renders
+    finally:
+        viewer.close()
+
+    # a frame at half resolution (what "Res. moving" = 0.5 costs while the camera moves)
+    viewer = OffscreenViewer(splats, size=(width, height), show_panels=True, settings=RenderSettings(render_scale=0.5))
+    try:
+        viewer.render(cams[0])
+        half_ms = []
+        for cam in cams[1:]:
+            viewer.app.view_camera(cam, exact=False)
+            t0 = time.perf_counter()
+            viewer.render()
+            half_ms.append(1000 * (time.perf_counter() - t0))
+    finally:
+        viewer.close()
+
+    def summary(v):
+        v = np.asarray(v)
+        return {"mean_ms": float(v.mean()), "min_ms": float(v.min()), "fps": float(1000.0 / v.mean())}
+
+    return {
+        "scene": name,
+        "splats": int(splats.num_splats),
+        "sh_degree": int(splats.sh_degree),
+        "width": width,
+        "height": height,
+        "frames": frames,
+        "visible_splats": int(visible),
+        "intersections": int(isects),
+        "render": summary(render_ms),
+        "render_stages_ms": {k: float(np.mean(v)) for k, v in stages.items()},
+        "viewer_frame": summary(frame_ms),
+        "idle_frame": summary(idle_ms),
+        "viewer_frame_half_res": summary(half_ms),
+        "viewer_splat_renders": int(renders),
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=5, help="timed frames for the 90k scene")
+    ap.add_argument("--big-frames", type=int, default=2, help="timed frames for the 1M scene (0 skips it)")
+    ap.add_argument("--width", type=int, default=1280)
+    ap.add_argument("--height", type=int, default=720)
+    ap.add_argument("--out", type=str, default=None, help="also write the JSON here")
+    args = ap.parse_args(argv)
+
+    from brushpy.gpu import get_context
+
+    ctx = get_context()
+    info = ctx.adapter.info
+    base = guitar_arrays() if GUITAR.exists() else None
+    results = {
+        "benchmark": "viewer",
+        "adapter": info.get("device", ""),
+        "backend": info.get("backend_type", ""),
+        "adapter_type": info.get("adapter_type", ""),
+        "timestamps": ctx.has_timestamps,
+        "cases": [],
+    }
+    small = base if base is not None else random_arrays(90_854)
+    results["cases"].append(bench_scene("guitar" if base is not None else "random_90k", small, args.frames, args.width, args.height))
+    if args.big_frames > 0:
+        big = million_arrays(base)
+        results["cases"].append(bench_scene("guitar_x11_1M" if base is not None else "random_1M", big, args.big_frames, args.width, args.height))
+    text = json.dumps(results, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

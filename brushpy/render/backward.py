@@ -1,0 +1,339 @@
+"""Backward pass of the splat renderer: gradients of the image w.r.t. every splat parameter.
+
+Two kernels, recorded into the caller's :class:`~brushpy.gpu.Recorder`:
+
+1. ``rasterize_backward.wgsl``: walks each tile's intersection list back to
+   front from every pixel's ``final_index`` (the forward's stopping point) and
+   accumulates ``v_projected [V,9]``, the gradients w.r.t. the projected
+   values (x, y, conic a, b, c, r, g, b, opacity; the layout of
+   ``ForwardState.projected``), with float atomics or, without
+   ``shader-float32-atomic``, a compare-and-swap loop.
+2. ``project_backward.wgsl``: per visible splat, chains those into the
+   gradients of means, rotations (raw quaternions), log_scales, sh_coeffs and
+   raw_opacities, written at the splat's input index. Culled splats get
+   exact zeros.
+
+The maths is the float64 reference ``tests/reference/render_backward.py``
+(gsplat's "classic" rasterizer; exact, including the J clamp, the 0.999
+alpha clamp and the SH view-direction term).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..autodiff import Op
+from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
+from .camera import Camera
+from .forward import render_forward
+from .splats import Splats
+from .state import PROJECTED_STRIDE, ForwardState
+
+_PROJECT_WG = 128
+
+
+@dataclass
+class SplatGrads:
+    """Gradients of the loss w.r.t. one splat set (float32 GPU tensors, input order).
+
+    Attributes:
+        means: [N,3]
+        rotations: [N,4] w.r.t. the raw (unnormalised) quaternion (w, x, y, z).
+        log_scales: [N,3]
+        sh_coeffs: [N,K,3]
+        raw_opacities: [N] w.r.t. the opacity logits.
+        refine_weight: [N] the densification statistic ``|(∂L/∂x · W, ∂L/∂y · H)|``,
+            the norm of the gradient w.r.t. the 2D mean (pixels) scaled by the
+            image width and height; 0 for culled splats.
+        visible: u32 [N], 1 where the splat survived the cull (was projected), else 0.
+        v_projected: f32 [V,9] gradients w.r.t. ``ForwardState.projected`` (compact order).
+        refine_weight_abs: [N] Brush's densification statistic (its current
+            ``rasterize_backwards.wgsl``): ``max(W, H) · Σ_pixels (|∂L/∂x_p| + |∂L/∂y_p|)
+            / max(α_p, 0.001)``, the per-pixel 2D-mean gradients summed in absolute
+            value, each divided by that pixel's final alpha (the 0.999 clamp is
+            ignored for it); 0 for culled splats.
+        refine_abs: f32 [V] the same in compact order (what the rasterize backward accumulates).
+    """
+
+    means: GpuTensor
+    rotations: GpuTensor
+    log_scales: GpuTensor
+    sh_coeffs: GpuTensor
+    raw_opacities: GpuTensor
+    refine_weight: GpuTensor
+    visible: GpuTensor
+    v_projected: GpuTensor
+    refine_weight_abs: GpuTensor
+    refine_abs: GpuTensor
+
+    PARAMS = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
+
+    def params(self) -> tuple:
+        """The five parameter gradients in :class:`Splats` order."""
+        return tuple(getattr(self, k) for k in self.PARAMS)
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """Copy every gradient to the host (waits for the GPU)."""
+        return {k: getattr(self, k).numpy() for k in self.PARAMS + ("refine_weight", "refine_weight_abs", "visible")}
+
+
+class RenderBackward:
+    """The two backward kernels, built once per device and set of feature flags.
+
+    Args:
+        defines: extra template defines (tests may pass ``{"HAS_SUBGROUPS": False}``
+            or ``{"HAS_FLOAT_ATOMICS": False}`` to force a fallback path).
+    """
+
+    def __init__(self, defines: dict | None = None, ctx=None):
+        self.ctx = ctx or get_context()
+        self.rasterize = Kernel("rasterize_backward.wgsl", defines=defines, ctx=self.ctx)
+        self.project = Kernel("project_backward.wgsl", defines=defines, ctx=self.ctx)
+
+    def allocate(self, n: int, num_coeffs: int, num_visible: int) -> SplatGrads:
+        """Zeroed gradient buffers for ``n`` splats with ``num_coeffs`` SH coefficients.
+
+        ``num_visible`` sizes the compact buffers (``v_projected``, ``refine_abs``):
+        pass ``n`` to reuse the result (``record(..., out=...)``) for any view.
+        """
+        e = GpuTensor.empty
+        return SplatGrads(
+            e((n, 3), np.float32, "v_means", self.ctx),
+            e((n, 4), np.float32, "v_rotations", self.ctx),
+            e((n, 3), np.float32, "v_log_scales", self.ctx),
+            e((n, num_coeffs, 3), np.float32, "v_sh_coeffs", self.ctx),
+            e((n,), np.float32, "v_raw_opacities", self.ctx),
+            e((n,), np.float32, "refine_weight", self.ctx),
+            e((n,), np.uint32, "visible", self.ctx),
+            e((max(num_visible, 1), PROJECTED_STRIDE), np.float32, "v_projected", self.ctx),
+            e((n,), np.float32, "refine_weight_abs", self.ctx),
+            e((max(num_visible, 1),), np.float32, "refine_abs", self.ctx),
+        )
+
+    def record(
+        self,
+        rec: Recorder,
+        state: ForwardState,
+        splats: Splats,
+        v_image: GpuTensor,
+        view_dir_const: bool = False,
+        out: SplatGrads | None = None,
+    ) -> SplatGrads:
+        """Record the backward pass into ``rec``; see :func:`render_backward`.
+
+        ``out``: buffers from :meth:`allocate` to write into instead of fresh ones
+        (a training loop reuses them every step); they are cleared first.
+        """
+        cam = state.camera
+        h, w = cam.height, cam.width
+        if tuple(v_image.shape) != (h, w, 4):
+            raise ValueError(f"v_image has shape {tuple(v_image.shape)}; expected ({h}, {w}, 4) for this ForwardState")
+        n = splats.num_splats
+        if state.num_splats != n:
+            raise ValueError(f"ForwardState was rendered from {state.num_splats} splats but {n} splats were given")
+        k = splats.sh_coeffs.shape[1]
+        if out is None:
+            grads = self.allocate(n, k, state.num_visible)
+        else:
+            grads = out
+            want = {"means": (n, 3), "rotations": (n, 4), "log_scales": (n, 3), "sh_coeffs": (n, k, 3), "raw_opacities": (n,)}
+            for name, shape in want.items():
+                if tuple(getattr(out, name).shape) != shape:
+                    raise ValueError(f"out.{name} has shape {getattr(out, name).shape}; expected {shape}")
+            if out.v_projected.shape[0] < state.num_visible or out.refine_abs.shape[0] < state.num_visible:
+                raise ValueError(
+                    f"out holds {out.v_projected.shape[0]} visible splats but this view has {state.num_visible}; "
+                    "allocate it with num_visible = N"
+                )
+        for t in (*grads.params(), grads.refine_weight, grads.visible, grads.v_projected, grads.refine_weight_abs, grads.refine_abs):
+            rec.clear(t)
+        if state.num_visible == 0:
+            return grads
+
+        bg = np.zeros(4, np.float32)
+        bg[:3] = np.asarray(state.background, np.float32)[:3]
+        raster_params = np.concatenate([bg.view(np.uint32), np.array([w, h, state.tiles_x, state.tiles_y], np.uint32)])
+        with rec.stage("rasterize_backward"):
+            rec.dispatch(
+                self.rasterize,
+                [
+                    Uniform(raster_params),
+                    state.compact_from_isect,
+                    state.tile_ranges,
+                    state.projected,
+                    state.final_index,
+                    state.image,
+                    v_image,
+                    grads.v_projected,
+                    grads.refine_abs,
+                ],
+                workgroups_for(state.tiles_x * state.tiles_y, 1, self.ctx),
+            )
+
+        fx, fy, cx, cy = cam.intrinsics
+        f = np.zeros(28, np.float32)
+        f[:16] = np.asarray(cam.world_to_camera, np.float32).T.ravel()  # column-major mat4x4
+        f[16:19] = cam.position
+        f[20:24] = (fx, fy, cx, cy)
+        f[24:26] = (w, h)
+        used = min(k, (int(state.sh_degree) + 1) ** 2)
+        u = np.array([state.num_visible, used, int(bool(view_dir_const)), k], np.uint32)
+        proj_params = np.concatenate([f.view(np.uint32), u])
+        with rec.stage("project_backward"):
+            rec.dispatch(
+                self.project,
+                [
+                    Uniform(proj_params),
+                    splats.means,
+                    splats.rotations,
+                    splats.log_scales,
+                    splats.sh_coeffs,
+                    splats.raw_opacities,
+                    state.global_from_compact,
+                    grads.v_projected,
+                    grads.means,
+                    grads.rotations,
+                    grads.log_scales,
+                    grads.sh_coeffs,
+                    grads.raw_opacities,
+                    grads.refine_weight,
+                    grads.visible,
+                    grads.refine_abs,
+                    grads.refine_weight_abs,
+                ],
+                workgroups_for(state.num_visible, _PROJECT_WG, self.ctx),
+            )
+        return grads
+
+
+_KERNELS: dict = {}
+
+
+def _kernels(ctx) -> RenderBackward:
+    key = id(ctx.device)
+    kb = _KERNELS.get(key)
+    if kb is None:
+        kb = _KERNELS[key] = RenderBackward(ctx=ctx)
+    return kb
+
+
+def render_backward(
+    state: ForwardState,
+    splats: Splats,
+    v_image: GpuTensor,
+    rec: Recorder,
+    view_dir_const: bool = False,
+    out: SplatGrads | None = None,
+) -> SplatGrads:
+    """Record the gradients of ``sum(image * v_image)`` w.r.t. every splat parameter.
+
+    Args:
+        state: what the forward render of ``splats`` kept (:class:`ForwardState`).
+        splats: the splat set that was rendered (same N, same values).
+        v_image: f32 [H,W,4] gradient of the loss w.r.t. ``state.image`` (RGB + alpha).
+        rec: recorder the two backward stages are recorded into (nothing is
+            submitted or read back here).
+        view_dir_const: treat the SH view direction as a constant (no gradient
+            from colour to the means through it), as gsplat's reference data does.
+        out: reuse these buffers (from ``RenderBackward.allocate(N, K, N)``) instead
+            of allocating; they are cleared, then written.
+
+    Returns:
+        :class:`SplatGrads` (fresh GPU tensors, or ``out``), valid once ``rec`` is submitted.
+
+    Raises:
+        ValueError: when ``v_image``, ``splats`` or ``out`` do not match ``state``.
+    """
+    return _kernels(rec.ctx).record(rec, state, splats, v_image, view_dir_const, out)
+
+
+def rasterize_vjp(
+    means,
+    rotations,
+    log_scales,
+    sh_coeffs,
+    raw_opacities,
+    world_to_camera,
+    intrinsics,
+    width: int,
+    height: int,
+    v_image,
+    background=(0.0, 0.0, 0.0),
+    sh_degree: int | None = None,
+    view_dir_const: bool = False,
+) -> dict[str, np.ndarray]:
+    """Gradients of ``sum(rasterize(...) * v_image)`` w.r.t. the splat parameters, as numpy arrays.
+
+    Renders forward on the GPU (:func:`brushpy.render.forward.render_forward`), then
+    runs :func:`render_backward`, recorded into one recorder (the forward reads back
+    its visible/intersection counts; the gradients are read back at the end).
+
+    Args:
+        means [N,3], rotations [N,4] (w,x,y,z), log_scales [N,3], sh_coeffs [N,K,3],
+        raw_opacities [N]: splat parameters (numpy or :class:`GpuTensor`).
+        world_to_camera: 4x4 (OpenCV axes). intrinsics: (fx, fy, cx, cy) in pixels.
+        width, height: image size. v_image: [H,W,4] gradient w.r.t. the image.
+        background: RGB behind the splats. sh_degree: degree used (default: all of K).
+        view_dir_const: hold the SH view direction constant.
+
+    Returns:
+        ``dict(means, rotations, log_scales, sh_coeffs, raw_opacities)`` float32 arrays
+        with the shapes of the inputs (culled splats and SH coefficients above
+        ``sh_degree``: zeros).
+
+    Raises:
+        ValueError: inconsistent shapes (from the forward or :func:`render_backward`).
+    """
+    inputs = (means, rotations, log_scales, sh_coeffs, raw_opacities)
+    shapes = [tuple(a.shape) if isinstance(a, GpuTensor) else np.shape(a) for a in inputs]
+    if all(isinstance(a, GpuTensor) for a in inputs):
+        splats = Splats(means, rotations, log_scales, sh_coeffs, raw_opacities)
+    else:
+        splats = Splats.from_numpy(
+            *(a.numpy() if isinstance(a, GpuTensor) else a for a in (means, rotations, log_scales, sh_coeffs, raw_opacities))
+        )
+    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    camera = Camera(np.asarray(world_to_camera, np.float64), fx, fy, cx, cy, width, height)
+    if isinstance(v_image, GpuTensor):
+        v_img = v_image
+    else:
+        v_np = np.asarray(v_image, np.float32)
+        if v_np.shape != (height, width, 4):
+            raise ValueError(f"v_image has shape {v_np.shape}; expected ({height}, {width}, 4) (H, W, RGB + alpha)")
+        v_img = GpuTensor.from_numpy(v_np, "v_image")
+    rec = Recorder()
+    state = render_forward(splats, camera, background=tuple(background), sh_degree=sh_degree, rec=rec)
+    grads = render_backward(state, splats, v_img, rec, view_dir_const=view_dir_const)
+    rec.submit()
+    out = grads.numpy()
+    return {k: out[k].reshape(shape) for k, shape in zip(SplatGrads.PARAMS, shapes)}
+
+
+class RenderOp(Op):
+    """The splat render as an autodiff op (see :mod:`brushpy.autodiff`).
+
+    Inputs: the five :class:`Splats` tensors. Output: ``state.image`` [H,W,4].
+    Its backward records :func:`render_backward`; the full :class:`SplatGrads`
+    (with ``refine_weight`` and ``visible`` for densification) stays on the op
+    as ``op.grads`` after the tape's backward.
+
+    Args:
+        state: the forward render of ``splats``.
+        splats: the rendered splat set.
+        view_dir_const: hold the SH view direction constant in the backward.
+    """
+
+    def __init__(self, state: ForwardState, splats: Splats, view_dir_const: bool = False):
+        self.state = state
+        self.splats = splats
+        self.view_dir_const = view_dir_const
+        self.inputs = (splats.means, splats.rotations, splats.log_scales, splats.sh_coeffs, splats.raw_opacities)
+        self.outputs = (state.image,)
+        self.grads: SplatGrads | None = None
+
+    def backward(self, rec: Recorder, grad_outputs: tuple) -> tuple:
+        (v_image,) = grad_outputs
+        self.grads = _kernels(rec.ctx).record(rec, self.state, self.splats, v_image, self.view_dir_const)
+        return self.grads.params()

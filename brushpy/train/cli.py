@@ -1,0 +1,197 @@
+"""``brushpy train``: the click command (flags generated from the config dataclasses).
+
+Every field of :class:`~brushpy.train.config.TrainConfig`,
+:class:`~brushpy.data.LoadConfig` (those marked for the CLI) and
+:class:`~brushpy.train.config.ProcessConfig` becomes a kebab-case flag with
+Brush's name and default. Precedence: defaults < the dataset's ``args.txt`` <
+flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from ..data import LoadConfig
+from .config import ProcessConfig, TrainConfig
+
+GROUPS = (
+    ("Training options", TrainConfig),
+    ("Dataset options", LoadConfig),
+    ("Process options", ProcessConfig),
+)
+
+
+def default_dataset() -> Path:
+    """The embedded default scene (a 100x100 lego subset, CC BY 3.0; see its LICENSE.md)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "assets" / "lego_small", here.parent / "assets" / "lego_small"):
+        if (candidate / "transforms_train.json").is_file():
+            return candidate
+    raise click.ClickException("the embedded default scene (assets/lego_small) is missing; reinstall brushpy "
+                               "or pass a dataset folder")
+
+
+class _Rgb(click.ParamType):
+    name = "R,G,B"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (tuple, list)):
+            vals = value
+        else:
+            vals = str(value).replace(" ", "").split(",")
+        try:
+            out = tuple(float(v) for v in vals)
+        except ValueError:
+            out = ()
+        if len(out) != 3:
+            self.fail(f"{value!r} is not three comma-separated numbers like 1,1,1", param, ctx)
+        return out
+
+
+def _param_for(f, group: str) -> click.Option:
+    name = f.name
+    flag = "--" + name.replace("_", "-")
+    help_text = f.metadata.get("help", "")
+    default = f.default
+    kw = dict(help=help_text, show_default=default is not None)
+    type_str = str(f.type)
+    if isinstance(default, bool):
+        opt = click.Option([flag + "/--no-" + name.replace("_", "-")], default=default, **kw)
+    elif isinstance(default, tuple):
+        opt = click.Option([flag], type=_Rgb(), default=",".join(f"{v:g}" for v in default), **kw)
+    elif "choices" in f.metadata:
+        opt = click.Option([flag], type=click.Choice(f.metadata["choices"]), default=default, **kw)
+    else:
+        if isinstance(default, int) or type_str.startswith("int"):
+            ptype = int
+        elif isinstance(default, float) or type_str.startswith("float"):
+            ptype = float
+        else:
+            ptype = str
+        opt = click.Option([flag], type=ptype, default=default, **kw)
+    opt.brushpy_group = group
+    return opt
+
+
+def _cli_fields(cls):
+    return [f for f in fields(cls) if f.metadata.get("cli", True) and "help" in f.metadata]
+
+
+class _GroupedCommand(click.Command):
+    """A command whose ``--help`` lists options under their config group."""
+
+    def format_options(self, ctx, formatter):
+        sections: dict[str, list] = {}
+        for p in self.get_params(ctx):
+            rec = p.get_help_record(ctx)
+            if rec is not None:
+                sections.setdefault(getattr(p, "brushpy_group", "Other options"), []).append(rec)
+        for title in [g for g, _ in GROUPS] + ["Other options"]:
+            if title in sections:
+                with formatter.section(title):
+                    formatter.write_dl(sections[title])
+
+
+def _build_configs(ctx: click.Context, dataset: Path, opts: dict):
+    """Defaults < args.txt < command line, per config class."""
+    from ..data import read_args_txt
+
+    try:
+        from_file = {k.replace("-", "_"): v for k, v in read_args_txt(dataset).items()}
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    params = {p.name: p for p in ctx.command.params}
+    configs = []
+    for _, cls in GROUPS:
+        values = {}
+        for f in _cli_fields(cls):
+            source = ctx.get_parameter_source(f.name)
+            if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT):
+                values[f.name] = opts[f.name]
+            elif f.name in from_file:
+                raw = from_file[f.name]
+                try:
+                    values[f.name] = params[f.name].type_cast_value(ctx, raw) if raw is not True else True
+                except click.BadParameter as exc:
+                    raise click.ClickException(f"{dataset}/args.txt: --{f.name.replace('_', '-')}: {exc.message}") from exc
+        configs.append(replace(cls(), **values) if values else cls())
+    unknown = sorted(set(from_file) - {f.name for _, cls in GROUPS for f in _cli_fields(cls)})
+    if unknown:
+        click.echo(f"note: {dataset}/args.txt sets options brushpy does not know: "
+                   + ", ".join("--" + u.replace("_", "-") for u in unknown), err=True)
+    return configs
+
+
+def _train_params():
+    ps = [click.Argument(["dataset"], required=False, type=click.Path(path_type=Path))]
+    for group, cls in GROUPS:
+        ps += [_param_for(f, group) for f in _cli_fields(cls)]
+    extra = [
+        click.Option(["--resume"], type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Continue from a checkpoint.npz written by an earlier run."),
+        click.Option(["--viewer"], is_flag=True, help="Show training live in the desktop window."),
+        click.Option(["--quiet", "-q"], is_flag=True, help="No progress bar."),
+    ]
+    for p in extra:
+        p.brushpy_group = "Other options"
+    return ps + extra
+
+
+def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool, **opts):
+    """Train Gaussian splats on DATASET (a COLMAP project, a nerfstudio transforms.json
+    folder, a NeRF-synthetic scene, or a .zip of one) and export a PLY.
+
+    Without DATASET, trains on the embedded 100x100 lego scene (NeRF-synthetic,
+    CC BY 3.0) in a few minutes, even on a CPU-only machine.
+    """
+    from ..data import DatasetError, load_dataset
+    from ..gpu import GpuError
+    from .run import run_training
+    from .trainer import TrainingError
+
+    ctx = click.get_current_context()
+    embedded = dataset is None
+    if embedded:
+        dataset = default_dataset()
+        click.echo(f"no dataset given: training on the embedded scene {dataset} "
+                   "(NeRF-synthetic lego by Mildenhall et al., CC BY 3.0)")
+    if not Path(dataset).exists():
+        raise click.ClickException(f"dataset {dataset} does not exist")
+    train_cfg, load_cfg, process_cfg = _build_configs(ctx, Path(dataset), opts)
+    if embedded and ctx.get_parameter_source("total_steps") != ParameterSource.COMMANDLINE:
+        train_cfg = replace(train_cfg, total_steps=3000, growth_stop_iter=1500)
+        process_cfg = replace(process_cfg, eval_every=500, export_every=3000)
+        click.echo("embedded scene: 3000 steps (pass --total-steps to change)")
+    is_synthetic = (Path(dataset) / "transforms_train.json").is_file()
+    if is_synthetic and ctx.get_parameter_source("background_color") != ParameterSource.COMMANDLINE:
+        train_cfg = replace(train_cfg, background_color=(1.0, 1.0, 1.0))
+        click.echo("NeRF-synthetic scene: white background (as usual for these scenes; --background-color changes it)")
+    try:
+        train_cfg.validate()
+        load_cfg = replace(load_cfg, seed=process_cfg.seed, random_init_scene_scale=train_cfg.random_init_scene_scale,
+                           progress=not quiet)
+        scene = load_dataset(dataset, load_cfg)
+        for w in scene.warnings:
+            click.echo(f"warning: {w}", err=True)
+        click.echo(f"{scene.name}: {len(scene.train_views)} training views, {len(scene.eval_views)} eval views")
+        if viewer:
+            from ..viewer import run_training_viewer
+
+            run_training_viewer(scene, train_cfg, process_cfg, resume=resume)
+            return
+        run_training(scene, train_cfg, process_cfg, resume=resume, progress=not quiet, log=click.echo)
+    except (DatasetError, TrainingError, GpuError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+train = _GroupedCommand("train", params=_train_params(), callback=_train, help=_train.__doc__,
+                        context_settings={"max_content_width": 110})
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(train())

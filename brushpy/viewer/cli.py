@@ -1,0 +1,32 @@
+"""``brushpy view [PATH]``: the click command (attached to the CLI group by brushpy.cli)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("view")
+@click.argument("path", required=False, type=click.Path(path_type=str))
+@click.option("--width", default=1280, show_default=True, help="Window width in pixels.")
+@click.option("--height", default=720, show_default=True, help="Window height in pixels.")
+def view_command(path, width, height):
+    """Open a window showing splats: a .ply file, a folder or a .zip of them.
+
+    \b
+    Left drag orbit, right drag look around, middle drag (Ctrl+left) pan,
+    wheel zoom, W/A/S/D/Q/E fly (Shift faster), Home frames the scene,
+    F toggles fullscreen, H hides the panels. Drop a file on the window to open it.
+    """
+    from . import run_viewer
+    from .app import NoDisplayError
+
+    if width < 1 or height < 1:
+        raise click.BadParameter("the window must be at least 1x1 pixels", param_hint="--width/--height")
+    try:
+        run_viewer(path, size=(width, height))
+    except NoDisplayError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+#: The name brushpy.cli's lazy group looks up for ``brushpy view``.
+view = view_command

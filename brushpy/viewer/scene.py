@@ -1,0 +1,138 @@
+"""What the viewer shows: a splat set on the GPU plus what the panels say about it.
+
+Opening a path (:func:`list_splat_files`, :func:`read_splat_file`) runs on a
+worker thread in the app (file reading and parsing are CPU work); the upload
+(:meth:`SplatData.to_gpu`) happens on the thread that owns the window.
+Accepted paths: a splat ``.ply`` file, a folder of ``.ply`` files, or a
+``.zip`` of ``.ply`` files (a folder or zip is a sequence of frames, e.g. the
+exports of a training run, shown one at a time).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..render.splats import Splats
+from .camera import scene_bounds
+
+
+class SceneLoadError(RuntimeError):
+    """A path could not be opened as splats (the message says why and what to do)."""
+
+
+@dataclass
+class SplatSource:
+    """One loadable splat file: a path on disk, or a member of a zip archive."""
+
+    path: Path
+    member: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.member if self.member else self.path.name
+
+    def __str__(self) -> str:
+        return f"{self.path}!{self.member}" if self.member else str(self.path)
+
+
+def list_splat_files(path) -> list[SplatSource]:
+    """The splat files a path stands for, in name order.
+
+    Raises:
+        SceneLoadError: when the path is missing or holds no ``.ply`` file.
+    """
+    p = Path(os.path.expanduser(str(path)))
+    if not p.exists():
+        raise SceneLoadError(f"{p}: no such file or folder")
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() == ".ply" and f.is_file())
+        if not files:
+            raise SceneLoadError(
+                f"{p} is a folder without .ply files. The viewer opens a splat .ply, a folder or a .zip of them "
+                "(opening a dataset comes with live training)."
+            )
+        return [SplatSource(f) for f in files]
+    if p.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(p) as zf:
+                names = sorted(n for n in zf.namelist() if n.lower().endswith(".ply") and not n.endswith("/"))
+        except zipfile.BadZipFile as exc:
+            raise SceneLoadError(f"{p}: not a readable zip archive ({exc})") from exc
+        if not names:
+            raise SceneLoadError(f"{p}: the zip archive holds no .ply file")
+        return [SplatSource(p, n) for n in names]
+    if p.suffix.lower() == ".ply":
+        return [SplatSource(p)]
+    raise SceneLoadError(f"{p}: unsupported file type {p.suffix!r}; open a splat .ply, a folder or a .zip of .ply files")
+
+
+def read_splat_file(source: SplatSource):
+    """Parse one splat file on the CPU; returns the reader's ``SplatData``.
+
+    Raises:
+        SceneLoadError: wrapping any reader error, naming the file.
+    """
+    from ..io.ply import read_ply
+
+    try:
+        if source.member is None:
+            return read_ply(source.path)
+        with zipfile.ZipFile(source.path) as zf, tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / Path(source.member).name
+            target.write_bytes(zf.read(source.member))
+            return read_ply(target)
+    except SceneLoadError:
+        raise
+    except Exception as exc:  # the reader's own errors name the problem; add the file
+        raise SceneLoadError(f"{source}: {exc}") from exc
+
+
+@dataclass
+class Scene:
+    """The splats on screen and their description.
+
+    Attributes:
+        splats: the GPU splat set.
+        name: what the scene panel calls it (file name or caller's label).
+        source: the file it came from, if any.
+        sources: all files of the opened path (frames of a folder / zip).
+        frame: index of ``source`` in ``sources``.
+        bounds: robust (1-99 percentile) box of the splat centres, ``(lo, hi)``,
+            used to frame the view.
+        extent: full ``(min, max)`` of the finite splat centres.
+    """
+
+    splats: Splats
+    name: str = "splats"
+    source: SplatSource | None = None
+    sources: list = field(default_factory=list)
+    frame: int = 0
+    bounds: tuple = (np.zeros(3), np.ones(3))
+    extent: tuple = (np.zeros(3), np.ones(3))
+
+    @property
+    def num_splats(self) -> int:
+        return self.splats.num_splats
+
+    @property
+    def sh_degree(self) -> int:
+        return self.splats.sh_degree
+
+    @classmethod
+    def from_splats(cls, splats: Splats, name: str = "splats", means: np.ndarray | None = None, **kw) -> "Scene":
+        """Describe a GPU splat set (downloads the means once unless given)."""
+        if means is None:
+            means = splats.means.numpy()
+        means = np.asarray(means, np.float64).reshape(-1, 3)
+        finite = means[np.isfinite(means).all(axis=1)]
+        if finite.shape[0] == 0:
+            raise SceneLoadError(f"{name}: the splat set has no finite positions")
+        bounds = scene_bounds(finite)
+        extent = (finite.min(axis=0), finite.max(axis=0))
+        return cls(splats=splats, name=name, bounds=bounds, extent=extent, **kw)

@@ -1,0 +1,190 @@
+"""GPU side of the viewer: render settings, the splat render, and the blit to a framebuffer.
+
+:class:`SplatView` draws the scene with the project's rasterizer
+(:func:`brushpy.render.forward.render_forward`) into an f32 ``[H,W,4]`` GPU
+tensor, and only again when the camera, the settings, the size or the
+scene changed. :class:`Blitter` shows such a tensor on any colour target
+(window surface or offscreen texture) with a fullscreen triangle whose
+fragment shader reads the storage buffer directly, so the image never visits
+the CPU. The window and the offscreen renderer share both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import wgpu
+
+from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, preprocess, workgroups_for
+from ..render.camera import Camera
+from ..render.splats import Splats
+
+
+@dataclass
+class RenderSettings:
+    """User-facing render options (the render settings panel).
+
+    Attributes:
+        sh_degree: SH degree used for colour, clamped to the scene's; None = the scene's.
+        splat_scale: factor on every Gaussian's standard deviations (> 0).
+        fov_y_deg: vertical field of view of the viewer camera in degrees.
+        background: (r, g, b) in [0, 1] composited behind the splats.
+        render_scale: splat image size relative to the window (0 < s <= 1);
+            the image is stretched bilinearly to the window.
+        moving_render_scale: the same while the camera is moving (the full
+            ``render_scale`` image follows once it stops); keeps slow devices
+            responsive. 1 = no change.
+    """
+
+    sh_degree: int | None = None
+    splat_scale: float = 1.0
+    fov_y_deg: float = 50.0
+    background: tuple = (0.0, 0.0, 0.0)
+    render_scale: float = 1.0
+    moving_render_scale: float = 1.0
+
+    def key(self) -> tuple:
+        return tuple(tuple(v) if isinstance(v, (list, tuple, np.ndarray)) else v for v in (getattr(self, f.name) for f in fields(self)))
+
+    def validate(self):
+        """Raises ValueError naming the setting that is out of range."""
+        if not self.splat_scale > 0:
+            raise ValueError(f"splat_scale must be > 0, got {self.splat_scale}")
+        if not 0 < self.render_scale <= 1:
+            raise ValueError(f"render_scale must be in (0, 1], got {self.render_scale}")
+        if not 0 < self.moving_render_scale <= 1:
+            raise ValueError(f"moving_render_scale must be in (0, 1], got {self.moving_render_scale}")
+        if not 0 < self.fov_y_deg < 180:
+            raise ValueError(f"fov_y_deg must be in (0, 180), got {self.fov_y_deg}")
+        if len(self.background) != 3:
+            raise ValueError(f"background must be (r, g, b), got {self.background}")
+
+
+class SplatView:
+    """Renders a splat set with :class:`RenderSettings`, caching the last image.
+
+    ``render(splats, camera, settings)`` returns the f32 ``[H,W,4]`` image
+    tensor; calling it again with the same splats object, an equal camera and
+    equal settings returns the cached tensor without GPU work
+    (:attr:`last_was_cached`). Call :meth:`invalidate` after changing the
+    splats' contents in place (e.g. a training step).
+    """
+
+    def __init__(self):
+        self._scale_kernel = None
+        self._scaled: tuple | None = None  # (splats id, factor, scaled log_scales tensor)
+        self._key = None
+        self.image: GpuTensor | None = None
+        self.state = None  # the last ForwardState
+        self.last_was_cached = False
+        self.renders = 0
+
+    @staticmethod
+    def _camera_key(camera: Camera) -> tuple:
+        return (camera.world_to_camera.tobytes(), camera.intrinsics, camera.width, camera.height)
+
+    def _scaled_splats(self, splats: Splats, factor: float) -> Splats:
+        if factor == 1.0:
+            return splats
+        cached = self._scaled
+        if cached is not None and cached[0] is splats and cached[1] == factor:
+            out = cached[2]
+        else:
+            if self._scale_kernel is None:
+                self._scale_kernel = Kernel("viewer_scale_splats.wgsl")
+            src = splats.log_scales
+            out = cached[2] if (cached is not None and cached[2].shape == src.shape) else GpuTensor.empty(src.shape, np.float32, "viewer_log_scales")
+            count = src.numel
+            params = np.zeros(4, np.uint32)
+            params[0] = count
+            params[1] = np.float32(math.log(factor)).view(np.uint32)
+            rec = Recorder()
+            rec.dispatch(self._scale_kernel, [Uniform(params), src, out], workgroups_for(count, 256))
+            rec.submit()
+            self._scaled = (splats, factor, out)
+        return Splats(splats.means, splats.rotations, out, splats.sh_coeffs, splats.raw_opacities)
+
+    def render(self, splats: Splats, camera: Camera, settings: RenderSettings) -> GpuTensor:
+        """The image of ``splats`` seen by ``camera`` (re-rendered only when something changed)."""
+        from ..render.forward import render_forward
+
+        settings.validate()
+        sh = splats.sh_degree if settings.sh_degree is None else max(0, min(int(settings.sh_degree), splats.sh_degree))
+        bg = tuple(float(c) for c in settings.background)
+        key = (id(splats), self._camera_key(camera), sh, float(settings.splat_scale), bg)
+        if key == self._key and self.image is not None:
+            self.last_was_cached = True
+            return self.image
+        view_splats = self._scaled_splats(splats, float(settings.splat_scale))
+        state = render_forward(view_splats, camera, background=bg, sh_degree=sh)
+        self.state, self.image, self._key = state, state.image, key
+        self.last_was_cached = False
+        self.renders += 1
+        return self.image
+
+    def invalidate(self):
+        """Forget the cached image (next render draws again)."""
+        self._key = None
+
+
+class Blitter:
+    """Draws an f32 ``[H,W,4]`` image tensor over a whole colour target.
+
+    Args:
+        target_format: the colour attachment's texture format; for ``*-srgb``
+            formats the shader decodes sRGB so the stored colours reach the
+            screen unchanged.
+    """
+
+    def __init__(self, target_format: str, device=None):
+        self.device = device or get_context().device
+        self.target_format = target_format
+        self.srgb_target = str(target_format).endswith("srgb")
+        src = preprocess("viewer_blit.wgsl")
+        module = self.device.create_shader_module(code=src, label="viewer_blit")
+        self.layout = self.device.create_bind_group_layout(
+            entries=[
+                {"binding": 0, "visibility": wgpu.ShaderStage.FRAGMENT, "buffer": {"type": "uniform"}},
+                {"binding": 1, "visibility": wgpu.ShaderStage.FRAGMENT, "buffer": {"type": "read-only-storage"}},
+            ],
+            label="viewer_blit",
+        )
+        self.pipeline = self.device.create_render_pipeline(
+            layout=self.device.create_pipeline_layout(bind_group_layouts=[self.layout]),
+            vertex={"module": module, "entry_point": "vs_main", "buffers": []},
+            primitive={"topology": "triangle-list"},
+            fragment={"module": module, "entry_point": "fs_main", "targets": [{"format": target_format}]},
+            label="viewer_blit",
+        )
+        self.uniform = self.device.create_buffer(size=32, usage=wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.COPY_DST, label="viewer_blit_params")
+        self._bind = None  # (buffer, bind group)
+
+    def clear_value(self, background) -> tuple:
+        """The render-pass clear colour that shows ``background`` like the blit does."""
+        c = np.clip(np.asarray(background, np.float64), 0, 1)
+        if self.srgb_target:
+            c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        return (float(c[0]), float(c[1]), float(c[2]), 1.0)
+
+    def draw(self, render_pass, image: GpuTensor, target_size: tuple[int, int]):
+        """Record the fullscreen draw of ``image`` (shape [H,W,4] float32) into ``render_pass``."""
+        if len(image.shape) != 3 or image.shape[2] != 4:
+            raise ValueError(f"blit expects an image tensor [H,W,4], got {image.shape}")
+        h, w = image.shape[:2]
+        params = np.array([w, h, int(target_size[0]), int(target_size[1]), int(self.srgb_target), 0, 0, 0], np.uint32)
+        self.device.queue.write_buffer(self.uniform, 0, params.tobytes())
+        if self._bind is None or self._bind[0] is not image.buffer:
+            bg = self.device.create_bind_group(
+                layout=self.layout,
+                entries=[
+                    {"binding": 0, "resource": {"buffer": self.uniform, "offset": 0, "size": 32}},
+                    {"binding": 1, "resource": {"buffer": image.buffer, "offset": 0, "size": image.buffer.size}},
+                ],
+                label="viewer_blit",
+            )
+            self._bind = (image.buffer, bg)
+        render_pass.set_pipeline(self.pipeline)
+        render_pass.set_bind_group(0, self._bind[1])
+        render_pass.draw(3, 1, 0, 0)

@@ -1,0 +1,69 @@
+// Row gather and per-row zeroing for tensors of any row width.
+//
+// Rows are `width` 32-bit words; the data is handled as raw bits (u32), so the
+// same kernels serve float32, uint32 and int32 tensors bit-exactly.
+//
+// gather:    dst[r, :] = src[src_rows[r], :]           for r < count
+//            (with USE_MASK: 0 instead where row_mask[r] != 0)
+// zero_rows: dst[r, :] = 0 where row_mask[r] != 0     for r < count
+//
+// WIDTH (words per row) is a compile-time constant so that the row index
+// e / WIDTH is a multiply-shift, not an integer division.
+
+#include "common.wgsl"
+
+struct Params {
+    count: u32,   // rows to write
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+const WIDTH: u32 = {{WIDTH}}u;
+
+const WG: u32 = 256u;
+
+#if GATHER
+@group(0) @binding(0) var<storage, read> src: array<u32>;
+@group(0) @binding(1) var<storage, read> src_rows: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<u32>;
+@group(0) @binding(3) var<uniform> params: Params;
+#if USE_MASK
+@group(0) @binding(4) var<storage, read> row_mask: array<u32>;
+#endif
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let e = linear_workgroup_id(wid, nwg) * WG + lid;
+    let r = e / WIDTH;
+    if (r >= params.count) {
+        return;
+    }
+    let c = e - r * WIDTH;
+#if USE_MASK
+    if (row_mask[r] != 0u) {
+        dst[e] = 0u;
+        return;
+    }
+#endif
+    dst[e] = src[src_rows[r] * WIDTH + c];
+}
+#else
+@group(0) @binding(0) var<storage, read_write> dst: array<u32>;
+@group(0) @binding(1) var<storage, read> row_mask: array<u32>;
+@group(0) @binding(2) var<uniform> params: Params;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let e = linear_workgroup_id(wid, nwg) * WG + lid;
+    let r = e / WIDTH;
+    if (r >= params.count) {
+        return;
+    }
+    if (row_mask[r] != 0u) {
+        dst[e] = 0u;
+    }
+}
+#endif

@@ -1,0 +1,102 @@
+// Forward stage 5: alpha-blend the splats of each 16x16 tile front to back.
+// One workgroup per tile, one thread per pixel; the tile's splats are staged
+// through workgroup memory 256 at a time.
+//
+// Per pixel centre p and splat (mean m, conic [[a, b], [b, c]], opacity o):
+//   d = m - p, σ = ½(a dx² + c dy²) + b dx dy, alpha = min(0.999, o exp(-σ));
+//   skip when σ < 0 or alpha < 1/255; stop (without blending) at the splat that
+//   takes the transmittance T to <= 1e-4. Output rgb + T·background, alpha 1 - T,
+//   and final_index = one past the last intersection index processed before
+//   stopping (the tile's end when the pixel never stopped).
+#include "common.wgsl"
+#include "render_common.wgsl"
+
+@group(0) @binding(0) var<uniform> params: RenderParams;
+@group(0) @binding(1) var<storage, read> projected: array<f32>;          // [V,9]
+@group(0) @binding(2) var<storage, read> compact_from_isect: array<u32>; // [I]
+@group(0) @binding(3) var<storage, read> tile_ranges: array<u32>;        // [T,2]
+@group(0) @binding(4) var<storage, read_write> image: array<f32>;        // [H,W,4]
+@group(0) @binding(5) var<storage, read_write> final_index: array<u32>;  // [H,W]
+
+var<workgroup> s_mean_opacity: array<vec4<f32>, TILE_PIXELS>; // x, y, opacity, -
+var<workgroup> s_conic: array<vec4<f32>, TILE_PIXELS>;        // a, b, c, -
+var<workgroup> s_color: array<vec4<f32>, TILE_PIXELS>;        // r, g, b, -
+// "some pixel still blending" flags, alternating between batches so that resetting the
+// next batch's flag never races with reads of the current one
+var<workgroup> s_any_alive: array<u32, 2>;
+
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let tiles_x = params.image.z;
+    let tile = wid.x + wid.y * tiles_x;
+    let px = wid.x * TILE_SIZE + lid3.x;
+    let py = wid.y * TILE_SIZE + lid3.y;
+    let inside = px < params.image.x && py < params.image.y;
+    let pixel = vec2<f32>(f32(px) + 0.5, f32(py) + 0.5);
+
+    let start = tile_ranges[2u * tile];
+    let end = tile_ranges[2u * tile + 1u];
+    var done = !inside;
+    var T = 1.0;
+    var rgb = vec3<f32>(0.0);
+    var final_idx = end;
+
+    let num_batches = (end - start + TILE_PIXELS - 1u) / TILE_PIXELS;
+    if (lid == 0u) {
+        s_any_alive[0] = 0u;
+        s_any_alive[1] = 0u;
+    }
+    for (var b = 0u; b < num_batches; b++) {
+        workgroupBarrier(); // previous batch consumed by every thread; flag b reset
+        if (!done) {
+            s_any_alive[b & 1u] = 1u;
+        }
+        if (lid == 0u) {
+            s_any_alive[(b + 1u) & 1u] = 0u;
+        }
+        let batch_start = start + b * TILE_PIXELS;
+        let idx = batch_start + lid;
+        if (idx < end) {
+            let c = compact_from_isect[idx];
+            let o = c * PROJECTED_STRIDE;
+            s_mean_opacity[lid] = vec4<f32>(projected[o], projected[o + 1u], projected[o + 8u], 0.0);
+            s_conic[lid] = vec4<f32>(projected[o + 2u], projected[o + 3u], projected[o + 4u], 0.0);
+            s_color[lid] = vec4<f32>(projected[o + 5u], projected[o + 6u], projected[o + 7u], 0.0);
+        }
+        if (workgroupUniformLoad(&s_any_alive[b & 1u]) == 0u) {
+            break;
+        }
+        let batch_len = select(min(TILE_PIXELS, end - batch_start), 0u, done);
+        for (var j = 0u; j < batch_len; j++) {
+            let mo = s_mean_opacity[j];
+            let conic = s_conic[j];
+            let d = mo.xy - pixel;
+            let sigma = 0.5 * (conic.x * d.x * d.x + conic.z * d.y * d.y) + conic.y * d.x * d.y;
+            if (sigma < 0.0) {
+                continue;
+            }
+            let alpha = min(MAX_ALPHA, mo.z * exp(-sigma));
+            if (alpha < ALPHA_THRESHOLD) {
+                continue;
+            }
+            let next_T = T * (1.0 - alpha);
+            if (next_T <= TRANSMITTANCE_STOP) {
+                done = true;
+                final_idx = batch_start + j;
+                break;
+            }
+            rgb += (alpha * T) * s_color[j].xyz;
+            T = next_T;
+        }
+    }
+
+    if (inside) {
+        let p = py * params.image.x + px;
+        image[4u * p] = rgb.x + T * params.background.x;
+        image[4u * p + 1u] = rgb.y + T * params.background.y;
+        image[4u * p + 2u] = rgb.z + T * params.background.z;
+        image[4u * p + 3u] = 1.0 - T;
+        final_index[p] = final_idx;
+    }
+}

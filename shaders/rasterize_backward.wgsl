@@ -1,0 +1,233 @@
+// Rasterize backward: per-splat gradients of the projected values.
+//
+// One workgroup per 16x16 tile, one thread per pixel. The tile's list
+// (compact_from_isect[tile start .. end)) is walked back to front in batches
+// staged through workgroup memory; each pixel only uses intersections below
+// its own final_index, exactly the ones the forward blended or skipped before
+// it stopped. Each pixel recovers its transmittance from the final alpha
+// (T_i = T_{i+1} / (1 - alpha_i)) and the colour blended behind the current
+// splat, and applies the same skip rules as the forward: sigma < 0,
+// alpha < 1/255, alpha clamped at 0.999 (no gradient through the clamp).
+//
+// Output: v_projected [V,9], gradients w.r.t. projected's x, y, conic a, b, c,
+// r, g, b, opacity (same layout, compact index), and refine_abs [V], Brush's
+// densification statistic: the sum over pixels of (|dL/dx_p| + |dL/dy_p|) /
+// max(pixel alpha, 0.001) times max(W, H), where the per-pixel 2D-mean gradient
+// ignores the 0.999 clamp. Both are accumulated with atomics:
+// float atomics when the device has them (HAS_FLOAT_ATOMICS), otherwise a
+// compare-and-swap loop on the bit pattern. With subgroups, the subgroup sums
+// its pixels' contributions first and one lane does the atomics.
+//
+// Maths: tests/reference/render_backward.py (rasterize_projected_vjp).
+
+#include "common.wgsl"
+
+struct Params {
+    background: vec4<f32>,   // rgb, unused
+    width: u32,
+    height: u32,
+    tiles_x: u32,
+    tiles_y: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> compact_from_isect: array<u32>;
+@group(0) @binding(2) var<storage, read> tile_ranges: array<u32>;
+@group(0) @binding(3) var<storage, read> projected: array<f32>;
+@group(0) @binding(4) var<storage, read> final_index: array<u32>;
+@group(0) @binding(5) var<storage, read> image: array<f32>;
+@group(0) @binding(6) var<storage, read> v_image: array<f32>;
+
+#if HAS_FLOAT_ATOMICS
+@group(0) @binding(7) var<storage, read_write> v_projected: array<atomic<f32>>;
+@group(0) @binding(8) var<storage, read_write> refine_abs: array<atomic<f32>>;
+
+fn add_grad(i: u32, v: f32) {
+    atomicAdd(&v_projected[i], v);
+}
+
+fn add_refine(i: u32, v: f32) {
+    atomicAdd(&refine_abs[i], v);
+}
+#else
+@group(0) @binding(7) var<storage, read_write> v_projected: array<atomic<u32>>;
+@group(0) @binding(8) var<storage, read_write> refine_abs: array<atomic<u32>>;
+
+// float add as a compare-and-swap loop on the bit pattern
+fn add_grad(i: u32, v: f32) {
+    var old = atomicLoad(&v_projected[i]);
+    loop {
+        let res = atomicCompareExchangeWeak(&v_projected[i], old, bitcast<u32>(bitcast<f32>(old) + v));
+        if res.exchanged {
+            break;
+        }
+        old = res.old_value;
+    }
+}
+
+fn add_refine(i: u32, v: f32) {
+    var old = atomicLoad(&refine_abs[i]);
+    loop {
+        let res = atomicCompareExchangeWeak(&refine_abs[i], old, bitcast<u32>(bitcast<f32>(old) + v));
+        if res.exchanged {
+            break;
+        }
+        old = res.old_value;
+    }
+}
+#endif
+
+const TILE: u32 = 16u;
+const BATCH: u32 = 256u;
+const STRIDE: u32 = 9u;
+const ALPHA_THRESHOLD: f32 = 1.0 / 255.0;
+const MAX_ALPHA: f32 = 0.999;
+
+var<workgroup> batch_id: array<u32, BATCH>;
+var<workgroup> batch_xy: array<vec2<f32>, BATCH>;
+var<workgroup> batch_conic: array<vec3<f32>, BATCH>;
+var<workgroup> batch_color: array<vec4<f32>, BATCH>;   // rgb, opacity
+var<workgroup> wg_end: atomic<u32>;
+var<workgroup> wg_range: vec2<u32>;
+
+fn add_all(id: u32, v_xy: vec2<f32>, v_conic: vec3<f32>, v_rgb: vec3<f32>, v_op: f32, v_refine: f32) {
+    add_refine(id, v_refine);
+    let b = id * STRIDE;
+    add_grad(b + 0u, v_xy.x);
+    add_grad(b + 1u, v_xy.y);
+    add_grad(b + 2u, v_conic.x);
+    add_grad(b + 3u, v_conic.y);
+    add_grad(b + 4u, v_conic.z);
+    add_grad(b + 5u, v_rgb.x);
+    add_grad(b + 6u, v_rgb.y);
+    add_grad(b + 7u, v_rgb.z);
+    add_grad(b + 8u, v_op);
+}
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+#if HAS_SUBGROUPS
+    @builtin(subgroup_invocation_id) lane: u32,
+#endif
+) {
+    let num_tiles = params.tiles_x * params.tiles_y;
+    let tile = linear_workgroup_id(wid, nwg);
+    let tile_ok = tile < num_tiles;
+    let tx = select(0u, tile % params.tiles_x, tile_ok);
+    let ty = select(0u, tile / params.tiles_x, tile_ok);
+    let px = tx * TILE + lid % TILE;
+    let py = ty * TILE + lid / TILE;
+    let inside = tile_ok && px < params.width && py < params.height;
+    let pix = py * params.width + px;
+
+    var range = vec2<u32>(0u, 0u);
+    if tile_ok {
+        range = vec2<u32>(tile_ranges[2u * tile], tile_ranges[2u * tile + 1u]);
+    }
+    // this pixel's walk ends at final_index (intersections past it were never reached)
+    var my_end = range.x;
+    var T = 1.0;
+    var T_final = 1.0;
+    var v_rgb = vec3<f32>(0.0);
+    var v_T_term = 0.0;   // (v_rgb . bg - v_alpha_out) * T_final
+    var refine_scale = 0.0;  // max(W, H) / max(final alpha, 0.001)
+    if inside {
+        my_end = final_index[pix];
+        T_final = 1.0 - image[4u * pix + 3u];
+        T = T_final;
+        v_rgb = vec3<f32>(v_image[4u * pix], v_image[4u * pix + 1u], v_image[4u * pix + 2u]);
+        v_T_term = (dot(v_rgb, params.background.rgb) - v_image[4u * pix + 3u]) * T_final;
+        refine_scale = f32(max(params.width, params.height)) / max(image[4u * pix + 3u], 0.001);
+    }
+    var behind = vec3<f32>(0.0);   // colour blended behind the current splat
+
+    if lid == 0u {
+        atomicStore(&wg_end, range.x);
+    }
+    workgroupBarrier();
+    atomicMax(&wg_end, my_end);
+    workgroupBarrier();
+    if lid == 0u {
+        wg_range = vec2<u32>(range.x, atomicLoad(&wg_end));
+    }
+    let r = workgroupUniformLoad(&wg_range);
+
+    var batch_end = r.y;
+    loop {
+        if batch_end <= r.x {
+            break;
+        }
+        let count = min(BATCH, batch_end - r.x);
+        let batch_start = batch_end - count;
+        workgroupBarrier();
+        if lid < count {
+            // slot j holds intersection batch_end - 1 - j (back to front)
+            let cid = compact_from_isect[batch_end - 1u - lid];
+            let b = cid * STRIDE;
+            batch_id[lid] = cid;
+            batch_xy[lid] = vec2<f32>(projected[b], projected[b + 1u]);
+            batch_conic[lid] = vec3<f32>(projected[b + 2u], projected[b + 3u], projected[b + 4u]);
+            batch_color[lid] = vec4<f32>(projected[b + 5u], projected[b + 6u], projected[b + 7u], projected[b + 8u]);
+        }
+        workgroupBarrier();
+
+        for (var j = 0u; j < count; j++) {
+            let isect = batch_end - 1u - j;
+            var g_xy = vec2<f32>(0.0);
+            var g_conic = vec3<f32>(0.0);
+            var g_rgb = vec3<f32>(0.0);
+            var g_op = 0.0;
+            var g_refine = 0.0;
+            var has = false;
+            if inside && isect < my_end {
+                let xy = batch_xy[j];
+                let conic = batch_conic[j];
+                let col = batch_color[j];
+                let d = xy - vec2<f32>(f32(px) + 0.5, f32(py) + 0.5);
+                let sigma = 0.5 * (conic.x * d.x * d.x + conic.z * d.y * d.y) + conic.y * d.x * d.y;
+                let vis = exp(-sigma);
+                let raw_alpha = col.w * vis;
+                let alpha = min(MAX_ALPHA, raw_alpha);
+                if sigma >= 0.0 && alpha >= ALPHA_THRESHOLD {
+                    has = true;
+                    let ra = 1.0 / (1.0 - alpha);
+                    T = T * ra;
+                    let w = alpha * T;
+                    g_rgb = w * v_rgb;
+                    let v_alpha = dot(v_rgb, T * col.rgb - behind * ra) - v_T_term * ra;
+                    behind += w * col.rgb;
+                    let dsigma_dxy = vec2<f32>(conic.x * d.x + conic.y * d.y, conic.y * d.x + conic.z * d.y);
+                    let v_xy_any = (-alpha * v_alpha) * dsigma_dxy;   // as if unclamped, for the statistic
+                    g_refine = (abs(v_xy_any.x) + abs(v_xy_any.y)) * refine_scale;
+                    if raw_alpha <= MAX_ALPHA {
+                        g_op = vis * v_alpha;
+                        let v_sigma = -raw_alpha * v_alpha;
+                        g_conic = vec3<f32>(0.5 * v_sigma * d.x * d.x, v_sigma * d.x * d.y, 0.5 * v_sigma * d.y * d.y);
+                        g_xy = v_sigma * dsigma_dxy;
+                    }
+                }
+            }
+#if HAS_SUBGROUPS
+            // `count` is workgroup-uniform, so every lane reaches these.
+            if subgroupAny(has) {
+                let s_xy = subgroupAdd(g_xy);
+                let s_conic = subgroupAdd(g_conic);
+                let s_rgb = subgroupAdd(g_rgb);
+                let s_op = subgroupAdd(g_op);
+                let s_refine = subgroupAdd(g_refine);
+                if lane == 0u {
+                    add_all(batch_id[j], s_xy, s_conic, s_rgb, s_op, s_refine);
+                }
+            }
+#else
+            if has {
+                add_all(batch_id[j], g_xy, g_conic, g_rgb, g_op, g_refine);
+            }
+#endif
+        }
+        batch_end = batch_start;
+    }
+}
