@@ -10,14 +10,16 @@
 
 from .camera import MipCamera, box_extents, orbit_cameras
 from .model import MipGaussians, export_ply, init_from_volume, init_random
-from .render import MipOverflowError, MipRenderer
+from .render import MipFrame, MipOverflowError, MipRenderOp, MipRenderer
 from .train import MipTrainConfig, MipTrainer, evaluate
 from .volume import VolumeError, load_projection_image, load_volume, true_mip, true_mips
 
 __all__ = [
     "MipCamera",
+    "MipFrame",
     "MipGaussians",
     "MipOverflowError",
+    "MipRenderOp",
     "MipRenderer",
     "MipTrainConfig",
     "MipTrainer",

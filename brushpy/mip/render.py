@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
 from .camera import MipCamera
 from .model import PARAM_NAMES, MipGaussians
@@ -38,6 +39,25 @@ DEFAULT_TEMPERATURE = 0.1
 
 class MipOverflowError(RuntimeError):
     """The tile lists needed more entries than one storage buffer holds."""
+
+
+class MipFrame:
+    """Per-view scratch of a :class:`MipRenderer`: projected Gaussians, tile lists,
+    the image and pixel state a backward needs. A renderer owns one (reused view
+    after view); a :class:`MipRenderOp` keeps its own until its backward ran."""
+
+    def __init__(self, r: "MipRenderer"):
+        K, T = r.num_gaussians, r.tiles_x * r.tiles_y
+        self.proj = GpuTensor.empty((K, 8), np.float32, "mip projected")
+        self.rects = GpuTensor.empty((K, 4), np.uint32, "mip tile rects")
+        self.tile_counts = GpuTensor.empty((T,), np.uint32, "mip tile counts")
+        self.tile_base = GpuTensor.empty((T,), np.uint32, "mip tile base")
+        self.tile_ranges = GpuTensor.empty((T, 2), np.uint32, "mip tile ranges")
+        self.cursor = GpuTensor.empty((T,), np.uint32, "mip tile cursor")
+        self.isect_ids = GpuTensor.empty((r.capacity,), np.uint32, "mip intersections")
+        self.image = GpuTensor.empty((r.height, r.width, 4), np.float32, "mip image")
+        self.state = GpuTensor.empty((r.height, r.width, 2), np.float32, "mip pixel state")
+        self.v_proj = GpuTensor.empty((K, 6), np.float32, "mip v_projected")
 
 
 class MipRenderer:
@@ -51,7 +71,8 @@ class MipRenderer:
         max_slots: how many views' intersection totals one step can record.
 
     Attributes:
-        image: float32 [H, W, 4] of the last recorded forward, (out, out, out, 1).
+        frame: the default :class:`MipFrame` (scratch reused view after view).
+        image: ``frame.image``, float32 [H, W, 4] of the last forward, (out, out, out, 1).
         totals: uint32 [max_slots] intersections each recorded view needed.
     """
 
@@ -76,18 +97,13 @@ class MipRenderer:
         self._k_raster = Kernel("mip_rasterize.wgsl")
         self._k_raster_bwd = Kernel("mip_rasterize_backward.wgsl")
         self._k_project_bwd = Kernel("mip_project_backward.wgsl")
-        self.proj = GpuTensor.empty((K, 8), np.float32, "mip projected")
-        self.rects = GpuTensor.empty((K, 4), np.uint32, "mip tile rects")
-        self.tile_counts = GpuTensor.empty((T,), np.uint32, "mip tile counts")
-        self.tile_base = GpuTensor.empty((T,), np.uint32, "mip tile base")
-        self.tile_ranges = GpuTensor.empty((T, 2), np.uint32, "mip tile ranges")
-        self.cursor = GpuTensor.empty((T,), np.uint32, "mip tile cursor")
-        self.isect_ids = GpuTensor.empty((self.capacity,), np.uint32, "mip intersections")
+        self.frame = MipFrame(self)
         self.totals = GpuTensor.empty((max_slots,), np.uint32, "mip intersection totals")
-        self.image = GpuTensor.empty((self.height, self.width, 4), np.float32, "mip image")
-        self.state = GpuTensor.empty((self.height, self.width, 2), np.float32, "mip pixel state")
-        self.v_proj = GpuTensor.empty((K, 6), np.float32, "mip v_projected")
         self._views: dict = {}
+
+    @property
+    def image(self) -> GpuTensor:
+        return self.frame.image
 
     # -- views --------------------------------------------------------------------
     def view_tensor(self, cam: MipCamera) -> GpuTensor:
@@ -107,48 +123,53 @@ class MipRenderer:
             raise ValueError(f"model has {model.num_gaussians} Gaussians, renderer built for {self.num_gaussians}")
 
     # -- forward / backward ---------------------------------------------------------
-    def record_forward(self, rec: Recorder, model: MipGaussians, cam: MipCamera, slot: int = 0) -> GpuTensor:
-        """Record projection, binning and rasterization of one view; returns :attr:`image`.
+    def record_forward(self, rec: Recorder, model: MipGaussians, cam: MipCamera, slot: int = 0,
+                       frame: MipFrame | None = None) -> GpuTensor:
+        """Record projection, binning and rasterization of one view; returns the frame's image
+        (float32 [H, W, 4] = (out, out, out, 1)).
 
-        ``slot`` is where the view's intersection count goes in :attr:`totals`.
+        ``slot`` is where the view's intersection count goes in :attr:`totals`;
+        ``frame`` the scratch to use (default :attr:`frame`).
         """
         self._check_model(model)
+        f = frame or self.frame
         view = self.view_tensor(cam)
         K = self.num_gaussians
         p = model.tensors()
-        rec.clear(self.tile_counts)
-        rec.clear(self.cursor)
+        rec.clear(f.tile_counts)
+        rec.clear(f.cursor)
         with rec.stage("mip_project"):
             rec.dispatch(self._k_project, [view, p["means"], p["log_scales"], p["rotations"], p["log_amplitudes"],
-                                           self.proj, self.rects, self.tile_counts], workgroups_for(K, 256))
+                                           f.proj, f.rects, f.tile_counts], workgroups_for(K, 256))
         with rec.stage("mip_bin"):
-            rec.dispatch(self._k_scan, [view, self.tile_counts, self.tile_base, self.tile_ranges, self.totals,
+            rec.dispatch(self._k_scan, [view, f.tile_counts, f.tile_base, f.tile_ranges, self.totals,
                                         Uniform(np.array([slot, 0, 0, 0], np.uint32))], (1, 1, 1))
-            rec.dispatch(self._k_scatter, [view, self.rects, self.tile_base, self.cursor, self.isect_ids],
+            rec.dispatch(self._k_scatter, [view, f.rects, f.tile_base, f.cursor, f.isect_ids],
                          workgroups_for(K, 256))
         with rec.stage("mip_rasterize"):
-            rec.dispatch(self._k_raster, [view, self.proj, self.tile_ranges, self.isect_ids, self.image, self.state],
+            rec.dispatch(self._k_raster, [view, f.proj, f.tile_ranges, f.isect_ids, f.image, f.state],
                          workgroups_for(self.tiles_x * self.tiles_y, 1))
-        return self.image
+        return f.image
 
     def record_backward(self, rec: Recorder, model: MipGaussians, cam: MipCamera, v_out: GpuTensor,
-                        grads: dict[str, GpuTensor]) -> None:
-        """Record the backward of the LAST recorded forward (same camera): adds the
-        gradients of ``Σ v_out·out`` (``v_out`` float32 [H, W]) into ``grads``
-        (name -> float32 tensors shaped like the parameters)."""
+                        grads: dict[str, GpuTensor], frame: MipFrame | None = None) -> None:
+        """Record the backward of the forward last recorded into ``frame`` (same camera,
+        unchanged parameters): adds the gradients of ``Σ v_out·out`` (``v_out`` float32
+        [H, W]) into ``grads`` (name -> float32 tensors shaped like the parameters)."""
         self._check_model(model)
+        f = frame or self.frame
         if tuple(v_out.shape) not in ((self.height, self.width), (self.height * self.width,)):
             raise ValueError(f"v_out must be float32 [{self.height}, {self.width}], got {v_out.shape}")
         view = self.view_tensor(cam)
         p = model.tensors()
-        rec.clear(self.v_proj)
+        rec.clear(f.v_proj)
         with rec.stage("mip_rasterize_backward"):
-            rec.dispatch(self._k_raster_bwd, [view, self.proj, self.tile_ranges, self.isect_ids, self.image,
-                                              self.state, v_out, self.v_proj],
+            rec.dispatch(self._k_raster_bwd, [view, f.proj, f.tile_ranges, f.isect_ids, f.image,
+                                              f.state, v_out, f.v_proj],
                          workgroups_for(self.tiles_x * self.tiles_y, 1))
         with rec.stage("mip_project_backward"):
             rec.dispatch(self._k_project_bwd, [view, p["means"], p["log_scales"], p["rotations"], p["log_amplitudes"],
-                                               self.v_proj] + [grads[n] for n in PARAM_NAMES],
+                                               f.v_proj] + [grads[n] for n in PARAM_NAMES],
                          workgroups_for(self.num_gaussians, 256))
 
     def check_totals(self, count: int = 1) -> np.ndarray:
@@ -183,3 +204,49 @@ class MipRenderer:
         rec.submit()
         self.check_totals(1)
         return {n: g.numpy() for n, g in grads.items()}
+
+
+class MipRenderOp(Op):
+    """One view's soft-MIP render as an op of the autodiff tape (:mod:`brushpy.autodiff`).
+
+    Records the forward into ``rec`` on construction, into its own
+    :class:`MipFrame` (kept until the backward runs).
+
+    inputs: (means, log_scales, rotations, log_amplitudes) of ``model``.
+    outputs: (image,) float32 [H, W, 4] = (out, out, out, 1); the backward takes the
+    gradient of the grey value as the sum of the r, g, b gradients (alpha is constant).
+
+    Example::
+
+        tape = Tape()
+        op = tape.record(MipRenderOp(renderer, rec, model, cam))
+        grads = tape.backward(rec, {op.outputs[0]: v_image})
+        v_means = grads[model.means]
+    """
+
+    def __init__(self, renderer: MipRenderer, rec: Recorder, model: MipGaussians, cam: MipCamera, slot: int = 0):
+        self.renderer, self.model, self.cam = renderer, model, cam
+        self.frame = MipFrame(renderer)
+        image = renderer.record_forward(rec, model, cam, slot=slot, frame=self.frame)
+        self.inputs = tuple(getattr(model, n) for n in PARAM_NAMES)
+        self.outputs = (image,)
+
+    def backward(self, rec: Recorder, grad_outputs: tuple) -> tuple:
+        g = grad_outputs[0]
+        if g is None:
+            return (None,) * len(PARAM_NAMES)
+        r = self.renderer
+        if tuple(g.shape) != (r.height, r.width, 4):
+            raise ValueError(f"MipRenderOp: image gradient must be float32 [{r.height}, {r.width}, 4], got {g.shape}")
+        n = r.height * r.width
+        v_out = GpuTensor.empty((r.height, r.width), np.float32, "mip v_out")
+        partials = GpuTensor.empty((math.ceil(n / 256),), np.float32, "mip unused partials")
+        p = np.zeros(8, np.uint32)
+        p[0] = n
+        p.view(np.float32)[5] = 1.0  # v_out = 0·2(x - y) + 1·(g.r + g.g + g.b)
+        image = self.frame.image
+        with rec.stage("mip_loss"):
+            rec.dispatch(Kernel("mip_loss.wgsl"), [Uniform(p), image, image, g, v_out, partials], workgroups_for(n, 256))
+        grads = {name: GpuTensor.empty(t.shape, np.float32, f"mip grad {name}") for name, t in zip(PARAM_NAMES, self.inputs)}
+        r.record_backward(rec, self.model, self.cam, v_out, grads, frame=self.frame)
+        return tuple(grads[name] for name in PARAM_NAMES)

@@ -16,6 +16,12 @@ and, with ``mean_lr_final_factor < 1``, decays exponentially from ``lr`` to
 ``lr·factor`` over ``iterations`` (Brush's mean-LR schedule; 1 = constant, the default)
 and clamps ``log_scales ∈ [-6, 0]``, ``log_amplitudes ∈ [-10, 6]`` and the means
 into the box. Everything is one command buffer; the loss is the one readback.
+
+The step drives the renderer directly rather than through the autodiff tape
+(:class:`~brushpy.mip.render.MipRenderOp` is the tape form of the same kernels):
+views are processed one after the other through one reused scratch frame and
+their gradients are added in place by the projection backward, so memory does
+not grow with the number of views and no accumulation passes are needed.
 """
 
 from __future__ import annotations
