@@ -384,6 +384,11 @@ def test_cli_train_render_export(gpu, tmp_path):
     v = PlyData.read(str(tmp_path / "m.ply"))["vertex"]
     assert v.count == 50
     assert {"x", "f_dc_0", "opacity", "scale_2", "rot_3"} <= set(v.data.dtype.names)
+    # the main CLI finds the group
+    from brushpy.cli import main
+
+    res = runner.invoke(main, ["mip", "--help"])
+    assert res.exit_code == 0 and "train" in res.output and "render" in res.output
     # errors name the file
     np.save(tmp_path / "zeros.npy", np.zeros((4, 4, 4), np.float32))
     res = runner.invoke(mip_group, ["train", str(tmp_path / "zeros.npy"), "--iterations", "1"])

@@ -215,3 +215,7 @@ def export_cmd(model_path, output):
     model, extra = MipGaussians.load(model_path)
     E = np.asarray(extra.get("extents", np.ones(3)), np.float64)
     click.echo(str(export_ply(model.to_numpy(), output, E)))
+
+
+#: The name brushpy.cli's lazy group looks up (``brushpy mip ...``).
+mip = mip_group
