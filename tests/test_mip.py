@@ -361,6 +361,8 @@ def test_cli_train_render_export(gpu, tmp_path):
         assert (out / name).exists(), name
     model, extra = MipGaussians.load(out / "model.npz")
     assert model.num_gaussians == 50 and extra["resolution"].tolist() == [24, 24]
+    _, ck = MipGaussians.load(out / "checkpoint_iter2.npz")
+    assert int(ck["adam.t"]) == 2 and ck["adam.means.exp_avg"].shape == (50, 3)
     # resume from a checkpoint
     res = runner.invoke(mip_group, ["train", str(tmp_path / "vol.npy"), "--iterations", "1", "--resolution", "24", "24",
                                     "--checkpoint", str(out / "checkpoint_iter2.npz"), "--eval-views", "0",

@@ -1,7 +1,8 @@
 """``brushpy mip ...`` commands (a click group; the main CLI attaches :data:`mip_group`).
 
 - ``mip train VOLUME``: fit Gaussians to MIPs of a (Z, Y, X) TIFF/.npy volume;
-  checkpoints ``checkpoint_iter{N}.npz`` every ``--checkpoint-every`` steps,
+  checkpoints ``checkpoint_iter{N}.npz`` (parameters, view metadata and the Adam
+  moments, ``adam.*``; ``--checkpoint`` resumes from one) every ``--checkpoint-every`` steps,
   then ``model.npz``, ``model.ply`` and ``eval.json`` (held-out PSNR/SSIM) in
   ``--output``.
 - ``mip render MODEL --angles 0,45,90 -o DIR``: write MIP PNGs.
@@ -127,8 +128,13 @@ def train_cmd(volume, iterations, lr, lambda_mse, lambda_ssim, num_views, eval_v
     ev_angles = held_out_angles(len(angles), eval_views)
     ev_cams = orbit_cameras(E, ev_angles, res, axis, perspective, fov)
     ev_targets = true_mips(vol, ev_cams)
+    resume_adam = {}
     if checkpoint is not None:
-        model, _ = MipGaussians.load(checkpoint)
+        try:
+            model, extra = MipGaussians.load(checkpoint)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        resume_adam = {k[len("adam."):]: v for k, v in extra.items() if k.startswith("adam.")}
     else:
         p = init_from_volume(vol, num_gaussians, threshold, seed, E) if init_mode == "volume" else init_random(num_gaussians, seed)
         model = MipGaussians.from_numpy(**p)
@@ -136,6 +142,8 @@ def train_cmd(volume, iterations, lr, lambda_mse, lambda_ssim, num_views, eval_v
                          temperature=temperature, max_grad_norm=max_grad_norm,
                          mean_lr_final_factor=mean_lr_final_factor)
     trainer = MipTrainer(model, cams, targets, cfg)
+    if resume_adam:
+        trainer.adam.load_state_dict(resume_adam)
     output.mkdir(parents=True, exist_ok=True)
     meta = dict(extents=E, axis=np.array(axis), resolution=np.array(res), temperature=np.array(temperature),
                 perspective=np.array(perspective), fov=np.array(fov), volume_shape=np.array(vol.shape))
@@ -151,7 +159,8 @@ def train_cmd(volume, iterations, lr, lambda_mse, lambda_ssim, num_views, eval_v
             bar.update(1)
             if checkpoint_every and it % checkpoint_every == 0:
                 trainer.check()
-                model.save(output / f"checkpoint_iter{it}.npz", iteration=np.array(it), **meta)
+                adam_state = {f"adam.{k}": v for k, v in trainer.adam.state_dict().items()}
+                model.save(output / f"checkpoint_iter{it}.npz", iteration=np.array(it), **meta, **adam_state)
     wall = time.perf_counter() - t0
     trainer.check()
     final = model.save(output / "model.npz", iteration=np.array(iterations), **meta)
