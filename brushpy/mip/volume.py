@@ -88,7 +88,7 @@ def true_mip(volume: np.ndarray, cam: MipCamera, step: float = 0.5, rows_per_chu
     H, W = cam.height, cam.width
     out = np.zeros((H, W), np.float32)
     xs = (np.arange(W) + 0.5 - cam.cx) / cam.fx
-    chunk = rows_per_chunk or max(1, int(4e6 // max(1, W * len(zs))))
+    chunk = rows_per_chunk or max(1, int(2e6 // max(1, W * len(zs))))
     for r0 in range(0, H, chunk):
         rows = np.arange(r0, min(H, r0 + chunk))
         ys = (rows + 0.5 - cam.cy) / cam.fy
