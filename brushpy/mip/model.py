@@ -1,0 +1,252 @@
+"""Emissive 3D Gaussians for MIP mode: parameters, initialisation, checkpoints, PLY export.
+
+Parameters (float32, on the GPU):
+
+- ``means [K,3]``: centres in the volume's normalised box [0,1]^3 (see
+  :mod:`brushpy.mip.camera` for the axes).
+- ``log_scales [K,3]``: log standard deviations along the rotated axes, box units.
+- ``rotations [K,4]``: quaternions (w, x, y, z), unnormalised.
+- ``log_amplitudes [K]``: the peak emission is ``exp(log_amplitude)`` (intensity,
+  volume normalised to [0, 1]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..gpu import GpuTensor
+
+PARAM_NAMES = ("means", "log_scales", "rotations", "log_amplitudes")
+LOG_SCALE_RANGE = (-6.0, 0.0)
+LOG_AMPLITUDE_RANGE = (-10.0, 6.0)
+
+
+@dataclass
+class MipGaussians:
+    """GPU tensors of a MIP model (see the module docstring for shapes and units)."""
+
+    means: GpuTensor
+    log_scales: GpuTensor
+    rotations: GpuTensor
+    log_amplitudes: GpuTensor
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.means.shape[0]
+
+    def tensors(self) -> dict[str, GpuTensor]:
+        return {n: getattr(self, n) for n in PARAM_NAMES}
+
+    @classmethod
+    def from_numpy(cls, means, log_scales, rotations, log_amplitudes) -> "MipGaussians":
+        """Upload arrays (validated: shapes [K,3], [K,3], [K,4], [K]; finite)."""
+        arrs = {
+            "means": np.asarray(means, np.float32).reshape(-1, 3),
+            "log_scales": np.asarray(log_scales, np.float32).reshape(-1, 3),
+            "rotations": np.asarray(rotations, np.float32).reshape(-1, 4),
+            "log_amplitudes": np.asarray(log_amplitudes, np.float32).reshape(-1),
+        }
+        k = arrs["means"].shape[0]
+        for n, a in arrs.items():
+            if a.shape[0] != k:
+                raise ValueError(f"MIP model: {n} has {a.shape[0]} rows, means has {k}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"MIP model: {n} contains NaN or infinite values")
+        if k == 0:
+            raise ValueError("MIP model: no Gaussians")
+        return cls(**{n: GpuTensor.from_numpy(a, label=f"mip {n}") for n, a in arrs.items()})
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        return {n: t.numpy() for n, t in self.tensors().items()}
+
+    # -- files ------------------------------------------------------------------
+    def save(self, path, **extra) -> Path:
+        """Write an ``.npz`` with the four parameter arrays plus ``extra`` metadata arrays."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **self.to_numpy(), **{k: np.asarray(v) for k, v in extra.items()})
+        return path
+
+    @classmethod
+    def load(cls, path) -> tuple["MipGaussians", dict]:
+        """Read a model ``.npz`` (as written by :meth:`save`); returns (model, other arrays).
+
+        Raises:
+            ValueError: the file lacks one of the parameter arrays (names them).
+        """
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"MIP model {path} does not exist")
+        with np.load(path, allow_pickle=False) as z:
+            missing = [n for n in PARAM_NAMES if n not in z.files]
+            if missing:
+                raise ValueError(f"MIP model {path}: missing arrays {missing} (expected {PARAM_NAMES})")
+            params = {n: z[n] for n in PARAM_NAMES}
+            extra = {k: z[k] for k in z.files if k not in PARAM_NAMES}
+        return cls.from_numpy(**params), extra
+
+
+def init_from_volume(volume: np.ndarray, num_gaussians: int = 2000, threshold: float = 0.1, seed: int = 0,
+                     extents=None) -> dict[str, np.ndarray]:
+    """Initial parameters sampled at bright voxels.
+
+    Voxels above ``threshold`` (normalised intensity) are drawn without
+    replacement with probability proportional to their intensity (all of them
+    when there are fewer than ``num_gaussians``; the rest then go to random
+    positions), jittered within the voxel. Amplitude = the voxel's intensity;
+    scales isotropic = the mean distance to the 3 nearest other samples in
+    physical units (as 3DGS initialises from points), clamped to
+    :data:`LOG_SCALE_RANGE`; identity rotations.
+
+    Returns a dict of float32 arrays (see :data:`PARAM_NAMES`).
+    """
+    from scipy.spatial import cKDTree
+
+    if num_gaussians < 1:
+        raise ValueError(f"--num-gaussians must be >= 1, got {num_gaussians}")
+    rng = np.random.default_rng(seed)
+    nz, ny, nx = volume.shape
+    E = np.ones(3) if extents is None else np.asarray(extents, np.float64)
+    flat = volume.ravel()
+    cand = np.flatnonzero(flat > threshold)
+    if cand.size == 0:
+        cand = np.flatnonzero(flat > 0)
+    k = min(num_gaussians, cand.size)
+    w = flat[cand].astype(np.float64)
+    pick = rng.choice(cand, size=k, replace=False, p=w / w.sum())
+    kk, jj, ii = np.unravel_index(pick, volume.shape)
+    n = np.array([nx, ny, nz], np.float64)
+    u = (np.stack([ii, jj, kk], -1) + rng.uniform(0.25, 0.75, (k, 3))) / n
+    amp = flat[pick].astype(np.float64)
+    if k < num_gaussians:
+        extra = num_gaussians - k
+        u = np.concatenate([u, rng.uniform(0, 1, (extra, 3))])
+        amp = np.concatenate([amp, np.full(extra, 0.05)])
+    phys = u * E
+    if len(phys) > 1:
+        d, _ = cKDTree(phys).query(phys, k=min(4, len(phys)))
+        dist = np.maximum(d[:, 1:].mean(axis=1), 1e-6)
+    else:
+        dist = np.full(1, 0.1)
+    # scales are in box units per axis: physical distance / extent of that axis
+    log_scales = np.log(dist[:, None] / E[None, :])
+    log_scales = np.clip(log_scales, *LOG_SCALE_RANGE)
+    rot = np.zeros((len(u), 4))
+    rot[:, 0] = 1.0
+    return {
+        "means": u.astype(np.float32),
+        "log_scales": log_scales.astype(np.float32),
+        "rotations": rot.astype(np.float32),
+        "log_amplitudes": np.clip(np.log(np.maximum(amp, 1e-3)), *LOG_AMPLITUDE_RANGE).astype(np.float32),
+    }
+
+
+def init_random(num_gaussians: int = 2000, seed: int = 0, log_scale: float = -4.0, amplitude: float = 0.5) -> dict[str, np.ndarray]:
+    """Initial parameters at uniform random positions in the box: isotropic
+    ``log_scale``, identity rotation, amplitude ``amplitude`` (float32 arrays)."""
+    if num_gaussians < 1:
+        raise ValueError(f"--num-gaussians must be >= 1, got {num_gaussians}")
+    rng = np.random.default_rng(seed)
+    rot = np.zeros((num_gaussians, 4), np.float32)
+    rot[:, 0] = 1.0
+    return {
+        "means": rng.uniform(0, 1, (num_gaussians, 3)).astype(np.float32),
+        "log_scales": np.full((num_gaussians, 3), log_scale, np.float32),
+        "rotations": rot,
+        "log_amplitudes": np.full(num_gaussians, np.log(amplitude), np.float32),
+    }
+
+
+def _rotmat(q: np.ndarray) -> np.ndarray:
+    n = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    w, x, y, z = n[:, 0], n[:, 1], n[:, 2], n[:, 3]
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], 1)
+
+
+def _quat_from_rotmat(R: np.ndarray) -> np.ndarray:
+    """(w, x, y, z) unit quaternions of proper rotations [K,3,3] (Shepperd's method)."""
+    K = len(R)
+    q = np.empty((K, 4))
+    tr = np.trace(R, axis1=1, axis2=2)
+    diag = np.stack([R[:, 0, 0], R[:, 1, 1], R[:, 2, 2]], -1)
+    case = np.where(tr > diag.max(axis=1), 3, diag.argmax(axis=1))
+    for k in range(K):
+        r = R[k]
+        c = case[k]
+        if c == 3:
+            s = 2 * np.sqrt(1 + tr[k])
+            q[k] = [s / 4, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s]
+        elif c == 0:
+            s = 2 * np.sqrt(1 + r[0, 0] - r[1, 1] - r[2, 2])
+            q[k] = [(r[2, 1] - r[1, 2]) / s, s / 4, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s]
+        elif c == 1:
+            s = 2 * np.sqrt(1 + r[1, 1] - r[0, 0] - r[2, 2])
+            q[k] = [(r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, s / 4, (r[1, 2] + r[2, 1]) / s]
+        else:
+            s = 2 * np.sqrt(1 + r[2, 2] - r[0, 0] - r[1, 1])
+            q[k] = [(r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, s / 4]
+    return q
+
+
+def physical_shapes(log_scales, rotations, extents) -> tuple[np.ndarray, np.ndarray]:
+    """Log scales [K,3] and unit (w,x,y,z) rotations [K,4] of the Gaussians in physical
+    coordinates ``p = u ⊙ E``: the eigendecomposition of ``D R S² Rᵀ D`` (``D = diag(E)``)."""
+    R = _rotmat(np.asarray(rotations, np.float64))
+    s = np.exp(np.asarray(log_scales, np.float64))
+    L = np.asarray(extents, np.float64)[None, :, None] * (R * s[:, None, :])
+    cov = L @ np.swapaxes(L, 1, 2)
+    evals, evecs = np.linalg.eigh(cov)
+    flip = np.linalg.det(evecs) < 0
+    evecs[flip, :, 0] *= -1
+    return 0.5 * np.log(np.maximum(evals, 1e-30)), _quat_from_rotmat(evecs)
+
+
+def export_ply(params: dict[str, np.ndarray], path, extents=(1.0, 1.0, 1.0)) -> Path:
+    """Write an INRIA-layout 3DGS PLY that splat viewers open.
+
+    Mapping (documented choice; MIP has no colour or opacity):
+
+    - positions: physical coordinates ``means ⊙ E`` (longest box side 1), with
+      y and z as in the box (viewers may show the stack upside down);
+    - shape: the physical covariance ``D Σ D`` (``D = diag(E)``, ``Σ`` the box-unit
+      covariance) eigendecomposed into log scales (natural log, as 3DGS) and a
+      unit quaternion (w, x, y, z -> rot_0..rot_3), exact for any box shape;
+    - colour: grey with value ``min(amplitude, 1)`` through the degree-0 SH
+      coefficient ``f_dc = (v - 0.5) / 0.28209479``; no higher bands;
+    - opacity: logit of ``clip(amplitude, 0.01, 0.99)``, so faint Gaussians are
+      more transparent (a viewer's alpha blend then approximates the MIP look).
+    """
+    from plyfile import PlyData, PlyElement
+
+    E = np.asarray(extents, np.float64)
+    means = np.asarray(params["means"], np.float64) * E
+    log_s, rot = physical_shapes(params["log_scales"], params["rotations"], E)
+    amp = np.exp(np.asarray(params["log_amplitudes"], np.float64))
+    c0 = 0.28209479177387814
+    dc = (np.minimum(amp, 1.0) - 0.5) / c0
+    a = np.clip(amp, 0.01, 0.99)
+    opacity = np.log(a / (1 - a))
+    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
+             "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    k = len(means)
+    arr = np.zeros(k, dtype=[(n, "<f4") for n in names])
+    arr["x"], arr["y"], arr["z"] = means[:, 0], means[:, 1], means[:, 2]
+    for c in range(3):
+        arr[f"f_dc_{c}"] = dc
+        arr[f"scale_{c}"] = log_s[:, c]
+    for c in range(4):
+        arr[f"rot_{c}"] = rot[:, c]
+    arr["opacity"] = opacity
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PlyData([PlyElement.describe(arr, "vertex")], text=False).write(str(path))
+    return path

@@ -1,0 +1,71 @@
+// Shared definitions of the MIP kernels (brushpy/mip/render.py).
+// Maths: tests/reference/mip.py.
+
+struct View {
+    m0: vec4<f32>,       // row 0 of M (box -> camera), t.x
+    m1: vec4<f32>,
+    m2: vec4<f32>,
+    intr: vec4<f32>,     // fx, fy, cx, cy (pixels)
+    width: u32,
+    height: u32,
+    tiles_x: u32,
+    tiles_y: u32,
+    num_gaussians: u32,
+    orthographic: u32,
+    capacity: u32,       // length of the intersection list
+    _pad0: u32,
+    power: f32,          // p = 1 / temperature of the p-norm soft maximum
+    blur: f32,           // added to the 2D covariance diagonal (pixels^2)
+    _pad1: f32,
+    _pad2: f32,
+}
+
+const TILE: u32 = 16u;
+const LOG255: f32 = 5.541263545158426;
+const PROJ_STRIDE: u32 = 8u;   // u, v, A, B, C, log_a, 0, 0
+const VPROJ_STRIDE: u32 = 6u;  // v_u, v_v, v_A, v_B, v_C, v_log_a
+
+// M as a matrix (WGSL matrices are built from columns).
+fn view_matrix(view: View) -> mat3x3<f32> {
+    return transpose(mat3x3<f32>(view.m0.xyz, view.m1.xyz, view.m2.xyz));
+}
+
+fn view_translation(view: View) -> vec3<f32> {
+    return vec3<f32>(view.m0.w, view.m1.w, view.m2.w);
+}
+
+// Rotation matrix of a normalised (w, x, y, z) quaternion.
+fn quat_to_mat(q: vec4<f32>) -> mat3x3<f32> {
+    let w = q.x;
+    let x = q.y;
+    let y = q.z;
+    let z = q.w;
+    return mat3x3<f32>(
+        vec3<f32>(1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + w * z), 2.0 * (x * z - w * y)),
+        vec3<f32>(2.0 * (x * y - w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + w * x)),
+        vec3<f32>(2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y)),
+    );
+}
+
+// Projection Jacobian (2x3, columns) at camera point c.
+fn projection_jacobian(view: View, c: vec3<f32>) -> mat3x2<f32> {
+    let fx = view.intr.x;
+    let fy = view.intr.y;
+    if view.orthographic != 0u {
+        return mat3x2<f32>(vec2<f32>(fx, 0.0), vec2<f32>(0.0, fy), vec2<f32>(0.0, 0.0));
+    }
+    let iz = 1.0 / c.z;
+    return mat3x2<f32>(vec2<f32>(fx * iz, 0.0), vec2<f32>(0.0, fy * iz),
+                       vec2<f32>(-fx * c.x * iz * iz, -fy * c.y * iz * iz));
+}
+
+fn project_point(view: View, c: vec3<f32>) -> vec2<f32> {
+    if view.orthographic != 0u {
+        return vec2<f32>(view.intr.x * c.x + view.intr.z, view.intr.y * c.y + view.intr.w);
+    }
+    return vec2<f32>(view.intr.x * c.x / c.z + view.intr.z, view.intr.y * c.y / c.z + view.intr.w);
+}
+
+fn is_finite3(v: vec3<f32>) -> bool {
+    return all(abs(v) < vec3<f32>(1e30));
+}

@@ -1,0 +1,39 @@
+// Gradient clipping, pass 1: per-workgroup sums of squares of every MIP
+// parameter gradient (one thread per Gaussian: 3 + 3 + 4 + 1 values).
+
+#include "common.wgsl"
+
+@group(0) @binding(0) var<uniform> count: vec4<u32>;
+@group(0) @binding(1) var<storage, read> v_means: array<f32>;
+@group(0) @binding(2) var<storage, read> v_log_scales: array<f32>;
+@group(0) @binding(3) var<storage, read> v_rotations: array<f32>;
+@group(0) @binding(4) var<storage, read> v_log_amplitudes: array<f32>;
+@group(0) @binding(5) var<storage, read_write> partials: array<f32>;
+
+var<workgroup> sums: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let wg = linear_workgroup_id(wid, nwg);
+    let g = wg * 256u + lid;
+    var acc = 0.0;
+    if g < count.x {
+        let m = vec3<f32>(v_means[3u * g], v_means[3u * g + 1u], v_means[3u * g + 2u]);
+        let s = vec3<f32>(v_log_scales[3u * g], v_log_scales[3u * g + 1u], v_log_scales[3u * g + 2u]);
+        let r = vec4<f32>(v_rotations[4u * g], v_rotations[4u * g + 1u], v_rotations[4u * g + 2u], v_rotations[4u * g + 3u]);
+        let a = v_log_amplitudes[g];
+        acc = dot(m, m) + dot(s, s) + dot(r, r) + a * a;
+    }
+    sums[lid] = acc;
+    workgroupBarrier();
+    for (var off = 128u; off > 0u; off = off / 2u) {
+        if lid < off {
+            sums[lid] = sums[lid] + sums[lid + off];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        partials[wg] = sums[0];
+    }
+}
