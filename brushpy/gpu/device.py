@@ -17,6 +17,8 @@ Environment variables
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 
@@ -123,6 +125,21 @@ def _disabled_features() -> set:
     return {f.strip() for f in raw.split(",") if f.strip()}
 
 
+def _quiet_headless_probe() -> None:
+    """Give Mesa's EGL probe a runtime folder on headless Linux.
+
+    wgpu also probes OpenGL/EGL adapters; without ``XDG_RUNTIME_DIR`` Mesa prints
+    "error: XDG_RUNTIME_DIR is invalid" to stderr on every start, which reads like
+    a failure. Only Wayland clients use the folder, so a private empty one is harmless.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    current = os.environ.get("XDG_RUNTIME_DIR")
+    if current and os.path.isdir(current):
+        return
+    os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="brushpy-xdg-")
+
+
 def _choose_adapter(spec: str | None) -> "wgpu.GPUAdapter":
     if not spec:
         try:
@@ -163,6 +180,7 @@ def create_context(adapter_spec: str | None = None, disable: set | None = None) 
         adapter_spec = os.environ.get("BRUSHPY_ADAPTER") or None
     if disable is None:
         disable = _disabled_features()
+    _quiet_headless_probe()
     adapter = _choose_adapter(adapter_spec)
     offered = {str(f) for f in adapter.features}
     features = [f for f in OPTIONAL_FEATURES if f in offered and f not in disable]
