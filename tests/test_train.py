@@ -44,7 +44,8 @@ def test_same_seed_same_metrics_and_resume(gpu, tmp_path):
     """Two runs with one seed agree; a run resumed from a checkpoint equals the uninterrupted run.
 
     Float atomics in the backward add in a GPU-dependent order, so agreement is
-    checked to a tolerance, not bit for bit.
+    checked to a tolerance, not bit for bit. A resume that lost the Adam moments, the
+    step counter or the view order would differ on most elements.
     """
     from brushpy.train.trainer import Trainer
 
@@ -65,7 +66,10 @@ def test_same_seed_same_metrics_and_resume(gpu, tmp_path):
     pa, pb = a.splats.numpy(), b.splats.numpy()
     assert a.splats.num_splats == b.splats.num_splats
     for k in pa:
-        np.testing.assert_allclose(pb[k], pa[k], rtol=1e-3, atol=1e-4, err_msg=k)
+        # Adam's tiny epsilon turns a near-zero gradient whose sign differs (atomic summation
+        # order) into a full learning-rate step, so a handful of elements may differ.
+        close = np.isclose(pb[k], pa[k], rtol=1e-3, atol=1e-4)
+        assert close.mean() > 0.999, (k, close.mean())
     ea, eb = a.evaluate(), b.evaluate()
     assert abs(ea["psnr"] - eb["psnr"]) < 0.05
 
