@@ -1,6 +1,8 @@
 // Shared definitions of the MIP kernels (brushpy/mip/render.py).
 // Maths: tests/reference/mip.py.
 
+#include "quat.wgsl"
+
 struct View {
     m0: vec4<f32>,       // row 0 of M (box -> camera), t.x
     m1: vec4<f32>,
@@ -34,18 +36,6 @@ fn view_translation(view: View) -> vec3<f32> {
     return vec3<f32>(view.m0.w, view.m1.w, view.m2.w);
 }
 
-// Rotation matrix of a normalised (w, x, y, z) quaternion.
-fn quat_to_mat(q: vec4<f32>) -> mat3x3<f32> {
-    let w = q.x;
-    let x = q.y;
-    let y = q.z;
-    let z = q.w;
-    return mat3x3<f32>(
-        vec3<f32>(1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + w * z), 2.0 * (x * z - w * y)),
-        vec3<f32>(2.0 * (x * y - w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + w * x)),
-        vec3<f32>(2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y)),
-    );
-}
 
 // Projection Jacobian (2x3, columns) at camera point c.
 fn projection_jacobian(view: View, c: vec3<f32>) -> mat3x2<f32> {

@@ -14,6 +14,7 @@
 // Maths: tests/reference/render_backward.py (project_vjp).
 
 #include "common.wgsl"
+#include "quat.wgsl"
 
 struct Params {
     world_to_camera: mat4x4<f32>,
@@ -160,18 +161,6 @@ fn sh_term(i: u32, d: vec3<f32>) -> vec4<f32> {
     }
 }
 
-// Rotation matrix of a unit quaternion (w, x, y, z); columns.
-fn quat_to_mat(q: vec4<f32>) -> mat3x3<f32> {
-    let w = q.x;
-    let x = q.y;
-    let y = q.z;
-    let z = q.w;
-    return mat3x3<f32>(
-        vec3<f32>(1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + w * z), 2.0 * (x * z - w * y)),
-        vec3<f32>(2.0 * (x * y - w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + w * x)),
-        vec3<f32>(2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y)),
-    );
-}
 
 // d<G, R(q)>/dq for a unit quaternion q (w, x, y, z); G[c][r] is dL/dR[r][c].
 fn quat_to_mat_vjp(q: vec4<f32>, G: mat3x3<f32>) -> vec4<f32> {

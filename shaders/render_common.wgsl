@@ -4,6 +4,8 @@
 // Conventions (shared/DESIGN.md, gsplat "classic"): OpenCV camera axes,
 // pixel (i, j) has its centre at (i + 0.5, j + 0.5), 16x16 tiles.
 
+#include "quat.wgsl"
+
 const TILE_SIZE: u32 = 16u;
 const TILE_PIXELS: u32 = 256u;
 const NEAR_PLANE: f32 = 0.01;
@@ -47,16 +49,7 @@ fn sigmoid(x: f32) -> f32 {
 // Rotation matrix of a quaternion (w, x, y, z), normalised as q / max(|q|, 1e-12)
 // so that a zero quaternion gives the identity. Columns as WGSL constructs them.
 fn quat_to_rotmat(q_raw: vec4<f32>) -> mat3x3<f32> {
-    let q = q_raw / max(length(q_raw), 1e-12);
-    let w = q.x;
-    let x = q.y;
-    let y = q.z;
-    let z = q.w;
-    return mat3x3<f32>(
-        vec3<f32>(1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + w * z), 2.0 * (x * z - w * y)),
-        vec3<f32>(2.0 * (x * y - w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + w * x)),
-        vec3<f32>(2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y)),
-    );
+    return quat_to_mat(q_raw / max(length(q_raw), 1e-12));
 }
 
 // Rotation part of world_to_camera as a WGSL matrix.
