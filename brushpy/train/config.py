@@ -61,6 +61,9 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
+        if self.render_mode == "mip":
+            raise ValueError("--render-mode mip (the 0.1 2D filter with opacity compensation) is not implemented "
+                             "in brushpy's kernels yet; train with --render-mode default")
 
 
 @dataclass
