@@ -244,6 +244,10 @@ class ViewerApp:
         window (:attr:`error`) and the current scene stays. Returns False when
         the path was rejected at once (``wait``: when loading failed).
         """
+        from .mip_view import is_mip_model, open_mip_model
+
+        if is_mip_model(path):  # a MIP model .npz: drawn with the soft-MIP blend (mip_view.py)
+            return open_mip_model(self, path)
         try:
             sources = list_splat_files(path)
         except SceneLoadError as exc:
@@ -434,13 +438,14 @@ class ViewerApp:
         if key == self._render_key_failed:
             return None
         t0 = time.perf_counter()
+        view = getattr(self.scene, "view", None) or self.view  # a MIP scene brings its own view
         try:
-            image = self.view.render(self.scene.splats, camera, self.settings)
+            image = view.render(self.scene.splats, camera, self.settings)
         except Exception as exc:  # keep the window alive; say what went wrong
             self._render_key_failed = key
             self.error = f"render failed: {exc}"
             return None
-        if not self.view.last_was_cached:
+        if not view.last_was_cached:
             # wait for the GPU (a 16-byte read) so the stat is the real render time
             self.device.queue.read_buffer(image.buffer, 0, 16)
             self.render_ms = 1000.0 * (time.perf_counter() - t0)
@@ -562,6 +567,9 @@ class ViewerApp:
             self.frame_scene()
 
     def _settings_panel(self, imgui):
+        mip_panel = getattr(self.scene, "settings_panel", None)  # MIP scene: temperature, gain, colormap
+        if mip_panel is not None and mip_panel(imgui):
+            self._render_key_failed = None
         s = self.settings
         max_sh = self.scene.sh_degree if self.scene is not None else 0
         current = max_sh if s.sh_degree is None else min(s.sh_degree, max_sh)

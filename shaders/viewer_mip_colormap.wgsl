@@ -1,0 +1,44 @@
+// Viewer display of a soft-MIP image (brushpy/viewer/mip_view.py): intensity -> colour.
+//
+// For each pixel with MIP value m = mip[4i] (the renderer writes (m, m, m, 1)):
+//   m <= 0 (no Gaussian contributes): the background colour;
+//   else v = clamp(gain * m, 0, 1) and the colour is the piecewise-linear colormap
+//   through `num_knots` evenly spaced knots (knot k at v = k / (num_knots - 1)).
+// Output: rgba [H, W, 4] with alpha 1, read by the viewer's blit.
+#include "common.wgsl"
+
+struct Params {
+    count: u32,       // pixels
+    gain: f32,
+    num_knots: u32,   // 2..8
+    _pad: u32,
+    background: vec4<f32>,
+    knots: array<vec4<f32>, 8>,
+};
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> mip: array<f32>;
+@group(0) @binding(2) var<storage, read_write> rgba: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup_id(wid, nwg) * 256u + lid;
+    if i >= params.count {
+        return;
+    }
+    let m = mip[4u * i];
+    var c = params.background.xyz;
+    if m > 0.0 {
+        let v = clamp(params.gain * m, 0.0, 1.0);
+        let segs = f32(params.num_knots - 1u);
+        let x = v * segs;
+        let k = min(u32(floor(x)), params.num_knots - 2u);
+        let f = x - f32(k);
+        c = mix(params.knots[k].xyz, params.knots[k + 1u].xyz, f);
+    }
+    rgba[4u * i] = c.x;
+    rgba[4u * i + 1u] = c.y;
+    rgba[4u * i + 2u] = c.z;
+    rgba[4u * i + 3u] = 1.0;
+}
