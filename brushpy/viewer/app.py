@@ -598,7 +598,8 @@ class ViewerApp:
     def _stats_panel(self, imgui):
         info = self.gpu.adapter.info
         imgui.text(f"FPS: {self.fps:.1f}   frame: {self.frame_ms:.1f} ms")
-        imgui.text(f"Splat render: {self.render_ms:.1f} ms ({self.view.renders} renders)")
+        view = getattr(self.scene, "view", None) or self.view  # a MIP scene's own view
+        imgui.text(f"Splat render: {self.render_ms:.1f} ms ({view.renders} renders)")
         state = self.view.state
         if state is not None and getattr(state, "num_visible", None) is not None:
             imgui.text(f"Visible splats: {state.num_visible:,}")
