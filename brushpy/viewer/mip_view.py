@@ -31,7 +31,6 @@ pixels no Gaussian reaches (``m = 0``) show the background colour.
 
 from __future__ import annotations
 
-import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
