@@ -11,6 +11,12 @@
 // |(dL/dx * W, dL/dy * H)|, Brush's per-pixel |.|_1 / alpha statistic
 // (refine_abs, from rasterize backward) and a visibility flag.
 //
+// Mip render mode (size.z = 1): the filter is 0.1 I and the projected opacity is
+// o·comp, comp = sqrt(det Σ / det Σb), Σb = Σ + 0.1 I; v_opacity (w.r.t. o·comp)
+// then flows to the logit through comp·o(1-o) and to the 2D covariance through
+//   ∂comp/∂Σ = ((1 - comp²) Σb⁻¹ - 0.1 I / det Σb) / (2 comp)
+// (gsplat's add_blur_vjp, exact here: visible splats have comp >= 1/255).
+//
 // Maths: tests/reference/render_backward.py (project_vjp).
 
 #include "common.wgsl"
@@ -20,7 +26,7 @@ struct Params {
     world_to_camera: mat4x4<f32>,
     cam_pos: vec4<f32>,
     intrinsics: vec4<f32>,  // fx, fy, cx, cy
-    size: vec4<f32>,        // width, height
+    size: vec4<f32>,        // width, height, render mode (0 default, 1 mip), 0
     num_visible: u32,
     num_coeffs: u32,        // coefficients used, (degree + 1)^2
     view_dir_const: u32,
@@ -47,6 +53,7 @@ struct Params {
 
 const WG: u32 = 128u;
 const LOW_PASS: f32 = 0.3;
+const LOW_PASS_MIP: f32 = 0.1;
 
 // Constants of the real SH basis (Sloan / gsplat signs; tests/reference/render.py).
 // Only the tangential part of each polynomial's gradient matters: it is projected
@@ -214,9 +221,8 @@ fn main(
     let q_raw = vec4<f32>(rotations[4u * gid], rotations[4u * gid + 1u], rotations[4u * gid + 2u], rotations[4u * gid + 3u]);
     let s = exp(vec3<f32>(log_scales[3u * gid], log_scales[3u * gid + 1u], log_scales[3u * gid + 2u]));
 
-    // opacity logit
+    // opacity logit (in mip mode scaled by the compensation, computed below)
     let o = 1.0 / (1.0 + exp(-raw_opacities[gid]));
-    v_raw_opacities[gid] = v_opacity * o * (1.0 - o);
 
     // SH colour -> coefficients, and -> view direction
     let k = params.num_coeffs;
@@ -278,13 +284,32 @@ fn main(
     let J = mat3x2<f32>(vec2<f32>(fx * rz, 0.0), vec2<f32>(0.0, fy * rz), vec2<f32>(-fx * tx * rz2, -fy * ty * rz2));
     let T = J * R;
     var cov = T * sigma3 * transpose(T);
-    cov[0][0] += LOW_PASS;
-    cov[1][1] += LOW_PASS;
+    let mip = params.size.z != 0.0;
+    let low_pass = select(LOW_PASS, LOW_PASS_MIP, mip);
+    let det_raw = cov[0][0] * cov[1][1] - cov[0][1] * cov[0][1];
+    cov[0][0] += low_pass;
+    cov[1][1] += low_pass;
     let det = cov[0][0] * cov[1][1] - cov[0][1] * cov[0][1];
     let P = mat2x2<f32>(vec2<f32>(cov[1][1], -cov[0][1]), vec2<f32>(-cov[0][1], cov[0][0])) * (1.0 / det);
     let G = mat2x2<f32>(vec2<f32>(v_conic.x, 0.5 * v_conic.y), vec2<f32>(0.5 * v_conic.y, v_conic.z));
     let PGP = P * G * P;
-    let v_cov = mat2x2<f32>(-PGP[0], -PGP[1]);
+    var v_cov = mat2x2<f32>(-PGP[0], -PGP[1]);
+    if mip {
+        let comp = sqrt(max(det_raw, 0.0) / det);
+        v_raw_opacities[gid] = v_opacity * comp * o * (1.0 - o);
+        let v_comp = v_opacity * o;
+        if comp > 0.0 {
+            let k_comp = v_comp / (2.0 * comp);
+            let d_diag = low_pass / det;
+            let one_minus = 1.0 - comp * comp;
+            v_cov[0][0] += k_comp * (one_minus * P[0][0] - d_diag);
+            v_cov[0][1] += k_comp * one_minus * P[0][1];
+            v_cov[1][0] += k_comp * one_minus * P[1][0];
+            v_cov[1][1] += k_comp * (one_minus * P[1][1] - d_diag);
+        }
+    } else {
+        v_raw_opacities[gid] = v_opacity * o * (1.0 - o);
+    }
 
     // 2D covariance -> J and the world-space 3D covariance
     let v_T = 2.0 * (v_cov * T * sigma3);

@@ -9,8 +9,11 @@
 // = max of ~depth_key and counters[3] = max of depth_key over kept splats (so
 // ~counters[2] is the smallest key; the buffer starts zeroed).
 //
+// Render mode (params.counts2.z): 0 = default (2D filter 0.3), 1 = mip (filter 0.1,
+// opacity times sqrt(det Σ2D / det(Σ2D + 0.1 I)); aux holds the compensated opacity).
+//
 // Culled: any non-finite input (mean, rotation, log-scale, opacity logit or a used
-// SH coefficient), z < 0.01, opacity < 1/255, 2D determinant <= 0, non-finite 2D
+// SH coefficient), z < 0.01, opacity < 1/255 (compensated in mip mode), 2D determinant <= 0, non-finite 2D
 // quantities, or no tile reached (off screen).
 #include "common.wgsl"
 #include "render_common.wgsl"
@@ -41,8 +44,8 @@ fn count_tiles(i: u32) -> u32 {
     if (!all_finite3(mean) || !all_finite3(quat.xyz) || !is_finite_f32(quat.w) || !all_finite3(log_scale) || !is_finite_f32(raw_opacity)) {
         return 0u;
     }
-    let opacity = sigmoid(raw_opacity);
-    if (opacity < ALPHA_THRESHOLD) {
+    let base_opacity = sigmoid(raw_opacity);
+    if (base_opacity < ALPHA_THRESHOLD) {
         return 0u;
     }
     let p_cam = camera_rotation(params) * mean + camera_translation(params);
@@ -63,12 +66,24 @@ fn count_tiles(i: u32) -> u32 {
     let m = rot * mat3x3<f32>(vec3<f32>(s.x, 0.0, 0.0), vec3<f32>(0.0, s.y, 0.0), vec3<f32>(0.0, 0.0, s.z));
     let cov3d = m * transpose(m);
     let cov = project_covariance(params, p_cam, cov3d);
-    let c11 = cov[0][0] + LOW_PASS;
+    let mip = params.counts2.z != 0u;
+    let low_pass = select(LOW_PASS, LOW_PASS_MIP, mip);
+    let c11 = cov[0][0] + low_pass;
     let c12 = cov[0][1];
-    let c22 = cov[1][1] + LOW_PASS;
+    let c22 = cov[1][1] + low_pass;
     let det = c11 * c22 - c12 * c12;
     if (!(det > 0.0) || !is_finite_f32(det)) {
         return 0u;
+    }
+    var opacity = base_opacity;
+    if (mip) {
+        // Mip-Splatting's compensation sqrt(det Σ / det(Σ + 0.1 I)); the cull and the
+        // extent below use the compensated opacity (gsplat "antialiased")
+        let det_raw = cov[0][0] * cov[1][1] - c12 * c12;
+        opacity = base_opacity * sqrt(max(det_raw, 0.0) / det);
+        if (!(opacity >= ALPHA_THRESHOLD)) {
+            return 0u;
+        }
     }
     let conic = vec3<f32>(c22 / det, -c12 / det, c11 / det);
     let rz = 1.0 / p_cam.z;

@@ -1,8 +1,9 @@
 // Forward stage 3: per visible splat in depth order (compact index c < V, input
 // index g = global_from_compact[c]) write ForwardState.projected[c] =
-//   x, y (2D mean, pixels), conic a, b, c (inverse of J W Σ Wᵀ Jᵀ + 0.3 I),
-//   r, g, b = max(SH(dir) + 0.5, 0) with dir = normalize(mean - camera centre),
-//   opacity = sigmoid(raw opacity)
+//   x, y (2D mean, pixels), conic a, b, c (inverse of J W Σ Wᵀ Jᵀ + 0.3 I, or
+//   + 0.1 I in mip mode), r, g, b = max(SH(dir) + 0.5, 0) with
+//   dir = normalize(mean - camera centre), opacity = sigmoid(raw opacity)
+//   (times the mip compensation in mip mode)
 // and tile_counts_sorted[c] = tile_counts[g]. The 2D mean, conic and opacity are
 // the exact floats project_forward used to count tiles (aux buffer), so the tiles
 // that map_intersections lists agree with the counts.

@@ -13,6 +13,8 @@ const ALPHA_THRESHOLD: f32 = 0.00392156862745098; // 1/255
 const MAX_ALPHA: f32 = 0.999;
 const TRANSMITTANCE_STOP: f32 = 1e-4;
 const LOW_PASS: f32 = 0.3;
+// the 2D filter of the mip render mode (Mip-Splatting; gsplat "antialiased"; Brush mip)
+const LOW_PASS_MIP: f32 = 0.1;
 // floats per splat of the `aux` buffer written by project_forward:
 // x, y, conic a, b, c, extent x, extent y, opacity
 const AUX_STRIDE: u32 = 8u;
@@ -30,7 +32,7 @@ struct RenderParams {
     background: vec4<f32>, // rgb, unused
     image: vec4<u32>,      // width, height, tiles_x, tiles_y
     counts: vec4<u32>,     // num_splats N, sh_degree, coefficients per splat K, num_visible V
-    counts2: vec4<u32>,    // num_intersections I, num_tiles T, 0, 0
+    counts2: vec4<u32>,    // num_intersections I, num_tiles T, render mode (0 default, 1 mip), 0
 }
 
 fn is_finite_f32(v: f32) -> bool {

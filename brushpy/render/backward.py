@@ -15,7 +15,10 @@ Two kernels, recorded into the caller's :class:`~brushpy.gpu.Recorder`:
 
 The maths is the float64 reference ``tests/reference/render_backward.py``
 (gsplat's "classic" rasterizer; exact, including the J clamp, the 0.999
-alpha clamp and the SH view-direction term).
+alpha clamp and the SH view-direction term). The render mode is the forward's
+(``ForwardState.render_mode``): in ``"mip"`` mode the gradient of the opacity
+compensation ``sqrt(det Σ2D / det(Σ2D + 0.1 I))`` flows to the 2D covariance
+(hence to scales, rotations and means) and to the opacity logit.
 """
 
 from __future__ import annotations
@@ -178,6 +181,7 @@ class RenderBackward:
         f[16:19] = cam.position
         f[20:24] = (fx, fy, cx, cy)
         f[24:26] = (w, h)
+        f[26] = 1.0 if getattr(state, "render_mode", "default") == "mip" else 0.0
         used = min(k, (int(state.sh_degree) + 1) ** 2)
         u = np.array([state.num_visible, used, int(bool(view_dir_const)), k], np.uint32)
         proj_params = np.concatenate([f.view(np.uint32), u])
@@ -240,6 +244,9 @@ def render_backward(
         out: reuse these buffers (from ``RenderBackward.allocate(N, K, N)``) instead
             of allocating; they are cleared, then written.
 
+    The render mode is ``state.render_mode`` (the forward's), so forward and backward
+    always agree.
+
     Returns:
         :class:`SplatGrads` (fresh GPU tensors, or ``out``), valid once ``rec`` is submitted.
 
@@ -263,6 +270,7 @@ def rasterize_vjp(
     background=(0.0, 0.0, 0.0),
     sh_degree: int | None = None,
     view_dir_const: bool = False,
+    render_mode: str = "default",
 ) -> dict[str, np.ndarray]:
     """Gradients of ``sum(rasterize(...) * v_image)`` w.r.t. the splat parameters, as numpy arrays.
 
@@ -277,6 +285,7 @@ def rasterize_vjp(
         width, height: image size. v_image: [H,W,4] gradient w.r.t. the image.
         background: RGB behind the splats. sh_degree: degree used (default: all of K).
         view_dir_const: hold the SH view direction constant.
+        render_mode: ``"default"`` or ``"mip"`` (see :func:`brushpy.render.forward.render_forward`).
 
     Returns:
         ``dict(means, rotations, log_scales, sh_coeffs, raw_opacities)`` float32 arrays
@@ -304,7 +313,7 @@ def rasterize_vjp(
             raise ValueError(f"v_image has shape {v_np.shape}; expected ({height}, {width}, 4) (H, W, RGB + alpha)")
         v_img = GpuTensor.from_numpy(v_np, "v_image")
     rec = Recorder()
-    state = render_forward(splats, camera, background=tuple(background), sh_degree=sh_degree, rec=rec)
+    state = render_forward(splats, camera, background=tuple(background), sh_degree=sh_degree, rec=rec, render_mode=render_mode)
     grads = render_backward(state, splats, v_img, rec, view_dir_const=view_dir_const)
     rec.submit()
     out = grads.numpy()

@@ -24,6 +24,15 @@ The pipeline (``shared/DESIGN.md`` "Forward render"), one compute pass per stage
 5. ``rasterize`` (``shaders/rasterize.wgsl``): one workgroup per tile, one thread per
    pixel, splats staged through workgroup memory.
 
+Render modes (``render_mode``, the ``--render-mode`` option): ``"default"`` adds the
+0.3 px² low-pass to the 2D covariance (original 3DGS, gsplat "classic");
+``"mip"`` is Mip-Splatting's 2D filter (Yu et al. 2024; gsplat
+``rasterize_mode="antialiased"``; Brush's mip mode): ``+ 0.1 I``, and the opacity is
+multiplied by ``sqrt(max(det Σ2D, 0) / det(Σ2D + 0.1 I))`` (``Σ2D`` before the filter),
+so a splat keeps its integrated footprint when it is blurred. The cull (opacity
+``< 1/255``) and the 1/255 extent use the compensated opacity, which is what
+``ForwardState.projected`` holds.
+
 Host cost: buffers come from a per-context pool of grow-only sets (internal scratch
 goes back when the recorder holding the render is submitted; the ForwardState's
 buffers when the caller passes the state to :func:`release_forward_state`), so a
@@ -60,6 +69,15 @@ _NULL_SPLAT = np.array([0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0], np.float32
 _SH_DEGREES = {(d + 1) ** 2: d for d in range(5)}
 #: extra WGSL defines of the kernels (tests only: TEST_DROP_TILES exercises the miscount path)
 _DEFINES: dict = {}
+#: render modes and their code in RenderParams.counts2.z (shaders/render_common.wgsl)
+RENDER_MODES = {"default": 0, "mip": 1}
+
+
+def check_render_mode(render_mode: str) -> str:
+    """Return ``render_mode`` if it is ``"default"`` or ``"mip"``; raise ValueError otherwise."""
+    if render_mode not in RENDER_MODES:
+        raise ValueError(f"render_mode={render_mode!r}; use 'default' (2D filter 0.3) or 'mip' (2D filter 0.1 with opacity compensation)")
+    return render_mode
 
 
 class RenderTooLargeError(BufferTooLargeError):
@@ -225,6 +243,7 @@ def render_params(
     coeffs_per_splat: int,
     num_visible: int = 0,
     num_intersections: int = 0,
+    render_mode: str = "default",
 ) -> bytes:
     """The ``RenderParams`` uniform block of ``shaders/render_common.wgsl`` (160 bytes).
 
@@ -233,10 +252,11 @@ def render_params(
         background: (r, g, b).
         num_splats: N. sh_degree: degree evaluated. coeffs_per_splat: K of ``sh_coeffs`` [N,K,3].
         num_visible: V. num_intersections: I.
+        render_mode: ``"default"`` or ``"mip"`` (see the module docstring).
     """
     background = tuple(np.asarray(background, np.float64).reshape(3).tolist())
     return _camera_block(camera, background) + _counts_block(
-        camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections
+        camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections, RENDER_MODES[check_render_mode(render_mode)]
     )
 
 
@@ -282,14 +302,14 @@ def _cached_camera_block(camera: Camera, background: tuple) -> bytes:
 _COUNTS = struct.Struct("<12I")
 
 
-def _counts_block(camera: Camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections) -> bytes:
-    """The last 48 bytes of ``RenderParams``: image and tile sizes, splat counts."""
+def _counts_block(camera: Camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections, mode_code: int = 0) -> bytes:
+    """The last 48 bytes of ``RenderParams``: image and tile sizes, splat counts, render mode code."""
     w, h = camera.width, camera.height
     tiles_x, tiles_y = -(-w // TILE_SIZE), -(-h // TILE_SIZE)
     return _COUNTS.pack(
         w, h, tiles_x, tiles_y,
         num_splats, sh_degree, coeffs_per_splat, num_visible,
-        num_intersections, tiles_x * tiles_y, 0, 0,
+        num_intersections, tiles_x * tiles_y, mode_code, 0,
     )
 
 
@@ -300,6 +320,7 @@ def render_forward(
     sh_degree: int | None = None,
     rec: Recorder | None = None,
     profiler=None,
+    render_mode: str = "default",
 ) -> ForwardState:
     """Render ``splats`` seen by ``camera`` on the GPU; keep every buffer the backward needs.
 
@@ -319,6 +340,9 @@ def render_forward(
             ``project``, ``depth_sort``, ``project_visible``, ``map_intersections``,
             ``tile_sort``, ``rasterize``). Ignored when ``rec`` is given (use the
             recorder's own profiler).
+        render_mode: ``"default"`` (2D filter 0.3) or ``"mip"`` (Mip-Splatting's 2D filter
+            0.1 with opacity compensation; see the module docstring). Recorded in
+            ``ForwardState.render_mode`` so the backward uses the same mode.
 
     Returns:
         :class:`~brushpy.render.state.ForwardState`; ``image`` is float32 [H,W,4]
@@ -329,10 +353,11 @@ def render_forward(
         function), so the next render reuses its buffers and bind groups.
 
     Raises:
-        ValueError: bad ``sh_degree``, image size or splat tensor shapes.
+        ValueError: bad ``sh_degree``, ``render_mode``, image size or splat tensor shapes.
         RenderTooLargeError: a buffer exceeds the device's storage-binding limit (the
             message says which and what to lower).
     """
+    mode_code = RENDER_MODES[check_render_mode(render_mode)]
     n = splats.num_splats
     coeffs = splats.sh_coeffs.shape[1] if len(splats.sh_coeffs.shape) == 3 else -1
     data_degree = _SH_DEGREES.get(coeffs)
@@ -385,7 +410,7 @@ def render_forward(
     sort_ids = outputs.get("sort_ids", (n,), np.uint32, splat_hint)
     counters = scratch.get("counters", (4,), np.uint32, splat_hint)
     camera_block = _cached_camera_block(camera, background)  # shared by both uniform blocks
-    params1 = Uniform(camera_block + _counts_block(camera, n, sh_degree, coeffs, 0, 0))
+    params1 = Uniform(camera_block + _counts_block(camera, n, sh_degree, coeffs, 0, 0, mode_code))
     # pooled buffers hold old data: zero what the kernels accumulate into
     rec.clear(counters, 16)
     rec.clear(tile_ranges, 8 * num_tiles)
@@ -412,7 +437,7 @@ def render_forward(
     projected = _view(projected_rows, num_visible * PROJECTED_STRIDE, (num_visible, PROJECTED_STRIDE))
 
     # -- 2. depth sort ------------------------------------------------------------------
-    params2 = Uniform(camera_block + _counts_block(camera, n, sh_degree, coeffs, num_visible, num_isect))
+    params2 = Uniform(camera_block + _counts_block(camera, n, sh_degree, coeffs, num_visible, num_isect, mode_code))
     if num_visible > 0:
         with rec.stage("depth_sort"):
             radix_sort_pairs(rec, sort_keys, sort_ids, num_visible, num_bits=depth_bits)
@@ -479,6 +504,7 @@ def render_forward(
         tile_ranges=tile_ranges,
         final_index=final_index,
         sh_degree=sh_degree,
+        render_mode=render_mode,
     )
     state._pooled_outputs = (pool, outputs)  # see release_forward_state
     return state
@@ -496,6 +522,7 @@ def rasterize(
     height: int,
     background=(0.0, 0.0, 0.0),
     sh_degree: int | None = None,
+    render_mode: str = "default",
 ) -> np.ndarray:
     """Render Gaussian splats given as NumPy arrays; returns float32 [H,W,4] (RGB + alpha).
 
@@ -511,11 +538,13 @@ def rasterize(
         background: (r, g, b) behind the splats.
         sh_degree: SH degree to evaluate (default: all of ``sh_coeffs``); only the
             coefficients it uses are uploaded.
+        render_mode: ``"default"`` or ``"mip"`` (see :func:`render_forward`).
 
     Raises:
-        ValueError: inconsistent shapes, bad intrinsics/size or ``sh_degree``.
+        ValueError: inconsistent shapes, bad intrinsics/size, ``sh_degree`` or ``render_mode``.
         RenderTooLargeError: a GPU buffer exceeds the device's binding limit.
     """
+    check_render_mode(render_mode)
     means = np.asarray(means, np.float32).reshape(-1, 3)
     sh = np.asarray(sh_coeffs, np.float32)
     if sh.ndim == 2 and sh.shape[1] == 3:
@@ -539,5 +568,5 @@ def rasterize(
     except BufferTooLargeError as exc:
         hint = "lower the number of splats" + (" or sh_degree" if exc.what == "sh_coeffs" else "")
         raise RenderTooLargeError(exc.what, exc.nbytes, exc.limit, hint) from None
-    state = render_forward(splats, camera, background)
+    state = render_forward(splats, camera, background, render_mode=render_mode)
     return state.image.numpy()

@@ -43,6 +43,9 @@ class ForwardState:
             rejected before stopping; the backward walks ``[tile start, final_index)``
             in reverse.
         sh_degree: degree used for colour.
+        render_mode: ``"default"`` (2D filter 0.3) or ``"mip"`` (filter 0.1, opacity
+            times the compensation; ``projected`` then holds the compensated opacity).
+            The backward differentiates the mode the forward used.
     """
 
     camera: Camera
@@ -59,3 +62,4 @@ class ForwardState:
     tile_ranges: GpuTensor
     final_index: GpuTensor
     sh_degree: int
+    render_mode: str = "default"

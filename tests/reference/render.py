@@ -9,6 +9,11 @@ this. Conventions are those of ``shared/DESIGN.md`` (gsplat "classic"):
   4x4, pixel ``(i, j)`` has its centre at ``(i + 0.5, j + 0.5)``;
 * 2D covariance ``J W Σ Wᵀ Jᵀ + 0.3 I`` with the x/z and y/z used in ``J``
   clamped to ``[(-0.15 W - cx)/fx, (1.15 W - cx)/fx]`` (likewise y);
+* ``mip=True`` (``--render-mode mip``; Mip-Splatting's 2D filter, gsplat's
+  ``rasterize_mode="antialiased"``, Brush's ``MIP_SPLATTING``): ``+ 0.1 I``
+  instead, and the opacity is multiplied by the compensation
+  ``sqrt(max(det Σ2D, 0) / det(Σ2D + 0.1 I))`` (``Σ2D`` before the filter);
+  the cull and the 1/255 extent use that compensated opacity;
 * colour ``max(SH(dir) + 0.5, 0)`` with ``dir = normalize(mean - camera centre)``;
 * cull: ``z < 0.01``, non-finite values, opacity ``< 1/255``, non-positive
   2D determinant, or a 1/255 extent box entirely off screen;
@@ -26,6 +31,8 @@ ALPHA_THRESHOLD = 1.0 / 255.0
 MAX_ALPHA = 0.999
 TRANSMITTANCE_STOP = 1e-4
 LOW_PASS = 0.3
+#: the 2D filter of the mip render mode (Mip-Splatting, Yu et al. 2024, eq. 13)
+LOW_PASS_MIP = 0.1
 
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199
@@ -113,8 +120,9 @@ def project(
     width: int,
     height: int,
     view_dir_const: np.ndarray | None = None,
+    mip: bool = False,
 ) -> dict:
-    """Per-splat projection. Returns float64 arrays (culled splats have ``visible == False``).
+    """Per-splat projection (``mip``: the 0.1 filter with opacity compensation). Returns float64 arrays (culled splats have ``visible == False``).
 
     Keys: ``xy [N,2]`` (pixels), ``conic [N,3]`` (inverse 2D covariance a, b, c),
     ``cov2d [N,3]``, ``color [N,3]``, ``opacity [N]``, ``depth [N]``, ``visible [N] bool``,
@@ -150,13 +158,19 @@ def project(
         J[:, 1, 2] = -fy * ty / (z * z)
         T = J @ R[None]
         cov = T @ cov3d @ np.transpose(T, (0, 2, 1))
-        c11 = cov[:, 0, 0] + LOW_PASS
+        low_pass = LOW_PASS_MIP if mip else LOW_PASS
+        c11 = cov[:, 0, 0] + low_pass
         c12 = cov[:, 0, 1]
-        c22 = cov[:, 1, 1] + LOW_PASS
+        c22 = cov[:, 1, 1] + low_pass
         det = c11 * c22 - c12 * c12
+        if mip:
+            det_raw = cov[:, 0, 0] * cov[:, 1, 1] - c12 * c12
+            compensation = np.sqrt(np.maximum(det_raw, 0.0) / det)
+        else:
+            compensation = np.ones(n)
         conic = np.stack([c22 / det, -c12 / det, c11 / det], -1)
         xy = np.stack([fx * p_cam[:, 0] / z + cx, fy * p_cam[:, 1] / z + cy], -1)
-        opacity = 1.0 / (1.0 + np.exp(-raw_op))
+        opacity = compensation / (1.0 + np.exp(-raw_op))
 
         degree = sh_degree_from_coeffs(sh.shape[1])
         if view_dir_const is not None:
@@ -193,6 +207,7 @@ def project(
         "cov2d": np.stack([c11, c12, c22], -1),
         "color": color,
         "opacity": opacity,
+        "compensation": compensation,
         "depth": z,
         "visible": visible,
         "extent": ext,
@@ -246,8 +261,9 @@ def render(
     height: int,
     background=(0.0, 0.0, 0.0),
     view_dir_const=None,
+    mip: bool = False,
 ):
-    """Reference render: float64 image [H,W,4] (RGB + alpha)."""
-    p = project(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width, height, view_dir_const)
+    """Reference render: float64 image [H,W,4] (RGB + alpha); ``mip``: the mip render mode."""
+    p = project(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width, height, view_dir_const, mip)
     img, _ = rasterize_projected(p["xy"], p["conic"], p["color"], p["opacity"], p["depth"], p["visible"], width, height, background)
     return img

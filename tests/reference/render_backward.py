@@ -28,6 +28,12 @@ The chain, splat by splat (gsplat "classic" conventions, DESIGN.md):
   ``(I - d dᵀ)/|mean - cam|``. With ``view_dir_const`` that term is dropped
   (gsplat's tiny_case gradients were made that way).
 * opacity ``o = sigmoid(raw)``: ``∂o/∂raw = o (1 - o)``.
+* mip mode (``mip=True``): the filter is ``0.1 I`` and the projected opacity is
+  ``o·comp`` with ``comp = sqrt(det Σ / det Σb)``, ``Σb = Σ + 0.1 I``. From
+  ``∂ det A / ∂A = adj(A)ᵀ`` and ``adj(Σ) = adj(Σb) - 0.1 I`` (2x2):
+  ``∂comp/∂Σ = ((1 - comp²) Σb⁻¹ - 0.1 I / det Σb) / (2 comp)``, the formula
+  of gsplat's ``add_blur_vjp`` (which adds 1e-6 to the ``2 comp`` denominator;
+  here it is exact, and ``comp >= 1/255`` for every visible splat).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import numpy as np
 from .render import (
     ALPHA_THRESHOLD,
     LOW_PASS,
+    LOW_PASS_MIP,
     MAX_ALPHA,
     TRANSMITTANCE_STOP,
     project,
@@ -163,8 +170,12 @@ def project_vjp(
     v_opacity,
     visible,
     view_dir_const: bool = False,
+    mip: bool = False,
 ):
     """VJP of :func:`tests.reference.render.project` for the visible splats.
+
+    ``v_opacity`` is the gradient w.r.t. the projected opacity (``sigmoid(raw)``,
+    times the compensation when ``mip``).
 
     ``v_color`` is the gradient w.r.t. the *clamped* colour. Returns a dict of
     float64 gradients ``means [N,3]``, ``rotations [N,4]``, ``log_scales [N,3]``,
@@ -195,9 +206,8 @@ def project_vjp(
     vxy, vcon, vcol, vop = v_xy[idx], v_conic[idx], v_color[idx], v_opacity[idx]
     k = idx.size
 
-    # opacity
+    # opacity (the compensation's share is added below, once the 2D covariance is known)
     o = 1.0 / (1.0 + np.exp(-ro))
-    out["raw_opacities"][idx] = vop * o * (1.0 - o)
 
     # colour -> SH coefficients (and -> means through the view direction)
     cam = -R.T @ t
@@ -243,14 +253,25 @@ def project_vjp(
     J[:, 1, 2] = -fy * ty / (z * z)
     Tm = J @ R[None]
     cov = Tm @ cov3d @ np.transpose(Tm, (0, 2, 1))
-    cov[:, 0, 0] += LOW_PASS
-    cov[:, 1, 1] += LOW_PASS
+    low_pass = LOW_PASS_MIP if mip else LOW_PASS
+    det_raw = cov[:, 0, 0] * cov[:, 1, 1] - cov[:, 0, 1] * cov[:, 1, 0]
+    cov[:, 0, 0] += low_pass
+    cov[:, 1, 1] += low_pass
     P = np.linalg.inv(cov)
     G = np.zeros((k, 2, 2))
     G[:, 0, 0] = vcon[:, 0]
     G[:, 0, 1] = G[:, 1, 0] = 0.5 * vcon[:, 1]
     G[:, 1, 1] = vcon[:, 2]
     v_cov2 = -P @ G @ P  # symmetric
+    if mip:
+        det_b = cov[:, 0, 0] * cov[:, 1, 1] - cov[:, 0, 1] * cov[:, 1, 0]
+        comp = np.sqrt(np.maximum(det_raw, 0.0) / det_b)
+        out["raw_opacities"][idx] = vop * comp * o * (1.0 - o)
+        v_comp = vop * o
+        d_comp = ((1.0 - comp * comp)[:, None, None] * P - (low_pass / det_b)[:, None, None] * np.eye(2)[None]) / (2.0 * comp)[:, None, None]
+        v_cov2 = v_cov2 + v_comp[:, None, None] * d_comp
+    else:
+        out["raw_opacities"][idx] = vop * o * (1.0 - o)
 
     # 2D covariance -> camera-space 3D covariance and J
     v_T = 2.0 * v_cov2 @ Tm @ cov3d  # [k,2,3]
@@ -308,21 +329,24 @@ def render_vjp(
     v_image,
     background=(0.0, 0.0, 0.0),
     view_dir_const: bool = False,
+    mip: bool = False,
 ) -> dict:
     """Gradients of ``sum(render(...) * v_image)`` w.r.t. all splat parameters (float64).
+
+    ``mip``: the mip render mode (see :func:`project_vjp`).
 
     Returns the parameter gradients (``means``, ``rotations``, ``log_scales``,
     ``sh_coeffs``, ``raw_opacities``), the intermediate ``v_xy``, ``v_conic``,
     ``v_color``, ``v_opacity`` [N,...], ``visible`` [N] and ``image``.
     """
     n = np.asarray(means).reshape(-1, 3).shape[0]
-    p = project(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width, height)
+    p = project(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width, height, mip=mip)
     r = rasterize_projected_vjp(
         p["xy"], p["conic"], p["color"], p["opacity"], p["depth"], p["visible"], width, height, v_image, background
     )
     g = project_vjp(
         means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width, height,
-        r["v_xy"], r["v_conic"], r["v_color"], r["v_opacity"], p["visible"], view_dir_const,
+        r["v_xy"], r["v_conic"], r["v_color"], r["v_opacity"], p["visible"], view_dir_const, mip,
     )
     g.update({k: r[k] for k in ("v_xy", "v_conic", "v_color", "v_opacity", "refine_abs", "image", "order")})
     g["visible"] = p["visible"]
@@ -343,6 +367,7 @@ def forward_buffers(
     height: int,
     background=(0.0, 0.0, 0.0),
     tile_size: int = 16,
+    mip: bool = False,
 ) -> dict:
     """The buffers of a ``ForwardState`` built from the float64 reference (numpy).
 
@@ -354,7 +379,7 @@ def forward_buffers(
     intersection the pixel processed before the transmittance stop) and
     ``image`` [H,W,4]. Lets the backward kernels be tested without the GPU forward.
     """
-    p = project(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width, height)
+    p = project(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width, height, mip=mip)
     vis = p["visible"]
     ids = np.nonzero(vis)[0]
     order = ids[np.argsort(p["depth"][ids], kind="stable")]
