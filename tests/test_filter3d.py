@@ -177,8 +177,56 @@ def test_exported_ply_renders_like_training(gpu, tmp_path):
     from brushpy.gpu import Recorder
 
     rec = Recorder()
-    trained = render_forward(tr.filter3d.apply(rec, tr.splats), view.camera, (1.0, 1.0, 1.0), sh_degree=1, rec=rec).image.numpy()
+    state = render_forward(tr.filter3d.apply(rec, tr.splats), view.camera, (1.0, 1.0, 1.0), sh_degree=1, rec=rec)
+    rec.submit()
+    trained = state.image.numpy()
     exported = render_forward(data.to_gpu(), view.camera, (1.0, 1.0, 1.0), sh_degree=1).image.numpy()
     unfiltered = render_forward(tr.splats, view.camera, (1.0, 1.0, 1.0), sh_degree=1).image.numpy()
     assert np.abs(exported - trained).max() < 2e-3, np.abs(exported - trained).max()
     assert np.abs(unfiltered - trained).max() > 1e-3  # the filter changed the render
+
+
+def test_mip_mode_trains_and_exports_its_mode(gpu, tmp_path):
+    """--render-mode mip is accepted, trains (loss falls), renders in mip mode and says so in the PLY."""
+    from brushpy.io.ply import read_ply, write_ply
+    from brushpy.train.config import ProcessConfig
+    from brushpy.train.trainer import Trainer
+    from tests.test_train import tiny_config, tiny_scene
+
+    cfg = tiny_config(total_steps=60, render_mode="mip")
+    cfg.validate()
+    scene = tiny_scene(max_frames=4, resolution=32)
+    tr = Trainer(scene, cfg, ProcessConfig(seed=2))
+    before = tr.evaluate()["psnr"]
+    losses = [tr.step().loss for _ in range(40)]
+    assert np.isfinite(losses).all() and np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert tr.evaluate()["psnr"] > before
+    path = tr.export_ply(tmp_path / "mip.ply")
+    data = read_ply(path)
+    assert data.render_mode == "mip"
+    write_ply(tmp_path / "again.ply", data)  # the mode survives a rewrite
+    assert read_ply(tmp_path / "again.ply").render_mode == "mip"
+    assert read_ply(tmp_path / "again.ply").num_splats == data.num_splats
+
+
+def test_filter_floors_saved_in_checkpoints(gpu, tmp_path):
+    from brushpy.train.config import ProcessConfig
+    from brushpy.train.trainer import Trainer
+    from tests.test_train import tiny_config, tiny_scene
+
+    scene = tiny_scene(max_frames=4, resolution=32)
+    cfg = tiny_config(total_steps=40, refine_every=10)
+    a = Trainer(scene, cfg, ProcessConfig(seed=4))
+    for _ in range(15):
+        a.step()
+    floors = a.filter3d.min_scale.numpy()
+    ckpt = a.save_checkpoint(tmp_path / "c.npz")
+    b = Trainer(scene, cfg, ProcessConfig(seed=4))
+    b.load_checkpoint(ckpt)
+    np.testing.assert_array_equal(b.filter3d.min_scale.numpy(), floors)
+    # the floors were computed at the last refine, from the means of that moment
+    assert not np.array_equal(ref.min_scale(a.splats.numpy()["means"], [v.camera for v in scene.train_views]).astype(np.float32), floors)
+    off = Trainer(scene, tiny_config(total_steps=40, min_scale_factor=0.0), ProcessConfig(seed=4))
+    assert off.filter3d is None
+    with pytest.raises(ValueError, match="--min-scale-factor"):
+        tiny_config(min_scale_factor=-1.0).validate()

@@ -75,6 +75,9 @@ class SplatData:
         raw_opacities: [N] opacity logits.
         normals: optional [N,3] normals (kept only so files round-trip; splatting
             ignores them). ``None`` when the file had none.
+        render_mode: ``"default"`` or ``"mip"``: the render mode the splats were trained
+            for, from a ``SplatRenderMode: mip`` header comment (Brush's convention,
+            written by brushpy's trainer too); ``"default"`` when the file has none.
 
     Raises:
         ValueError: on construction, when shapes disagree (the message names the array).
@@ -86,6 +89,7 @@ class SplatData:
     sh_coeffs: np.ndarray
     raw_opacities: np.ndarray
     normals: np.ndarray | None = field(default=None)
+    render_mode: str = field(default="default")
 
     def __post_init__(self):
         self.means = np.ascontiguousarray(self.means, np.float32)
@@ -199,8 +203,20 @@ def read_ply(path: str | os.PathLike) -> SplatData:
         raise PlyFormatError(f"{path} has no 'vertex' element (elements: {names}); not a splat file")
     props = {p.name for p in vertex.properties}
     if _element(ply, "chunk") is not None and "packed_position" in props:
-        return _decode_compressed(ply, path)
-    return _decode_inria(vertex, props, path)
+        data = _decode_compressed(ply, path)
+    else:
+        data = _decode_inria(vertex, props, path)
+    data.render_mode = _render_mode_comment(ply)
+    return data
+
+
+def _render_mode_comment(ply: PlyData) -> str:
+    """``"mip"`` when a header comment reads ``SplatRenderMode: mip`` (Brush), else ``"default"``."""
+    for c in list(ply.comments) + list(getattr(ply, "obj_info", [])):
+        key, _, value = str(c).partition(":")
+        if key.strip().lower() == "splatrendermode" and value.strip().lower() == "mip":
+            return "mip"
+    return "default"
 
 
 def _decode_inria(vertex, props: set, path: Path) -> SplatData:
@@ -403,7 +419,7 @@ def read_ply_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | N
 # --------------------------------------------------------------------------- writing
 
 
-def write_ply(path: str | os.PathLike, data, ascii: bool = False) -> None:
+def write_ply(path: str | os.PathLike, data, ascii: bool = False, comments=()) -> None:
     """Write ``data`` as an INRIA 3DGS PLY (binary little-endian float32, or ascii).
 
     ``data`` is a :class:`SplatData` or a GPU :class:`brushpy.render.splats.Splats`
@@ -413,6 +429,8 @@ def write_ply(path: str | os.PathLike, data, ascii: bool = False) -> None:
     rot_0..3``; normals are written only when ``data.normals`` is set. ``f_rest_*`` are
     channel-major (see the module docstring). Values round-trip exactly through
     :func:`read_ply` in both modes (ascii uses 9 significant digits, enough for float32).
+    ``comments``: extra header comment lines (e.g. ``"SplatRenderMode: mip"``); a
+    :class:`SplatData` whose ``render_mode`` is ``"mip"`` gets that line automatically.
 
     Raises:
         OSError: the file cannot be written.
@@ -439,7 +457,10 @@ def write_ply(path: str | os.PathLike, data, ascii: bool = False) -> None:
     for name, values in columns:
         arr[name] = values
     element = PlyElement.describe(arr, "vertex")
-    ply = PlyData([element], text=ascii, byte_order="<", comments=["written by brushpy (INRIA 3DGS layout)"])
+    header = ["written by brushpy (INRIA 3DGS layout)", *comments]
+    if data.render_mode == "mip" and not any(str(c).replace(" ", "").lower() == "splatrendermode:mip" for c in header):
+        header.append("SplatRenderMode: mip")
+    ply = PlyData([element], text=ascii, byte_order="<", comments=header)
     if not ascii:
         ply.write(str(path))
         return

@@ -24,6 +24,8 @@ class TrainConfig:
 
     total_steps: int = _opt(30000, "Steps to train.")
     render_mode: str = _opt("default", "`default` or `mip` (2D filter 0.1 with opacity compensation).", choices=("default", "mip"))
+    min_scale_factor: float = _opt(0.1, "3D filter (Mip-Splatting): per-splat scale floor √factor · min over training views of "
+                                        "depth / focal, rendered in training and folded into exports; 0 disables.")
     lr_mean: float = _opt(2e-5, "Start learning rate of the means, multiplied by the scene extent.")
     lr_mean_end: float = _opt(2e-7, "End learning rate of the means (exponential decay over training).")
     mean_noise_weight: float = _opt(50.0, "Noise on low-opacity splats: N(0,1)·(1−σ(o))^150·visible·lr_mean·weight.")
@@ -56,14 +58,12 @@ class TrainConfig:
             (0.0 < self.growth_select_fraction <= 1.0, "--growth-select-fraction must be in (0, 1]"),
             (self.max_splats >= 1, "--max-splats must be ≥ 1"),
             (self.render_mode in ("default", "mip"), "--render-mode must be `default` or `mip`"),
+            (self.min_scale_factor >= 0.0, "--min-scale-factor must be ≥ 0 (0 disables the 3D filter)"),
             (len(self.background_color) == 3, "--background-color takes three values R,G,B"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
-        if self.render_mode == "mip":
-            raise ValueError("--render-mode mip (the 0.1 2D filter with opacity compensation) is not implemented "
-                             "in brushpy's kernels yet; train with --render-mode default")
 
 
 @dataclass

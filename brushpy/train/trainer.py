@@ -27,6 +27,7 @@ from ..render.backward import RenderBackward, SplatGrads, render_backward
 from ..render.forward import release_forward_state, render_forward
 from ..render.splats import Splats
 from .config import ProcessConfig, TrainConfig
+from .filter3d import Filter3D
 from .refine import RefineStats, pcg_hash, refine, scene_bounds
 
 PARAM_NAMES = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
@@ -138,6 +139,10 @@ class Trainer:
             expand_sh(init["sh_coeffs"], config.sh_degree), init["raw_opacities"],
         )
         self.bounds = scene_bounds(self.splats.means)
+        # Mip-Splatting's 3D filter: rendered in training, folded into exports (filter3d.py)
+        self.filter3d = Filter3D([v.camera for v in scene.train_views], config.min_scale_factor) if config.min_scale_factor > 0 else None
+        if self.filter3d is not None:
+            self.filter3d.update(self.splats.means)
         self.adam = Adam(AdamConfig.from_options(config), scene_extent=self.bounds.median_size)
         self.loss_fn = ImageLoss(config.ssim_weight, config.match_alpha_weight)
         self.stats = RefineStats(self.splats.num_splats)
@@ -200,8 +205,10 @@ class Trainer:
         view = self._views[self.order.next()]
         bg = noisy_background(c.background_color, c.background_noise_strength, self.noise_rng)
         rec = Recorder()
+        render_splats = self._render_splats(rec)
         try:
-            state = render_forward(self.splats, view.camera, background=bg, sh_degree=c.sh_degree, rec=rec)
+            state = render_forward(render_splats, view.camera, background=bg, sh_degree=c.sh_degree, rec=rec,
+                                   render_mode=c.render_mode)
         except BufferTooLargeError as exc:
             raise TrainingError(f"step {step + 1}: {exc}. Lower --max-resolution or --max-splats.") from exc
         hw = (view.camera.height, view.camera.width)
@@ -212,7 +219,9 @@ class Trainer:
         n = self.splats.num_splats
         if self._grads is None or self._grads.means.shape[0] != n:
             self._grads = RenderBackward(ctx=self.ctx).allocate(n, self.splats.sh_coeffs.shape[1], n)
-        grads = render_backward(state, self.splats, v_image, rec, out=self._grads)
+        grads = render_backward(state, render_splats, v_image, rec, out=self._grads)
+        if self.filter3d is not None:  # gradients w.r.t. the filtered scales/opacities -> the raw ones
+            self.filter3d.backward(rec, self.splats, grads.log_scales, grads.raw_opacities)
         self.stats.accumulate(rec, state, grads.refine_weight_abs)
         lrs = self.adam.step(rec, self.params, dict(zip(PARAM_NAMES, grads.params())), step)
         self._record_noise(rec, grads.visible, lrs["means"], step)
@@ -260,6 +269,8 @@ class Trainer:
         result = refine(rec, self.splats, self.stats, self.adam, cfg, self.step_count, self.bounds, self.process.seed)
         rec.submit()
         self.splats = result.splats
+        if self.filter3d is not None:
+            self.filter3d.update(self.splats.means, rec=None)
         self.stats = result.stats
         self.bounds = result.bounds
         self.adam.scene_extent = self.bounds.median_size
@@ -295,7 +306,8 @@ class Trainer:
                 gt = GpuTensor.from_numpy(np.ascontiguousarray(img[..., :3]), label=f"eval gt {view.name}")
                 self._eval_gt[id(view)] = gt
             rec = Recorder()
-            state = render_forward(self.splats, view.camera, background=tuple(bg), sh_degree=self.config.sh_degree, rec=rec)
+            state = render_forward(self._render_splats(rec), view.camera, background=tuple(bg), sh_degree=self.config.sh_degree,
+                                   rec=rec, render_mode=self.config.render_mode)
             metrics.record(rec, state.image, gt)
             rec.submit()
             if save_dir is not None:
@@ -317,14 +329,25 @@ class Trainer:
             "views": out_views,
         }
 
+    def _render_splats(self, rec: Recorder) -> Splats:
+        """The splats as rendered: with the 3D filter applied (recorded into ``rec``) when it is on."""
+        return self.filter3d.apply(rec, self.splats) if self.filter3d is not None else self.splats
+
     # -- export and checkpoints ------------------------------------------------------
     def export_ply(self, path: str | Path) -> Path:
-        """Write the current splats as an INRIA 3DGS PLY (binary)."""
+        """Write the current splats as an INRIA 3DGS PLY (binary).
+
+        The 3D filter, when on, is folded into the written scales and opacities (so the
+        file renders as training did); the header says ``SplatRenderMode: default|mip``
+        as Brush's exports do (a mip-trained file is meant for a renderer with the 0.1
+        2D filter and opacity compensation).
+        """
         from ..io.ply import write_ply
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_ply(path, self.splats)
+        data = self.filter3d.bake(self.splats) if self.filter3d is not None else self.splats
+        write_ply(path, data, comments=[f"SplatRenderMode: {self.config.render_mode}"])
         return path
 
     def save_checkpoint(self, path: str | Path) -> Path:
@@ -334,6 +357,8 @@ class Trainer:
         arrays = {f"param.{k}": v for k, v in self.splats.numpy().items()}
         arrays.update({f"adam.{k}": v for k, v in self.adam.state_dict().items()})
         arrays.update({f"stats.{k}": v for k, v in self.stats.state_dict().items()})
+        if self.filter3d is not None:
+            arrays["filter3d.min_scale"] = self.filter3d.min_scale.numpy()
         meta = {
             "format": "brushpy-checkpoint-1",
             "step": self.step_count,
@@ -377,6 +402,11 @@ class Trainer:
         self.noise_rng.bit_generator.state = meta["noise_rng"]
         self.bounds = SceneBounds(np.array(meta["bounds"][0]), np.array(meta["bounds"][1]))
         self.adam.scene_extent = self.bounds.median_size
+        if self.filter3d is not None:  # the floors of the saved run (recomputed only at refine)
+            if "filter3d.min_scale" in data.files:
+                self.filter3d.load(data["filter3d.min_scale"])
+            else:
+                self.filter3d.update(self.splats.means)
         from ..data import ViewOrder
 
         self.order = ViewOrder(len(self.scene.train_views), seed=self.process.seed, start_step=self.step_count)
