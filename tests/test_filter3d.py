@@ -20,13 +20,15 @@ def _look_down_z(position, f=100.0, w=64, h=48, fy=None):
 
 def test_reference_floors_from_known_cameras():
     cams = [_look_down_z((0, 0, 0), f=100.0), _look_down_z((0, 0, -3), f=50.0, fy=150.0)]
+    # cam 0 at the origin, focal 100; cam 1 at z = -3, focal (50 + 150) / 2 = 100;
+    # both 64x48, principal point (32, 24): a view sees u in [-9.6, 73.6], v in [-7.2, 55.2]
     means = np.array([
-        [0.0, 0.0, 2.0],    # depth 2 in cam 0 (f 100), 5 in cam 1 (f 100): 0.02
-        [0.0, 0.0, 10.0],   # 10/100 = 0.1 vs 13/100
-        [50.0, 0.0, 2.0],   # outside cam 0's grown frustum (u = 2532); cam 1: x/z = 50/5 -> u = 532 > 1.15·64
-        [0.0, 0.0, -1.0],   # behind cam 0; cam 1 depth 2 -> 0.02
-        [0.0, 0.0, -5.0],   # behind both: unseen -> largest floor of the seen
-        [0.5, 0.0, 1.0],    # cam 0: u = 82 < 1.15·64 = 73.6? no (82 > 73.6) -> not seen; cam 1: z 4, u = 32 + 50·0.5/4 -> 0.04
+        [0.0, 0.0, 2.0],    # depths 2 and 5: 0.02
+        [0.0, 0.0, 10.0],   # depths 10 and 13: 0.1
+        [50.0, 0.0, 2.0],   # u = 2532 (cam 0), 532 (cam 1): unseen -> the largest floor, 0.1
+        [0.0, 0.0, -1.0],   # behind cam 0; depth 2 in cam 1: 0.02
+        [0.0, 0.0, -5.0],   # behind both: unseen -> 0.1
+        [0.5, 0.0, 1.0],    # u = 82 in cam 0 (outside); cam 1: depth 4, u = 38.25: 0.04
     ])
     got = ref.min_scale(means, cams, factor=0.1)
     s = np.sqrt(0.1)

@@ -91,8 +91,12 @@ def test_reference_compensation_and_cull():
     s2["raw_opacities"][0] = 6.0
     p2 = project(*_scene_args(s2), mip=True)
     p2d = project(*_scene_args(s2))
-    assert p2["compensation"][0] * 0.9976 < 1 / 255 and not p2["visible"][0]
-    assert p2d["visible"][0] or not p2d["visible"][0] and p2d["opacity"][0] > 1 / 255
+    assert p2["opacity"][0] < 1 / 255 and not p2["visible"][0]
+    assert p2d["opacity"][0] > 0.99  # the default mode keeps its full opacity
+    # the extent follows the compensated opacity: 2 ln(255 o·comp) instead of 2 ln(255 o)
+    vis = p1["visible"]
+    power = 2 * np.log(255 * p1["opacity"][vis])
+    np.testing.assert_allclose(p1["extent"][vis], np.sqrt(power[:, None] * p1["cov2d"][vis][:, [0, 2]]), rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------- GPU
@@ -102,6 +106,20 @@ def _splats(s):
     from brushpy.render.splats import Splats
 
     return Splats.from_numpy(*(np.asarray(s[k], np.float32) for k in PARAMS))
+
+
+def _check_kept(gfc, p, width, height):
+    """The GPU keeps the reference's visible splats, except ones whose 1/255 ellipse
+    reaches no pixel centre (the reference culls on the extent box only)."""
+    kept = set(int(g) for g in gfc)
+    vis = set(int(g) for g in np.nonzero(p["visible"])[0])
+    assert kept <= vis and len(kept) == len(gfc)
+    py, px = np.mgrid[0:height, 0:width] + 0.5
+    for g in vis - kept:
+        dx, dy = p["xy"][g, 0] - px, p["xy"][g, 1] - py
+        a, b, c = p["conic"][g]
+        sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+        assert (p["opacity"][g] * np.exp(-sigma)).max() < 1.001 / 255, f"splat {g} dropped but contributes"
 
 
 def _camera(s):
@@ -125,7 +143,7 @@ def test_gpu_forward_mip_matches_reference(gpu, seed):
     assert np.abs(expected - default).max() > 1e-2  # the modes really differ here
     p = project(*_scene_args(s), mip=True)
     gfc = state.global_from_compact.numpy()
-    np.testing.assert_array_equal(np.sort(gfc), np.nonzero(p["visible"])[0])
+    _check_kept(gfc, p, s["width"], s["height"])
     proj = state.projected.numpy().astype(np.float64)
     np.testing.assert_allclose(proj[:, 8], p["opacity"][gfc], rtol=2e-5, atol=1e-7)
     np.testing.assert_allclose(proj[:, 2:5], p["conic"][gfc], rtol=2e-4, atol=1e-5 * np.abs(p["conic"][gfc]).max())
@@ -164,3 +182,24 @@ def test_rasterize_mip_numpy_api(gpu):
     img = rasterize(*_scene_args(s), background=s["background"], render_mode="mip")
     expected = render(*_scene_args(s), s["background"], mip=True)
     assert (np.abs(img - expected) <= 1e-5 + 1e-2 * np.abs(expected)).all()
+
+
+def test_gpu_culls_on_compensated_opacity(gpu):
+    """A sub-pixel, nearly opaque splat: kept by the default mode, culled by mip (o·comp < 1/255)."""
+    from brushpy.render.forward import render_forward
+
+    s = make_scene(1, n=20, width=40, height=36)
+    for k in ("log_scales", "raw_opacities", "means"):
+        s[k] = np.array(s[k], copy=True)
+    R, t = s["world_to_camera"][:3, :3], s["world_to_camera"][:3, 3]
+    s["means"][0] = R.T @ (np.array([0.0, 0.0, 4.0]) - t)  # on the optical axis, on screen
+    s["log_scales"][0] = -9.0
+    s["raw_opacities"][0] = 6.0
+    p_mip = project(*_scene_args(s), mip=True)
+    p_def = project(*_scene_args(s))
+    assert p_def["visible"][0] and not p_mip["visible"][0]
+    for mode, p in (("default", p_def), ("mip", p_mip)):
+        state = render_forward(_splats(s), _camera(s), s["background"], render_mode=mode)
+        gfc = state.global_from_compact.numpy()
+        _check_kept(gfc, p, s["width"], s["height"])
+        assert (0 in gfc) == (mode == "default")
