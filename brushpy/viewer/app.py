@@ -210,6 +210,7 @@ class ViewerApp:
         self.selected_view: tuple[str, int] | None = None  # ("train" | "eval", index)
         self._gt_texture = None  # (key, texture, view, imgui ref, size)
         self._implot_ready = False
+        self._open_dataset_panel = False
 
         self.frame_count = 0
         self.fps = 0.0
@@ -459,6 +460,7 @@ class ViewerApp:
             raise IndexError(f"no {split} view {index} (the dataset has {len(views)})")
         self.selected_view = (split, int(index))
         self.view_camera(views[index].camera)
+        self._open_dataset_panel = True
 
     def _refresh_training_splats(self, force: bool = False):
         """Show the trainer's current splats (at most budget.refresh_hz times a second unless forced)."""
@@ -490,6 +492,12 @@ class ViewerApp:
             self.error = f"training stopped: {tr.error}"
         if not tr.running:
             self._refresh_training_splats(force=True)
+
+    def pause_training(self, paused: bool = True):
+        """Pause or resume the live training (the Pause / Resume button)."""
+        if self.training is not None:
+            self.training.set_paused(paused)
+            self.request_draw()
 
     # -- closing -------------------------------------------------------------------------
     def request_close(self):
@@ -742,6 +750,9 @@ class ViewerApp:
                 self._scene_panel(imgui)
             if self.training is not None and imgui.collapsing_header("Training", imgui.TreeNodeFlags_.default_open):
                 self._training_panel(imgui)
+            if self._open_dataset_panel:
+                imgui.set_next_item_open(True)
+                self._open_dataset_panel = False
             if self.dataset is not None and imgui.collapsing_header("Dataset"):
                 self._dataset_panel(imgui)
             if imgui.collapsing_header("Render settings", imgui.TreeNodeFlags_.default_open):
@@ -799,7 +810,7 @@ class ViewerApp:
             imgui.text(f"Eval PSNR: {tr.psnr_values[-1]:.2f} dB (step {tr.psnr_steps[-1]:,})")
         if tr.active:
             if imgui.button("Resume" if tr.paused else "Pause"):
-                tr.set_paused(not tr.paused)
+                self.pause_training(not tr.paused)
             imgui.same_line()
         if imgui.button("Export now"):
             self._guarded(tr.export_now)
