@@ -27,7 +27,7 @@ from tests.test_viewer_gui import xvfb  # noqa: F401  (fixture)
 pytest.importorskip("brushpy.train.trainer", reason="the trainer is not in this checkout yet")
 
 LEGO = REPO / "assets" / "lego_small"
-SIZE = (560, 420)
+SIZE = (800, 600)
 
 
 def tiny_scene():

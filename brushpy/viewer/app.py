@@ -748,13 +748,6 @@ class ViewerApp:
                 imgui.text(self.status)
             if imgui.collapsing_header("Scene", imgui.TreeNodeFlags_.default_open):
                 self._scene_panel(imgui)
-            if self.training is not None and imgui.collapsing_header("Training", imgui.TreeNodeFlags_.default_open):
-                self._training_panel(imgui)
-            if self._open_dataset_panel:
-                imgui.set_next_item_open(True)
-                self._open_dataset_panel = False
-            if self.dataset is not None and imgui.collapsing_header("Dataset"):
-                self._dataset_panel(imgui)
             if imgui.collapsing_header("Render settings", imgui.TreeNodeFlags_.default_open):
                 self._settings_panel(imgui)
             if imgui.collapsing_header("Stats", imgui.TreeNodeFlags_.default_open):
@@ -763,6 +756,21 @@ class ViewerApp:
                 imgui.text(HELP_TEXT)
         self._gui_active = imgui.is_any_item_active()
         imgui.end()
+        if self.training is not None:
+            # a second window at the top right: training, then the dataset views
+            imgui.set_next_window_pos((max(8, w - width - 8), 8), imgui.Cond_.first_use_ever)
+            imgui.set_next_window_size_constraints((width, 0), (width, max(60, h - 16)))
+            imgui.set_next_window_bg_alpha(0.85)
+            expanded, _ = imgui.begin("Training", None, imgui.WindowFlags_.always_auto_resize)
+            if expanded:
+                self._training_panel(imgui)
+                if self._open_dataset_panel:
+                    imgui.set_next_item_open(True)
+                    self._open_dataset_panel = False
+                if self.dataset is not None and imgui.collapsing_header("Dataset"):
+                    self._dataset_panel(imgui)
+            self._gui_active = self._gui_active or imgui.is_any_item_active()
+            imgui.end()
         self._close_prompt(imgui)
 
     def _scene_panel(self, imgui):
@@ -831,17 +839,19 @@ class ViewerApp:
             imgui.push_text_wrap_pos(320)
             imgui.text_disabled(tr.message)
             imgui.pop_text_wrap_pos()
+        imgui.push_text_wrap_pos(320)
         imgui.text_disabled(f"exports: {tr.outputs.out_dir}")
+        imgui.pop_text_wrap_pos()
         xs, ys = tr.loss_curve()
-        if implot.begin_plot("Loss", (-1, 130)):
+        if implot.begin_plot("Loss", (-1, 110), implot.Flags_.no_legend):
             implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
             if len(xs):
                 implot.plot_line("loss", xs, ys)
             implot.end_plot()
         px, py = tr.psnr_curve()
-        if len(px) and implot.begin_plot("Eval PSNR (dB)", (-1, 110)):
+        if len(px) and implot.begin_plot("Eval PSNR (dB)", (-1, 90), implot.Flags_.no_legend):
             implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
-            implot.plot_line("psnr", px, py, flags=0)
+            implot.plot_line("psnr", px, py)
             implot.plot_scatter("##psnr_points", px, py)
             implot.end_plot()
 
@@ -855,32 +865,34 @@ class ViewerApp:
     def _dataset_panel(self, imgui):
         ds = self.dataset
         imgui.text(f"{ds.name}: {len(ds.train_views)} train, {len(ds.eval_views)} eval views")
+        sel = self.selected_view
+        if sel is None:
+            imgui.text_disabled("Click a view to see it from its camera")
+        else:
+            view = self.dataset_views(sel[0])[sel[1]]
+            imgui.text(f"{sel[0]} {sel[1]}: {view.name}")
+            imgui.same_line()
+            if imgui.small_button("Jump again"):
+                self.jump_to_view(*sel)
+            ref, (w, h) = self._gt_image(sel, view)
+            if ref is not None:
+                imgui.image(ref, (w, h))
+                imgui.same_line()
+                imgui.text_disabled("ground truth;\nthe view behind\nshows the render\nfrom its camera")
         for split in ("train", "eval"):
             views = self.dataset_views(split)
             if not views:
                 continue
             imgui.text(f"{split.capitalize()} views")
-            if imgui.begin_list_box(f"##{split}_views", (-1, 90)):
+            if imgui.begin_list_box(f"##{split}_views", (-1, 60)):
                 for i, v in enumerate(views):
                     selected = self.selected_view == (split, i)
                     clicked, _ = imgui.selectable(f"{i}: {v.name}##{split}{i}", selected)
                     if clicked:
                         self.jump_to_view(split, i)
                 imgui.end_list_box()
-        sel = self.selected_view
-        if sel is None:
-            imgui.text_disabled("Click a view to see it from its camera")
-            return
-        view = self.dataset_views(sel[0])[sel[1]]
-        imgui.text(f"{sel[0]} {sel[1]}: {view.name}")
-        if imgui.button("Jump to this view"):
-            self.jump_to_view(*sel)
-        ref, (w, h) = self._gt_image(sel, view)
-        if ref is not None:
-            imgui.text("Ground truth (the view shows the render):")
-            imgui.image(ref, (w, h))
 
-    def _gt_image(self, key, view, max_width: int = 200):
+    def _gt_image(self, key, view, max_width: int = 160):
         """The ground-truth image of ``view`` as an imgui texture (cached for the selected view)."""
         cached = self._gt_texture
         if cached is not None and cached[0] == key:
@@ -896,7 +908,7 @@ class ViewerApp:
             a = img[..., 3:4].astype(np.float32) / 255.0
             img = (img[..., :3] * a + bg * (1.0 - a) + 0.5).astype(np.uint8)
         h, w = img.shape[:2]
-        scale = min(1.0, max_width / max(w, 1))
+        scale = max_width / max(w, h, 1)  # small training images are enlarged too
         tw, th = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
         pil = Image.fromarray(np.ascontiguousarray(img[..., :3]))
         if (tw, th) != (w, h):
