@@ -16,8 +16,8 @@ Time-budget policy (:class:`TrainingBudget`), adaptive per frame:
 * otherwise training gets ``train_share`` of the wall time:
   ``max(1 / interactive_fps - overhead, overhead * train_share / (1 - train_share))``,
   capped at ``max_budget_s`` so the panels still update a few times a second;
-* steps start only while budget is left, and every frame with a positive
-  budget runs at least one step;
+* a step starts only when the mean step time still fits in what is left of
+  the budget, and every frame with a positive budget runs at least one step;
 * the scene view is re-rendered with the new splats at most ``refresh_hz``
   times a second, and no more often than every ``render time / (1 - train_share)``
   seconds so drawing the splats stays within the drawing share (every frame
@@ -59,7 +59,7 @@ class TrainingBudget:
 
     interactive_fps: float = 20.0
     train_share: float = 0.9
-    max_budget_s: float = 0.5
+    max_budget_s: float = 1.0
     refresh_hz: float = 4.0
 
     def refresh_interval_s(self, render_s: float) -> float:
@@ -133,6 +133,7 @@ class LiveTraining:
         self._rate.append((time.perf_counter(), self.trainer.step_count))
         self.steps_run = 0
         self.step_time_s = 0.0  # time inside run_for, for the training-speed figures
+        self._step_s = 0.0  # mean seconds per step (to stop before overrunning a budget)
 
     # -- state -----------------------------------------------------------------------
     @property
@@ -197,7 +198,8 @@ class LiveTraining:
 
     # -- running ------------------------------------------------------------------------
     def run_for(self, budget_s: float) -> int:
-        """Run steps while ``budget_s`` seconds are left (at least one when the budget is positive).
+        """Run steps while one more (at the mean step time) fits in ``budget_s`` seconds; at least
+        one when the budget is positive.
 
         Scheduled evaluations and exports run as in ``brushpy train``; reaching
         the total steps runs the final export and evaluation. A
@@ -208,7 +210,7 @@ class LiveTraining:
 
         if not self.running or budget_s <= 0:
             return 0
-        t0 = time.perf_counter()
+        t0 = last = time.perf_counter()
         n = 0
         try:
             while self.step < self.total_steps:
@@ -222,7 +224,10 @@ class LiveTraining:
                     self._add_eval(line)
                 if self.outputs.summary.export:
                     self.last_export = Path(self.outputs.summary.export)
-                if time.perf_counter() - t0 >= budget_s:
+                now = time.perf_counter()
+                dt, last = now - last, now
+                self._step_s = dt if self._step_s == 0 else 0.8 * self._step_s + 0.2 * dt
+                if now - t0 + self._step_s > budget_s:  # the next step would overrun the budget
                     break
             if self.step >= self.total_steps:
                 self.finish()
