@@ -270,3 +270,18 @@ def test_close_during_training_asks_then_exports(session):
     assert result["closed_with"] == "export"
     assert f"export_{result['final_step']}.ply" in result["exports_after_close"]
     assert result["final_step"] < 2000
+
+
+def test_train_viewer_without_display_says_so(monkeypatch, tmp_path):
+    pytest.importorskip("imgui_bundle", reason="viewer extras not installed")
+    pytest.importorskip("glfw", reason="viewer extras not installed")
+    from click.testing import CliRunner
+
+    from brushpy.train.cli import train
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    res = CliRunner().invoke(train, [str(LEGO), "--viewer", "--max-frames", "2", "--max-resolution", "16",
+                                     "--total-steps", "5", "--export-path", str(tmp_path), "-q"])
+    assert res.exit_code != 0
+    assert "cannot open a window" in res.output and "without --viewer" in res.output
