@@ -285,3 +285,53 @@ def test_train_viewer_without_display_says_so(monkeypatch, tmp_path):
                                      "--total-steps", "5", "--export-path", str(tmp_path), "-q"])
     assert res.exit_code != 0
     assert "cannot open a window" in res.output and "without --viewer" in res.output
+
+
+def drive_run_training_viewer(out_dir: str):
+    """``run_training_viewer`` to the last step: the final export and evaluation, then the window closes."""
+    from rendercanvas.glfw import loop
+
+    from brushpy.viewer import app as app_module
+    from brushpy.viewer import run_training_viewer
+
+    out = Path(out_dir)
+    apps = []
+    original = app_module.ViewerApp.start_training
+
+    def start_training(self, *a, **kw):
+        apps.append(self)
+        return original(self, *a, **kw)
+
+    app_module.ViewerApp.start_training = start_training
+
+    async def close_when_done():
+        import asyncio
+
+        deadline = time.time() + 120
+        while not (apps and apps[0].training.finished) and time.time() < deadline:
+            await asyncio.sleep(0.02)
+        apps[0].request_close()  # finished: no prompt
+
+    loop.add_task(close_when_done)
+    tc, pc = tiny_configs(out / "exports", total_steps=3)
+    summary = run_training_viewer(tiny_scene(), tc, pc, size=(320, 240))
+    (out / "summary.json").write_text(json.dumps({"steps": summary.steps, "export": summary.export,
+                                                   "psnr": summary.psnr, "interrupted": summary.interrupted,
+                                                   "closed_with": apps[0].closed_with}))
+
+
+@pytest.mark.gui
+def test_run_training_viewer_finishes_like_run_training(xvfb, tmp_path):  # noqa: F811
+    pytest.importorskip("imgui_bundle", reason="viewer extras (imgui-bundle) not installed")
+    pytest.importorskip("glfw", reason="viewer extras (glfw) not installed")
+    env = dict(os.environ, DISPLAY=xvfb, PYTHONPATH=str(REPO))
+    code = "import sys; from tests.test_viewer_training import drive_run_training_viewer as d; d(sys.argv[1])"
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 3 and not summary["interrupted"] and summary["closed_with"] is None
+    assert summary["export"].endswith("export_3.ply") and Path(summary["export"]).is_file()
+    lines = (tmp_path / "exports" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [3] and summary["psnr"] is not None
+    assert "trained 3 steps" in proc.stdout
