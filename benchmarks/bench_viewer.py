@@ -234,6 +234,8 @@ def bench_training(steps: int, warmup: int, width: int, height: int, resolution:
                 await asyncio.sleep(0.005)
             marks["t1"], marks["s1"], marks["f1"] = time.perf_counter(), tr.step, app.frame_count
             marks["r1"] = app.view.renders
+            marks["overhead_ms"] = 1000.0 * app._overhead_s
+            marks["render_ms"] = app.render_ms
             app.pause_training(True)
             app.close()
 
@@ -257,6 +259,8 @@ def bench_training(steps: int, warmup: int, width: int, height: int, resolution:
         "window_over_headless": window / headless,
         "window_fps_while_training": (marks["f1"] - marks["f0"]) / window_s,
         "window_splat_renders": marks["r1"] - marks["r0"],
+        "window_splat_render_ms": marks["render_ms"],
+        "frame_overhead_ms": marks["overhead_ms"],
         "budget_policy": {k: getattr(app.budget, k) for k in ("interactive_fps", "train_share", "max_budget_s", "refresh_hz")},
     }
 
