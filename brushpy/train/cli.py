@@ -181,8 +181,12 @@ def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool,
         click.echo(f"{scene.name}: {len(scene.train_views)} training views, {len(scene.eval_views)} eval views")
         if viewer:
             from ..viewer import run_training_viewer
+            from ..viewer.app import NoDisplayError
 
-            run_training_viewer(scene, train_cfg, process_cfg, resume=resume)
+            try:
+                run_training_viewer(scene, train_cfg, process_cfg, resume=resume)
+            except NoDisplayError as exc:
+                raise click.ClickException(f"{exc} (or train without --viewer)") from exc
             return
         run_training(scene, train_cfg, process_cfg, resume=resume, progress=not quiet, log=click.echo)
     except (DatasetError, TrainingError, GpuError, ValueError) as exc:

@@ -28,6 +28,94 @@ def export_dir_for(process: ProcessConfig, dataset_name: str) -> Path:
     return Path(process.export_path.replace("{dataset}", dataset_name))
 
 
+class RunOutputs:
+    """The files of one run: exports, checkpoint, ``metrics.jsonl``, and the :class:`RunSummary`.
+
+    Shared by :func:`run_training` and the viewer's live training so both write
+    the same files the same way.
+
+    Args:
+        trainer: the :class:`Trainer` being run.
+        process: process options (export folder and names, eval saving).
+        dataset_name: fills ``{dataset}`` in the export path.
+        clock: seconds of training so far (default: wall time since this
+            object was made; the viewer passes one that stops while paused).
+    """
+
+    def __init__(self, trainer: Trainer, process: ProcessConfig, dataset_name: str, clock=None):
+        self.trainer = trainer
+        self.process = process
+        self.out_dir = export_dir_for(process, dataset_name)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.out_dir / "metrics.jsonl"
+        self.summary = RunSummary(steps=trainer.step_count, elapsed_s=0.0, num_splats=trainer.splats.num_splats)
+        self.start_step = trainer.step_count
+        t0 = time.perf_counter()
+        self.elapsed = clock or (lambda: time.perf_counter() - t0)
+
+    def export(self) -> Path:
+        """Write ``export_{iter}.ply`` and ``checkpoint.npz``; returns the PLY path."""
+        trainer = self.trainer
+        name = self.process.export_name.replace("{iter}", str(trainer.step_count))
+        path = trainer.export_ply(self.out_dir / name)
+        trainer.save_checkpoint(self.out_dir / "checkpoint.npz")
+        self.summary.export = str(path)
+        self.summary.checkpoint = str(self.out_dir / "checkpoint.npz")
+        return path
+
+    def evaluate(self) -> dict | None:
+        """Evaluate now and append a line to ``metrics.jsonl``; returns the line (None: no eval views)."""
+        trainer = self.trainer
+        save = self.out_dir / f"eval_{trainer.step_count}" if self.process.eval_save_to_disk else None
+        res = trainer.evaluate(save_dir=save)
+        if not res:
+            return None
+        steps_done = trainer.step_count - self.start_step
+        elapsed = self.elapsed()
+        line = {
+            "step": trainer.step_count,
+            "psnr": res["psnr"],
+            "ssim": res["ssim"],
+            "num_splats": trainer.splats.num_splats,
+            "elapsed_s": round(elapsed, 3),
+            "steps_per_s": round(steps_done / max(elapsed, 1e-9), 3),
+        }
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        self.summary.history.append(line)
+        self.summary.psnr, self.summary.ssim = res["psnr"], res["ssim"]
+        return line
+
+    def after_step(self, total: int) -> dict | None:
+        """The scheduled evaluation / export after a step (``--eval-every``, ``--export-every``);
+        returns the evaluation's metrics line when one ran."""
+        s, process = self.trainer.step_count, self.process
+        line = None
+        if process.eval_every > 0 and s % process.eval_every == 0 and s < total:
+            line = self.evaluate()
+        if process.export_every > 0 and s % process.export_every == 0 and s < total:
+            self.export()
+        return line
+
+    def finish(self) -> RunSummary:
+        """Fill in the summary's final step count, time and splat count."""
+        summary = self.summary
+        summary.steps = self.trainer.step_count
+        summary.elapsed_s = self.elapsed()
+        summary.num_splats = self.trainer.splats.num_splats
+        return summary
+
+    def summary_text(self) -> str:
+        """The one-line end-of-run summary ``brushpy train`` prints."""
+        summary = self.summary
+        parts = [f"trained {summary.steps - self.start_step} steps in {summary.elapsed_s:.1f} s",
+                 f"{summary.num_splats:,} splats"]
+        if summary.psnr is not None:
+            parts.append(f"eval PSNR {summary.psnr:.2f} dB, SSIM {summary.ssim:.4f}")
+        parts.append(f"wrote {summary.export}")
+        return "; ".join(parts)
+
+
 def run_training(
     scene,
     config: TrainConfig | None = None,
@@ -62,43 +150,8 @@ def run_training(
     if resume is not None:
         trainer.load_checkpoint(resume)
         log(f"resumed from {resume} at step {trainer.step_count}")
-    out_dir = export_dir_for(process, scene.name)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out_dir / "metrics.jsonl"
-    summary = RunSummary(steps=trainer.step_count, elapsed_s=0.0, num_splats=trainer.splats.num_splats)
-    t0 = time.perf_counter()
-    start_step = trainer.step_count
-
-    def elapsed() -> float:
-        return time.perf_counter() - t0
-
-    def do_export() -> Path:
-        name = process.export_name.replace("{iter}", str(trainer.step_count))
-        path = trainer.export_ply(out_dir / name)
-        trainer.save_checkpoint(out_dir / "checkpoint.npz")
-        summary.export = str(path)
-        summary.checkpoint = str(out_dir / "checkpoint.npz")
-        return path
-
-    def do_eval() -> dict | None:
-        save = out_dir / f"eval_{trainer.step_count}" if process.eval_save_to_disk else None
-        res = trainer.evaluate(save_dir=save)
-        if not res:
-            return None
-        steps_done = trainer.step_count - start_step
-        line = {
-            "step": trainer.step_count,
-            "psnr": res["psnr"],
-            "ssim": res["ssim"],
-            "num_splats": trainer.splats.num_splats,
-            "elapsed_s": round(elapsed(), 3),
-            "steps_per_s": round(steps_done / max(elapsed(), 1e-9), 3),
-        }
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(line) + "\n")
-        summary.history.append(line)
-        summary.psnr, summary.ssim = res["psnr"], res["ssim"]
-        return line
+    outputs = RunOutputs(trainer, process, scene.name)
+    summary = outputs.summary
 
     total = config.total_steps
     bar = tqdm(total=total, initial=trainer.step_count, disable=not progress, unit="step", dynamic_ncols=True)
@@ -108,17 +161,14 @@ def run_training(
             bar.update(1)
             if info.loss is not None:
                 bar.set_postfix(loss=f"{info.loss:.4f}", splats=f"{info.num_splats:,}", refresh=False)
-            s = trainer.step_count
-            if process.eval_every > 0 and s % process.eval_every == 0 and s < total:
-                line = do_eval()
-                if line:
-                    bar.write(f"step {s}: PSNR {line['psnr']:.2f} dB, SSIM {line['ssim']:.4f}, {line['num_splats']:,} splats")
-            if process.export_every > 0 and s % process.export_every == 0 and s < total:
-                do_export()
+            line = outputs.after_step(total)
+            if line:
+                bar.write(f"step {line['step']}: PSNR {line['psnr']:.2f} dB, SSIM {line['ssim']:.4f}, "
+                          f"{line['num_splats']:,} splats")
     except KeyboardInterrupt:
         bar.close()
         summary.interrupted = True
-        path = do_export()
+        path = outputs.export()
         log(f"interrupted at step {trainer.step_count}: saved {path} and {summary.checkpoint} "
             f"(continue with --resume {summary.checkpoint})")
     except TrainingError:
@@ -126,15 +176,8 @@ def run_training(
         raise
     else:
         bar.close()
-        do_export()
-        do_eval()
-    summary.steps = trainer.step_count
-    summary.elapsed_s = elapsed()
-    summary.num_splats = trainer.splats.num_splats
-    parts = [f"trained {summary.steps - start_step} steps in {summary.elapsed_s:.1f} s",
-             f"{summary.num_splats:,} splats"]
-    if summary.psnr is not None:
-        parts.append(f"eval PSNR {summary.psnr:.2f} dB, SSIM {summary.ssim:.4f}")
-    parts.append(f"wrote {summary.export}")
-    log("; ".join(parts))
+        outputs.export()
+        outputs.evaluate()
+    outputs.finish()
+    log(outputs.summary_text())
     return summary

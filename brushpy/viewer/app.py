@@ -20,6 +20,13 @@ nothing changes.
 Keys: left drag orbit, right drag look around, middle drag / Ctrl + left drag
 pan, wheel zoom, W/A/S/D/Q/E fly (Shift: faster), F fullscreen, Home frame
 the scene, H hide / show the panels. A path dropped on the window opens it.
+
+Live training: opening a dataset (or :meth:`ViewerApp.start_training`, used
+by ``brushpy train --viewer``) trains in this process between frames (see
+:mod:`brushpy.viewer.training` for the time-budget policy); the training
+panel plots loss and PSNR, and the dataset panel browses the views with
+their ground-truth images. Closing the window while training asks whether
+to export first.
 """
 
 from __future__ import annotations
@@ -38,7 +45,27 @@ from ..render.splats import Splats
 from .camera import CameraController
 from .input import InputMapper
 from .scene import Scene, SceneLoadError, SplatSource, list_splat_files, read_splat_file
+from .training import LiveTraining, TrainingBudget
 from .view import Blitter, RenderSettings, SplatView
+
+DATASET_MARKERS = ("transforms.json", "transforms_train.json", "sparse", "cameras.bin", "cameras.txt")
+
+
+def looks_like_dataset(path) -> bool:
+    """Whether ``path`` is a dataset folder / zip (COLMAP or transforms files at its top)."""
+    import zipfile
+
+    p = Path(str(path)).expanduser()
+    if p.is_dir():
+        return any((p / m).exists() for m in DATASET_MARKERS)
+    if p.is_file() and p.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(p) as zf:
+                names = zf.namelist()
+        except zipfile.BadZipFile:
+            return False
+        return any(Path(n).name in DATASET_MARKERS or "/sparse/" in f"/{n}" for n in names)
+    return False
 
 HELP_TEXT = (
     "Left drag: orbit    Right drag: look around\n"
@@ -167,6 +194,24 @@ class ViewerApp:
         self._windowed_geometry = None
         self._exact_camera = None
 
+        # live training (see brushpy.viewer.training)
+        self.training: LiveTraining | None = None
+        self.dataset = None  # the brushpy.data.Scene being trained on
+        self.budget = TrainingBudget()
+        #: configs for datasets opened in the window: (LoadConfig | None, TrainConfig | None, ProcessConfig | None)
+        self.dataset_configs: tuple = (None, None, None)
+        self._overhead_s = 0.0  # mean non-training cost of a frame
+        self._train_s = 0.0  # training time of the last frame
+        self._shown_step = -1
+        self._last_refresh = 0.0
+        self._gui_active = False
+        self.close_prompt_open = False
+        self.closed_with: str | None = None  # "export" / "discard" / "finished": how a training window closed
+        self.selected_view: tuple[str, int] | None = None  # ("train" | "eval", index)
+        self._gt_texture = None  # (key, texture, view, imgui ref, size)
+        self._implot_ready = False
+        self._open_dataset_panel = False
+
         self.frame_count = 0
         self.fps = 0.0
         self.frame_ms = 0.0
@@ -216,9 +261,16 @@ class ViewerApp:
                 self.input.release_all()  # the key-up events will not come
             self.request_draw()
 
-        self._glfw_callbacks = (on_drop, on_focus)  # keep references alive
+        def on_close(_window):
+            # the close button: while training, keep the window and ask about exporting
+            if self.training is not None and self.training.active:
+                glfw.set_window_should_close(_window, False)
+                self.request_close()
+
+        self._glfw_callbacks = (on_drop, on_focus, on_close)  # keep references alive
         glfw.set_drop_callback(window, on_drop)
         glfw.set_window_focus_callback(window, on_focus)
+        glfw.set_window_close_callback(window, on_close)
 
     # -- scene ---------------------------------------------------------------------
     def set_scene(self, scene: Scene, frame_view: bool = True):
@@ -238,7 +290,9 @@ class ViewerApp:
         self.set_scene(Scene.from_splats(splats, name=name), frame_view)
 
     def open(self, path, frame: int = 0, wait: bool = False) -> bool:
-        """Open a splat ``.ply``, a folder or a ``.zip`` of them.
+        """Open a splat ``.ply``, a folder or a ``.zip`` of them, a MIP model ``.npz``
+        (``brushpy mip train`` output, drawn with the MIP blend), or a dataset (starts
+        live training, see :meth:`open_dataset`).
 
         Reading runs on a worker thread unless ``wait``; a failure shows in the
         window (:attr:`error`) and the current scene stays. Returns False when
@@ -248,6 +302,8 @@ class ViewerApp:
 
         if is_mip_model(path):  # a MIP model .npz: drawn with the soft-MIP blend (mip_view.py)
             return open_mip_model(self, path)
+        if looks_like_dataset(path):
+            return self.open_dataset(path, wait=wait)
         try:
             sources = list_splat_files(path)
         except SceneLoadError as exc:
@@ -294,6 +350,8 @@ class ViewerApp:
                 return False
             self._loading = None
         self.status = ""
+        if job.get("dataset"):
+            return self._finish_dataset_load(job)
         result, source = job["result"], job["sources"][job["index"]]
         if isinstance(result, BaseException):
             self.error = str(result) if isinstance(result, SceneLoadError) else f"{source}: {result}"
@@ -309,9 +367,166 @@ class ViewerApp:
         self.set_scene(scene, frame_view=job["new_path"] or self.scene is None)
         return True
 
+    def _finish_dataset_load(self, job) -> bool:
+        result = job["result"]
+        if isinstance(result, BaseException):
+            self.error = f"{self.path_input}: {result}"
+            return False
+        try:
+            config, process = job["configs"]
+            self.start_training(result, config, process)
+        except Exception as exc:  # e.g. TrainingError: too large for this device
+            self.error = f"{self.path_input}: {exc}"
+            return False
+        self.error = None
+        return True
+
     @property
     def loading(self) -> bool:
         return self._loading is not None
+
+    # -- datasets and live training ---------------------------------------------------
+    def open_dataset(self, path, load_config=None, train_config=None, process_config=None, wait: bool = False) -> bool:
+        """Load a dataset (on a worker thread unless ``wait``) and train on it live.
+
+        Configs default to :attr:`dataset_configs`, then to the dataset's
+        ``args.txt`` over Brush's defaults (NeRF-synthetic scenes train on a
+        white background, as ``brushpy train`` does). A running training is
+        replaced. Errors show in the window; returns False when loading
+        failed (``wait``) .
+        """
+        from dataclasses import replace
+
+        from ..data import load_dataset, resolve_load_config
+        from ..train.config import TrainConfig
+
+        d_load, d_train, d_process = self.dataset_configs
+        load_config = load_config or d_load
+        train_config = train_config or d_train
+        process_config = process_config or d_process
+        self.path_input = str(path)
+        job = {"result": None, "done": False, "dataset": True}
+
+        def work():
+            try:
+                cfg = load_config if load_config is not None else resolve_load_config(path)
+                job["result"] = load_dataset(path, replace(cfg, progress=False) if hasattr(cfg, "progress") else cfg)
+            except BaseException as exc:  # shown in the window
+                job["result"] = exc
+            job["done"] = True
+            self.canvas.request_draw()
+
+        synthetic = (Path(str(path)) / "transforms_train.json").is_file()
+        tc = train_config
+        if tc is None:
+            tc = TrainConfig(background_color=(1.0, 1.0, 1.0)) if synthetic else TrainConfig()
+        job["configs"] = (tc, process_config)
+        with self._load_lock:
+            self._loading = job
+        self.status = f"Loading dataset {Path(str(path)).name}..."
+        if wait:
+            work()
+            return self._finish_load()
+        threading.Thread(target=work, name="brushpy-load-dataset", daemon=True).start()
+        self.request_draw()
+        return True
+
+    def start_training(self, dataset, config=None, process=None, resume=None, trainer=None) -> LiveTraining:
+        """Train on ``dataset`` (a :class:`brushpy.data.Scene`) in this window, between frames.
+
+        The view jumps to the first training camera; the splats on screen are
+        the trainer's. Raises :class:`~brushpy.train.trainer.TrainingError` when
+        the scene does not fit the device.
+        """
+        training = LiveTraining(dataset, config, process, resume=resume, trainer=trainer)
+        self.training = training
+        self.dataset = dataset
+        self.selected_view = None
+        self._release_gt_texture()
+        # draw over the training background (white for NeRF-synthetic scenes)
+        self.settings.background = tuple(float(c) for c in training.config.background_color)
+        self.set_scene(Scene.from_splats(training.trainer.splats, name=f"{dataset.name} (training)"), frame_view=False)
+        self._shown_step = training.step
+        if dataset.train_views:
+            self.view_camera(dataset.train_views[0].camera)
+        self.request_draw()
+        return training
+
+    def dataset_views(self, split: str) -> list:
+        """The ``"train"`` or ``"eval"`` views of the dataset being trained on."""
+        if self.dataset is None:
+            return []
+        return list(self.dataset.train_views if split == "train" else self.dataset.eval_views)
+
+    def jump_to_view(self, split: str, index: int):
+        """Select a dataset view and move the camera to it (its exact intrinsics)."""
+        views = self.dataset_views(split)
+        if not 0 <= index < len(views):
+            raise IndexError(f"no {split} view {index} (the dataset has {len(views)})")
+        self.selected_view = (split, int(index))
+        self.view_camera(views[index].camera)
+        self._open_dataset_panel = True
+
+    def _refresh_training_splats(self, force: bool = False):
+        """Show the trainer's current splats (at most budget.refresh_hz times a second unless forced)."""
+        tr = self.training
+        if tr is None or self.scene is None:
+            return
+        if tr.step == self._shown_step and self.scene.splats is tr.trainer.splats:
+            return
+        now = time.perf_counter()
+        moving = self.controller.is_moving or self.input.drag_mode is not None
+        if not (force or moving or now - self._last_refresh >= self.budget.refresh_interval_s(self.render_ms / 1000.0)):
+            return
+        self.scene.splats = tr.trainer.splats  # a new object after a refine; else updated in place
+        self.view.invalidate()
+        self._shown_step = tr.step
+        self._last_refresh = now
+
+    def _train_between_frames(self):
+        tr = self.training
+        self._train_s = 0.0
+        if tr is None or not tr.running:
+            return
+        interacting = self.controller.is_moving or self.input.drag_mode is not None or self._gui_active
+        budget = self.budget.budget_s(self._overhead_s, interacting)
+        t0 = time.perf_counter()
+        tr.run_for(budget)
+        self._train_s = time.perf_counter() - t0
+        if tr.error:
+            self.error = f"training stopped: {tr.error}"
+        if not tr.running:
+            self._refresh_training_splats(force=True)
+
+    def pause_training(self, paused: bool = True):
+        """Pause or resume the live training (the Pause / Resume button)."""
+        if self.training is not None:
+            self.training.set_paused(paused)
+            self.request_draw()
+
+    # -- closing -------------------------------------------------------------------------
+    def request_close(self):
+        """Close as the window's close button does: while training, first ask whether to export."""
+        if self.training is not None and self.training.active:
+            self.close_prompt_open = True
+            self.request_draw()
+        else:
+            self.close()
+
+    def answer_close_prompt(self, answer: str):
+        """Answer the close prompt: ``"export"`` (export, then close), ``"discard"`` (close) or ``"cancel"``."""
+        if answer not in ("export", "discard", "cancel"):
+            raise ValueError(f"answer must be 'export', 'discard' or 'cancel', got {answer!r}")
+        self.close_prompt_open = False
+        if answer == "cancel":
+            self.request_draw()
+            return
+        if answer == "export" and self.training is not None:
+            self.training.export_now()
+        if self.training is not None:
+            self.training.set_paused(True)
+        self.closed_with = answer
+        self.close()
 
     # -- camera ----------------------------------------------------------------------
     def frame_scene(self):
@@ -455,13 +670,19 @@ class ViewerApp:
         t0 = time.perf_counter()
         dt = 0.0 if self._last_time is None else min(t0 - self._last_time, 0.25)
         if self._last_time is not None and t0 > self._last_time:
-            inst = 1.0 / (t0 - self._last_time)
+            period = t0 - self._last_time
+            inst = 1.0 / period
             self.fps = inst if self.fps == 0 else 0.8 * self.fps + 0.2 * inst
+            # what a frame costs besides training (render, blit, panels, event loop)
+            overhead = max(period - self._train_s, 0.0)
+            self._overhead_s = overhead if self._overhead_s == 0 else 0.8 * self._overhead_s + 0.2 * overhead
         self._last_time = t0
 
         if self._loading is not None and self._loading["done"]:
             self._finish_load()
         self._run_actions()
+        self._train_between_frames()
+        self._refresh_training_splats()
         self.controller.update(dt)
         image = self._render_splats()
 
@@ -493,7 +714,8 @@ class ViewerApp:
         self.frame_ms = 1000.0 * (time.perf_counter() - t0)
         if self._extra_frames > 0:
             self._extra_frames -= 1
-        if self.controller.is_moving or self.loading or self._extra_frames > 0:
+        training = self.training is not None and self.training.running
+        if self.controller.is_moving or self.loading or self._extra_frames > 0 or training:
             self.canvas.request_draw()
 
     def _read_texture(self, texture) -> np.ndarray:
@@ -538,7 +760,24 @@ class ViewerApp:
                 self._stats_panel(imgui)
             if imgui.collapsing_header("Controls"):
                 imgui.text(HELP_TEXT)
+        self._gui_active = imgui.is_any_item_active()
         imgui.end()
+        if self.training is not None:
+            # a second window at the top right: training, then the dataset views
+            imgui.set_next_window_pos((max(8, w - width - 8), 8), imgui.Cond_.first_use_ever)
+            imgui.set_next_window_size_constraints((width, 0), (width, max(60, h - 16)))
+            imgui.set_next_window_bg_alpha(0.85)
+            expanded, _ = imgui.begin("Training", None, imgui.WindowFlags_.always_auto_resize)
+            if expanded:
+                self._training_panel(imgui)
+                if self._open_dataset_panel:
+                    imgui.set_next_item_open(True)
+                    self._open_dataset_panel = False
+                if self.dataset is not None and imgui.collapsing_header("Dataset"):
+                    self._dataset_panel(imgui)
+            self._gui_active = self._gui_active or imgui.is_any_item_active()
+            imgui.end()
+        self._close_prompt(imgui)
 
     def _scene_panel(self, imgui):
         changed, self.path_input = imgui.input_text("##path", self.path_input)
@@ -565,6 +804,165 @@ class ViewerApp:
                 self.show_frame(idx)
         if imgui.button("Frame scene (Home)"):
             self.frame_scene()
+
+    def _training_panel(self, imgui):
+        from imgui_bundle import implot
+
+        tr = self.training
+        if not self._implot_ready:
+            implot.create_context()
+            self._implot_ready = True
+        state = "finished" if tr.finished else ("stopped" if tr.error else ("paused" if tr.paused else "training"))
+        imgui.text(f"{state}: step {tr.step:,} / {tr.total_steps:,}")
+        imgui.progress_bar(tr.step / max(tr.total_steps, 1), (-1, 0))
+        eta = tr.eta_s
+        eta_text = "-" if eta is None else (f"{eta / 60:.1f} min" if eta >= 90 else f"{eta:.0f} s")
+        imgui.text(f"{tr.steps_per_s:.2f} it/s   ETA {eta_text}")
+        loss = f"{tr.loss_values[-1]:.4f}" if tr.loss_values else "-"
+        imgui.text(f"Splats: {tr.trainer.splats.num_splats:,}   loss {loss}")
+        if tr.psnr_values:
+            imgui.text(f"Eval PSNR: {tr.psnr_values[-1]:.2f} dB (step {tr.psnr_steps[-1]:,})")
+        if tr.active:
+            if imgui.button("Resume" if tr.paused else "Pause"):
+                self.pause_training(not tr.paused)
+            imgui.same_line()
+        if imgui.button("Export now"):
+            self._guarded(tr.export_now)
+        imgui.same_line()
+        if imgui.button("Evaluate"):
+            self._guarded(tr.evaluate_now)
+        if tr.active:
+            imgui.same_line()
+            if imgui.button("Finish now"):
+                self._guarded(tr.finish)
+        changed, v = imgui.input_int("Eval every", tr.process.eval_every, 100)
+        if changed:
+            tr.process.eval_every = max(0, v)
+        changed, v = imgui.input_int("Export every", tr.process.export_every, 500)
+        if changed:
+            tr.process.export_every = max(0, v)
+        if tr.message:
+            imgui.push_text_wrap_pos(320)
+            imgui.text_disabled(tr.message)
+            imgui.pop_text_wrap_pos()
+        imgui.push_text_wrap_pos(320)
+        imgui.text_disabled(f"exports: {tr.outputs.out_dir}")
+        imgui.pop_text_wrap_pos()
+        xs, ys = tr.loss_curve()
+        if implot.begin_plot("Loss", (-1, 110), implot.Flags_.no_legend):
+            implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
+            if len(xs):
+                implot.plot_line("loss", xs, ys)
+            implot.end_plot()
+        px, py = tr.psnr_curve()
+        if len(px) and implot.begin_plot("Eval PSNR (dB)", (-1, 90), implot.Flags_.no_legend):
+            implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
+            implot.plot_line("psnr", px, py)
+            implot.plot_scatter("##psnr_points", px, py)
+            implot.end_plot()
+
+    def _guarded(self, fn):
+        try:
+            return fn()
+        except Exception as exc:  # e.g. a full disk while exporting: show it, keep training
+            self.error = f"{getattr(fn, '__name__', 'action')} failed: {exc}"
+            return None
+
+    def _dataset_panel(self, imgui):
+        ds = self.dataset
+        imgui.text(f"{ds.name}: {len(ds.train_views)} train, {len(ds.eval_views)} eval views")
+        sel = self.selected_view
+        if sel is None:
+            imgui.text_disabled("Click a view to see it from its camera")
+        else:
+            view = self.dataset_views(sel[0])[sel[1]]
+            imgui.text(f"{sel[0]} {sel[1]}: {view.name}")
+            imgui.same_line()
+            if imgui.small_button("Jump again"):
+                self.jump_to_view(*sel)
+            ref, (w, h) = self._gt_image(sel, view)
+            if ref is not None:
+                imgui.image(ref, (w, h))
+                imgui.same_line()
+                imgui.text_disabled("ground truth;\nthe view behind\nshows the render\nfrom its camera")
+        for split in ("train", "eval"):
+            views = self.dataset_views(split)
+            if not views:
+                continue
+            imgui.text(f"{split.capitalize()} views")
+            if imgui.begin_list_box(f"##{split}_views", (-1, 60)):
+                for i, v in enumerate(views):
+                    selected = self.selected_view == (split, i)
+                    clicked, _ = imgui.selectable(f"{i}: {v.name}##{split}{i}", selected)
+                    if clicked:
+                        self.jump_to_view(split, i)
+                imgui.end_list_box()
+
+    def _gt_image(self, key, view, max_width: int = 160):
+        """The ground-truth image of ``view`` as an imgui texture (cached for the selected view)."""
+        cached = self._gt_texture
+        if cached is not None and cached[0] == key:
+            return cached[3], cached[4]
+        self._release_gt_texture()
+        from PIL import Image
+
+        img = np.asarray(view.image)
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        if img.shape[2] == 4:  # over the training background, as the renders are
+            bg = np.asarray(self.training.config.background_color if self.training else (0, 0, 0), np.float32) * 255.0
+            a = img[..., 3:4].astype(np.float32) / 255.0
+            img = (img[..., :3] * a + bg * (1.0 - a) + 0.5).astype(np.uint8)
+        h, w = img.shape[:2]
+        scale = max_width / max(w, h, 1)  # small training images are enlarged too
+        tw, th = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+        pil = Image.fromarray(np.ascontiguousarray(img[..., :3]))
+        if (tw, th) != (w, h):
+            pil = pil.resize((tw, th), Image.BILINEAR)
+        rgba = np.ascontiguousarray(np.asarray(pil.convert("RGBA")))
+        tex = self.device.create_texture(size=(tw, th, 1), format=wgpu.TextureFormat.rgba8unorm,
+                                         usage=wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.COPY_DST,
+                                         label="viewer_gt")
+        self.device.queue.write_texture({"texture": tex}, rgba, {"bytes_per_row": 4 * tw, "rows_per_image": th}, (tw, th, 1))
+        tview = tex.create_view()
+        ref = self.imgui_renderer.backend.register_texture(tview)
+        self._gt_texture = (key, tex, tview, ref, (tw, th))
+        return ref, (tw, th)
+
+    def _release_gt_texture(self):
+        if self._gt_texture is not None:
+            self.imgui_renderer.backend.unregister_texture(self._gt_texture[3])
+            self._gt_texture = None
+
+    def _close_prompt(self, imgui):
+        if not self.close_prompt_open:
+            if imgui.is_popup_open("Close while training?"):  # answered from code: close it
+                if imgui.begin_popup_modal("Close while training?", None, imgui.WindowFlags_.always_auto_resize)[0]:
+                    imgui.close_current_popup()
+                    imgui.end_popup()
+            return
+        if not imgui.is_popup_open("Close while training?"):
+            imgui.open_popup("Close while training?")
+        w, h = self.canvas.get_logical_size()
+        imgui.set_next_window_pos((w / 2, h / 2), imgui.Cond_.always, (0.5, 0.5))
+        if imgui.begin_popup_modal("Close while training?", None, imgui.WindowFlags_.always_auto_resize)[0]:
+            tr = self.training
+            imgui.text(f"Training is at step {tr.step:,} of {tr.total_steps:,}.")
+            imgui.text("Export the splats before closing?")
+            answer = None
+            if imgui.button("Export and close"):
+                answer = "export"
+            imgui.same_line()
+            if imgui.button("Close without exporting"):
+                answer = "discard"
+            imgui.same_line()
+            if imgui.button("Cancel"):
+                answer = "cancel"
+            if answer is not None:
+                imgui.close_current_popup()
+            imgui.end_popup()
+            if answer is not None:
+                self.answer_close_prompt(answer)
 
     def _settings_panel(self, imgui):
         mip_panel = getattr(self.scene, "settings_panel", None)  # MIP scene: temperature, gain, colormap

@@ -10,7 +10,9 @@ import click
 @click.option("--width", default=1280, show_default=True, help="Window width in pixels.")
 @click.option("--height", default=720, show_default=True, help="Window height in pixels.")
 def view_command(path, width, height):
-    """Open a window showing splats: a .ply file, a folder or a .zip of them.
+    """Open a window showing splats: a .ply file, a folder or a .zip of them; a MIP
+    model .npz from `brushpy mip train` (drawn with the MIP blend); or a dataset
+    (COLMAP, transforms.json, NeRF-synthetic), which trains live in the window.
 
     \b
     Left drag orbit, right drag look around, middle drag (Ctrl+left) pan,

@@ -55,7 +55,7 @@ def list_splat_files(path) -> list[SplatSource]:
         if not files:
             raise SceneLoadError(
                 f"{p} is a folder without .ply files. The viewer opens a splat .ply, a folder or a .zip of them "
-                "(opening a dataset comes with live training)."
+                "(a dataset folder holds transforms*.json or a COLMAP sparse/ model)."
             )
         return [SplatSource(f) for f in files]
     if p.suffix.lower() == ".zip":

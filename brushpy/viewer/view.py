@@ -125,8 +125,10 @@ class SplatView:
         return self.image
 
     def invalidate(self):
-        """Forget the cached image (next render draws again)."""
+        """Forget the cached image (next render draws again), e.g. after the splats changed in place."""
         self._key = None
+        if self._scaled is not None:  # the scaled copy of log_scales is stale too
+            self._scaled = (None, None, self._scaled[2])
 
 
 class Blitter:
