@@ -148,4 +148,22 @@ def test_cli_args_txt_precedence(tmp_path):
     assert t.lr_opac == 0.25  # command line beats args.txt
     assert load.max_resolution == 64
     assert p.seed == 42
-    assert replace(t, total_steps=30000, lr_opac=0.012) == TrainConfig()
+    assert replace(t, total_steps=30000, lr_opac=TrainConfig().lr_opac) == TrainConfig()
+
+
+def test_embedded_defaults_respect_flags(tmp_path):
+    from brushpy.train.cli import EMBEDDED_DEFAULTS, _build_configs, _embedded_defaults, train
+
+    def configs(args):
+        ctx = train.make_context("train", args)
+        t, _, p = _build_configs(ctx, tmp_path, dict(ctx.params))
+        return _embedded_defaults(ctx, t, p)
+
+    t, p = configs([])
+    assert (t.total_steps, t.refine_every, t.growth_stop_iter) == (
+        EMBEDDED_DEFAULTS["total_steps"], EMBEDDED_DEFAULTS["refine_every"], EMBEDDED_DEFAULTS["growth_stop_iter"])
+    assert p.export_every == t.total_steps
+    t, p = configs(["--total-steps", "3000", "--refine-every", "50"])
+    assert (t.total_steps, t.refine_every) == (3000, 50)
+    assert t.growth_stop_iter == TrainConfig().growth_stop_iter  # a chosen length keeps the usual growth stop
+    assert p.export_every == ProcessConfig().export_every

@@ -142,6 +142,30 @@ def _train_params():
     return ps + extra
 
 
+#: The embedded scene's schedule, sized for "a recognisable lego in under 5 minutes on a
+#: 2-core CPU without a GPU" (lavapipe runs ~3 steps/s at 100x100 with ~10k splats).
+#: Measured (lavapipe, 2 shared cores, seed 42): refine every 100 steps reaches 21.9 /
+#: 26.2 / 28.7 dB eval PSNR at steps 200 / 400 / 600 (refine every 200: 21.0 dB at 200).
+EMBEDDED_DEFAULTS = {"total_steps": 800, "refine_every": 100, "growth_stop_iter": 600}
+EMBEDDED_PROCESS_DEFAULTS = {"eval_every": 200, "export_every": 800}
+
+
+def _embedded_defaults(ctx: click.Context, train_cfg: TrainConfig, process_cfg: ProcessConfig):
+    """Apply :data:`EMBEDDED_DEFAULTS` to every option not given on the command line
+    (the growth stop and export period only when ``--total-steps`` is not given either)."""
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+    t = {k: v for k, v in EMBEDDED_DEFAULTS.items() if not given(k)}
+    p = {k: v for k, v in EMBEDDED_PROCESS_DEFAULTS.items() if not given(k)}
+    if given("total_steps"):  # a user-chosen length keeps the usual growth and export schedule
+        t.pop("growth_stop_iter", None)
+        p.pop("export_every", None)
+    else:
+        click.echo(f"embedded scene: {t['total_steps']} steps (pass --total-steps to change)")
+    return replace(train_cfg, **t), replace(process_cfg, **p)
+
+
 def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool, **opts):
     """Train Gaussian splats on DATASET (a COLMAP project, a nerfstudio transforms.json
     folder, a NeRF-synthetic scene, or a .zip of one) and export a PLY.
@@ -163,10 +187,8 @@ def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool,
     if not Path(dataset).exists():
         raise click.ClickException(f"dataset {dataset} does not exist")
     train_cfg, load_cfg, process_cfg = _build_configs(ctx, Path(dataset), opts)
-    if embedded and ctx.get_parameter_source("total_steps") != ParameterSource.COMMANDLINE:
-        train_cfg = replace(train_cfg, total_steps=3000, growth_stop_iter=1500)
-        process_cfg = replace(process_cfg, eval_every=500, export_every=3000)
-        click.echo("embedded scene: 3000 steps (pass --total-steps to change)")
+    if embedded:
+        train_cfg, process_cfg = _embedded_defaults(ctx, train_cfg, process_cfg)
     is_synthetic = (Path(dataset) / "transforms_train.json").is_file()
     if is_synthetic and ctx.get_parameter_source("background_color") != ParameterSource.COMMANDLINE:
         train_cfg = replace(train_cfg, background_color=(1.0, 1.0, 1.0))

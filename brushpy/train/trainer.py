@@ -158,6 +158,9 @@ class Trainer:
         self.order = ViewOrder(len(scene.train_views), seed=process.seed)
         self._upload_views()
         self.last_loss: float | None = None
+        #: Optional :class:`brushpy.gpu.Profiler`; when set, every step's and refine's
+        #: recorder times its stages into it (``benchmarks/bench_train.py``).
+        self.profiler = None
 
     # -- data ------------------------------------------------------------------
     def _upload_views(self) -> None:
@@ -204,7 +207,7 @@ class Trainer:
         step = self.step_count  # 0-based index of this step
         view = self._views[self.order.next()]
         bg = noisy_background(c.background_color, c.background_noise_strength, self.noise_rng)
-        rec = Recorder()
+        rec = Recorder(profiler=self.profiler)
         render_splats = self._render_splats(rec)
         try:
             state = render_forward(render_splats, view.camera, background=bg, sh_degree=c.sh_degree, rec=rec,
@@ -265,7 +268,7 @@ class Trainer:
             from dataclasses import replace
 
             cfg = replace(c, max_splats=self.max_splats)
-        rec = Recorder()
+        rec = Recorder(profiler=self.profiler)
         result = refine(rec, self.splats, self.stats, self.adam, cfg, self.step_count, self.bounds, self.process.seed)
         rec.submit()
         self.splats = result.splats

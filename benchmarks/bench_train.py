@@ -1,0 +1,88 @@
+"""Benchmark: training steps on a dataset (prints JSON).
+
+Usage::
+
+    python benchmarks/bench_train.py [DATASET] [--steps 40] [--warmup 10] [--max-resolution N] [--out FILE]
+
+DATASET defaults to the embedded ``assets/lego_small``. After ``--warmup``
+steps (pipelines built, pools filled) it times ``--steps`` steps: wall time per
+step (median and mean), GPU time per stage summed over the timed steps
+(timestamp queries; ``forward``, ``loss``, ``backward``, ``refine_stats``,
+``adam``, ``mean_noise``... as the recorders name them), and the host time
+(wall − GPU) that is our Python/driver overhead. Refine is not in the timed
+window (its own benchmark is ``bench_refine.py``). On lavapipe the "GPU" is
+the CPU, so GPU and host times compete for the same cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from brushpy.data import LoadConfig, load_dataset  # noqa: E402
+from brushpy.gpu import Profiler, get_context  # noqa: E402
+from brushpy.train.config import ProcessConfig, TrainConfig  # noqa: E402
+from brushpy.train.trainer import Trainer  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("dataset", nargs="?", default=str(Path(__file__).resolve().parent.parent / "assets" / "lego_small"))
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--max-resolution", type=int, default=None)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    load = replace(LoadConfig(), progress=False)
+    if a.max_resolution:
+        load = replace(load, max_resolution=a.max_resolution)
+    scene = load_dataset(a.dataset, load)
+    total = a.warmup + a.steps + 1
+    cfg = replace(TrainConfig(), total_steps=10 * total, refine_every=10 * total, background_color=(1.0, 1.0, 1.0))
+    trainer = Trainer(scene, cfg, ProcessConfig(), log_every=10**9)
+    for _ in range(a.warmup):
+        trainer.step()
+    trainer.loss_fn.read_loss()
+    prof = Profiler(capacity=64 * a.steps)
+    trainer.profiler = prof
+    walls = []
+    for _ in range(a.steps):
+        t0 = time.perf_counter()
+        trainer.step()
+        walls.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    trainer.loss_fn.read_loss()  # drain the queue
+    walls[-1] += time.perf_counter() - t0
+    stages = prof.read()
+    gpu_ms = sum(stages.values())
+    wall_ms = 1000 * sum(walls)
+    out = {
+        "benchmark": "train_step",
+        "device": get_context().adapter_info.get("device", "") if hasattr(get_context(), "adapter_info") else "",
+        "machine": platform.machine(),
+        "dataset": scene.name,
+        "resolution": [scene.train_views[0].camera.width, scene.train_views[0].camera.height],
+        "num_splats": trainer.splats.num_splats,
+        "steps": a.steps,
+        "wall_ms_per_step_median": round(1000 * statistics.median(walls), 2),
+        "wall_ms_per_step_mean": round(wall_ms / a.steps, 2),
+        "gpu_ms_per_step": round(gpu_ms / a.steps, 2),
+        "host_ms_per_step": round((wall_ms - gpu_ms) / a.steps, 2),
+        "gpu_ms_per_step_by_stage": {k: round(v / a.steps, 3) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])},
+    }
+    text = json.dumps(out, indent=2)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
