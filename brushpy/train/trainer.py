@@ -332,6 +332,19 @@ class Trainer:
             "views": out_views,
         }
 
+    def display_splats(self) -> Splats:
+        """The splats as training renders them (3D filter applied when it is on), for viewers.
+
+        With the filter on, the result's ``log_scales`` and ``raw_opacities`` are buffers
+        that the next training step rewrites; call this again after each step you show.
+        """
+        if self.filter3d is None:
+            return self.splats
+        rec = Recorder()
+        out = self.filter3d.apply(rec, self.splats)
+        rec.submit()
+        return out
+
     def _render_splats(self, rec: Recorder) -> Splats:
         """The splats as rendered: with the 3D filter applied (recorded into ``rec``) when it is on."""
         return self.filter3d.apply(rec, self.splats) if self.filter3d is not None else self.splats

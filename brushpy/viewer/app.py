@@ -203,6 +203,7 @@ class ViewerApp:
         self._overhead_s = 0.0  # mean non-training cost of a frame
         self._train_s = 0.0  # training time of the last frame
         self._shown_step = -1
+        self._shown_source = None  # trainer.splats object last shown (a refine replaces it)
         self._last_refresh = 0.0
         self._gui_active = False
         self.close_prompt_open = False
@@ -445,8 +446,11 @@ class ViewerApp:
         self._release_gt_texture()
         # draw over the training background (white for NeRF-synthetic scenes)
         self.settings.background = tuple(float(c) for c in training.config.background_color)
-        self.set_scene(Scene.from_splats(training.trainer.splats, name=f"{dataset.name} (training)"), frame_view=False)
+        # the 3D-filtered splats, as training renders them
+        self.set_scene(Scene.from_splats(training.trainer.display_splats(), name=f"{dataset.name} (training)"),
+                       frame_view=False)
         self._shown_step = training.step
+        self._shown_source = training.trainer.splats
         if dataset.train_views:
             self.view_camera(dataset.train_views[0].camera)
         self.request_draw()
@@ -472,13 +476,15 @@ class ViewerApp:
         tr = self.training
         if tr is None or self.scene is None:
             return
-        if tr.step == self._shown_step and self.scene.splats is tr.trainer.splats:
+        if tr.step == self._shown_step and self._shown_source is tr.trainer.splats:
             return
         now = time.perf_counter()
         moving = self.controller.is_moving or self.input.drag_mode is not None
         if not (force or moving or now - self._last_refresh >= self.budget.refresh_interval_s(self.render_ms / 1000.0)):
             return
-        self.scene.splats = tr.trainer.splats  # a new object after a refine; else updated in place
+        # trainer.splats is a new object after a refine, else updated in place
+        self.scene.splats = tr.trainer.display_splats()
+        self._shown_source = tr.trainer.splats
         self.view.invalidate()
         self._shown_step = tr.step
         self._last_refresh = now
