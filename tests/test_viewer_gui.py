@@ -109,30 +109,15 @@ def drive(out_dir: str, scene: str):
         ev.update(kw)
         app.canvas.submit_event(ev)
 
-    async def wait_until(cond, what, timeout=90.0):
-        deadline = time.time() + timeout
-        while not cond():
-            if time.time() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.01)
+    from tests.viewer_driver import WindowDriver
 
-    async def frames(n=1):
-        for _ in range(n):
-            target = app.frame_count + 1
-            app.request_draw()
-            await wait_until(lambda: app.frame_count >= target, "a frame")
+    driver = WindowDriver(app, out, timeout=90.0)
+    wait_until, frames, capture = driver.wait_until, driver.frames, driver.capture
 
     async def settle():
         await wait_until(lambda: not app.controller.is_moving, "the camera to settle")
         await frames(2)
 
-    async def capture(name):
-        count = app.capture_count
-        app.request_capture()
-        await wait_until(lambda: app.capture_count > count, f"capture {name}")
-        np.save(out / f"{name}.npy", app.last_capture)
-        Image.fromarray(app.last_capture).save(out / f"{name}.png")
-        return app.last_capture
 
     async def drag(button, x0, y0, dx, dy, steps=6, modifiers=()):
         pointer.update(x=x0, y=y0)

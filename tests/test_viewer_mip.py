@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -221,9 +220,6 @@ SIZE = (200, 150)
 def drive(out_dir: str, model_path: str):
     """Child process: open the window on nothing, open the MIP model through the path field's
     ``open``, capture; orbit with a mouse drag, capture again."""
-    import asyncio
-
-    from PIL import Image
     from rendercanvas.glfw import loop
 
     from brushpy.viewer.app import ViewerApp
@@ -232,25 +228,11 @@ def drive(out_dir: str, model_path: str):
     app = ViewerApp(size=SIZE, show_panels=False)
     result: dict = {}
 
-    async def wait_until(cond, what, timeout=90.0):
-        deadline = time.time() + timeout
-        while not cond():
-            if time.time() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.01)
+    from tests.viewer_driver import WindowDriver
 
-    async def frames(n=1):
-        for _ in range(n):
-            target = app.frame_count + 1
-            app.request_draw()
-            await wait_until(lambda: app.frame_count >= target, "a frame")
+    driver = WindowDriver(app, out, timeout=90.0)
+    frames, capture = driver.frames, driver.capture
 
-    async def capture(name):
-        count = app.capture_count
-        app.request_capture()
-        await wait_until(lambda: app.capture_count > count, f"capture {name}")
-        np.save(out / f"{name}.npy", app.last_capture)
-        Image.fromarray(app.last_capture).save(out / f"{name}.png")
 
     def submit(kind, x, y, **kw):
         ev = {"event_type": kind, "modifiers": (), "x": x, "y": y, "button": 0, "buttons": (), "ntouches": 0, "touches": {}}

@@ -31,7 +31,7 @@ SIZE = (800, 600)
 
 
 def tiny_scene():
-    from brushpy.data import LoadConfig, load_dataset
+    from brushpy.data import load_dataset
 
     return load_dataset(LEGO, tiny_load_config())
 
@@ -110,7 +110,6 @@ def test_looks_like_dataset(tmp_path):
 def drive(out_dir: str):
     import asyncio
 
-    from PIL import Image
     from rendercanvas.glfw import loop
 
     from brushpy.viewer.app import ViewerApp
@@ -122,25 +121,11 @@ def drive(out_dir: str):
     app.dataset_configs = (tiny_load_config(), tc, pc)
     result: dict = {}
 
-    async def wait_until(cond, what, timeout=120.0):
-        deadline = time.time() + timeout
-        while not cond():
-            if time.time() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.01)
+    from tests.viewer_driver import WindowDriver
 
-    async def frames(n=1):
-        for _ in range(n):
-            target = app.frame_count + 1
-            app.request_draw()
-            await wait_until(lambda: app.frame_count >= target, "a frame")
+    driver = WindowDriver(app, out, timeout=120.0)
+    wait_until, frames, capture = driver.wait_until, driver.frames, driver.capture
 
-    async def capture(name):
-        count = app.capture_count
-        app.request_capture()
-        await wait_until(lambda: app.capture_count > count, f"capture {name}")
-        np.save(out / f"{name}.npy", app.last_capture)
-        Image.fromarray(app.last_capture).save(out / f"{name}.png")
 
     async def script():
         try:

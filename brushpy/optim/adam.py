@@ -37,7 +37,6 @@ State is kept per tensor name: ``exp_avg`` (m, same shape as the parameter) and
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

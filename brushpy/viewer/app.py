@@ -31,7 +31,6 @@ to export first.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from pathlib import Path
