@@ -14,13 +14,9 @@ import pytest
 from tests.conftest import SHARED, requires_shared
 from tests.reference.render import project, render
 from tests.reference.render_backward import forward_buffers, render_vjp
-from tests.render_scenes import PARAMS, make_scene
+from tests.render_scenes import PARAMS, check_vjp_by_finite_differences, make_scene, scene_args
 
 FD_SEEDS = list(range(22))
-
-
-def _scene_args(s):
-    return [s[k] for k in PARAMS] + [s["world_to_camera"], s["intrinsics"], s["width"], s["height"]]
 
 
 @pytest.mark.parametrize("seed,degree", [(seed, None) for seed in FD_SEEDS] + [(22, 4)])
@@ -29,7 +25,7 @@ def test_reference_vjp_matches_finite_differences(seed, degree):
     rng = np.random.default_rng(1000 + seed)
     v_image = rng.normal(size=(s["height"], s["width"], 4))
     view_dir_const = seed % 7 == 6
-    g = render_vjp(*_scene_args(s), v_image, s["background"], view_dir_const=view_dir_const)
+    g = render_vjp(*scene_args(s), v_image, s["background"], view_dir_const=view_dir_const)
     assert g["visible"].sum() >= 5
 
     def loss(params):
@@ -40,33 +36,7 @@ def test_reference_vjp_matches_finite_differences(seed, degree):
             dirs = s["means"] - (-R.T @ t)
         return float((render(*args, view_dir_const=dirs) * v_image).sum())
 
-    checked = skipped = 0
-    for name in PARAMS:
-        base = {k: np.array(s[k], np.float64, copy=True) for k in PARAMS}
-        flat = base[name].reshape(-1)
-        ids = np.arange(flat.size)
-        if name == "sh_coeffs":
-            ids = rng.choice(flat.size, size=min(flat.size, 24), replace=False)
-        scale = np.abs(g[name]).max() + 1e-12
-        for i in ids:
-            fds = []
-            for eps in (1e-6, 3e-7):
-                x0 = flat[i]
-                flat[i] = x0 + eps
-                lp = loss(base)
-                flat[i] = x0 - eps
-                lm = loss(base)
-                flat[i] = x0
-                fds.append((lp - lm) / (2 * eps))
-            # a threshold (1/255 skip, clamp, stop) inside [x - eps, x + eps] makes the
-            # function non-differentiable there: the two step sizes then disagree
-            if abs(fds[0] - fds[1]) > 1e-6 * scale + 1e-4 * abs(fds[0]):
-                skipped += 1
-                continue
-            checked += 1
-            a = g[name].reshape(-1)[i]
-            assert abs(a - fds[0]) <= 2e-6 * scale + 1e-5 * abs(fds[0]), (name, i, a, fds[0], scale)
-    assert skipped <= max(2, checked // 50), (checked, skipped)
+    check_vjp_by_finite_differences(loss, s, g, rng, sh_samples=24)
 
 
 # ----------------------------------------------------------------------------- GPU
@@ -77,7 +47,7 @@ def _upload_state(s, ctx=None):
     from brushpy.render.camera import Camera
     from brushpy.render.state import ForwardState
 
-    fb = forward_buffers(*_scene_args(s), background=s["background"])
+    fb = forward_buffers(*scene_args(s), background=s["background"])
     fx, fy, cx, cy = s["intrinsics"]
     cam = Camera(s["world_to_camera"], fx, fy, cx, cy, s["width"], s["height"])
     up = lambda a, label: GpuTensor.from_numpy(a, label, ctx=ctx)  # noqa: E731
@@ -137,7 +107,7 @@ def _gpu_scene(seed, n=40, width=40, height=36, degree=None):
 )
 def test_gpu_matches_reference_vjp(gpu, seed, view_dir_const, degree):
     s, v_image = _gpu_scene(seed, degree=degree)
-    ref = render_vjp(*_scene_args(s), v_image, s["background"], view_dir_const=view_dir_const)
+    ref = render_vjp(*scene_args(s), v_image, s["background"], view_dir_const=view_dir_const)
     out = gpu_grads(s, v_image, view_dir_const)
     for name in PARAMS:
         assert out[name].shape == np.asarray(s[name]).shape
@@ -182,13 +152,13 @@ def test_tiny_case_matches_gsplat(gpu):
     # the loss of the README: mean((out_img - target)^2), target = crab.png RGB / 255, alpha 0
     target = np.asarray(Image.open(SHARED / "reference" / "crab.png").convert("RGB"), np.float64) / 255.0
     target = np.concatenate([target, np.zeros(target.shape[:2] + (1,))], -1)
-    image = render(*_scene_args(s))
+    image = render(*scene_args(s))
     v_image = 2.0 * (image - target) / image.size
     np.testing.assert_allclose(v_image, d["v_out_img"], atol=1e-9)
     out = gpu_grads(s, v_image, view_dir_const=True)
     for ours, theirs in [("means", "v_means"), ("log_scales", "v_scales"), ("rotations", "v_quats"), ("sh_coeffs", "v_coeffs"), ("raw_opacities", "v_opacities")]:
         assert _rel(out[ours], d[theirs]) < 1e-4, (ours, _rel(out[ours], d[theirs]))
-    ref = render_vjp(*_scene_args(s), v_image, view_dir_const=True)
+    ref = render_vjp(*scene_args(s), v_image, view_dir_const=True)
     for ours, theirs in [("means", "v_means"), ("log_scales", "v_scales"), ("rotations", "v_quats"), ("sh_coeffs", "v_coeffs"), ("raw_opacities", "v_opacities")]:
         assert _rel(ref[ours], d[theirs]) < 1e-4
 
@@ -227,7 +197,7 @@ def test_culled_splats_get_exact_zeros(gpu):
     s["raw_opacities"][1] = -9.0  # opacity < 1/255
     s["means"][2] = cam + R[2] * 2.0 + R[0] * 50.0  # far off screen
     s["means"][3] = cam + R[2] * 0.005  # before the near plane
-    p = project(*_scene_args(s))
+    p = project(*scene_args(s))
     assert not p["visible"][:4].any() and p["visible"][4:].sum() >= 10
     out = gpu_grads(s, v_image)
     for name in PARAMS:
@@ -248,7 +218,7 @@ def test_nan_splat_does_not_poison_others(gpu):
         assert np.all(out[name][5:10] == 0.0), name
     # the other splats see a render without splats 5..9
     s2 = {k: (np.delete(np.asarray(v), range(5, 10), axis=0) if k in PARAMS else v) for k, v in s.items()}
-    ref = render_vjp(*_scene_args(s2), v_image, s2["background"])
+    ref = render_vjp(*scene_args(s2), v_image, s2["background"])
     keep = np.delete(np.arange(len(s["means"])), range(5, 10))
     for name in PARAMS:
         assert _rel(out[name][keep], ref[name]) < 2e-4, name
@@ -277,7 +247,7 @@ def test_rasterize_vjp_matches_reference(gpu, seed, view_dir_const):
     from brushpy.render.backward import rasterize_vjp
 
     s, v_image = _gpu_scene(seed)
-    args = _scene_args(s)
+    args = scene_args(s)
     out = rasterize_vjp(*args, v_image, background=s["background"], view_dir_const=view_dir_const)
     ref = render_vjp(*args, v_image, s["background"], view_dir_const=view_dir_const)
     for name in PARAMS:
@@ -290,7 +260,7 @@ def test_rasterize_vjp_tiny_case_matches_gsplat(gpu):
     from brushpy.render.backward import rasterize_vjp
 
     s, d = _tiny_case()
-    out = rasterize_vjp(*_scene_args(s), d["v_out_img"], view_dir_const=True)
+    out = rasterize_vjp(*scene_args(s), d["v_out_img"], view_dir_const=True)
     for ours, theirs in [("means", "v_means"), ("log_scales", "v_scales"), ("rotations", "v_quats"), ("sh_coeffs", "v_coeffs"), ("raw_opacities", "v_opacities")]:
         assert _rel(out[ours], d[theirs]) < 1e-4, (ours, _rel(out[ours], d[theirs]))
 
@@ -306,12 +276,12 @@ def test_rasterize_vjp_nan_and_culled_splats(gpu):
     s["log_scales"][3, 1] = np.inf
     s["raw_opacities"][4] = np.nan
     s["sh_coeffs"][5, 0, 0] = np.nan
-    out = rasterize_vjp(*_scene_args(s), v_image, background=s["background"])
+    out = rasterize_vjp(*scene_args(s), v_image, background=s["background"])
     for name in PARAMS:
         assert np.isfinite(out[name]).all(), name
         assert np.all(out[name][:6] == 0.0), name
     s2 = {k: (np.asarray(v)[6:] if k in PARAMS else v) for k, v in s.items()}
-    ref = render_vjp(*_scene_args(s2), v_image, s2["background"])
+    ref = render_vjp(*scene_args(s2), v_image, s2["background"])
     for name in PARAMS:
         assert _rel(out[name][6:], ref[name]) < 2e-4, name
 
@@ -321,16 +291,16 @@ def test_rasterize_vjp_lower_sh_degree(gpu):
     from brushpy.render.backward import rasterize_vjp
 
     s, v_image = _gpu_scene(3)  # degree 3
-    out = rasterize_vjp(*_scene_args(s), v_image, background=s["background"], sh_degree=1)
+    out = rasterize_vjp(*scene_args(s), v_image, background=s["background"], sh_degree=1)
     assert np.all(out["sh_coeffs"][:, 4:] == 0.0)
     s1 = dict(s, sh_coeffs=np.asarray(s["sh_coeffs"])[:, :4])
-    ref = render_vjp(*_scene_args(s1), v_image, s1["background"])
+    ref = render_vjp(*scene_args(s1), v_image, s1["background"])
     assert _rel(out["sh_coeffs"][:, :4], ref["sh_coeffs"]) < 2e-4
     for name in ("means", "rotations", "log_scales", "raw_opacities"):
         assert _rel(out[name], ref[name]) < 2e-4, name
     # degree 0 given as [N,3]
     s0 = dict(s, sh_coeffs=np.asarray(s["sh_coeffs"])[:, 0])
-    out0 = rasterize_vjp(*_scene_args(s0), v_image, background=s["background"])
+    out0 = rasterize_vjp(*scene_args(s0), v_image, background=s["background"])
     assert out0["sh_coeffs"].shape == (len(s["means"]), 3)
 
 
@@ -340,7 +310,7 @@ def test_rasterize_vjp_paths_agree_and_repeat(gpu):
     from brushpy.gpu import create_context, get_context, set_context
 
     s, v_image = _gpu_scene(4)
-    args = _scene_args(s)
+    args = scene_args(s)
     base = brushpy.rasterize_vjp(*args, v_image, background=s["background"])
     again = brushpy.rasterize_vjp(*args, v_image, background=s["background"])
     for name in PARAMS:
@@ -361,7 +331,7 @@ def test_rasterize_vjp_rejects_bad_v_image(gpu):
 
     s, v_image = _gpu_scene(0, n=8, width=20, height=18)
     with pytest.raises(ValueError, match=r"v_image has shape \(18, 20, 3\)"):
-        rasterize_vjp(*_scene_args(s), v_image[..., :3])
+        rasterize_vjp(*scene_args(s), v_image[..., :3])
 
 
 def test_reused_output_buffers(gpu):
@@ -379,7 +349,7 @@ def test_reused_output_buffers(gpu):
         g = render_backward(_upload_state(s), splats, GpuTensor.from_numpy((scale * v_image).astype(np.float32)), rec, out=out)
         rec.submit()
         assert g is out
-        ref = render_vjp(*_scene_args(s), scale * v_image, s["background"])
+        ref = render_vjp(*scene_args(s), scale * v_image, s["background"])
         for name in PARAMS:
             assert _rel(getattr(out, name).numpy(), ref[name]) < 2e-4, name
     small = RenderBackward().allocate(n, k, 1)
