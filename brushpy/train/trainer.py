@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..gpu import BufferTooLargeError, GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
+from ..data import ViewOrder
 from ..loss import ImageLoss, ImageMetrics, noisy_background
 from ..optim import Adam, AdamConfig
 from ..render.backward import RenderBackward, SplatGrads, render_backward
@@ -27,7 +28,7 @@ from ..render.forward import release_forward_state, render_forward
 from ..render.splats import Splats
 from .config import ProcessConfig, TrainConfig
 from .filter3d import Filter3D
-from .refine import RefineStats, pcg_hash, refine, scene_bounds
+from .refine import RefineStats, refine, scene_bounds, stream_key
 
 PARAM_NAMES = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
 
@@ -117,7 +118,8 @@ class Trainer:
             raise TrainingError(f"dataset {scene.name!r} has no training views")
 
         capacity = max_splats_for_device(config.sh_degree, self.ctx)
-        self.max_splats = min(int(config.max_splats), capacity)
+        # refine grows at most to what one GPU buffer holds
+        self._refine_config = replace(config, max_splats=min(int(config.max_splats), capacity))
         self.capacity_note = None
         if config.max_splats > capacity:
             self.capacity_note = (
@@ -152,8 +154,6 @@ class Trainer:
         self._noise_kernel = Kernel("mean_noise.wgsl")
         self._grads: SplatGrads | None = None  # reused every step; reallocated when N changes
         self._v_images: dict[tuple[int, int], GpuTensor] = {}
-        from ..data import ViewOrder  # data layer: views order per epoch
-
         self.order = ViewOrder(len(scene.train_views), seed=process.seed)
         self._upload_views()
         self.last_loss: float | None = None
@@ -170,12 +170,11 @@ class Trainer:
             if (w, h) != (view.camera.width, view.camera.height):
                 raise TrainingError(f"view {view.name}: image {w}x{h} does not match its camera "
                                     f"{view.camera.width}x{view.camera.height}")
-            if view.mask is not None and self.scene.alpha_mode == "masked":
-                mode = "masked"
-            elif img.shape[2] == 4 and self.scene.alpha_mode == "transparent":
+            has_alpha = img.shape[2] == 4
+            if self.scene.alpha_mode == "masked" and (view.mask is not None or has_alpha):
+                mode = "masked"  # packed_rgba8 carries the mask (or the image's alpha) in alpha
+            elif self.scene.alpha_mode == "transparent" and has_alpha:
                 mode = "transparent"
-            elif img.shape[2] == 4 and self.scene.alpha_mode == "masked":
-                mode = "masked"  # the alpha channel is the mask
             else:
                 mode = "opaque"
             try:
@@ -251,7 +250,7 @@ class Trainer:
         n = self.splats.num_splats
         if n == 0 or c.mean_noise_weight <= 0:
             return
-        key = pcg_hash(pcg_hash(pcg_hash(self.process.seed & 0xFFFFFFFF) ^ step) ^ _NOISE_STREAM)
+        key = stream_key(self.process.seed, step, _NOISE_STREAM)
         params = np.zeros(4, np.uint32)
         params[0], params[1] = n, key
         params[2:4] = np.array([lr_mean * c.mean_noise_weight, self.bounds.median_size], np.float32).view(np.uint32)
@@ -261,14 +260,9 @@ class Trainer:
 
     def refine(self) -> dict:
         """Run the refine pass now (prune, re-fill, split, grow, decay); returns its counts."""
-        c = self.config
-        cfg = c
-        if self.max_splats != c.max_splats:
-            from dataclasses import replace
-
-            cfg = replace(c, max_splats=self.max_splats)
         rec = Recorder(profiler=self.profiler)
-        result = refine(rec, self.splats, self.stats, self.adam, cfg, self.step_count, self.bounds, self.process.seed)
+        result = refine(rec, self.splats, self.stats, self.adam, self._refine_config, self.step_count, self.bounds,
+                        self.process.seed)
         rec.submit()
         self.splats = result.splats
         if self.filter3d is not None:
@@ -422,8 +416,6 @@ class Trainer:
                 self.filter3d.load(data["filter3d.min_scale"])
             else:
                 self.filter3d.update(self.splats.means)
-        from ..data import ViewOrder
-
         self.order = ViewOrder(len(self.scene.train_views), seed=self.process.seed, start_step=self.step_count)
 
 
