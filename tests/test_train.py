@@ -133,22 +133,37 @@ def test_cli_train_embedded_help_and_args_txt(tmp_path):
 
 
 def test_cli_args_txt_precedence(tmp_path):
-    import click
-
     from brushpy.train.cli import _build_configs, train
 
     (tmp_path / "args.txt").write_text("--total-steps 123 --lr-opac 0.5 --max-resolution 64\n")
-    ctx = click.Context(train)
-    ctx.params = {}
-    opts = {}
     parser_ctx = train.make_context("train", [str(tmp_path), "--lr-opac", "0.25"])
-    opts = dict(parser_ctx.params)
-    t, load, p = _build_configs(parser_ctx, tmp_path, opts)
+    t, load, p, user_set = _build_configs(parser_ctx, tmp_path, dict(parser_ctx.params))
     assert t.total_steps == 123  # from args.txt
     assert t.lr_opac == 0.25  # command line beats args.txt
     assert load.max_resolution == 64
     assert p.seed == 42
     assert replace(t, total_steps=30000, lr_opac=TrainConfig().lr_opac) == TrainConfig()
+    assert user_set == {"total_steps", "lr_opac", "max_resolution"}
+
+
+def test_nerf_synthetic_implies_white_background_unless_set():
+    from brushpy.train.config import dataset_train_defaults
+
+    scene = tiny_scene(max_frames=2, resolution=16)
+    assert scene.kind == "nerf-synthetic"
+    assert dataset_train_defaults(scene) == {"background_color": (1.0, 1.0, 1.0)}
+    scene.kind = "colmap"
+    assert dataset_train_defaults(scene) == {}
+
+
+def test_args_txt_background_is_not_overridden(tmp_path):
+    """A --background-color from the dataset's args.txt counts as set by the user."""
+    from brushpy.train.cli import _build_configs, train
+
+    (tmp_path / "args.txt").write_text("--background-color 0.5,0.5,0.5\n")
+    ctx = train.make_context("train", [str(tmp_path)])
+    t, _, _, user_set = _build_configs(ctx, tmp_path, dict(ctx.params))
+    assert t.background_color == (0.5, 0.5, 0.5) and "background_color" in user_set
 
 
 def test_embedded_defaults_respect_flags(tmp_path):
@@ -156,8 +171,8 @@ def test_embedded_defaults_respect_flags(tmp_path):
 
     def configs(args):
         ctx = train.make_context("train", args)
-        t, _, p = _build_configs(ctx, tmp_path, dict(ctx.params))
-        return _embedded_defaults(ctx, t, p)
+        t, _, p, user_set = _build_configs(ctx, tmp_path, dict(ctx.params))
+        return _embedded_defaults(user_set, t, p)
 
     t, p = configs([])
     assert (t.total_steps, t.refine_every, t.growth_stop_iter) == (

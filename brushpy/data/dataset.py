@@ -69,20 +69,20 @@ def load_dataset(path: str | os.PathLike | DatasetSource, config: LoadConfig | N
     if loaded is not None:
         views, init_points, folder = loaded
         log.info("%s: COLMAP model in %s/", where, folder or ".")
-        kind = "COLMAP"
+        kind, fmt = "COLMAP", "colmap"
     else:
         rel = nerfstudio.find_transforms(source, "transforms.json")
         if rel is not None:
             data = nerfstudio.read_json(source, rel)
             views = nerfstudio.load_transforms_views(source, rel, config, alpha_mode, report, data)
             init_points = nerfstudio.load_ply_init(source, rel, data, config)
-            kind = f"nerfstudio ({rel})"
+            kind, fmt = f"nerfstudio ({rel})", "nerfstudio"
         else:
             rel = nerfstudio.find_transforms(source, "transforms_train.json")
             if rel is None:
                 raise DatasetError(f"{where}: no cameras found; looked for {LOOKED_FOR}")
             views, evals, init_points = nerf_synthetic.load_synthetic_views(source, rel, config, alpha_mode, report)
-            kind = f"NeRF-synthetic ({rel})"
+            kind, fmt = f"NeRF-synthetic ({rel})", "nerf-synthetic"
     warnings = report.flush(where)
     if evals is None:
         train, evals = split_every(views, config.eval_split_every)
@@ -98,7 +98,7 @@ def load_dataset(path: str | os.PathLike | DatasetSource, config: LoadConfig | N
         init_points = read_ply_points(source.read_bytes(init_rel), source.display_path(init_rel)).subsample(
             config.subsample_points)
         log.info("initial points from %s (%d points)", source.display_path(init_rel), len(init_points))
-    scene = Scene(source.name, train, evals, init_points, alpha_mode, source, warnings, config)
+    scene = Scene(source.name, train, evals, init_points, alpha_mode, source, warnings, config, kind=fmt)
     log.info("%s: %s, %d train + %d eval views, %s initial points, alpha mode %s", where, kind, len(train),
              len(evals), len(init_points) if init_points is not None else "no", alpha_mode)
     if decode:

@@ -122,6 +122,8 @@ class Scene:
         source: the open dataset (views decode lazily from it).
         warnings: the warning lines emitted while loading.
         config: the options used.
+        kind: the dataset format: ``"colmap"``, ``"nerfstudio"`` or ``"nerf-synthetic"``
+            (empty for scenes built by hand).
     """
 
     name: str
@@ -132,6 +134,7 @@ class Scene:
     source: DatasetSource
     warnings: list[str] = field(default_factory=list)
     config: LoadConfig = field(default_factory=LoadConfig)
+    kind: str = ""
 
     @property
     def views(self) -> list[View]:

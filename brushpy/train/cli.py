@@ -17,7 +17,7 @@ import click
 from click.core import ParameterSource
 
 from ..data import LoadConfig
-from .config import ProcessConfig, TrainConfig
+from .config import ProcessConfig, TrainConfig, dataset_train_defaults
 
 GROUPS = (
     ("Training options", TrainConfig),
@@ -98,7 +98,11 @@ class _GroupedCommand(click.Command):
 
 
 def _build_configs(ctx: click.Context, dataset: Path, opts: dict):
-    """Defaults < args.txt < command line, per config class."""
+    """Defaults < args.txt < command line, per config class.
+
+    Returns ``(TrainConfig, LoadConfig, ProcessConfig, user_set)`` where ``user_set`` holds
+    the option names set on the command line or in args.txt.
+    """
     from ..data import read_args_txt
 
     try:
@@ -107,6 +111,7 @@ def _build_configs(ctx: click.Context, dataset: Path, opts: dict):
         raise click.ClickException(str(exc)) from exc
     params = {p.name: p for p in ctx.command.params}
     configs = []
+    user_set = set()
     for _, cls in GROUPS:
         values = {}
         for f in _cli_fields(cls):
@@ -119,12 +124,13 @@ def _build_configs(ctx: click.Context, dataset: Path, opts: dict):
                     values[f.name] = params[f.name].type_cast_value(ctx, raw) if raw is not True else True
                 except click.BadParameter as exc:
                     raise click.ClickException(f"{dataset}/args.txt: --{f.name.replace('_', '-')}: {exc.message}") from exc
+        user_set |= set(values)
         configs.append(replace(cls(), **values) if values else cls())
     unknown = sorted(set(from_file) - {f.name for _, cls in GROUPS for f in _cli_fields(cls)})
     if unknown:
         click.echo(f"note: {dataset}/args.txt sets options brushpy does not know: "
                    + ", ".join("--" + u.replace("_", "-") for u in unknown), err=True)
-    return configs
+    return (*configs, user_set)
 
 
 def _train_params():
@@ -150,15 +156,13 @@ EMBEDDED_DEFAULTS = {"total_steps": 800, "refine_every": 100, "growth_stop_iter"
 EMBEDDED_PROCESS_DEFAULTS = {"eval_every": 200, "export_every": 800}
 
 
-def _embedded_defaults(ctx: click.Context, train_cfg: TrainConfig, process_cfg: ProcessConfig):
-    """Apply :data:`EMBEDDED_DEFAULTS` to every option not given on the command line
-    (the growth stop and export period only when ``--total-steps`` is not given either)."""
-    def given(name: str) -> bool:
-        return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-
-    t = {k: v for k, v in EMBEDDED_DEFAULTS.items() if not given(k)}
-    p = {k: v for k, v in EMBEDDED_PROCESS_DEFAULTS.items() if not given(k)}
-    if given("total_steps"):  # a user-chosen length keeps the usual growth and export schedule
+def _embedded_defaults(user_set: set, train_cfg: TrainConfig, process_cfg: ProcessConfig):
+    """Apply :data:`EMBEDDED_DEFAULTS` to every option the user did not set (``user_set``,
+    from :func:`_build_configs`); the growth stop and export period only when
+    ``--total-steps`` is not set either."""
+    t = {k: v for k, v in EMBEDDED_DEFAULTS.items() if k not in user_set}
+    p = {k: v for k, v in EMBEDDED_PROCESS_DEFAULTS.items() if k not in user_set}
+    if "total_steps" in user_set:  # a user-chosen length keeps the usual growth and export schedule
         t.pop("growth_stop_iter", None)
         p.pop("export_every", None)
     else:
@@ -186,13 +190,9 @@ def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool,
                    "(NeRF-synthetic lego by Mildenhall et al., CC BY 3.0)")
     if not Path(dataset).exists():
         raise click.ClickException(f"dataset {dataset} does not exist")
-    train_cfg, load_cfg, process_cfg = _build_configs(ctx, Path(dataset), opts)
+    train_cfg, load_cfg, process_cfg, user_set = _build_configs(ctx, Path(dataset), opts)
     if embedded:
-        train_cfg, process_cfg = _embedded_defaults(ctx, train_cfg, process_cfg)
-    is_synthetic = (Path(dataset) / "transforms_train.json").is_file()
-    if is_synthetic and ctx.get_parameter_source("background_color") != ParameterSource.COMMANDLINE:
-        train_cfg = replace(train_cfg, background_color=(1.0, 1.0, 1.0))
-        click.echo("NeRF-synthetic scene: white background (as usual for these scenes; --background-color changes it)")
+        train_cfg, process_cfg = _embedded_defaults(user_set, train_cfg, process_cfg)
     try:
         train_cfg.validate()
         load_cfg = replace(load_cfg, seed=process_cfg.seed, random_init_scene_scale=train_cfg.random_init_scene_scale,
@@ -200,6 +200,10 @@ def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool,
         scene = load_dataset(dataset, load_cfg)
         for w in scene.warnings:
             click.echo(f"warning: {w}", err=True)
+        implied = {k: v for k, v in dataset_train_defaults(scene).items() if k not in user_set}
+        if "background_color" in implied:
+            click.echo("NeRF-synthetic scene: white background (as usual for these scenes; --background-color changes it)")
+        train_cfg = replace(train_cfg, **implied)
         click.echo(f"{scene.name}: {len(scene.train_views)} training views, {len(scene.eval_views)} eval views")
         if viewer:
             from ..viewer import run_training_viewer

@@ -85,6 +85,19 @@ class ProcessConfig:
     export_name: str = _opt("export_{iter}.ply", "Export file name ({iter} = step).")
 
 
+def dataset_train_defaults(scene) -> dict:
+    """Training options a dataset format implies, for options the user did not set.
+
+    NeRF-synthetic scenes train and evaluate on a white background, the field's
+    convention for them (published PSNRs are measured that way). Returns
+    ``{option_name: value}`` (empty for other formats); ``scene`` is a
+    :class:`brushpy.data.Scene`.
+    """
+    if getattr(scene, "kind", "") == "nerf-synthetic":
+        return {"background_color": (1.0, 1.0, 1.0)}
+    return {}
+
+
 def config_fields(cls) -> list:
     """The dataclass fields of a config class, in declaration order."""
     return list(fields(cls))

@@ -374,6 +374,10 @@ class ViewerApp:
             return False
         try:
             config, process = job["configs"]
+            if config is None:  # e.g. white background for NeRF-synthetic scenes, as `brushpy train`
+                from ..train.config import TrainConfig, dataset_train_defaults
+
+                config = TrainConfig(**dataset_train_defaults(result))
             self.start_training(result, config, process)
         except Exception as exc:  # e.g. TrainingError: too large for this device
             self.error = f"{self.path_input}: {exc}"
@@ -398,7 +402,6 @@ class ViewerApp:
         from dataclasses import replace
 
         from ..data import load_dataset, resolve_load_config
-        from ..train.config import TrainConfig
 
         d_load, d_train, d_process = self.dataset_configs
         load_config = load_config or d_load
@@ -416,11 +419,7 @@ class ViewerApp:
             job["done"] = True
             self.canvas.request_draw()
 
-        synthetic = (Path(str(path)) / "transforms_train.json").is_file()
-        tc = train_config
-        if tc is None:
-            tc = TrainConfig(background_color=(1.0, 1.0, 1.0)) if synthetic else TrainConfig()
-        job["configs"] = (tc, process_config)
+        job["configs"] = (train_config, process_config)  # None: defaults for the loaded scene
         with self._load_lock:
             self._loading = job
         self.status = f"Loading dataset {Path(str(path)).name}..."
