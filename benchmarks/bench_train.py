@@ -51,22 +51,22 @@ def main() -> None:
     for _ in range(a.warmup):
         trainer.step()
     trainer.loss_fn.read_loss()
-    prof = Profiler(capacity=64 * a.steps)
+    prof = Profiler(capacity=256)  # one step's passes; read back after every step
     trainer.profiler = prof
     walls = []
+    stages: dict[str, float] = {}
     for _ in range(a.steps):
         t0 = time.perf_counter()
         trainer.step()
+        trainer.loss_fn.read_loss()  # wait for the step's GPU work
         walls.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    trainer.loss_fn.read_loss()  # drain the queue
-    walls[-1] += time.perf_counter() - t0
-    stages = prof.read()
+        for k, v in prof.read().items():
+            stages[k] = stages.get(k, 0.0) + v
     gpu_ms = sum(stages.values())
     wall_ms = 1000 * sum(walls)
     out = {
         "benchmark": "train_step",
-        "device": get_context().adapter_info.get("device", "") if hasattr(get_context(), "adapter_info") else "",
+        "device": get_context().describe()["adapter"],
         "machine": platform.machine(),
         "dataset": scene.name,
         "resolution": [scene.train_views[0].camera.width, scene.train_views[0].camera.height],

@@ -268,3 +268,11 @@ def test_encoder_usable_between_dispatches(gpu, pick_kernel):
     rec.dispatch(k, [_pick_params(1, 6), out], 1)
     rec.submit()
     np.testing.assert_array_equal(out.numpy(), [0, 6, 0, 0])
+
+
+def test_profiler_capacity_is_bounded(gpu):
+    from brushpy.gpu.profiler import MAX_CAPACITY
+
+    with pytest.raises(ValueError, match="4096"):
+        Profiler(capacity=MAX_CAPACITY + 1)
+    Profiler(capacity=MAX_CAPACITY)

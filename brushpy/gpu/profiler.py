@@ -23,14 +23,22 @@ import wgpu
 from .device import GpuContext, get_context
 
 
+#: Most timed passes one profiler holds: a WebGPU query set has at most 4096 queries.
+MAX_CAPACITY = 2048
+
+
 class Profiler:
     """Collects per-stage GPU times in milliseconds.
 
     Args:
-        capacity: maximum number of timed passes between two :meth:`read` calls.
+        capacity: maximum number of timed passes between two :meth:`read` calls
+            (1..:data:`MAX_CAPACITY`; ``ValueError`` otherwise).
     """
 
     def __init__(self, capacity: int = 256, ctx: GpuContext | None = None):
+        if not 1 <= capacity <= MAX_CAPACITY:
+            raise ValueError(f"Profiler capacity must be in 1..{MAX_CAPACITY} timed passes (two timestamps each; "
+                             f"WebGPU query sets hold at most 4096), got {capacity}; call read() more often instead")
         self.ctx = ctx or get_context()
         self.enabled = self.ctx.has_timestamps
         self.capacity = capacity
