@@ -8,7 +8,8 @@ import pytest
 from brushpy.autodiff import Op, Tape
 from tests.reference.render_backward import render_vjp
 from tests.render_scenes import PARAMS
-from tests.test_render_backward import _gpu_scene, _rel, _scene_args, _upload_state
+from tests.render_scenes import scene_args
+from tests.test_render_backward import _gpu_scene, _rel, _upload_state
 
 
 class Affine(Op):
@@ -134,8 +135,8 @@ def test_render_op_on_tape_two_views(gpu):
     seeds = {op.outputs[0]: GpuTensor.from_numpy(v.astype(np.float32)) for op, v in zip(ops, (v1, v2))}
     grads = tape.backward(rec, seeds)
     rec.submit()
-    r1 = render_vjp(*_scene_args(s), v1, s["background"])
-    r2 = render_vjp(*_scene_args(s2), v2, s2["background"])
+    r1 = render_vjp(*scene_args(s), v1, s["background"])
+    r2 = render_vjp(*scene_args(s2), v2, s2["background"])
     for name, t in zip(PARAMS, (splats.means, splats.rotations, splats.log_scales, splats.sh_coeffs, splats.raw_opacities)):
         assert _rel(grads[t].numpy(), r1[name] + r2[name]) < 2e-4, name
     # the refine statistic of each view stays on its op
