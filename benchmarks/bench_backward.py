@@ -66,7 +66,7 @@ def camera(width: int, height: int) -> Camera:
     return Camera(np.eye(4), fy, fy, width / 2.0, height / 2.0, width, height)
 
 
-def bench(n: int, width: int, height: int, repeats: int) -> dict:
+def bench(n: int, width: int, height: int, repeats: int, ppt: int | None = None) -> dict:
     ctx = get_context()
     degree = 3
     while degree > 0 and n * (degree + 1) ** 2 * 12 > ctx.max_binding_bytes:
@@ -75,7 +75,7 @@ def bench(n: int, width: int, height: int, repeats: int) -> dict:
     cam = camera(width, height)
     splats = Splats.from_numpy(*(sp[k] for k in ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")))
     v_image = GpuTensor.from_numpy(np.random.default_rng(1).normal(size=(height, width, 4)).astype(np.float32) * 1e-3, "v_image")
-    kb = RenderBackward()
+    kb = RenderBackward(defines={"PIXELS_PER_THREAD": ppt} if ppt else None)
     stages: dict[str, list] = {}
     walls = []
     for it in range(repeats + 1):
@@ -113,6 +113,7 @@ def bench(n: int, width: int, height: int, repeats: int) -> dict:
         "backward_over_forward": (bwd / fwd_ms) if fwd_ms > 0 else None,
         "device": ctx.describe()["adapter"],
         "features": sorted(ctx.features),
+        "pixels_per_thread": kb.pixels_per_thread,
     }
 
 
@@ -122,12 +123,14 @@ def main(argv=None):
     ap.add_argument("--res", default="256x256,1920x1080")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=None, help="write the JSON here too")
+    ap.add_argument("--pixels-per-thread", type=int, default=None,
+                    help="rasterize-backward pixels per thread (default: the device's, see default_pixels_per_thread)")
     args = ap.parse_args(argv)
     out = []
     for n in (int(s) for s in args.sizes.split(",")):
         for res in args.res.split(","):
             w, h = (int(v) for v in res.lower().split("x"))
-            rec = bench(n, w, h, args.repeats)
+            rec = bench(n, w, h, args.repeats, args.pixels_per_thread)
             print(json.dumps(rec), flush=True)
             out.append(rec)
     if args.out:

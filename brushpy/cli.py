@@ -217,6 +217,7 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
             data.means, data.rotations, data.log_scales, data.sh_coeffs, data.raw_opacities,
             camera.world_to_camera, camera.intrinsics, width, height,
             background=(0.0, 0.0, 0.0) if alpha else background, sh_degree=sh_degree,
+            render_mode=data.render_mode,  # as trained (a `SplatRenderMode: mip` header comment)
         )
     except NoAdapterError as exc:
         click.echo(str(exc), err=True)

@@ -1,6 +1,11 @@
 // Rasterize backward: per-splat gradients of the projected values.
 //
-// One workgroup per 16x16 tile, one thread per pixel. The tile's list
+// One workgroup per 16x16 tile; each thread owns PIXELS_PER_THREAD pixels
+// (rows lid / 16 + k · 16 / PIXELS_PER_THREAD), so the per-splat work that does
+// not depend on the pixel (reading the staged splat, reducing and adding the
+// gradients) is shared by them. 1 suits GPUs; CPU devices (lavapipe), where
+// every subgroup reduction and atomic costs more than the arithmetic, use 4
+// (brushpy/render/backward.py picks). The tile's list
 // (compact_from_isect[tile start .. end)) is walked back to front in batches
 // staged through workgroup memory; each pixel only uses intersections below
 // its own final_index, exactly the ones the forward blended or skipped before
@@ -79,6 +84,9 @@ fn add_refine(i: u32, v: f32) {
 
 const TILE: u32 = 16u;
 const BATCH: u32 = 256u;
+const PPT: u32 = {{PIXELS_PER_THREAD}}u;      // pixels per thread
+const WG_SIZE: u32 = {{WG_SIZE}}u;            // = TILE * TILE / PPT
+const ROWS_PER_STEP: u32 = WG_SIZE / TILE;    // pixel k of a thread is ROWS_PER_STEP · k rows below pixel 0
 const STRIDE: u32 = 9u;
 const ALPHA_THRESHOLD: f32 = 1.0 / 255.0;
 const MAX_ALPHA: f32 = 0.999;
@@ -104,7 +112,7 @@ fn add_all(id: u32, v_xy: vec2<f32>, v_conic: vec3<f32>, v_rgb: vec3<f32>, v_op:
     add_grad(b + 8u, v_op);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size({{WG_SIZE}})
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -118,37 +126,49 @@ fn main(
     let tile_ok = tile < num_tiles;
     let tx = select(0u, tile % params.tiles_x, tile_ok);
     let ty = select(0u, tile / params.tiles_x, tile_ok);
-    let px = tx * TILE + lid % TILE;
-    let py = ty * TILE + lid / TILE;
-    let inside = tile_ok && px < params.width && py < params.height;
-    let pix = py * params.width + px;
 
     var range = vec2<u32>(0u, 0u);
     if tile_ok {
         range = vec2<u32>(tile_ranges[2u * tile], tile_ranges[2u * tile + 1u]);
     }
-    // this pixel's walk ends at final_index (intersections past it were never reached)
-    var my_end = range.x;
-    var T = 1.0;
-    var T_final = 1.0;
-    var v_rgb = vec3<f32>(0.0);
-    var v_T_term = 0.0;   // (v_rgb . bg - v_alpha_out) * T_final
-    var refine_scale = 0.0;  // max(W, H) / max(final alpha, 0.001)
-    if inside {
-        my_end = final_index[pix];
-        T_final = 1.0 - image[4u * pix + 3u];
-        T = T_final;
-        v_rgb = vec3<f32>(v_image[4u * pix], v_image[4u * pix + 1u], v_image[4u * pix + 2u]);
-        v_T_term = (dot(v_rgb, params.background.rgb) - v_image[4u * pix + 3u]) * T_final;
-        refine_scale = f32(max(params.width, params.height)) / max(image[4u * pix + 3u], 0.001);
+    let px = tx * TILE + lid % TILE;
+    // per pixel k of this thread: its walk ends at final_index (intersections past it
+    // were never reached; pixels outside the image end at the tile's start)
+    var pixel_y: array<f32, PPT>;
+    var my_end: array<u32, PPT>;
+    var T: array<f32, PPT>;
+    var v_rgb: array<vec3<f32>, PPT>;
+    var v_T_term: array<f32, PPT>;      // (v_rgb . bg - v_alpha_out) * T_final
+    var refine_scale: array<f32, PPT>;  // max(W, H) / max(final alpha, 0.001)
+    var behind: array<vec3<f32>, PPT>;  // colour blended behind the current splat
+    var thread_end = range.x;
+    for (var k = 0u; k < PPT; k++) {
+        let py = ty * TILE + lid / TILE + k * ROWS_PER_STEP;
+        pixel_y[k] = f32(py) + 0.5;
+        my_end[k] = range.x;
+        T[k] = 1.0;
+        v_rgb[k] = vec3<f32>(0.0);
+        v_T_term[k] = 0.0;
+        refine_scale[k] = 0.0;
+        behind[k] = vec3<f32>(0.0);
+        if tile_ok && px < params.width && py < params.height {
+            let pix = py * params.width + px;
+            my_end[k] = final_index[pix];
+            let alpha_final = image[4u * pix + 3u];
+            T[k] = 1.0 - alpha_final;
+            v_rgb[k] = vec3<f32>(v_image[4u * pix], v_image[4u * pix + 1u], v_image[4u * pix + 2u]);
+            v_T_term[k] = (dot(v_rgb[k], params.background.rgb) - v_image[4u * pix + 3u]) * T[k];
+            refine_scale[k] = f32(max(params.width, params.height)) / max(alpha_final, 0.001);
+            thread_end = max(thread_end, my_end[k]);
+        }
     }
-    var behind = vec3<f32>(0.0);   // colour blended behind the current splat
+    let pixel_x = f32(px) + 0.5;
 
     if lid == 0u {
         atomicStore(&wg_end, range.x);
     }
     workgroupBarrier();
-    atomicMax(&wg_end, my_end);
+    atomicMax(&wg_end, thread_end);
     workgroupBarrier();
     if lid == 0u {
         wg_range = vec2<u32>(range.x, atomicLoad(&wg_end));
@@ -163,30 +183,33 @@ fn main(
         let count = min(BATCH, batch_end - r.x);
         let batch_start = batch_end - count;
         workgroupBarrier();
-        if lid < count {
+        for (var slot = lid; slot < count; slot += WG_SIZE) {
             // slot j holds intersection batch_end - 1 - j (back to front)
-            let cid = compact_from_isect[batch_end - 1u - lid];
+            let cid = compact_from_isect[batch_end - 1u - slot];
             let b = cid * STRIDE;
-            batch_id[lid] = cid;
-            batch_xy[lid] = vec2<f32>(projected[b], projected[b + 1u]);
-            batch_conic[lid] = vec3<f32>(projected[b + 2u], projected[b + 3u], projected[b + 4u]);
-            batch_color[lid] = vec4<f32>(projected[b + 5u], projected[b + 6u], projected[b + 7u], projected[b + 8u]);
+            batch_id[slot] = cid;
+            batch_xy[slot] = vec2<f32>(projected[b], projected[b + 1u]);
+            batch_conic[slot] = vec3<f32>(projected[b + 2u], projected[b + 3u], projected[b + 4u]);
+            batch_color[slot] = vec4<f32>(projected[b + 5u], projected[b + 6u], projected[b + 7u], projected[b + 8u]);
         }
         workgroupBarrier();
 
         for (var j = 0u; j < count; j++) {
             let isect = batch_end - 1u - j;
+            let xy = batch_xy[j];
+            let conic = batch_conic[j];
+            let col = batch_color[j];
             var g_xy = vec2<f32>(0.0);
             var g_conic = vec3<f32>(0.0);
             var g_rgb = vec3<f32>(0.0);
             var g_op = 0.0;
             var g_refine = 0.0;
             var has = false;
-            if inside && isect < my_end {
-                let xy = batch_xy[j];
-                let conic = batch_conic[j];
-                let col = batch_color[j];
-                let d = xy - vec2<f32>(f32(px) + 0.5, f32(py) + 0.5);
+            for (var k = 0u; k < PPT; k++) {
+                if isect >= my_end[k] {
+                    continue;
+                }
+                let d = xy - vec2<f32>(pixel_x, pixel_y[k]);
                 let sigma = 0.5 * (conic.x * d.x * d.x + conic.z * d.y * d.y) + conic.y * d.x * d.y;
                 let vis = exp(-sigma);
                 let raw_alpha = col.w * vis;
@@ -194,19 +217,21 @@ fn main(
                 if sigma >= 0.0 && alpha >= ALPHA_THRESHOLD {
                     has = true;
                     let ra = 1.0 / (1.0 - alpha);
-                    T = T * ra;
-                    let w = alpha * T;
-                    g_rgb = w * v_rgb;
-                    let v_alpha = dot(v_rgb, T * col.rgb - behind * ra) - v_T_term * ra;
-                    behind += w * col.rgb;
+                    let Tk = T[k] * ra;
+                    T[k] = Tk;
+                    let w = alpha * Tk;
+                    let vr = v_rgb[k];
+                    g_rgb += w * vr;
+                    let v_alpha = dot(vr, Tk * col.rgb - behind[k] * ra) - v_T_term[k] * ra;
+                    behind[k] += w * col.rgb;
                     let dsigma_dxy = vec2<f32>(conic.x * d.x + conic.y * d.y, conic.y * d.x + conic.z * d.y);
                     let v_xy_any = (-alpha * v_alpha) * dsigma_dxy;   // as if unclamped, for the statistic
-                    g_refine = (abs(v_xy_any.x) + abs(v_xy_any.y)) * refine_scale;
+                    g_refine += (abs(v_xy_any.x) + abs(v_xy_any.y)) * refine_scale[k];
                     if raw_alpha <= MAX_ALPHA {
-                        g_op = vis * v_alpha;
+                        g_op += vis * v_alpha;
                         let v_sigma = -raw_alpha * v_alpha;
-                        g_conic = vec3<f32>(0.5 * v_sigma * d.x * d.x, v_sigma * d.x * d.y, 0.5 * v_sigma * d.y * d.y);
-                        g_xy = v_sigma * dsigma_dxy;
+                        g_conic += vec3<f32>(0.5 * v_sigma * d.x * d.x, v_sigma * d.x * d.y, 0.5 * v_sigma * d.y * d.y);
+                        g_xy += v_sigma * dsigma_dxy;
                     }
                 }
             }

@@ -31,12 +31,12 @@ def run(*args):
 
 
 def reference_rasterize(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics,
-                        width, height, background=(0.0, 0.0, 0.0), sh_degree=None):
+                        width, height, background=(0.0, 0.0, 0.0), sh_degree=None, render_mode="default"):
     """The float64 NumPy reference with the rasterizer's signature (CLI tests without the GPU)."""
     if sh_degree is not None:
         sh_coeffs = sh_coeffs[:, : (sh_degree + 1) ** 2]
     return reference_render(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics,
-                            width, height, background).astype(np.float32)
+                            width, height, background, mip=render_mode == "mip").astype(np.float32)
 
 
 @pytest.fixture
@@ -196,6 +196,7 @@ def test_render_with_reference_rasterizer(tmp_path, reference_rasterizer):
     assert result.exit_code == 0, result.output
     assert reference_rasterizer[-1]["background"] == (0.0, 0.0, 1.0)
     assert reference_rasterizer[-1]["sh_degree"] is None
+    assert reference_rasterizer[-1]["render_mode"] == "default"
     img = np.asarray(Image.open(out))
     assert img.shape == (36, 48, 3) and img.dtype == np.uint8
     for corner in (img[0, 0], img[0, -1], img[-1, 0], img[-1, -1]):  # at most faint splat tails
@@ -212,6 +213,17 @@ def test_render_with_reference_rasterizer(tmp_path, reference_rasterizer):
     rgba = np.asarray(Image.open(tmp_path / "a.png"))
     assert rgba.shape == (36, 48, 4)
     assert (rgba[0, 0, 3] == 0) and (rgba[18, 24, 3] > 200)
+
+
+def test_render_mip_ply_in_mip_mode(tmp_path, reference_rasterizer):
+    """A PLY whose header says ``SplatRenderMode: mip`` is rendered in that mode."""
+    _small_scene(tmp_path / "s.ply")
+    data = read_ply(tmp_path / "s.ply")
+    data.render_mode = "mip"
+    write_ply(tmp_path / "m.ply", data)
+    result = run("render", tmp_path / "m.ply", "-o", tmp_path / "m.png", "--width", 48, "--height", 36)
+    assert result.exit_code == 0, result.output
+    assert reference_rasterizer[-1]["render_mode"] == "mip"
 
 
 def test_render_explicit_camera(tmp_path, reference_rasterizer):

@@ -164,17 +164,25 @@ def test_tiny_case_matches_gsplat(gpu):
 
 
 def test_atomic_and_subgroup_paths_agree(gpu):
+    """Every rasterize-backward variant: atomics, subgroups, pixels per thread."""
     from brushpy.gpu import create_context
 
     s, v_image = _gpu_scene(2)
     base = gpu_grads(s, v_image)
+    no_float_atomics = create_context(disable={"shader-float32-atomic"})
+    no_subgroups = create_context(disable={"subgroup"})
+    neither = create_context(disable={"subgroup", "shader-float32-atomic"})
+    assert not no_float_atomics.has_float_atomics and not neither.has_float_atomics
+    assert not no_subgroups.has_subgroups and not neither.has_subgroups
     variants = [
-        ("CAS atomics", create_context(disable={"shader-float32-atomic"}), None),
-        ("no subgroups", create_context(disable={"subgroup"}), None),
-        ("neither", create_context(disable={"subgroup", "shader-float32-atomic"}), None),
+        ("CAS atomics", no_float_atomics, None),
+        ("no subgroups", no_subgroups, None),
+        ("neither", neither, None),
+    ] + [(f"{ppt} pixels per thread", None, {"PIXELS_PER_THREAD": ppt}) for ppt in (1, 2, 4, 8)] + [
+        ("1 pixel per thread, neither", neither, {"PIXELS_PER_THREAD": 1}),
+        ("4 pixels per thread, neither", neither, {"PIXELS_PER_THREAD": 4}),
     ]
     for label, ctx, defines in variants:
-        assert not (label != "no subgroups" and ctx.has_float_atomics)
         out = gpu_grads(s, v_image, ctx=ctx, defines=defines)
         for name in PARAMS + ("refine_weight", "refine_weight_abs"):
             assert _rel(out[name], base[name]) < 1e-5, (label, name)

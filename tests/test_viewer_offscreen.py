@@ -313,3 +313,30 @@ def test_lower_resolution_only_while_moving(gpu):
             RenderSettings(moving_render_scale=0.0).validate()
     finally:
         viewer.close()
+
+
+def test_mip_ply_is_viewed_in_mip_mode(gpu, tmp_path):
+    """A PLY whose header says ``SplatRenderMode: mip`` is drawn with the MIP-mode renderer."""
+    requires_ply_reader()
+    from brushpy.io.ply import SplatData, write_ply
+    from brushpy.render.forward import render_forward
+    from brushpy.viewer.offscreen import OffscreenViewer
+
+    arrays = synthetic_arrays(400, seed=5)
+    arrays["log_scales"] = np.log(np.full((400, 3), 0.004))  # sub-pixel splats: the modes differ most
+    data = SplatData(**{k: np.asarray(v, np.float32) for k, v in arrays.items()}, render_mode="mip")
+    write_ply(tmp_path / "mip.ply", data)
+    write_inria_ply(tmp_path / "plain.ply", arrays)
+    cam = front_camera()
+    splats = synthetic_splats(400, seed=5)
+    splats = type(splats).from_numpy(**{k: np.asarray(v) for k, v in arrays.items()})
+    refs = {m: to_u8(render_forward(splats, cam, render_mode=m).image.numpy()) for m in ("default", "mip")}
+    assert np.abs(refs["mip"] - refs["default"]).max() > 20  # the test can tell the modes apart
+    for name, mode in (("mip.ply", "mip"), ("plain.ply", "default")):
+        viewer = OffscreenViewer(tmp_path / name, size=(96, 64))
+        try:
+            assert viewer.app.scene.render_mode == mode
+            img = viewer.render(cam)
+            assert np.abs(img[..., :3].astype(np.int32) - refs[mode]).max() <= 1, name
+        finally:
+            viewer.close()

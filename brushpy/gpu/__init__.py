@@ -15,7 +15,7 @@ from .device import (
 from .kernel import Kernel, Recorder, Uniform, workgroups_for
 from .profiler import Profiler
 from .shader import ShaderError, preprocess, shader_dir
-from .tensor import BufferTooLargeError, GpuTensor, as_tensor
+from .tensor import BufferTooLargeError, GpuTensor, as_tensor, gpu_memory_stats, reset_gpu_memory_peak
 
 __all__ = [
     "OPTIONAL_FEATURES",
@@ -32,7 +32,9 @@ __all__ = [
     "as_tensor",
     "create_context",
     "get_context",
+    "gpu_memory_stats",
     "preprocess",
+    "reset_gpu_memory_peak",
     "set_context",
     "shader_dir",
     "workgroups_for",

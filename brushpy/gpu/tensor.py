@@ -9,6 +9,8 @@ tensors can still be bound.
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 
 import numpy as np
 import wgpu
@@ -45,6 +47,47 @@ class BufferTooLargeError(GpuError):
 
 def _alloc_size(nbytes: int) -> int:
     return max(16, (nbytes + 15) // 16 * 16)
+
+
+class _MemoryCounter:
+    """Bytes held by live tensor buffers (allocated by :meth:`GpuTensor.empty`)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.live = 0
+        self.peak = 0
+
+    def add(self, buffer, nbytes: int) -> None:
+        with self.lock:
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+        weakref.finalize(buffer, self.sub, nbytes)
+
+    def sub(self, nbytes: int) -> None:
+        with self.lock:
+            self.live -= nbytes
+
+
+_memory = _MemoryCounter()
+
+
+def gpu_memory_stats() -> dict:
+    """GPU memory held by tensor buffers, in bytes: ``{"live": ..., "peak": ...}``.
+
+    Counts every buffer made by :meth:`GpuTensor.empty` (and so ``zeros`` and
+    ``from_numpy``) from its creation until Python releases it; the peak is
+    since the process started or the last :func:`reset_gpu_memory_peak`. The
+    driver's own allocations (pipelines, uniform arenas, query sets) are not
+    included, so this is a lower bound of what the device holds.
+    """
+    with _memory.lock:
+        return {"live": _memory.live, "peak": _memory.peak}
+
+
+def reset_gpu_memory_peak() -> None:
+    """Restart the peak of :func:`gpu_memory_stats` from the bytes live now."""
+    with _memory.lock:
+        _memory.peak = _memory.live
 
 
 class GpuTensor:
@@ -93,7 +136,9 @@ class GpuTensor:
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes > ctx.max_binding_bytes:
             raise BufferTooLargeError(label or "tensor", nbytes, ctx.max_binding_bytes)
-        buf = ctx.device.create_buffer(size=_alloc_size(nbytes), usage=_USAGE, label=label or "tensor")
+        size = _alloc_size(nbytes)
+        buf = ctx.device.create_buffer(size=size, usage=_USAGE, label=label or "tensor")
+        _memory.add(buf, size)
         return cls(buf, shape, dtype, label, ctx)
 
     zeros = empty  # new wgpu buffers are zero-initialised

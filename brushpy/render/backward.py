@@ -82,17 +82,37 @@ class SplatGrads:
         return {k: getattr(self, k).numpy() for k in self.PARAMS + ("refine_weight", "refine_weight_abs", "visible")}
 
 
+def default_pixels_per_thread(ctx) -> int:
+    """Pixels each rasterize-backward thread walks: 4 on CPU devices (lavapipe), else 1.
+
+    On a CPU device a subgroup reduction or an atomic add costs more than a
+    pixel's arithmetic, so sharing them between 4 pixels halves the kernel's
+    time there (``benchmarks/bench_backward.py``); GPUs keep one pixel per
+    thread, as gsplat and Brush do.
+    """
+    return 4 if str(ctx.adapter.info.get("adapter_type", "")).upper() == "CPU" else 1
+
+
 class RenderBackward:
     """The two backward kernels, built once per device and set of feature flags.
 
     Args:
         defines: extra template defines (tests may pass ``{"HAS_SUBGROUPS": False}``
-            or ``{"HAS_FLOAT_ATOMICS": False}`` to force a fallback path).
+            or ``{"HAS_FLOAT_ATOMICS": False}`` to force a fallback path, or
+            ``{"PIXELS_PER_THREAD": 1|2|4|8}`` to override
+            :func:`default_pixels_per_thread`).
     """
 
     def __init__(self, defines: dict | None = None, ctx=None):
         self.ctx = ctx or get_context()
-        self.rasterize = Kernel("rasterize_backward.wgsl", defines=defines, ctx=self.ctx)
+        raster_defines = {"PIXELS_PER_THREAD": default_pixels_per_thread(self.ctx)}
+        raster_defines.update(defines or {})
+        ppt = int(raster_defines["PIXELS_PER_THREAD"])
+        if ppt not in (1, 2, 4, 8):
+            raise ValueError(f"PIXELS_PER_THREAD must be 1, 2, 4 or 8, got {ppt}")
+        raster_defines["WG_SIZE"] = 256 // ppt
+        self.pixels_per_thread = ppt
+        self.rasterize = Kernel("rasterize_backward.wgsl", defines=raster_defines, ctx=self.ctx)
         self.project = Kernel("project_backward.wgsl", defines=defines, ctx=self.ctx)
 
     def allocate(self, n: int, num_coeffs: int, num_visible: int) -> SplatGrads:

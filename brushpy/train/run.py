@@ -14,13 +14,25 @@ by the dataset name):
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
+from ..gpu import gpu_memory_stats
 from .config import ProcessConfig, TrainConfig
 from .trainer import RunSummary, Trainer, TrainingError
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory in MiB (None where ``resource`` is missing, e.g. Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024 if sys.platform != "darwin" else kib / 2**20  # macOS reports bytes
 
 
 def export_dir_for(process: ProcessConfig, dataset_name: str) -> Path:
@@ -103,6 +115,8 @@ class RunOutputs:
         summary.steps = self.trainer.step_count
         summary.elapsed_s = self.elapsed()
         summary.num_splats = self.trainer.splats.num_splats
+        summary.peak_gpu_mib = gpu_memory_stats()["peak"] / 2**20
+        summary.peak_rss_mib = peak_rss_mib()
         return summary
 
     def summary_text(self) -> str:
@@ -112,6 +126,11 @@ class RunOutputs:
                  f"{summary.num_splats:,} splats"]
         if summary.psnr is not None:
             parts.append(f"eval PSNR {summary.psnr:.2f} dB, SSIM {summary.ssim:.4f}")
+        if summary.peak_gpu_mib is not None:
+            mem = f"peak GPU buffers {summary.peak_gpu_mib:,.0f} MiB"
+            if summary.peak_rss_mib is not None:
+                mem += f", peak host memory {summary.peak_rss_mib:,.0f} MiB"
+            parts.append(mem)
         parts.append(f"wrote {summary.export}")
         return "; ".join(parts)
 

@@ -432,3 +432,7 @@ class RunSummary:
     checkpoint: str | None = None
     interrupted: bool = False
     history: list = field(default_factory=list)
+    #: peak bytes held by GPU tensor buffers during the run, MiB (``gpu_memory_stats``)
+    peak_gpu_mib: float | None = None
+    #: peak resident memory of the process, MiB (None where ``resource`` is missing)
+    peak_rss_mib: float | None = None

@@ -359,7 +359,8 @@ class ViewerApp:
         try:
             splats = result.to_gpu()
             means = getattr(result, "means", None)
-            scene = Scene.from_splats(splats, name=source.name, means=means, source=source, sources=job["sources"], frame=job["index"])
+            scene = Scene.from_splats(splats, name=source.name, means=means, source=source, sources=job["sources"],
+                                      frame=job["index"], render_mode=getattr(result, "render_mode", "default"))
         except Exception as exc:  # e.g. too large for this device's buffers
             self.error = f"{source}: {exc}"
             return False
@@ -445,7 +446,8 @@ class ViewerApp:
         # draw over the training background (white for NeRF-synthetic scenes)
         self.settings.background = tuple(float(c) for c in training.config.background_color)
         # the 3D-filtered splats, as training renders them
-        self.set_scene(Scene.from_splats(training.trainer.display_splats(), name=f"{dataset.name} (training)"),
+        self.set_scene(Scene.from_splats(training.trainer.display_splats(), name=f"{dataset.name} (training)",
+                                         render_mode=training.config.render_mode),
                        frame_view=False)
         self._shown_step = training.step
         self._shown_source = training.trainer.splats
@@ -659,7 +661,10 @@ class ViewerApp:
         t0 = time.perf_counter()
         view = getattr(self.scene, "view", None) or self.view  # a MIP scene brings its own view
         try:
-            image = view.render(self.scene.splats, camera, self.settings)
+            if view is self.view:  # in the mode the splats were trained in (PLY comment / --render-mode)
+                image = view.render(self.scene.splats, camera, self.settings, render_mode=self.scene.render_mode)
+            else:
+                image = view.render(self.scene.splats, camera, self.settings)
         except Exception as exc:  # keep the window alive; say what went wrong
             self._render_key_failed = key
             self.error = f"render failed: {exc}"
@@ -798,6 +803,8 @@ class ViewerApp:
             imgui.text_disabled(str(sc.source.path.parent))
         imgui.text(f"Splats: {sc.num_splats:,}")
         imgui.text(f"SH degree: {sc.sh_degree}")
+        if sc.render_mode != "default":
+            imgui.text(f"Render mode: {sc.render_mode}")
         lo, hi = sc.bounds
         imgui.text("Bounds (1-99%):")
         imgui.text(f"  min {lo[0]:.3g}, {lo[1]:.3g}, {lo[2]:.3g}")

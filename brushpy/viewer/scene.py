@@ -106,6 +106,9 @@ class Scene:
         bounds: robust (1-99 percentile) box of the splat centres, ``(lo, hi)``,
             used to frame the view.
         extent: full ``(min, max)`` of the finite splat centres.
+        render_mode: ``"default"`` or ``"mip"``, the mode the splats were trained
+            in (a PLY's ``SplatRenderMode: mip`` comment, or the live trainer's
+            ``--render-mode``); the viewer renders them the same way.
     """
 
     splats: Splats
@@ -115,6 +118,7 @@ class Scene:
     frame: int = 0
     bounds: tuple = (np.zeros(3), np.ones(3))
     extent: tuple = (np.zeros(3), np.ones(3))
+    render_mode: str = "default"
 
     @property
     def num_splats(self) -> int:

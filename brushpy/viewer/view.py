@@ -106,19 +106,23 @@ class SplatView:
             self._scaled = (splats, factor, out)
         return Splats(splats.means, splats.rotations, out, splats.sh_coeffs, splats.raw_opacities)
 
-    def render(self, splats: Splats, camera: Camera, settings: RenderSettings) -> GpuTensor:
-        """The image of ``splats`` seen by ``camera`` (re-rendered only when something changed)."""
+    def render(self, splats: Splats, camera: Camera, settings: RenderSettings, render_mode: str = "default") -> GpuTensor:
+        """The image of ``splats`` seen by ``camera`` (re-rendered only when something changed).
+
+        ``render_mode`` (``"default"`` or ``"mip"``) is the renderer's mode, the one
+        the splats were trained in (:func:`brushpy.render.forward.render_forward`).
+        """
         from ..render.forward import render_forward
 
         settings.validate()
         sh = splats.sh_degree if settings.sh_degree is None else max(0, min(int(settings.sh_degree), splats.sh_degree))
         bg = tuple(float(c) for c in settings.background)
-        key = (id(splats), self._camera_key(camera), sh, float(settings.splat_scale), bg)
+        key = (id(splats), self._camera_key(camera), sh, float(settings.splat_scale), bg, render_mode)
         if key == self._key and self.image is not None:
             self.last_was_cached = True
             return self.image
         view_splats = self._scaled_splats(splats, float(settings.splat_scale))
-        state = render_forward(view_splats, camera, background=bg, sh_degree=sh)
+        state = render_forward(view_splats, camera, background=bg, sh_degree=sh, render_mode=render_mode)
         self.state, self.image, self._key = state, state.image, key
         self.last_was_cached = False
         self.renders += 1
