@@ -179,6 +179,24 @@ def test_dense_tiles_saturate(gpu):
     check_state(state, scene, np.eye(4), intr, 48, 32)
 
 
+@pytest.mark.parametrize("ppt", [1, 2, 4, 8])
+def test_pixels_per_thread_variants_agree(gpu, monkeypatch, ppt):
+    """Every PIXELS_PER_THREAD of the rasterizer gives the reference image and the same final_index."""
+    from brushpy.render import forward
+
+    rng = np.random.default_rng(21)
+    scene = random_scene(rng, 3000, 1, spread=0.6, log_scale=-1.8)
+    scene["raw_opacities"] = np.abs(scene["raw_opacities"]) + 1.0
+    intr = (60.0, 60.0, 24.0, 16.0)
+    base = gpu_render(scene, np.eye(4), intr, 48, 40, background=(1.0, 1.0, 1.0))  # partial tiles at the bottom
+    base_img, base_final = base.image.numpy(), base.final_index.numpy()
+    monkeypatch.setattr(forward, "_DEFINES", {"PIXELS_PER_THREAD": ppt})
+    state = gpu_render(scene, np.eye(4), intr, 48, 40, background=(1.0, 1.0, 1.0))
+    np.testing.assert_allclose(state.image.numpy(), base_img, atol=2e-6)
+    np.testing.assert_array_equal(state.final_index.numpy(), base_final)
+    _tol_check(state.image.numpy(), ref_render(scene, np.eye(4), intr, 48, 40, (1.0, 1.0, 1.0)), f"ppt {ppt}")
+
+
 def test_lower_sh_degree(gpu):
     rng = np.random.default_rng(7)
     scene = random_scene(rng, 300, 3, sh_scale=0.5)

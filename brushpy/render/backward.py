@@ -30,7 +30,7 @@ import numpy as np
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
 from .camera import Camera
-from .forward import render_forward
+from .forward import default_pixels_per_thread, render_forward
 from .splats import Splats
 from .state import PROJECTED_STRIDE, ForwardState
 
@@ -82,17 +82,6 @@ class SplatGrads:
         return {k: getattr(self, k).numpy() for k in self.PARAMS + ("refine_weight", "refine_weight_abs", "visible")}
 
 
-def default_pixels_per_thread(ctx) -> int:
-    """Pixels each rasterize-backward thread walks: 4 on CPU devices (lavapipe), else 1.
-
-    On a CPU device a subgroup reduction or an atomic add costs more than a
-    pixel's arithmetic, so sharing them between 4 pixels halves the kernel's
-    time there (``benchmarks/bench_backward.py``); GPUs keep one pixel per
-    thread, as gsplat and Brush do.
-    """
-    return 4 if str(ctx.adapter.info.get("adapter_type", "")).upper() == "CPU" else 1
-
-
 class RenderBackward:
     """The two backward kernels, built once per device and set of feature flags.
 
@@ -100,7 +89,7 @@ class RenderBackward:
         defines: extra template defines (tests may pass ``{"HAS_SUBGROUPS": False}``
             or ``{"HAS_FLOAT_ATOMICS": False}`` to force a fallback path, or
             ``{"PIXELS_PER_THREAD": 1|2|4|8}`` to override
-            :func:`default_pixels_per_thread`).
+            :func:`brushpy.render.forward.default_pixels_per_thread`).
     """
 
     def __init__(self, defines: dict | None = None, ctx=None):
