@@ -188,13 +188,14 @@ def test_uniform_shared_and_interleaved_recorders(gpu, pick_kernel):
 
 
 def test_raw_buffer_at_uniform_binding(gpu, pick_kernel):
-    """A raw wgpu buffer at a uniform binding is bound whole at offset 0."""
+    """A raw wgpu buffer at a uniform binding is bound whole at offset 0 (it needs
+    STORAGE usage too where uniforms are read as storage, see uniforms_as_storage)."""
     import wgpu
 
     k = pick_kernel()
     out = GpuTensor.empty((4,), np.uint32)
     raw = gpu.device.create_buffer_with_data(data=np.array([2, 77, 0, 0, 0, 0, 0, 0], np.uint32).tobytes(),
-                                             usage=wgpu.BufferUsage.UNIFORM)
+                                             usage=wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.STORAGE)
     rec = Recorder()
     rec.dispatch(k, [raw, out], 1)
     rec.submit()

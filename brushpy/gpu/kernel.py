@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import re
 import weakref
 from collections import OrderedDict
 
@@ -106,7 +108,8 @@ class _UniformChunk:
 
     def __init__(self, device, size: int):
         self.buffer = device.create_buffer(
-            size=size, usage=wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.COPY_DST, label="brushpy.uniform_arena"
+            size=size, usage=wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_DST,
+            label="brushpy.uniform_arena",
         )
         self.staging = bytearray(size)
         self.used = 0
@@ -119,7 +122,8 @@ class _ChunkPool:
 
     def __init__(self, ctx: GpuContext):
         self.device = ctx.device
-        self.alignment = max(16, int(ctx.limits.get("min-uniform-buffer-offset-alignment", 256)))
+        self.alignment = max(16, int(ctx.limits.get("min-uniform-buffer-offset-alignment", 256)),
+                             int(ctx.limits.get("min-storage-buffer-offset-alignment", 256)))
         self.free: list[_UniformChunk] = []
         self.created = 0  # chunks made so far (a steady loop stops making new ones)
 
@@ -205,6 +209,27 @@ def _register_users(cache: OrderedDict, key, buffers) -> None:
         users[1].add(entry)
 
 
+_UNIFORM_DECL = re.compile(r"var\s*<\s*uniform\s*>")
+
+
+def uniforms_as_storage(ctx: GpuContext) -> bool:
+    """Whether kernels read their ``var<uniform>`` parameters as read-only storage.
+
+    True on CPU devices (Mesa's lavapipe), where a uniform buffer's values are
+    compiled into a new variant of the shader whenever they change and the
+    variants are never freed: a training run's camera, background noise and step
+    counters made every step compile shaders and leak about 2 MB
+    (``tests/test_gpu_runtime.py::test_no_host_memory_growth_per_dispatch``).
+    Storage buffers are not specialised that way. The WGSL and the bytes are the
+    same (our parameter structs are laid out identically in both address
+    spaces); ``BRUSHPY_UNIFORMS_AS_STORAGE=0`` or ``1`` overrides the choice.
+    """
+    env = os.environ.get("BRUSHPY_UNIFORMS_AS_STORAGE", "").strip()
+    if env in ("0", "1"):
+        return env == "1"
+    return str(ctx.adapter.info.get("adapter_type", "")).upper() == "CPU"
+
+
 class Kernel:
     """One compute pipeline and its bind-group layout.
 
@@ -224,18 +249,21 @@ class Kernel:
         defs = {"HAS_SUBGROUPS": self.ctx.has_subgroups, "HAS_FLOAT_ATOMICS": self.ctx.has_float_atomics}
         defs.update(defines or {})
         self.name = f"{shader}:{entry_point}"
-        key = (shader, entry_point, tuple(sorted((k, str(v)) for k, v in defs.items())), id(self.ctx.device))
+        as_storage = uniforms_as_storage(self.ctx)
+        key = (shader, entry_point, tuple(sorted((k, str(v)) for k, v in defs.items())), id(self.ctx.device), as_storage)
         cached = _PIPELINES.get(key)
         if cached is None:
             src = preprocess(shader, defs)
             kinds = parse_bindings(src)
+            if as_storage:  # see uniforms_as_storage: same bytes, bound as read-only storage
+                src = _UNIFORM_DECL.sub("var<storage, read>", src)
             device = self.ctx.device
             module = device.create_shader_module(code=src, label=shader)
             entries = []
             for idx in sorted(kinds):
                 kind = kinds[idx]
                 if kind == "uniform":
-                    buf = {"type": "uniform", "has_dynamic_offset": True}
+                    buf = {"type": "read-only-storage" if as_storage else "uniform", "has_dynamic_offset": True}
                 else:
                     buf = {"type": kind}
                 entries.append({"binding": idx, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": buf})
@@ -254,7 +282,8 @@ class Kernel:
         """``(bind_group, dynamic_offsets)`` for ``bindings`` (index i = binding i).
 
         ``bindings`` are :class:`GpuTensor`, :class:`Uniform` (placed in ``rec``'s
-        uniform arena) or raw ``wgpu.GPUBuffer`` objects (bound whole, at offset 0).
+        uniform arena) or raw ``wgpu.GPUBuffer`` objects (bound whole, at offset 0; at a uniform
+        binding it needs STORAGE usage as well as UNIFORM, see :func:`uniforms_as_storage`).
         The bind group is cached by buffer identity (and uniform sizes).
 
         Raises:
