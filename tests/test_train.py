@@ -80,7 +80,8 @@ def test_run_training_writes_exports_and_metrics(gpu, tmp_path):
 
     scene = tiny_scene(max_frames=6, resolution=32)
     process = ProcessConfig(eval_every=10, export_every=15, export_path=str(tmp_path / "{dataset}_out"))
-    summary = run_training(scene, tiny_config(total_steps=30), process, progress=False, log=lambda *_: None)
+    logged = []
+    summary = run_training(scene, tiny_config(total_steps=30), process, progress=False, log=logged.append)
     out = tmp_path / "lego_small_out"
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [10, 20, 30]
@@ -89,6 +90,14 @@ def test_run_training_writes_exports_and_metrics(gpu, tmp_path):
     assert read_ply(out / "export_30.ply").num_splats == summary.num_splats
     assert summary.psnr == lines[-1]["psnr"]
     assert (out / "checkpoint.npz").is_file()
+    # the summary line: time, final metrics, splats, peak memory, the file written
+    n = summary.num_splats
+    # at least the parameters and their two Adam moments (SH degree 1: 3 x 23 floats a splat)
+    assert summary.peak_gpu_mib >= n * 69 * 4 / 2**20
+    assert summary.peak_rss_mib is None or summary.peak_rss_mib > 10
+    text = logged[-1]
+    for part in ("trained 30 steps", f"{n:,} splats", "eval PSNR", "peak GPU buffers", "export_30.ply"):
+        assert part in text, (part, text)
 
 
 def test_non_finite_loss_stops_with_step(gpu):
