@@ -74,6 +74,63 @@ def test_same_seed_same_metrics_and_resume(gpu, tmp_path):
     assert abs(ea["psnr"] - eb["psnr"]) < 0.05
 
 
+_BIT_EXACT_SCRIPT = r"""
+import sys
+import numpy as np
+from brushpy.data import LoadConfig, load_dataset
+from brushpy.train.config import ProcessConfig, TrainConfig
+from brushpy.train.trainer import Trainer
+
+scene = load_dataset(sys.argv[1], LoadConfig(max_frames=8, max_resolution=40, progress=False))
+cfg = TrainConfig(total_steps=100, background_color=(1.0, 1.0, 1.0), refine_every=15, growth_stop_iter=60, sh_degree=1)
+
+def fresh():
+    return Trainer(scene, cfg, ProcessConfig(seed=11))
+
+a = fresh()
+for _ in range(20):
+    a.step()
+a.save_checkpoint(sys.argv[2])
+for _ in range(25):
+    a.step()
+b = fresh()
+for _ in range(45):
+    b.step()
+c = fresh()
+c.load_checkpoint(sys.argv[2])
+for _ in range(25):
+    c.step()
+pa, pb, pc = a.splats.numpy(), b.splats.numpy(), c.splats.numpy()
+same = lambda p, q: all(p[k].shape == q[k].shape and np.array_equal(p[k], q[k]) for k in p)
+ea, eb, ec = a.evaluate(), b.evaluate(), c.evaluate()
+print("RESULT", same(pa, pb), same(pa, pc), ea["psnr"] == eb["psnr"] == ec["psnr"], a.splats.num_splats)
+"""
+
+
+def test_single_threaded_lavapipe_runs_are_bit_exact(gpu, tmp_path):
+    """Same seed: identical splats and metrics; a resumed run equals the uninterrupted one, bit for bit.
+
+    Float atomics add in the order the GPU runs its workgroups, so only a device that
+    runs them in a fixed order can show this: lavapipe with one thread
+    (``LP_NUM_THREADS=1``, read when the driver starts, hence the subprocess). Every
+    random draw (init, view order, background noise, position noise, refine
+    sampling) must come from the seed and the checkpoint for this to hold.
+    """
+    import os
+    import subprocess
+    import sys
+
+    if str(gpu.adapter.info.get("device", "")).lower().find("llvmpipe") < 0:
+        pytest.skip("needs lavapipe (LP_NUM_THREADS=1 orders its workgroups)")
+    env = dict(os.environ, LP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-c", _BIT_EXACT_SCRIPT, str(LEGO), str(tmp_path / "c.npz")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = [line for line in out.stdout.splitlines() if line.startswith("RESULT")][-1].split()
+    assert result[1:4] == ["True", "True", "True"], result
+    assert int(result[4]) > 0
+
+
 def test_run_training_writes_exports_and_metrics(gpu, tmp_path):
     from brushpy.io.ply import read_ply
     from brushpy.train.run import run_training
