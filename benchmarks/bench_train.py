@@ -10,8 +10,7 @@ timestamp queries (wall time per step, median and mean, and steps/s), then
 ``--steps`` more with them: GPU time per stage summed over those steps
 (``rasterize``, ``loss_forward``, ``rasterize_backward``, ``adam``... as the
 recorders name them) and the host time (profiled wall − GPU), our
-Python/driver overhead. Timestamps cost wall time on lavapipe (about 1.8x at
-400x400), so the two walls differ. Peak memory: GPU tensor buffers
+Python/driver overhead (the two walls agree within a few % on lavapipe). Peak memory: GPU tensor buffers
 (``gpu_memory_stats``) over the timed steps and the process's peak RSS. Refine is not in the timed
 window (its own benchmark is ``bench_refine.py``). On lavapipe the "GPU" is
 the CPU, so GPU and host times compete for the same cores.
