@@ -5,7 +5,7 @@
 // not depend on the pixel (reading the staged splat, reducing and adding the
 // gradients) is shared by them. 1 suits GPUs; CPU devices (lavapipe), where
 // every subgroup reduction and atomic costs more than the arithmetic, use 4
-// (brushpy/render/backward.py picks). The tile's list
+// (brushpy/render/forward.py: default_pixels_per_thread). The tile's list
 // (compact_from_isect[tile start .. end)) is walked back to front in batches
 // staged through workgroup memory; each pixel only uses intersections below
 // its own final_index, exactly the ones the forward blended or skipped before

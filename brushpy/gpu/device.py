@@ -81,6 +81,13 @@ class GpuContext:
     limits: dict = field(default_factory=dict)
 
     @property
+    def is_cpu(self) -> bool:
+        """Whether the adapter is a CPU device (Mesa's lavapipe, WARP): some kernels
+        and bindings take a CPU-friendly form there (see ``uniforms_as_storage`` and
+        ``default_pixels_per_thread``)."""
+        return str(self.adapter.info.get("adapter_type", "")).upper() == "CPU"
+
+    @property
     def has_subgroups(self) -> bool:
         return "subgroup" in self.features
 

@@ -219,7 +219,7 @@ def uniforms_as_storage(ctx: GpuContext) -> bool:
     compiled into a new variant of the shader whenever they change and the
     variants are never freed: a training run's camera, background noise and step
     counters made every step compile shaders and leak about 2 MB
-    (``tests/test_gpu_runtime.py::test_no_host_memory_growth_per_dispatch``).
+    (``tests/test_render_forward.py::test_no_host_memory_growth_per_render``).
     Storage buffers are not specialised that way. The WGSL and the bytes are the
     same (our parameter structs are laid out identically in both address
     spaces); ``BRUSHPY_UNIFORMS_AS_STORAGE=0`` or ``1`` overrides the choice.
@@ -227,7 +227,7 @@ def uniforms_as_storage(ctx: GpuContext) -> bool:
     env = os.environ.get("BRUSHPY_UNIFORMS_AS_STORAGE", "").strip()
     if env in ("0", "1"):
         return env == "1"
-    return str(ctx.adapter.info.get("adapter_type", "")).upper() == "CPU"
+    return ctx.is_cpu
 
 
 class Kernel:

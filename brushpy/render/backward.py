@@ -30,7 +30,7 @@ import numpy as np
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
 from .camera import Camera
-from .forward import default_pixels_per_thread, render_forward
+from .forward import raster_defines, render_forward
 from .splats import Splats
 from .state import PROJECTED_STRIDE, ForwardState
 
@@ -94,14 +94,9 @@ class RenderBackward:
 
     def __init__(self, defines: dict | None = None, ctx=None):
         self.ctx = ctx or get_context()
-        raster_defines = {"PIXELS_PER_THREAD": default_pixels_per_thread(self.ctx)}
-        raster_defines.update(defines or {})
-        ppt = int(raster_defines["PIXELS_PER_THREAD"])
-        if ppt not in (1, 2, 4, 8):
-            raise ValueError(f"PIXELS_PER_THREAD must be 1, 2, 4 or 8, got {ppt}")
-        raster_defines["WG_SIZE"] = 256 // ppt
-        self.pixels_per_thread = ppt
-        self.rasterize = Kernel("rasterize_backward.wgsl", defines=raster_defines, ctx=self.ctx)
+        rd = raster_defines(defines, self.ctx)
+        self.pixels_per_thread = int(rd["PIXELS_PER_THREAD"])
+        self.rasterize = Kernel("rasterize_backward.wgsl", defines=rd, ctx=self.ctx)
         self.project = Kernel("project_backward.wgsl", defines=defines, ctx=self.ctx)
 
     def allocate(self, n: int, num_coeffs: int, num_visible: int) -> SplatGrads:

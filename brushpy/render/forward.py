@@ -226,11 +226,18 @@ def default_pixels_per_thread(ctx) -> int:
     per thread, as gsplat and Brush do. ``_DEFINES["PIXELS_PER_THREAD"]``
     overrides it for the forward (tests).
     """
-    return 4 if str(ctx.adapter.info.get("adapter_type", "")).upper() == "CPU" else 1
+    return 4 if ctx.is_cpu else 1
 
 
-def _raster_defines(defines: dict, ctx) -> dict:
-    d = {"PIXELS_PER_THREAD": default_pixels_per_thread(ctx), **defines}
+def raster_defines(defines: dict | None, ctx) -> dict:
+    """Template defines of ``rasterize.wgsl`` / ``rasterize_backward.wgsl``: ``defines``
+    plus ``PIXELS_PER_THREAD`` (default :func:`default_pixels_per_thread`) and the
+    matching ``WG_SIZE``.
+
+    Raises:
+        ValueError: ``PIXELS_PER_THREAD`` is not 1, 2, 4 or 8.
+    """
+    d = {"PIXELS_PER_THREAD": default_pixels_per_thread(ctx), **(defines or {})}
     ppt = int(d["PIXELS_PER_THREAD"])
     if ppt not in (1, 2, 4, 8):
         raise ValueError(f"PIXELS_PER_THREAD must be 1, 2, 4 or 8, got {ppt}")
@@ -250,7 +257,7 @@ def _kernels(ctx=None) -> dict[str, Kernel]:
             "project_visible": Kernel("project_visible.wgsl", defines=d, ctx=ctx),
             "map": Kernel("map_intersections.wgsl", defines=d, ctx=ctx),
             "tile_ranges": Kernel("render_tile_ranges.wgsl", defines=d, ctx=ctx),
-            "rasterize": Kernel("rasterize.wgsl", defines=_raster_defines(d, ctx), ctx=ctx),
+            "rasterize": Kernel("rasterize.wgsl", defines=raster_defines(d, ctx), ctx=ctx),
         }
         _KERNELS.clear()
         _KERNELS[key] = ks

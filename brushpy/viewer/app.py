@@ -160,7 +160,7 @@ class ViewerApp:
         self.view = SplatView()
         if settings is None:
             settings = RenderSettings()
-            if self.gpu.adapter.info.get("adapter_type", "") == "CPU":
+            if self.gpu.is_cpu:
                 settings.moving_render_scale = 0.5  # software rasterizers: stay responsive while moving
         self.settings = settings
         self.controller = CameraController(fov_y_deg=self.settings.fov_y_deg)
