@@ -55,25 +55,25 @@ def main() -> None:
         trainer.step()
     trainer.loss_fn.read_loss()
     reset_gpu_memory_peak()
-    # 1) wall time without timestamp queries (they serialise passes, on lavapipe a lot)
-    walls = []
-    for _ in range(a.steps):
-        t0 = time.perf_counter()
-        trainer.step()
-        trainer.loss_fn.read_loss()  # wait for the step's GPU work
-        walls.append(time.perf_counter() - t0)
-    # 2) GPU time per stage, from timestamp queries read back after every step
-    prof = Profiler(capacity=256)  # one step's passes
-    trainer.profiler = prof
-    prof_walls = []
+
+    def timed_steps(prof=None) -> list[float]:
+        """Wall seconds of each of ``a.steps`` steps (waiting for the GPU); adds ``prof``'s stage times."""
+        walls = []
+        for _ in range(a.steps):
+            t0 = time.perf_counter()
+            trainer.step()
+            trainer.loss_fn.read_loss()  # wait for the step's GPU work
+            walls.append(time.perf_counter() - t0)
+            if prof is not None:
+                for k, v in prof.read().items():
+                    stages[k] = stages.get(k, 0.0) + v
+        return walls
+
     stages: dict[str, float] = {}
-    for _ in range(a.steps):
-        t0 = time.perf_counter()
-        trainer.step()
-        trainer.loss_fn.read_loss()
-        prof_walls.append(time.perf_counter() - t0)
-        for k, v in prof.read().items():
-            stages[k] = stages.get(k, 0.0) + v
+    walls = timed_steps()  # 1) wall time without timestamp queries
+    prof = Profiler(capacity=256)  # 2) GPU time per stage: one step's passes, read back after every step
+    trainer.profiler = prof
+    prof_walls = timed_steps(prof)
     gpu_ms = sum(stages.values())
     prof_wall_ms = 1000 * sum(prof_walls)
     out = {
