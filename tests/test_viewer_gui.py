@@ -10,10 +10,8 @@ surface texture) and measurements; the test checks them here. Set
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -21,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, SHARED
+from tests.conftest import SHARED
+from tests.viewer_driver import run_drive
 
 pytestmark = pytest.mark.gui
 pytest.importorskip("brushpy.render.forward", reason="the rasterizer (brushpy.render.forward) is not in this checkout yet")
@@ -255,19 +254,7 @@ def session(xvfb, tmp_path_factory):
     pytest.importorskip("imgui_bundle", reason="viewer extras (imgui-bundle) not installed")
     pytest.importorskip("glfw", reason="viewer extras (glfw) not installed")
     out = tmp_path_factory.mktemp("viewer_gui")
-    env = dict(os.environ, DISPLAY=xvfb, PYTHONPATH=str(REPO))
-    code = "import sys; from tests.test_viewer_gui import drive; drive(sys.argv[1], sys.argv[2])"
-    proc = subprocess.run([sys.executable, "-c", code, str(out), _scene_arg()], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    keep = os.environ.get("BRUSHPY_VIEWER_SHOTS")
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        for f in out.glob("*.png"):
-            shutil.copy(f, Path(keep) / f.name)
-    rfile = out / "result.json"
-    assert rfile.exists(), f"viewer child failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    result = json.loads(rfile.read_text())
-    assert "exception" not in result, result["exception"]
+    result, _proc = run_drive("test_viewer_gui", xvfb, out, _scene_arg(), timeout=300)
     return out, result
 
 

@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import traceback
 from pathlib import Path
 
@@ -14,7 +11,7 @@ import numpy as np
 import pytest
 
 from brushpy.render.camera import Camera
-from tests.conftest import REPO
+from tests.viewer_driver import run_drive
 from tests.test_viewer_gui import xvfb  # noqa: F401  (the private Xvfb display fixture)
 
 pytest.importorskip("imgui_bundle", reason="viewer extras (imgui-bundle) not installed")
@@ -275,14 +272,7 @@ def test_window_shows_a_mip_model(xvfb, tmp_path):
     model = write_model(tmp_path / "model.npz")
     out = tmp_path / "shots"
     out.mkdir()
-    env = dict(os.environ, DISPLAY=xvfb, PYTHONPATH=str(REPO))
-    code = "import sys; from tests.test_viewer_mip import drive; drive(sys.argv[1], sys.argv[2])"
-    proc = subprocess.run([sys.executable, "-c", code, str(out), str(model)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=240)
-    rfile = out / "result.json"
-    assert rfile.exists(), f"viewer child failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    result = json.loads(rfile.read_text())
-    assert "exception" not in result, result["exception"]
+    result, _proc = run_drive("test_viewer_mip", xvfb, out, model, timeout=240)
     assert result["opened"] and result["scene"] == "MipScene" and result["error"] is None
     empty, shot, orbit = (np.load(out / f"{n}.npy").astype(np.int32) for n in ("empty", "model", "orbit"))
     assert shot.shape == (SIZE[1], SIZE[0], 4)

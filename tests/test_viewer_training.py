@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
+from tests.viewer_driver import run_drive
 from tests.test_viewer_gui import xvfb  # noqa: F401  (fixture)
 
 pytest.importorskip("brushpy.train.trainer", reason="the trainer is not in this checkout yet")
@@ -198,19 +198,7 @@ def session(xvfb, tmp_path_factory):  # noqa: F811
     pytest.importorskip("imgui_bundle", reason="viewer extras (imgui-bundle) not installed")
     pytest.importorskip("glfw", reason="viewer extras (glfw) not installed")
     out = tmp_path_factory.mktemp("viewer_training")
-    env = dict(os.environ, DISPLAY=xvfb, PYTHONPATH=str(REPO))
-    code = "import sys; from tests.test_viewer_training import drive; drive(sys.argv[1])"
-    proc = subprocess.run([sys.executable, "-c", code, str(out)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=400)
-    keep = os.environ.get("BRUSHPY_VIEWER_SHOTS")
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        for f in out.glob("*.png"):
-            shutil.copy(f, Path(keep) / f.name)
-    rfile = out / "result.json"
-    assert rfile.exists(), f"viewer child failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    result = json.loads(rfile.read_text())
-    assert "exception" not in result, result["exception"]
+    result, proc = run_drive("test_viewer_training", xvfb, out, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, result
 

@@ -7,11 +7,43 @@ child's script awaits frames and captures through one :class:`WindowDriver`.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_drive(module: str, display: str, out: Path, *args, timeout: float):
+    """Run ``tests.<module>.drive(out, *args)`` in a child process on X ``display``.
+
+    The child writes ``out/result.json`` (and its captures); with
+    ``BRUSHPY_VIEWER_SHOTS=/some/dir`` the PNGs are copied there for a look.
+    Returns ``(result, proc)``; fails the test, with the child's output, when no
+    result was written or the script raised.
+    """
+    env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(REPO))
+    code = f"import sys; from tests.{module} import drive; drive(*sys.argv[1:])"
+    proc = subprocess.run([sys.executable, "-c", code, str(out), *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    keep = os.environ.get("BRUSHPY_VIEWER_SHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for f in Path(out).glob("*.png"):
+            shutil.copy(f, Path(keep) / f.name)
+    rfile = Path(out) / "result.json"
+    assert rfile.exists(), f"viewer child failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    result = json.loads(rfile.read_text())
+    assert "exception" not in result, result["exception"]
+    return result, proc
 
 
 class WindowDriver:
