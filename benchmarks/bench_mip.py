@@ -24,7 +24,7 @@ import numpy as np
 
 from brushpy.gpu import Profiler, get_context
 from brushpy.mip.camera import box_extents, orbit_cameras
-from brushpy.mip.cli import training_angles
+from brushpy.cli.mip import training_angles
 from brushpy.mip.model import MipGaussians, init_from_volume
 from brushpy.mip.train import MipTrainConfig, MipTrainer
 from brushpy.mip.volume import load_volume, normalise_volume, true_mips

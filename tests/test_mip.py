@@ -345,7 +345,7 @@ def test_cli_train_render_export(gpu, tmp_path):
     from click.testing import CliRunner
     from plyfile import PlyData
 
-    from brushpy.mip.cli import mip_group
+    from brushpy.cli.mip import mip_group
     from brushpy.mip.model import MipGaussians
 
     zz, yy, xx = np.meshgrid(np.arange(12), np.arange(16), np.arange(14), indexing="ij")

@@ -199,7 +199,7 @@ def test_cli_train_embedded_help_and_args_txt(tmp_path):
 
 
 def test_cli_args_txt_precedence(tmp_path):
-    from brushpy.train.cli import _build_configs, train
+    from brushpy.cli.train import _build_configs, train
 
     (tmp_path / "args.txt").write_text("--total-steps 123 --lr-opac 0.5 --max-resolution 64\n")
     parser_ctx = train.make_context("train", [str(tmp_path), "--lr-opac", "0.25"])
@@ -224,7 +224,7 @@ def test_nerf_synthetic_implies_white_background_unless_set():
 
 def test_args_txt_background_is_not_overridden(tmp_path):
     """A --background-color from the dataset's args.txt counts as set by the user."""
-    from brushpy.train.cli import _build_configs, train
+    from brushpy.cli.train import _build_configs, train
 
     (tmp_path / "args.txt").write_text("--background-color 0.5,0.5,0.5\n")
     ctx = train.make_context("train", [str(tmp_path)])
@@ -233,7 +233,7 @@ def test_args_txt_background_is_not_overridden(tmp_path):
 
 
 def test_embedded_defaults_respect_flags(tmp_path):
-    from brushpy.train.cli import EMBEDDED_DEFAULTS, _build_configs, _embedded_defaults, train
+    from brushpy.cli.train import EMBEDDED_DEFAULTS, _build_configs, _embedded_defaults, train
 
     def configs(args):
         ctx = train.make_context("train", args)

@@ -16,7 +16,7 @@ click = pytest.importorskip("click")
 def test_view_command_help_and_bad_size():
     from click.testing import CliRunner
 
-    from brushpy.viewer.cli import view_command
+    from brushpy.cli.view import view_command
 
     r = CliRunner().invoke(view_command, ["--help"])
     assert r.exit_code == 0 and "Left drag orbit" in r.output
@@ -38,7 +38,7 @@ def test_view_without_display_says_what_to_do():
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env["PYTHONPATH"] = str(REPO)
     code = (
-        "from click.testing import CliRunner; from brushpy.viewer.cli import view_command; "
+        "from click.testing import CliRunner; from brushpy.cli.view import view_command; "
         "r = CliRunner().invoke(view_command, []); print(r.exit_code); print(r.output)"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)

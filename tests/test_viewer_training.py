@@ -250,7 +250,7 @@ def test_train_viewer_without_display_says_so(monkeypatch, tmp_path):
     pytest.importorskip("glfw", reason="viewer extras not installed")
     from click.testing import CliRunner
 
-    from brushpy.train.cli import train
+    from brushpy.cli.train import train
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

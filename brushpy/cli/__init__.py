@@ -2,7 +2,7 @@
 
 ``brushpy info`` and ``brushpy render`` live here. Other subcommands live beside the
 code they drive and are loaded lazily: a module listed in :data:`SUBCOMMAND_MODULES`
-that defines a click command of the same name (e.g. ``brushpy/train/cli.py`` with
+that defines a click command of the same name (e.g. ``brushpy/cli/train.py`` with
 ``@click.command("train") def train(...)``) becomes ``brushpy train`` without
 touching this file; until that module exists the subcommand is simply not offered.
 ``register(command)`` adds a command object directly.
@@ -18,13 +18,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__
+from .. import __version__
 
 #: Lazily loaded subcommands: name -> module that defines a click command ``name``.
 SUBCOMMAND_MODULES = {
-    "train": "brushpy.train.cli",
-    "view": "brushpy.viewer.cli",
-    "mip": "brushpy.mip.cli",
+    "train": "brushpy.cli.train",
+    "view": "brushpy.cli.view",
+    "mip": "brushpy.cli.mip",
 }
 
 
@@ -79,7 +79,7 @@ def register(command: click.Command) -> click.Command:
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def info(as_json: bool):
     """Show the WebGPU adapter, backend, optional features and limits in use."""
-    from .gpu import OPTIONAL_FEATURES, NoAdapterError, get_context
+    from ..gpu import OPTIONAL_FEATURES, NoAdapterError, get_context
 
     try:
         desc = get_context().describe()
@@ -136,7 +136,7 @@ class _Background(click.ParamType):
 
 def _load_rasterize():
     try:
-        from .render.forward import rasterize
+        from ..render.forward import rasterize
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("brushpy.render"):
             raise click.ClickException(
@@ -192,9 +192,9 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
     """
     from PIL import Image
 
-    from .gpu import BufferTooLargeError, NoAdapterError
-    from .io.framing import framing_camera
-    from .io.ply import PlyFormatError, read_ply
+    from ..gpu import BufferTooLargeError, NoAdapterError
+    from ..io.framing import framing_camera
+    from ..io.ply import PlyFormatError, read_ply
 
     if output.suffix.lower() != ".png":
         raise click.BadParameter(f"{output} must end in .png", param_hint="'-o' / '--output'")

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .camera import AXES, orbit_cameras
+from ..mip.camera import AXES, orbit_cameras
 
 
 def _parse_angles(text: str) -> list[float]:
@@ -104,10 +104,10 @@ def train_cmd(volume, iterations, lr, lambda_mse, lambda_ssim, num_views, eval_v
     """Fit emissive Gaussians to MIPs of VOLUME (a .tif/.tiff stack or .npy, Z Y X)."""
     from tqdm import tqdm
 
-    from .camera import box_extents
-    from .model import MipGaussians, export_ply, init_from_volume, init_random
-    from .train import MipTrainConfig, MipTrainer, evaluate
-    from .volume import VolumeError, load_projection_image, load_volume, true_mips
+    from ..mip.camera import box_extents
+    from ..mip.model import MipGaussians, export_ply, init_from_volume, init_random
+    from ..mip.train import MipTrainConfig, MipTrainer, evaluate
+    from ..mip.volume import VolumeError, load_projection_image, load_volume, true_mips
 
     try:
         vol = load_volume(volume)
@@ -195,8 +195,8 @@ def _meta(extra: dict, key, default):
 @click.option("--temperature", type=float, default=None, help="Soft-max temperature (default: the model's).")
 def render_cmd(model_path, angles, output, resolution, axis, temperature):
     """Render MIPs of a trained MODEL (.npz) at --angles; writes mip_{angle}.png into -o."""
-    from .model import MipGaussians
-    from .render import MipRenderer
+    from ..mip.model import MipGaussians
+    from ..mip.render import MipRenderer
 
     model, extra = MipGaussians.load(model_path)
     E = np.asarray(extra.get("extents", np.ones(3)), np.float64)
@@ -219,7 +219,7 @@ def render_cmd(model_path, angles, output, resolution, axis, temperature):
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PLY file to write.")
 def export_cmd(model_path, output):
     """Write a trained MODEL (.npz) as an INRIA-layout 3DGS PLY."""
-    from .model import MipGaussians, export_ply
+    from ..mip.model import MipGaussians, export_ply
 
     model, extra = MipGaussians.load(model_path)
     E = np.asarray(extra.get("extents", np.ones(3)), np.float64)

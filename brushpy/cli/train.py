@@ -17,7 +17,7 @@ import click
 from click.core import ParameterSource
 
 from ..data import LoadConfig
-from .config import ProcessConfig, TrainConfig, dataset_train_defaults
+from ..train.config import ProcessConfig, TrainConfig, dataset_train_defaults
 
 GROUPS = (
     ("Training options", TrainConfig),
@@ -179,8 +179,8 @@ def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool,
     """
     from ..data import DatasetError, load_dataset
     from ..gpu import GpuError
-    from .run import run_training
-    from .trainer import TrainingError
+    from ..train.run import run_training
+    from ..train.trainer import TrainingError
 
     ctx = click.get_current_context()
     embedded = dataset is None

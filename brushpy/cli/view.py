@@ -19,8 +19,8 @@ def view_command(path, width, height):
     wheel zoom, W/A/S/D/Q/E fly (Shift faster), Home frames the scene,
     F toggles fullscreen, H hides the panels. Drop a file on the window to open it.
     """
-    from . import run_viewer
-    from .app import NoDisplayError
+    from ..viewer import run_viewer
+    from ..viewer.app import NoDisplayError
 
     if width < 1 or height < 1:
         raise click.BadParameter("the window must be at least 1x1 pixels", param_hint="--width/--height")
