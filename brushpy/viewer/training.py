@@ -23,9 +23,11 @@ Time-budget policy (:class:`TrainingBudget`), adaptive per frame:
   seconds so drawing the splats stays within the drawing share (every frame
   while the camera moves).
 
-The run writes the same files as ``brushpy train`` through
-:class:`brushpy.train.run.RunOutputs`: scheduled evaluations and exports,
-``metrics.jsonl``, and at the last step a final export and evaluation.
+The steps come from the same loop as ``brushpy train``,
+:class:`brushpy.train.stream.TrainStream`: this class pulls one step's events
+at a time until the frame's budget is used and updates its plots and messages
+from them, so the run writes the same files (scheduled evaluations and exports,
+``metrics.jsonl``, and at the last step a final export and evaluation).
 
 Settings changed mid-run are limited to safe ones: pause / resume, the
 evaluation and export intervals, "export now", "evaluate now" and "finish
@@ -91,7 +93,8 @@ class LiveTraining:
 
     Attributes:
         trainer: the trainer; ``trainer.splats`` is the live splat set.
-        outputs: the run's :class:`~brushpy.train.run.RunOutputs` (export folder, summary).
+        outputs: the run's :class:`~brushpy.train.stream.RunOutputs` (export folder, summary).
+        stream: the run's :class:`~brushpy.train.stream.TrainStream` (where the steps come from).
         paused: no steps run while True.
         finished: the final export and evaluation are done.
         error: the message of a :class:`~brushpy.train.trainer.TrainingError` that stopped the run.
@@ -106,7 +109,7 @@ class LiveTraining:
 
     def __init__(self, scene, config=None, process=None, resume=None, trainer=None):
         from ..train.config import ProcessConfig, TrainConfig
-        from ..train.run import RunOutputs
+        from ..train.stream import RunOutputs, TrainStream
         from ..train.trainer import Trainer
 
         self.scene = scene
@@ -124,6 +127,7 @@ class LiveTraining:
         self._train_time = 0.0  # wall time not paused, since the start
         self._resumed_at: float | None = time.perf_counter()
         self.outputs = RunOutputs(self.trainer, self.process, scene.name, clock=self.elapsed)
+        self.stream = TrainStream(self.trainer, self.outputs, self.config.total_steps)
         self.loss_steps: list[int] = []
         self.loss_values: list[float] = []
         self.psnr_steps: list[int] = []
@@ -206,6 +210,7 @@ class LiveTraining:
         :class:`~brushpy.train.trainer.TrainingError` stops the run and lands in :attr:`error`.
         Returns the number of steps run.
         """
+        from ..train.stream import StepEvent
         from ..train.trainer import TrainingError
 
         if not self.running or budget_s <= 0:
@@ -213,24 +218,17 @@ class LiveTraining:
         t0 = last = time.perf_counter()
         n = 0
         try:
-            while self.step < self.total_steps:
-                info = self.trainer.step()
-                n += 1
-                if info.loss is not None:
-                    self.loss_steps.append(info.step)
-                    self.loss_values.append(float(info.loss))
-                line = self.outputs.after_step(self.total_steps)
-                if line:
-                    self._add_eval(line)
-                if self.outputs.summary.export:
-                    self.last_export = Path(self.outputs.summary.export)
+            while not self.stream.done:
+                stepped = False
+                for event in self.stream.step_events():
+                    self._on_event(event)
+                    stepped = stepped or isinstance(event, StepEvent)
+                n += stepped
                 now = time.perf_counter()
                 dt, last = now - last, now
                 self._step_s = dt if self._step_s == 0 else 0.8 * self._step_s + 0.2 * dt
                 if now - t0 + self._step_s > budget_s:  # the next step would overrun the budget
                     break
-            if self.step >= self.total_steps:
-                self.finish()
         except TrainingError as exc:
             self.error = str(exc)
         now = time.perf_counter()
@@ -240,6 +238,26 @@ class LiveTraining:
         while len(self._rate) > 2 and now - self._rate[0][0] > 5.0:
             self._rate.popleft()
         return n
+
+    def _on_event(self, event) -> None:
+        """Update the plots, messages and state from one event of the stream."""
+        from ..train.stream import DoneEvent, EvalEvent, ExportEvent, StepEvent
+
+        if isinstance(event, StepEvent):
+            if event.loss is not None:
+                self.loss_steps.append(event.step)
+                self.loss_values.append(float(event.loss))
+            if event.step >= self.total_steps:
+                self.set_paused(True)  # the clock stops before the final export and evaluation
+        elif isinstance(event, EvalEvent):
+            self._add_eval(event.metrics)
+        elif isinstance(event, ExportEvent):
+            self.last_export = event.path
+            if event.final:
+                self.message = f"wrote {event.path}"
+        elif isinstance(event, DoneEvent):
+            self.finished = True
+            self.message = self.outputs.summary_text()
 
     def _add_eval(self, line: dict) -> None:
         self.psnr_steps.append(line["step"])
@@ -267,11 +285,6 @@ class LiveTraining:
         if self.finished:
             return self.outputs.summary
         self.set_paused(True)
-        self.export_now()
-        line = self.outputs.evaluate()
-        if line:
-            self._add_eval(line)
-        self.finished = True
-        summary = self.outputs.finish()
-        self.message = self.outputs.summary_text()
-        return summary
+        for event in self.stream.finish_events():
+            self._on_event(event)
+        return self.outputs.summary

@@ -1,0 +1,305 @@
+"""The one training loop: steps, the evaluation/export cadence and the end of a run, as a stream of events.
+
+:class:`TrainStream` runs a :class:`~brushpy.train.trainer.Trainer` step by step
+and yields a typed event for each thing that happened, in order, as Brush's
+"process" stream of messages does. Both front ends consume it and only react
+to events: ``brushpy train`` (:func:`brushpy.train.run.run_training`: progress
+bar, printed lines, Ctrl-C) and the viewer's live training
+(:class:`brushpy.viewer.training.LiveTraining`: a time budget per frame, pause,
+plots). The cadence is written here once:
+
+* after every step: a :class:`StepEvent`, then a :class:`RefineEvent` when the
+  step ran a refine;
+* after step ``s < total`` with ``s % eval_every == 0`` (``--eval-every``, 0 = never):
+  an evaluation, appended to ``metrics.jsonl`` (:class:`EvalEvent`; none when
+  the scene has no eval views);
+* after step ``s < total`` with ``s % export_every == 0`` (``--export-every``):
+  ``export_{iter}.ply`` and ``checkpoint.npz`` (:class:`ExportEvent`, then
+  :class:`CheckpointEvent`);
+* at the last step (or at once when the trainer is already there): the final
+  export and checkpoint, the final evaluation (events with ``final=True``), then
+  :class:`DoneEvent` with the run's summary.
+
+The intervals are read from ``outputs.process`` when each step's scheduled work runs, so a front end
+may change them mid-run. Work is lazy: a step runs when its first event is
+asked for, an evaluation or export when the event after the step's is.
+
+Files written under the export folder (``--export-path``, ``{dataset}`` replaced
+by the dataset name), by :class:`RunOutputs`:
+
+* ``export_{iter}.ply`` (``--export-name``) every ``--export-every`` steps and at the end;
+* ``checkpoint.npz``, the full training state, beside every export (and on Ctrl-C,
+  by ``run_training``); ``brushpy train --resume <file>`` continues from it;
+* ``metrics.jsonl``, one JSON line per evaluation:
+  ``{"step", "psnr", "ssim", "num_splats", "elapsed_s", "steps_per_s"}``;
+* ``eval_{step}/`` renders when ``--eval-save-to-disk``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Union
+
+from ..gpu import gpu_memory_stats
+from .config import ProcessConfig
+from .trainer import RunSummary, StepInfo, Trainer
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory in MiB (None where ``resource`` is missing, e.g. Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024 if sys.platform != "darwin" else kib / 2**20  # macOS reports bytes
+
+
+def export_dir_for(process: ProcessConfig, dataset_name: str) -> Path:
+    """The export folder with ``{dataset}`` filled in."""
+    return Path(process.export_path.replace("{dataset}", dataset_name))
+
+
+class RunOutputs:
+    """The files of one run: exports, checkpoint, ``metrics.jsonl``, and the :class:`RunSummary`.
+
+    :class:`TrainStream` writes through it on schedule; the front ends call it
+    directly for what a user asks for (Ctrl-C, "export now", "evaluate now").
+
+    Args:
+        trainer: the :class:`Trainer` being run.
+        process: process options (export folder and names, eval saving).
+        dataset_name: fills ``{dataset}`` in the export path.
+        clock: seconds of training so far (default: wall time since this
+            object was made; the viewer passes one that stops while paused).
+    """
+
+    def __init__(self, trainer: Trainer, process: ProcessConfig, dataset_name: str, clock=None):
+        self.trainer = trainer
+        self.process = process
+        self.out_dir = export_dir_for(process, dataset_name)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.out_dir / "metrics.jsonl"
+        self.summary = RunSummary(steps=trainer.step_count, elapsed_s=0.0, num_splats=trainer.splats.num_splats)
+        self.start_step = trainer.step_count
+        t0 = time.perf_counter()
+        self.elapsed = clock or (lambda: time.perf_counter() - t0)
+
+    def export(self) -> Path:
+        """Write ``export_{iter}.ply`` and ``checkpoint.npz``; returns the PLY path."""
+        trainer = self.trainer
+        name = self.process.export_name.replace("{iter}", str(trainer.step_count))
+        path = trainer.export_ply(self.out_dir / name)
+        trainer.save_checkpoint(self.out_dir / "checkpoint.npz")
+        self.summary.export = str(path)
+        self.summary.checkpoint = str(self.out_dir / "checkpoint.npz")
+        return path
+
+    def evaluate(self) -> dict | None:
+        """Evaluate now and append a line to ``metrics.jsonl``; returns the line (None: no eval views)."""
+        trainer = self.trainer
+        save = self.out_dir / f"eval_{trainer.step_count}" if self.process.eval_save_to_disk else None
+        res = trainer.evaluate(save_dir=save)
+        if not res:
+            return None
+        steps_done = trainer.step_count - self.start_step
+        elapsed = self.elapsed()
+        line = {
+            "step": trainer.step_count,
+            "psnr": res["psnr"],
+            "ssim": res["ssim"],
+            "num_splats": trainer.splats.num_splats,
+            "elapsed_s": round(elapsed, 3),
+            "steps_per_s": round(steps_done / max(elapsed, 1e-9), 3),
+        }
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        self.summary.history.append(line)
+        self.summary.psnr, self.summary.ssim = res["psnr"], res["ssim"]
+        return line
+
+    def finish(self) -> RunSummary:
+        """Fill in the summary's final step count, time and splat count."""
+        summary = self.summary
+        summary.steps = self.trainer.step_count
+        summary.elapsed_s = self.elapsed()
+        summary.num_splats = self.trainer.splats.num_splats
+        summary.peak_gpu_mib = gpu_memory_stats()["peak"] / 2**20
+        summary.peak_rss_mib = peak_rss_mib()
+        return summary
+
+    def summary_text(self) -> str:
+        """The one-line end-of-run summary ``brushpy train`` prints."""
+        summary = self.summary
+        parts = [f"trained {summary.steps - self.start_step} steps in {summary.elapsed_s:.1f} s",
+                 f"{summary.num_splats:,} splats"]
+        if summary.psnr is not None:
+            parts.append(f"eval PSNR {summary.psnr:.2f} dB, SSIM {summary.ssim:.4f}")
+        if summary.peak_gpu_mib is not None:
+            mem = f"peak GPU buffers {summary.peak_gpu_mib:,.0f} MiB"
+            if summary.peak_rss_mib is not None:
+                mem += f", peak host memory {summary.peak_rss_mib:,.0f} MiB"
+            parts.append(mem)
+        parts.append(f"wrote {summary.export}")
+        return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """A training step finished (its refine, if any, included).
+
+    Attributes:
+        step: steps done so far (1-based number of this step).
+        loss: the step's loss when it was read back (every ``log_every`` steps), else None.
+        num_splats: splats after the step.
+        num_visible: splats that survived culling in the step's view.
+        lr_mean: the mean learning rate used.
+    """
+
+    step: int
+    loss: float | None
+    num_splats: int
+    num_visible: int
+    lr_mean: float
+
+    @classmethod
+    def from_info(cls, info: StepInfo) -> "StepEvent":
+        return cls(step=info.step, loss=info.loss, num_splats=info.num_splats,
+                   num_visible=info.num_visible, lr_mean=info.lr_mean)
+
+
+@dataclass(frozen=True)
+class RefineEvent:
+    """The step ``step`` ended with a refine; ``counts`` is :meth:`Trainer.refine`'s dict."""
+
+    step: int
+    num_splats: int
+    counts: dict
+
+
+@dataclass(frozen=True)
+class EvalEvent:
+    """An evaluation ran; ``metrics`` is the line appended to ``metrics.jsonl``
+    (``step``, ``psnr`` dB, ``ssim``, ``num_splats``, ``elapsed_s``, ``steps_per_s``).
+    ``final``: the end-of-run evaluation (else a scheduled one)."""
+
+    step: int
+    metrics: dict
+    final: bool = False
+
+    @property
+    def psnr(self) -> float:
+        return self.metrics["psnr"]
+
+    @property
+    def ssim(self) -> float:
+        return self.metrics["ssim"]
+
+
+@dataclass(frozen=True)
+class ExportEvent:
+    """``path`` (a PLY) was written at ``step``; ``final``: the end-of-run export."""
+
+    step: int
+    path: Path
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class CheckpointEvent:
+    """``path`` (``checkpoint.npz``, the full training state) was written at ``step``."""
+
+    step: int
+    path: Path
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    """The run reached its last step; the final export and evaluation are done."""
+
+    step: int
+    summary: RunSummary
+
+
+Event = Union[StepEvent, RefineEvent, EvalEvent, ExportEvent, CheckpointEvent, DoneEvent]
+
+
+def _due(every: int, step: int, total: int) -> bool:
+    """A scheduled action every ``every`` steps (0 = never), not at the last step (the end does it)."""
+    return every > 0 and step % every == 0 and step < total
+
+
+class TrainStream:
+    """A training run as an iterator of events (see the module docstring for the order).
+
+    Args:
+        trainer: the :class:`Trainer` to run (from its current step).
+        outputs: the run's :class:`RunOutputs` (its ``process`` gives the intervals).
+        total: the last step (default: ``trainer.config.total_steps``).
+
+    Iterating runs the whole run lazily; :meth:`step_events` runs one step and
+    what follows it, for a consumer that stops between steps (the viewer);
+    :meth:`finish_events` ends the run now. Exceptions of the trainer pass
+    through (:class:`~brushpy.train.trainer.TrainingError`, ``KeyboardInterrupt``).
+
+    Attributes:
+        done: the final events have been produced (nothing more to run).
+    """
+
+    def __init__(self, trainer: Trainer, outputs: RunOutputs, total: int | None = None):
+        self.trainer = trainer
+        self.outputs = outputs
+        self.total = int(trainer.config.total_steps if total is None else total)
+        self.done = False
+
+    def __iter__(self) -> Iterator[Event]:
+        while not self.done:
+            yield from self.step_events()
+
+    def step_events(self) -> Iterator[Event]:
+        """One step and its scheduled work (the final work after the last step); nothing once done."""
+        if self.done:
+            return
+        trainer, outputs, total = self.trainer, self.outputs, self.total
+        if trainer.step_count >= total:
+            yield from self.finish_events()
+            return
+        info = trainer.step()
+        yield StepEvent.from_info(info)
+        if info.refine is not None:
+            yield RefineEvent(info.step, info.num_splats, info.refine)
+        s, process = trainer.step_count, outputs.process
+        if s >= total:
+            yield from self.finish_events()
+            return
+        if _due(process.eval_every, s, total):
+            line = outputs.evaluate()
+            if line:
+                yield EvalEvent(s, line)
+        if _due(process.export_every, s, total):
+            yield from self._export(final=False)
+
+    def finish_events(self) -> Iterator[Event]:
+        """End the run at the current step: final export and checkpoint, final evaluation, :class:`DoneEvent`."""
+        if self.done:
+            return
+        yield from self._export(final=True)
+        line = self.outputs.evaluate()
+        if line:
+            yield EvalEvent(self.trainer.step_count, line, final=True)
+        self.done = True
+        yield DoneEvent(self.trainer.step_count, self.outputs.finish())
+
+    def _export(self, final: bool) -> Iterator[Event]:
+        path = self.outputs.export()
+        step = self.trainer.step_count
+        yield ExportEvent(step, Path(path), final)
+        yield CheckpointEvent(step, Path(self.outputs.summary.checkpoint), final)
