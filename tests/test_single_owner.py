@@ -45,3 +45,31 @@ def test_mip_export_ply_inria_layout_through_io_writer(tmp_path):
     want = D @ cov(params["rotations"].astype(np.float64), params["log_scales"].astype(np.float64)) @ D
     np.testing.assert_allclose(cov(s.rotations.astype(np.float64), s.log_scales.astype(np.float64)), want,
                                rtol=1e-4, atol=1e-9)
+
+
+def test_scene_bounds_one_rule_two_uses():
+    from brushpy.render.bounds import BOUND_PERCENTILE, FRAMING_PERCENTILE, scene_bounds
+    from brushpy.train import refine
+    from brushpy.viewer.camera import framing_bounds
+
+    assert refine.scene_bounds is scene_bounds and refine.BOUND_PERCENTILE == BOUND_PERCENTILE == 0.8
+    v = np.arange(1000, dtype=np.float32)
+    m = np.stack([v, 2 * v, -v], axis=1)
+    m[3, 1] = np.inf  # ignored on its axis only
+    lo, hi = framing_bounds(m)
+    # Brush's index rule in float32: (1 - 0.98) / 2 * 1000 = 9.99.. -> v[9]; (1 + 0.98) / 2 * 1000 -> v[990];
+    # y has 999 finite values (row 3 dropped): v[9] = 2 * 10, v[int(989.01)] = 2 * 990
+    np.testing.assert_array_equal(lo, [9.0, 20.0, -990.0])
+    np.testing.assert_array_equal(hi, [990.0, 1980.0, -9.0])
+    b = scene_bounds(m)  # the 10-90% box: 0.19999999 / 2 * 1000 -> v[99], v[900]
+    np.testing.assert_array_equal(b.lo, [99.0, 200.0, -900.0])
+    np.testing.assert_array_equal(b.hi, [900.0, 1800.0, -99.0])
+    assert FRAMING_PERCENTILE == 0.98
+    nan = np.full((4, 3), np.nan)
+    u = scene_bounds(nan)
+    np.testing.assert_array_equal(u.center, 0)
+    np.testing.assert_array_equal(u.half_extent, 1)
+    with pytest.raises(ValueError, match="no finite"):
+        scene_bounds(nan, require_finite=True)
+    with pytest.raises(ValueError, match="no finite"):
+        framing_bounds(np.zeros((0, 3)))
