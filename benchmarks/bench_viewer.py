@@ -80,13 +80,13 @@ def bench_scene(name: str, arrays: dict, frames: int, width: int, height: int) -
     from brushpy.gpu import Profiler, Recorder, get_context
     from brushpy.render.forward import render_forward
     from brushpy.render.splats import Splats
-    from brushpy.viewer.camera import scene_bounds
+    from brushpy.viewer.camera import framing_bounds
     from brushpy.viewer.offscreen import OffscreenViewer, orbit_path
     from brushpy.viewer.view import RenderSettings
 
     ctx = get_context()
     splats = Splats.from_numpy(**arrays)
-    lo, hi = scene_bounds(arrays["means"])
+    lo, hi = framing_bounds(arrays["means"])
     center = 0.5 * (lo + hi)
     radius = 1.2 * np.linalg.norm(hi - lo) / 2 / np.sin(np.deg2rad(25.0))
     cams = orbit_path(center, radius, frames + 1, width, height, fov_y_deg=50.0)

@@ -21,6 +21,8 @@
 
 #include "common.wgsl"
 #include "quat.wgsl"
+#include "render_common.wgsl"
+#include "sh.wgsl"
 
 struct Params {
     world_to_camera: mat4x4<f32>,
@@ -52,30 +54,11 @@ struct Params {
 @group(0) @binding(16) var<storage, read_write> refine_weight_abs: array<f32>; // [N] global
 
 const WG: u32 = 128u;
-const LOW_PASS: f32 = 0.3;
-const LOW_PASS_MIP: f32 = 0.1;
-
-// Constants of the real SH basis (Sloan / gsplat signs; tests/reference/render.py).
-// Only the tangential part of each polynomial's gradient matters: it is projected
-// by (I - d d^T) / |mean - camera| below, so forms that agree on the unit sphere
-// (e.g. 2z^2 - x^2 - y^2 vs 3z^2 - 1) give the same mean gradient.
-const C0: f32 = 0.28209479177387814;
-const C1: f32 = 0.4886025119029199;
-const C2_0: f32 = 1.0925484305920792;
-const C2_2: f32 = 0.31539156525252005;
-const C2_4: f32 = 0.5462742152960396;
-const C3_0: f32 = -0.5900435899266435;
-const C3_1: f32 = 2.890611442640554;
-const C3_2: f32 = -0.4570457994644658;
-const C3_3: f32 = 0.3731763325901154;
-const C3_5: f32 = 1.445305721320277;
-const C4_0: f32 = 2.5033429417967046;
-const C4_1: f32 = -1.7701307697799304;
-const C4_2: f32 = 0.9461746957575601;
-const C4_3: f32 = -0.6690465435572892;
-const C4_4: f32 = 0.10578554691520431;
-const C4_6: f32 = 0.47308734787878004;
-const C4_8: f32 = 0.6258357354491761;
+// LOW_PASS, LOW_PASS_MIP: render_common.wgsl; the SH basis constants SH_C*: sh.wgsl
+// (Sloan / gsplat signs; tests/reference/render.py). Only the tangential part of each
+// polynomial's gradient matters in sh_term: it is projected by (I - d d^T) /
+// |mean - camera| below, so forms that agree on the unit sphere (e.g. 2z^2 - x^2 - y^2
+// vs 3z^2 - 1) give the same mean gradient.
 
 // One real SH basis function (Sloan / gsplat signs) as a polynomial in
 // (x, y, z), index i in 0..24: (value, d/dx, d/dy, d/dz).
@@ -88,79 +71,79 @@ fn sh_term(i: u32, d: vec3<f32>) -> vec4<f32> {
     let zz = z * z;
     switch i {
         case 0u: {
-            return vec4<f32>(C0, vec3<f32>(0.0));
+            return vec4<f32>(SH_C0, vec3<f32>(0.0));
         }
         case 1u: {
-            return vec4<f32>(-C1 * y, vec3<f32>(0.0, -C1, 0.0));
+            return vec4<f32>(-SH_C1 * y, vec3<f32>(0.0, -SH_C1, 0.0));
         }
         case 2u: {
-            return vec4<f32>(C1 * z, vec3<f32>(0.0, 0.0, C1));
+            return vec4<f32>(SH_C1 * z, vec3<f32>(0.0, 0.0, SH_C1));
         }
         case 3u: {
-            return vec4<f32>(-C1 * x, vec3<f32>(-C1, 0.0, 0.0));
+            return vec4<f32>(-SH_C1 * x, vec3<f32>(-SH_C1, 0.0, 0.0));
         }
         case 4u: {
-            return vec4<f32>(C2_0 * x * y, C2_0 * vec3<f32>(y, x, 0.0));
+            return vec4<f32>(SH_C2_0 * x * y, SH_C2_0 * vec3<f32>(y, x, 0.0));
         }
         case 5u: {
-            return vec4<f32>(-C2_0 * y * z, -C2_0 * vec3<f32>(0.0, z, y));
+            return vec4<f32>(-SH_C2_0 * y * z, -SH_C2_0 * vec3<f32>(0.0, z, y));
         }
         case 6u: {
-            return vec4<f32>(C2_2 * (2.0 * zz - xx - yy), C2_2 * vec3<f32>(-2.0 * x, -2.0 * y, 4.0 * z));
+            return vec4<f32>(SH_C2_2 * (2.0 * zz - xx - yy), SH_C2_2 * vec3<f32>(-2.0 * x, -2.0 * y, 4.0 * z));
         }
         case 7u: {
-            return vec4<f32>(-C2_0 * x * z, -C2_0 * vec3<f32>(z, 0.0, x));
+            return vec4<f32>(-SH_C2_0 * x * z, -SH_C2_0 * vec3<f32>(z, 0.0, x));
         }
         case 8u: {
-            return vec4<f32>(C2_4 * (xx - yy), C2_4 * vec3<f32>(2.0 * x, -2.0 * y, 0.0));
+            return vec4<f32>(SH_C2_4 * (xx - yy), SH_C2_4 * vec3<f32>(2.0 * x, -2.0 * y, 0.0));
         }
         case 9u: {
-            return vec4<f32>(C3_0 * y * (3.0 * xx - yy), C3_0 * vec3<f32>(6.0 * x * y, 3.0 * xx - 3.0 * yy, 0.0));
+            return vec4<f32>(SH_C3_0 * y * (3.0 * xx - yy), SH_C3_0 * vec3<f32>(6.0 * x * y, 3.0 * xx - 3.0 * yy, 0.0));
         }
         case 10u: {
-            return vec4<f32>(C3_1 * x * y * z, C3_1 * vec3<f32>(y * z, x * z, x * y));
+            return vec4<f32>(SH_C3_1 * x * y * z, SH_C3_1 * vec3<f32>(y * z, x * z, x * y));
         }
         case 11u: {
-            return vec4<f32>(C3_2 * y * (4.0 * zz - xx - yy), C3_2 * vec3<f32>(-2.0 * x * y, 4.0 * zz - xx - 3.0 * yy, 8.0 * y * z));
+            return vec4<f32>(SH_C3_2 * y * (4.0 * zz - xx - yy), SH_C3_2 * vec3<f32>(-2.0 * x * y, 4.0 * zz - xx - 3.0 * yy, 8.0 * y * z));
         }
         case 12u: {
-            return vec4<f32>(C3_3 * z * (2.0 * zz - 3.0 * xx - 3.0 * yy), C3_3 * vec3<f32>(-6.0 * x * z, -6.0 * y * z, 6.0 * zz - 3.0 * xx - 3.0 * yy));
+            return vec4<f32>(SH_C3_3 * z * (2.0 * zz - 3.0 * xx - 3.0 * yy), SH_C3_3 * vec3<f32>(-6.0 * x * z, -6.0 * y * z, 6.0 * zz - 3.0 * xx - 3.0 * yy));
         }
         case 13u: {
-            return vec4<f32>(C3_2 * x * (4.0 * zz - xx - yy), C3_2 * vec3<f32>(4.0 * zz - 3.0 * xx - yy, -2.0 * x * y, 8.0 * x * z));
+            return vec4<f32>(SH_C3_2 * x * (4.0 * zz - xx - yy), SH_C3_2 * vec3<f32>(4.0 * zz - 3.0 * xx - yy, -2.0 * x * y, 8.0 * x * z));
         }
         case 14u: {
-            return vec4<f32>(C3_5 * z * (xx - yy), C3_5 * vec3<f32>(2.0 * x * z, -2.0 * y * z, xx - yy));
+            return vec4<f32>(SH_C3_5 * z * (xx - yy), SH_C3_5 * vec3<f32>(2.0 * x * z, -2.0 * y * z, xx - yy));
         }
         case 15u: {
-            return vec4<f32>(C3_0 * x * (xx - 3.0 * yy), C3_0 * vec3<f32>(3.0 * xx - 3.0 * yy, -6.0 * x * y, 0.0));
+            return vec4<f32>(SH_C3_0 * x * (xx - 3.0 * yy), SH_C3_0 * vec3<f32>(3.0 * xx - 3.0 * yy, -6.0 * x * y, 0.0));
         }
         case 16u: {
-            return vec4<f32>(C4_0 * x * y * (xx - yy), C4_0 * vec3<f32>(3.0 * xx * y - yy * y, xx * x - 3.0 * x * yy, 0.0));
+            return vec4<f32>(SH_C4_0 * x * y * (xx - yy), SH_C4_0 * vec3<f32>(3.0 * xx * y - yy * y, xx * x - 3.0 * x * yy, 0.0));
         }
         case 17u: {
-            return vec4<f32>(C4_1 * y * z * (3.0 * xx - yy), C4_1 * vec3<f32>(6.0 * x * y * z, 3.0 * (xx - yy) * z, 3.0 * xx * y - yy * y));
+            return vec4<f32>(SH_C4_1 * y * z * (3.0 * xx - yy), SH_C4_1 * vec3<f32>(6.0 * x * y * z, 3.0 * (xx - yy) * z, 3.0 * xx * y - yy * y));
         }
         case 18u: {
-            return vec4<f32>(C4_2 * x * y * (7.0 * zz - 1.0), C4_2 * vec3<f32>(y * (7.0 * zz - 1.0), x * (7.0 * zz - 1.0), 14.0 * x * y * z));
+            return vec4<f32>(SH_C4_2 * x * y * (7.0 * zz - 1.0), SH_C4_2 * vec3<f32>(y * (7.0 * zz - 1.0), x * (7.0 * zz - 1.0), 14.0 * x * y * z));
         }
         case 19u: {
-            return vec4<f32>(C4_3 * y * z * (7.0 * zz - 3.0), C4_3 * vec3<f32>(0.0, z * (7.0 * zz - 3.0), y * (21.0 * zz - 3.0)));
+            return vec4<f32>(SH_C4_3 * y * z * (7.0 * zz - 3.0), SH_C4_3 * vec3<f32>(0.0, z * (7.0 * zz - 3.0), y * (21.0 * zz - 3.0)));
         }
         case 20u: {
-            return vec4<f32>(C4_4 * (zz * (35.0 * zz - 30.0) + 3.0), C4_4 * vec3<f32>(0.0, 0.0, 140.0 * zz * z - 60.0 * z));
+            return vec4<f32>(SH_C4_4 * (zz * (35.0 * zz - 30.0) + 3.0), SH_C4_4 * vec3<f32>(0.0, 0.0, 140.0 * zz * z - 60.0 * z));
         }
         case 21u: {
-            return vec4<f32>(C4_3 * x * z * (7.0 * zz - 3.0), C4_3 * vec3<f32>(z * (7.0 * zz - 3.0), 0.0, x * (21.0 * zz - 3.0)));
+            return vec4<f32>(SH_C4_3 * x * z * (7.0 * zz - 3.0), SH_C4_3 * vec3<f32>(z * (7.0 * zz - 3.0), 0.0, x * (21.0 * zz - 3.0)));
         }
         case 22u: {
-            return vec4<f32>(C4_6 * (xx - yy) * (7.0 * zz - 1.0), C4_6 * vec3<f32>(2.0 * x * (7.0 * zz - 1.0), -2.0 * y * (7.0 * zz - 1.0), 14.0 * z * (xx - yy)));
+            return vec4<f32>(SH_C4_6 * (xx - yy) * (7.0 * zz - 1.0), SH_C4_6 * vec3<f32>(2.0 * x * (7.0 * zz - 1.0), -2.0 * y * (7.0 * zz - 1.0), 14.0 * z * (xx - yy)));
         }
         case 23u: {
-            return vec4<f32>(C4_1 * x * z * (xx - 3.0 * yy), C4_1 * vec3<f32>(3.0 * (xx - yy) * z, -6.0 * x * y * z, xx * x - 3.0 * x * yy));
+            return vec4<f32>(SH_C4_1 * x * z * (xx - 3.0 * yy), SH_C4_1 * vec3<f32>(3.0 * (xx - yy) * z, -6.0 * x * y * z, xx * x - 3.0 * x * yy));
         }
         case 24u: {
-            return vec4<f32>(C4_8 * (xx * (xx - 3.0 * yy) - yy * (3.0 * xx - yy)), C4_8 * vec3<f32>(4.0 * xx * x - 12.0 * x * yy, 4.0 * yy * y - 12.0 * xx * y, 0.0));
+            return vec4<f32>(SH_C4_8 * (xx * (xx - 3.0 * yy) - yy * (3.0 * xx - yy)), SH_C4_8 * vec3<f32>(4.0 * xx * x - 12.0 * x * yy, 4.0 * yy * y - 12.0 * xx * y, 0.0));
         }
         default: {
             return vec4<f32>(0.0);

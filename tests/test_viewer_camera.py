@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from brushpy.render.camera import Camera
-from brushpy.viewer.camera import CameraController, ControllerSettings, scene_bounds
+from brushpy.viewer.camera import CameraController, ControllerSettings, framing_bounds
 from brushpy.viewer.input import InputMapper
 
 
@@ -174,7 +174,7 @@ def test_frame_fits_the_bounds():
     rng = np.random.default_rng(0)
     means = rng.normal(size=(2000, 3)) * [2.0, 0.5, 1.0] + [10.0, -3.0, 4.0]
     means[:5] = 1e4  # floaters are ignored by the robust bounds
-    lo, hi = scene_bounds(means)
+    lo, hi = framing_bounds(means)
     assert hi.max() < 100
     ctl = CameraController()
     ctl.look(80.0, 20.0)
@@ -194,7 +194,7 @@ def test_frame_fits_the_bounds():
     with pytest.raises(ValueError, match="finite"):
         ctl.frame([0, 0, np.nan], [1, 1, 1])
     with pytest.raises(ValueError, match="no finite"):
-        scene_bounds(np.full((3, 3), np.nan))
+        framing_bounds(np.full((3, 3), np.nan))
 
 
 def test_bad_arguments_raise():

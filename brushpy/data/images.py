@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..loss.image_loss import pack_rgba8  # noqa: F401  (re-exported: the packed upload format)
 from .source import DatasetSource
 from .undistort import UndistortPlan
 
@@ -265,35 +266,3 @@ def _progress(it, total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(it, total=total, desc=desc, unit="img", leave=False)
-
-
-def pack_rgba8(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Pack an image into one uint32 per pixel for GPU upload.
-
-    Byte order is R, G, B, A from the least significant byte (what WGSL's
-    ``unpack4x8unorm`` reads). Alpha is ``mask`` when given, else the image's
-    alpha channel, else 255.
-
-    Args:
-        image: uint8 [H,W,3] or [H,W,4].
-        mask: optional uint8 [H,W].
-
-    Returns:
-        uint32 [H,W].
-    """
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"pack_rgba8: expected uint8 [H,W,3|4], got {image.dtype} {image.shape}")
-    h, w = image.shape[:2]
-    rgba = np.empty((h, w, 4), np.uint8)
-    rgba[..., :3] = image[..., :3]
-    if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != (h, w) or mask.dtype != np.uint8:
-            raise ValueError(f"pack_rgba8: mask must be uint8 [{h},{w}], got {mask.dtype} {mask.shape}")
-        rgba[..., 3] = mask
-    elif image.shape[2] == 4:
-        rgba[..., 3] = image[..., 3]
-    else:
-        rgba[..., 3] = 255
-    return rgba.view("<u4").reshape(h, w).astype(np.uint32, copy=False)

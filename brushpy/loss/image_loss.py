@@ -91,16 +91,39 @@ def noisy_background(background, strength: float, rng: np.random.Generator) -> n
     return bg.astype(np.float32)
 
 
-def pack_rgba8(image) -> np.ndarray:
-    """Pack an 8-bit [H,W,4] (or [H,W,3], alpha 255) image into u32 [H,W], r in the low byte."""
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        raise TypeError(f"pack_rgba8 expects uint8 pixels, got {arr.dtype}")
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f"pack_rgba8 expects [H,W,3|4], got {arr.shape}")
-    if arr.shape[2] == 3:
-        arr = np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=2)
-    return np.ascontiguousarray(arr).view(np.uint32).reshape(arr.shape[:2])
+def pack_rgba8(image, mask=None) -> np.ndarray:
+    """Pack an 8-bit image into one uint32 per pixel (the packed ground truth the loss reads).
+
+    Byte order is R, G, B, A from the least significant byte (what WGSL's
+    ``unpack4x8unorm`` reads). Alpha is ``mask`` when given, else the image's
+    alpha channel, else 255.
+
+    Args:
+        image: uint8 [H,W,3] or [H,W,4].
+        mask: optional uint8 [H,W].
+
+    Returns:
+        uint32 [H,W].
+
+    Raises:
+        ValueError: ``image`` is not uint8 [H,W,3|4], or ``mask`` not uint8 [H,W].
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"pack_rgba8: expected uint8 [H,W,3|4], got {image.dtype} {image.shape}")
+    h, w = image.shape[:2]
+    rgba = np.empty((h, w, 4), np.uint8)
+    rgba[..., :3] = image[..., :3]
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != (h, w) or mask.dtype != np.uint8:
+            raise ValueError(f"pack_rgba8: mask must be uint8 [{h},{w}], got {mask.dtype} {mask.shape}")
+        rgba[..., 3] = mask
+    elif image.shape[2] == 4:
+        rgba[..., 3] = image[..., 3]
+    else:
+        rgba[..., 3] = 255
+    return rgba.view("<u4").reshape(h, w).astype(np.uint32, copy=False)
 
 
 def _kernel(entry: str, gt: GpuTensor, img_channels: int, metric: bool) -> Kernel:

@@ -221,32 +221,31 @@ def export_ply(params: dict[str, np.ndarray], path, extents=(1.0, 1.0, 1.0)) -> 
       covariance) eigendecomposed into log scales (natural log, as 3DGS) and a
       unit quaternion (w, x, y, z -> rot_0..rot_3), exact for any box shape;
     - colour: grey with value ``min(amplitude, 1)`` through the degree-0 SH
-      coefficient ``f_dc = (v - 0.5) / 0.28209479``; no higher bands;
+      coefficient ``f_dc = (v - 0.5) / SH_C0``; no higher bands;
     - opacity: logit of ``clip(amplitude, 0.01, 0.99)``, so faint Gaussians are
       more transparent (a viewer's alpha blend then approximates the MIP look).
+
+    Written by :func:`brushpy.io.ply.write_ply` (binary float32, zero normals).
+    Returns the path written; raises ``OSError`` when it cannot be written.
     """
-    from plyfile import PlyData, PlyElement
+    from ..io.ply import SH_C0, SplatData, write_ply
 
     E = np.asarray(extents, np.float64)
     means = np.asarray(params["means"], np.float64) * E
     log_s, rot = physical_shapes(params["log_scales"], params["rotations"], E)
     amp = np.exp(np.asarray(params["log_amplitudes"], np.float64))
-    c0 = 0.28209479177387814
-    dc = (np.minimum(amp, 1.0) - 0.5) / c0
+    dc = (np.minimum(amp, 1.0) - 0.5) / SH_C0
     a = np.clip(amp, 0.01, 0.99)
-    opacity = np.log(a / (1 - a))
-    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
-             "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
     k = len(means)
-    arr = np.zeros(k, dtype=[(n, "<f4") for n in names])
-    arr["x"], arr["y"], arr["z"] = means[:, 0], means[:, 1], means[:, 2]
-    for c in range(3):
-        arr[f"f_dc_{c}"] = dc
-        arr[f"scale_{c}"] = log_s[:, c]
-    for c in range(4):
-        arr[f"rot_{c}"] = rot[:, c]
-    arr["opacity"] = opacity
+    data = SplatData(
+        means=means,
+        rotations=rot,
+        log_scales=log_s,
+        sh_coeffs=np.repeat(dc[:, None, None], 3, axis=2),
+        raw_opacities=np.log(a / (1 - a)),
+        normals=np.zeros((k, 3), np.float32),  # the INRIA layout's (unused) nx, ny, nz
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    PlyData([PlyElement.describe(arr, "vertex")], text=False).write(str(path))
+    write_ply(path, data)
     return path

@@ -73,6 +73,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..gpu import GpuTensor, Kernel, Recorder, Uniform, workgroups_for
+from ..render.bounds import BOUND_PERCENTILE, SceneBounds, scene_bounds  # noqa: F401  (re-exported)
 from ..render.prefix_sum import inclusive_prefix_sum
 from ..render.sort import radix_sort_pairs
 from ..render.splats import Splats
@@ -83,8 +84,6 @@ _WG = 256
 
 #: Brush's MIN_OPACITY: splats below this opacity are pruned.
 MIN_OPACITY = 1.0 / 255.0
-#: Bound percentile of :func:`scene_bounds` (Brush's BOUND_PERCENTILE: the 10–90% box).
-BOUND_PERCENTILE = 0.8
 #: Prune splats whose scale or distance from the centre exceeds this many scene half-extents.
 PRUNE_EXTENT_FACTOR = 100.0
 
@@ -116,60 +115,6 @@ def pcg_hash(v: int) -> int:
 def stream_key(seed: int, step: int, stream: int) -> int:
     """Key of one random stream: ``pcg(pcg(pcg(seed) ^ step) ^ stream)`` (all u32)."""
     return pcg_hash(pcg_hash(pcg_hash(seed & _M32) ^ (step & _M32)) ^ (stream & _M32))
-
-
-# ------------------------------------------------------------------ scene bounds
-@dataclass
-class SceneBounds:
-    """An axis-aligned box around the bulk of the splats (Brush's ``BoundingBox``).
-
-    Attributes:
-        center: float64 [3] box centre (world units).
-        half_extent: float64 [3] half side lengths.
-    """
-
-    center: np.ndarray
-    half_extent: np.ndarray
-
-    @property
-    def median_size(self) -> float:
-        """Median side length of the box: the "scene extent" that scales the mean LR and noise."""
-        return float(2.0 * np.sort(self.half_extent)[1])
-
-    @property
-    def max_half_extent(self) -> float:
-        """Largest half side: prune limits are ``PRUNE_EXTENT_FACTOR`` times this."""
-        return float(np.max(self.half_extent))
-
-
-def scene_bounds(means, percentile: float = BOUND_PERCENTILE) -> SceneBounds:
-    """The box between the ``(1−p)/2`` and ``(1+p)/2`` quantiles of the means, per axis.
-
-    With Brush's default ``p = 0.8`` that is the 10–90% box; its median side
-    (:attr:`SceneBounds.median_size`) is the scene extent of the options doc.
-    Index rule as Brush (``bounds_from_pos``, float32 arithmetic): sorted finite
-    values ``v``, ``lo = v[int((1−p)/2·n)]``, ``hi = v[min(n−1, int((1+p)/2·n))]``. Non-finite coordinates are ignored;
-    with none left on some axis the box is ``[-1, 1]³``.
-
-    Args:
-        means: [N,3] GpuTensor (read back: 12 bytes per splat) or numpy array.
-        percentile: p in (0, 1].
-    """
-    m = means.numpy() if isinstance(means, GpuTensor) else np.asarray(means, np.float32)
-    m = m.reshape(-1, 3)
-    lo = np.empty(3)
-    hi = np.empty(3)
-    for a in range(3):
-        v = m[:, a]
-        v = v[np.isfinite(v)]
-        n = v.size
-        if n == 0:
-            return SceneBounds(np.zeros(3), np.ones(3))
-        il = int((np.float32(1) - np.float32(percentile)) / np.float32(2) * np.float32(n))
-        ih = min(n - 1, int((np.float32(1) + np.float32(percentile)) / np.float32(2) * np.float32(n)))
-        part = np.partition(v, (il, ih))
-        lo[a], hi[a] = float(part[il]), float(part[ih])
-    return SceneBounds((lo + hi) / 2.0, (hi - lo) / 2.0)
 
 
 # ------------------------------------------------------------------ statistics

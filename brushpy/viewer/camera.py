@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..render.bounds import FRAMING_PERCENTILE, scene_bounds
 from ..render.camera import Camera
 
 #: Keys that fly the camera, and the camera-axis direction each one pushes
@@ -68,27 +69,24 @@ def _orthonormalize(r: np.ndarray) -> np.ndarray:
     return out
 
 
-def scene_bounds(means: np.ndarray, lower: float = 1.0, upper: float = 99.0) -> tuple[np.ndarray, np.ndarray]:
-    """Robust axis-aligned bounds of splat centres.
+def framing_bounds(means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Robust axis-aligned bounds of splat centres, for framing the camera.
+
+    :func:`brushpy.render.bounds.scene_bounds` with :data:`~brushpy.render.bounds.FRAMING_PERCENTILE`:
+    trained scenes carry far-away floaters, so the box keeps the central 98% of the
+    splats per axis (non-finite coordinates ignored).
 
     Args:
         means: float [N,3] world positions.
-        lower, upper: percentiles per axis; trained scenes carry far-away
-            floaters, so the default keeps the central 98% of the splats.
 
     Returns:
         ``(lo, hi)`` float64 [3] each.
 
     Raises:
-        ValueError: when ``means`` is empty or has no finite row.
+        ValueError: when ``means`` is empty or some axis has no finite value.
     """
-    m = np.asarray(means, np.float64).reshape(-1, 3)
-    m = m[np.isfinite(m).all(axis=1)]
-    if m.shape[0] == 0:
-        raise ValueError("scene_bounds: no finite splat positions")
-    lo = np.percentile(m, lower, axis=0)
-    hi = np.percentile(m, upper, axis=0)
-    return lo, hi
+    b = scene_bounds(means, FRAMING_PERCENTILE, require_finite=True)
+    return b.lo, b.hi
 
 
 @dataclass

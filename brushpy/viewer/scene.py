@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..render.splats import Splats
-from .camera import scene_bounds
+from .camera import framing_bounds
 
 
 class SceneLoadError(RuntimeError):
@@ -137,6 +137,6 @@ class Scene:
         finite = means[np.isfinite(means).all(axis=1)]
         if finite.shape[0] == 0:
             raise SceneLoadError(f"{name}: the splat set has no finite positions")
-        bounds = scene_bounds(finite)
+        bounds = framing_bounds(finite)
         extent = (finite.min(axis=0), finite.max(axis=0))
         return cls(splats=splats, name=name, bounds=bounds, extent=extent, **kw)
