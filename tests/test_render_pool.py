@@ -37,21 +37,23 @@ def _assert_same(a: dict, b: dict, what: str):
 @pytest.fixture
 def fresh_pool(gpu, monkeypatch):
     """An empty renderer pool for this test (so 'fresh' renders get zero-filled buffers)."""
-    from brushpy.render import forward
+    from brushpy.render import forward, pool
 
-    monkeypatch.setattr(forward, "_POOLS", {})
+    monkeypatch.setattr(pool, "_POOLS", {})
     return forward
 
 
 def _fresh_render(forward, splats, camera, background=(0.0, 0.0, 0.0)):
     """A render into brand-new (zeroed) buffers: the pool is emptied around it."""
-    saved = dict(forward._POOLS)
-    forward._POOLS.clear()
+    from brushpy.render import pool
+
+    saved = dict(pool._POOLS)
+    pool._POOLS.clear()
     try:
         return _read(forward.render_forward(splats, camera, background))
     finally:
-        forward._POOLS.clear()
-        forward._POOLS.update(saved)
+        pool._POOLS.clear()
+        pool._POOLS.update(saved)
 
 
 def test_reused_buffers_give_identical_renders(fresh_pool):

@@ -1,4 +1,4 @@
-"""GPU runtime: device choice, tensors, WGSL loading, kernels, recording, timing.
+"""GPU runtime: device choice, tensors, WGSL loading, uniform layouts, kernels, recording, timing.
 
 Everything above this layer talks to the GPU through these names only.
 """
@@ -13,6 +13,7 @@ from .device import (
     set_context,
 )
 from .kernel import Kernel, Recorder, Uniform, workgroups_for
+from .layout import LayoutError, UniformLayout
 from .profiler import Profiler
 from .shader import ShaderError, preprocess, shader_dir
 from .tensor import BufferTooLargeError, GpuTensor, as_tensor, gpu_memory_stats, reset_gpu_memory_peak
@@ -24,11 +25,13 @@ __all__ = [
     "GpuError",
     "GpuTensor",
     "Kernel",
+    "LayoutError",
     "NoAdapterError",
     "Profiler",
     "Recorder",
     "ShaderError",
     "Uniform",
+    "UniformLayout",
     "as_tensor",
     "create_context",
     "get_context",

@@ -238,22 +238,26 @@ class Kernel:
         entry_point: the ``@compute`` function.
         defines: template values (see :mod:`brushpy.gpu.shader`).
         ctx: device context (default: :func:`get_context`).
+        structs: :class:`~brushpy.gpu.layout.UniformLayout` objects whose WGSL the
+            shader's ``#struct Name`` lines are replaced with.
 
     The pipeline (and its bind-group cache) is cached per (shader, entry point,
     defines, device), so constructing the same Kernel twice is cheap. Uniform
     bindings are declared with ``has_dynamic_offset`` (see the module notes).
     """
 
-    def __init__(self, shader: str, entry_point: str = "main", defines: dict | None = None, ctx: GpuContext | None = None):
+    def __init__(self, shader: str, entry_point: str = "main", defines: dict | None = None, ctx: GpuContext | None = None,
+                 structs=()):
         self.ctx = ctx or get_context()
         defs = {"HAS_SUBGROUPS": self.ctx.has_subgroups, "HAS_FLOAT_ATOMICS": self.ctx.has_float_atomics}
         defs.update(defines or {})
         self.name = f"{shader}:{entry_point}"
         as_storage = uniforms_as_storage(self.ctx)
-        key = (shader, entry_point, tuple(sorted((k, str(v)) for k, v in defs.items())), id(self.ctx.device), as_storage)
+        key = (shader, entry_point, tuple(sorted((k, str(v)) for k, v in defs.items())), id(self.ctx.device), as_storage,
+               tuple(s.wgsl() for s in structs))
         cached = _PIPELINES.get(key)
         if cached is None:
-            src = preprocess(shader, defs)
+            src = preprocess(shader, defs, structs)
             kinds = parse_bindings(src)
             if as_storage:  # see uniforms_as_storage: same bytes, bound as read-only storage
                 src = _UNIFORM_DECL.sub("var<storage, read>", src)

@@ -2,13 +2,18 @@
 
 Shaders live in the top-level ``shaders/`` folder of the source tree and are
 shipped inside the wheel as ``brushpy/shaders``. The template language has
-three constructs, applied in this order:
+four constructs, applied in this order:
 
 ``#include "file.wgsl"``
     Pastes another shader file (each file at most once per shader).
 ``#if NAME`` / ``#else`` / ``#endif``
     Keeps a block when the define ``NAME`` is truthy (nesting allowed).
     ``#if !NAME`` negates.
+``#struct Name``
+    Replaced by the WGSL declaration of the :class:`~brushpy.gpu.layout.UniformLayout`
+    named ``Name`` that the kernel was built with (``Kernel(..., structs=[...])``),
+    so a uniform struct is written once, in Python, for both sides; a name with no
+    layout is an error.
 ``{{NAME}}``
     Replaced by ``str(defines[NAME])``; an unknown name is an error.
 
@@ -26,6 +31,7 @@ _INCLUDE = re.compile(r'^\s*#include\s+"([^"]+)"\s*$')
 _IF = re.compile(r"^\s*#if\s+(!?)([A-Za-z_][A-Za-z0-9_]*)\s*$")
 _ELSE = re.compile(r"^\s*#else\s*$")
 _ENDIF = re.compile(r"^\s*#endif\s*$")
+_STRUCT = re.compile(r"^\s*#struct\s+([A-Za-z_][A-Za-z0-9_]*)\s*$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
@@ -96,14 +102,46 @@ def _apply_conditionals(lines: list[str], defines: dict, name: str) -> list[str]
     return out
 
 
-def preprocess(name: str, defines: dict | None = None) -> str:
-    """Return the WGSL source of shader ``name`` with includes, conditionals and placeholders applied.
+def _paste_structs(lines: list[str], structs: dict, name: str) -> list[str]:
+    out = []
+    pasted = set()
+    for line in lines:
+        m = _STRUCT.match(line)
+        if m is None:
+            out.append(line)
+            continue
+        sname = m.group(1)
+        layout = structs.get(sname)
+        if layout is None:
+            given = ", ".join(sorted(structs)) or "none"
+            raise ShaderError(f"{name}: '#struct {sname}' but the kernel was given no layout named {sname} (given: {given})")
+        if sname not in pasted:  # an include may ask for it again
+            pasted.add(sname)
+            out.extend(layout.wgsl().splitlines())
+    return out
+
+
+def preprocess(name: str, defines: dict | None = None, structs=None) -> str:
+    """Return the WGSL source of shader ``name`` with includes, conditionals, struct
+    layouts and placeholders applied.
+
+    Args:
+        name: file in :func:`shader_dir`.
+        defines: template values (``#if`` and ``{{NAME}}``).
+        structs: :class:`~brushpy.gpu.layout.UniformLayout` objects (or a dict of them by
+            struct name) that ``#struct Name`` lines are replaced with.
 
     Raises:
-        ShaderError: missing file, unbalanced ``#if``, or a placeholder with no define.
+        ShaderError: missing file, unbalanced ``#if``, a placeholder with no define, or a
+            ``#struct`` with no layout.
     """
     defines = dict(defines or {})
+    if structs is None:
+        structs = {}
+    elif not isinstance(structs, dict):
+        structs = {s.name: s for s in structs}
     lines = _apply_conditionals(_expand_includes(name, {name}), defines, name)
+    lines = _paste_structs(lines, structs, name)
     src = "\n".join(lines) + "\n"
 
     def sub(m):

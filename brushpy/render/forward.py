@@ -33,7 +33,7 @@ so a splat keeps its integrated footprint when it is blurred. The cull (opacity
 ``< 1/255``) and the 1/255 extent use the compensated opacity, which is what
 ``ForwardState.projected`` holds.
 
-Host cost: buffers come from a per-context pool of grow-only sets (internal scratch
+Host cost: buffers come from a per-context pool of grow-only sets (:mod:`brushpy.render.pool`) (internal scratch
 goes back when the recorder holding the render is submitted; the ForwardState's
 buffers when the caller passes the state to :func:`release_forward_state`), so a
 steady loop creates no buffers or bind groups; with the runtime's uniform arena
@@ -45,14 +45,19 @@ The float64 NumPy reference of the same maths is ``tests/reference/render.py``.
 
 from __future__ import annotations
 
-import math
-import struct
-import weakref
-
 import numpy as np
 
-from ..gpu import BufferTooLargeError, GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
+from ..gpu import BufferTooLargeError, Kernel, Recorder, Uniform, get_context, workgroups_for
 from .camera import Camera
+from .params import (  # noqa: F401  (re-exported: brushpy.render.forward is where callers find them)
+    RENDER_MODES,
+    _cached_camera_block,
+    _camera_block,
+    _counts_block,
+    check_render_mode,
+    render_params,
+)
+from .pool import RenderTooLargeError, _pool, _view, release_forward_state  # noqa: F401  (re-exported)
 from .prefix_sum import inclusive_prefix_sum
 from .sort import radix_sort_pairs
 from .splats import Splats, sh_degree_from_coeffs
@@ -63,156 +68,10 @@ from .state import PROJECTED_STRIDE, TILE_SIZE, ForwardState
 AUX_STRIDE = 8
 _WG = 256
 _F32 = np.dtype(np.float32)
-#: x, y, conic (1, 0, 1), colour 0, opacity 0: alpha is 0 at every pixel, so it is always skipped
-_NULL_SPLAT = np.array([0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0], np.float32)
 #: SH degree by coefficients per channel, (d+1)^2 -> d
 _SH_DEGREES = {(d + 1) ** 2: d for d in range(5)}
 #: extra WGSL defines of the kernels (tests only: TEST_DROP_TILES exercises the miscount path)
 _DEFINES: dict = {}
-#: render modes and their code in RenderParams.counts2.z (shaders/render_common.wgsl)
-RENDER_MODES = {"default": 0, "mip": 1}
-
-
-def check_render_mode(render_mode: str) -> str:
-    """Return ``render_mode`` if it is ``"default"`` or ``"mip"``; raise ValueError otherwise."""
-    if render_mode not in RENDER_MODES:
-        raise ValueError(f"render_mode={render_mode!r}; use 'default' (2D filter 0.3) or 'mip' (2D filter 0.1 with opacity compensation)")
-    return render_mode
-
-
-class RenderTooLargeError(BufferTooLargeError):
-    """A buffer of the forward render exceeds the device's storage-binding limit.
-
-    The message names the buffer, its size, the limit (``max-storage-buffer-binding-size``)
-    and what to lower.
-    """
-
-    def __init__(self, what: str, nbytes: int, limit: int, hint: str):
-        super().__init__(what, nbytes, limit)
-        self.hint = hint
-        self.args = (
-            f"forward render: buffer {what!r} needs {_fmt_bytes(nbytes)} but this device binds at most "
-            f"{_fmt_bytes(limit)} per storage buffer (max-storage-buffer-binding-size); {hint}",
-        )
-
-
-def _fmt_bytes(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
-
-
-def _view(t: GpuTensor, n: int, shape: tuple | None = None) -> GpuTensor:
-    """``t``'s buffer seen as its first ``n`` elements (optionally reshaped); always a new view object."""
-    shape = (n,) if shape is None else shape
-    if t.numel < math.prod(shape):
-        raise RuntimeError(f"{t!r} holds {t.numel} elements, fewer than the {math.prod(shape)} needed")
-    return GpuTensor.view_of(t.buffer, shape, t.dtype, t.label, t.ctx)
-
-
-# -- buffer pool ----------------------------------------------------------------------
-#
-# Creating a wgpu buffer, and the bind groups that name it, costs tens of microseconds
-# of host time each; a render touches ~16 buffers and ~40 bind groups. So the renderer
-# keeps its buffers in grow-only sets (capacity = what was needed plus 1/8, capped at
-# the binding limit) and hands out views with the exact shapes; a set that is reused
-# render after render keeps the kernels' bind-group caches hitting.
-#
-# * Scratch (buffers no caller sees) is checked out for one render and goes back to
-#   the pool when the recorder holding the render's commands is submitted, so two
-#   renders recorded side by side into different recorders never share scratch.
-# * The buffers of the returned ForwardState (image, final_index, tile_ranges,
-#   projected, global_from_compact, compact_from_isect) are only reused after the
-#   caller hands the state back with release_forward_state(); a state never released
-#   keeps buffers of its own (garbage collected with it), as before pooling.
-
-
-class _BufferSet:
-    """Grow-only tensors by name; :meth:`get` returns views of the requested shape."""
-
-    __slots__ = ("tensors",)
-
-    def __init__(self):
-        self.tensors: dict[str, GpuTensor] = {}
-
-    def get(self, name: str, shape: tuple, dtype, hint: str) -> GpuTensor:
-        need = math.prod(shape)
-        t = self.tensors.get(name)
-        if t is None or t.numel < need:
-            label = f"render.{name}"
-            ctx = get_context()
-            itemsize = np.dtype(dtype).itemsize
-            limit = ctx.max_binding_bytes // itemsize
-            cap = need if need >= limit else min(limit, need + need // 8)
-            try:
-                t = GpuTensor.empty((max(cap, 1),), dtype, label, ctx)
-            except BufferTooLargeError as exc:
-                raise RenderTooLargeError(label, need * itemsize, exc.limit, hint) from None
-            self.tensors[name] = t
-        return GpuTensor.view_of(t.buffer, shape, t.dtype, t.label, t.ctx)
-
-
-class _RenderPool:
-    """Free scratch and output sets of one context (most recently freed handed out first)."""
-
-    #: free sets kept per kind; more are dropped (their memory freed)
-    KEEP = 2
-
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.scratch: list[_BufferSet] = []
-        self.outputs: list[_BufferSet] = []
-        self.null_splat = GpuTensor.from_numpy(_NULL_SPLAT, "render.null_splat", ctx)
-
-    def take(self, kind: str) -> _BufferSet:
-        free = getattr(self, kind)
-        return free.pop() if free else _BufferSet()
-
-    def give(self, kind: str, buffers: _BufferSet) -> None:
-        free = getattr(self, kind)
-        if len(free) < self.KEEP and all(b is not buffers for b in free):
-            free.append(buffers)
-
-
-_POOLS: dict = {}
-
-
-def _pool(ctx=None) -> _RenderPool:
-    ctx = ctx or get_context()
-    key = id(ctx)
-    pool = _POOLS.get(key)
-    if pool is None or pool.ctx is not ctx:
-        pool = _RenderPool(ctx)
-        _POOLS[key] = pool
-        weakref.finalize(ctx, _POOLS.pop, key, None)
-    return pool
-
-
-def release_forward_state(state: ForwardState, rec: Recorder | None = None) -> None:
-    """Hand the buffers of ``state`` back to the renderer, which reuses them in later renders.
-
-    Optional: a state never released simply keeps its own buffers until it is garbage
-    collected. Releasing saves the host time of creating buffers and bind groups in
-    the next render (the kernels' bind-group caches hit on reused buffers).
-
-    Lifetime rule: after release, any later :func:`render_forward` may overwrite
-    ``state.image``, ``projected``, ``global_from_compact``, ``compact_from_isect``,
-    ``tile_ranges`` and ``final_index`` (and views of them), so release only when
-    every command that reads them has been recorded and nothing reads them on the host
-    afterwards. Without ``rec``, the commands that read the state must also have been
-    submitted already (e.g. call it after the training step's ``rec.submit()``); with
-    ``rec``, the buffers return to the pool when ``rec`` is next submitted, so it may
-    be called right after recording the backward into ``rec``. Releasing a state twice,
-    or one not made by :func:`render_forward`, does nothing.
-    """
-    held = state.__dict__.pop("_pooled_outputs", None)
-    if held is None:
-        return
-    pool, buffers = held
-    if rec is None:
-        pool.give("outputs", buffers)
-    else:
-        rec.on_submit(lambda: pool.give("outputs", buffers))
-
-
 _KERNELS: dict = {}
 
 
@@ -262,84 +121,6 @@ def _kernels(ctx=None) -> dict[str, Kernel]:
         _KERNELS.clear()
         _KERNELS[key] = ks
     return ks
-
-
-def render_params(
-    camera: Camera,
-    background,
-    num_splats: int,
-    sh_degree: int,
-    coeffs_per_splat: int,
-    num_visible: int = 0,
-    num_intersections: int = 0,
-    render_mode: str = "default",
-) -> bytes:
-    """The ``RenderParams`` uniform block of ``shaders/render_common.wgsl`` (160 bytes).
-
-    Args:
-        camera: the view (``world_to_camera`` float64 [4,4], intrinsics in pixels).
-        background: (r, g, b).
-        num_splats: N. sh_degree: degree evaluated. coeffs_per_splat: K of ``sh_coeffs`` [N,K,3].
-        num_visible: V. num_intersections: I.
-        render_mode: ``"default"`` or ``"mip"`` (see the module docstring).
-    """
-    background = tuple(np.asarray(background, np.float64).reshape(3).tolist())
-    return _camera_block(camera, background) + _counts_block(
-        camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections, RENDER_MODES[check_render_mode(render_mode)]
-    )
-
-
-def _camera_block(camera: Camera, background: tuple) -> bytes:
-    """The first 112 bytes of ``RenderParams``: view matrix rows, intrinsics, camera
-    position, the clamp bounds of the projection Jacobian, background (float32; each
-    value rounded from float64 as a NumPy cast would)."""
-    w, h = camera.width, camera.height
-    fx, fy, cx, cy = camera.intrinsics
-    values = (
-        *camera.world_to_camera[:3, :4].ravel().tolist(),
-        fx, fy, cx, cy,
-        *camera.position.tolist(), 0.0,
-        (-0.15 * w - cx) / fx, (1.15 * w - cx) / fx, (-0.15 * h - cy) / fy, (1.15 * h - cy) / fy,
-        *background, 0.0,
-    )
-    try:
-        return _CAMERA.pack(*values)
-    except OverflowError:  # beyond float32: let NumPy round to +-inf
-        return np.asarray(values, np.float64).astype(np.float32).tobytes()
-
-
-_CAMERA = struct.Struct("<28f")
-#: camera blocks by (view matrix bytes, intrinsics, size, background): training cycles
-#: through a fixed set of views, and a small NumPy product costs ~50 us of host time
-#: right after the GPU ran (cold caches)
-_CAMERA_BLOCKS: dict = {}
-_CAMERA_BLOCKS_MAX = 1024
-_KEY = struct.Struct("<7d")
-
-
-def _cached_camera_block(camera: Camera, background: tuple) -> bytes:
-    # keyed on the exact bits (so -0.0 and 0.0, or NaNs, never share an entry)
-    key = (camera.world_to_camera.tobytes(), _KEY.pack(*camera.intrinsics, *background), camera.width, camera.height)
-    block = _CAMERA_BLOCKS.get(key)
-    if block is None:
-        if len(_CAMERA_BLOCKS) >= _CAMERA_BLOCKS_MAX:
-            _CAMERA_BLOCKS.clear()
-        block = _CAMERA_BLOCKS[key] = _camera_block(camera, background)
-    return block
-
-
-_COUNTS = struct.Struct("<12I")
-
-
-def _counts_block(camera: Camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections, mode_code: int = 0) -> bytes:
-    """The last 48 bytes of ``RenderParams``: image and tile sizes, splat counts, render mode code."""
-    w, h = camera.width, camera.height
-    tiles_x, tiles_y = -(-w // TILE_SIZE), -(-h // TILE_SIZE)
-    return _COUNTS.pack(
-        w, h, tiles_x, tiles_y,
-        num_splats, sh_degree, coeffs_per_splat, num_visible,
-        num_intersections, tiles_x * tiles_y, mode_code, 0,
-    )
 
 
 def render_forward(

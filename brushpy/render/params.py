@@ -1,0 +1,104 @@
+"""The ``RenderParams`` uniform block of ``shaders/render_common.wgsl``, packed on the host.
+
+The camera part (view matrix, intrinsics, position, Jacobian clamp bounds,
+background) is cached by the camera's exact values, since training cycles through
+a fixed set of views; the counts part changes between the stages of one render.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from .camera import Camera
+from .state import TILE_SIZE
+
+#: render modes and their code in RenderParams.counts2.z (shaders/render_common.wgsl)
+RENDER_MODES = {"default": 0, "mip": 1}
+
+
+def check_render_mode(render_mode: str) -> str:
+    """Return ``render_mode`` if it is ``"default"`` or ``"mip"``; raise ValueError otherwise."""
+    if render_mode not in RENDER_MODES:
+        raise ValueError(f"render_mode={render_mode!r}; use 'default' (2D filter 0.3) or 'mip' (2D filter 0.1 with opacity compensation)")
+    return render_mode
+
+
+def render_params(
+    camera: Camera,
+    background,
+    num_splats: int,
+    sh_degree: int,
+    coeffs_per_splat: int,
+    num_visible: int = 0,
+    num_intersections: int = 0,
+    render_mode: str = "default",
+) -> bytes:
+    """The ``RenderParams`` uniform block of ``shaders/render_common.wgsl`` (160 bytes).
+
+    Args:
+        camera: the view (``world_to_camera`` float64 [4,4], intrinsics in pixels).
+        background: (r, g, b).
+        num_splats: N. sh_degree: degree evaluated. coeffs_per_splat: K of ``sh_coeffs`` [N,K,3].
+        num_visible: V. num_intersections: I.
+        render_mode: ``"default"`` or ``"mip"`` (see the module docstring).
+    """
+    background = tuple(np.asarray(background, np.float64).reshape(3).tolist())
+    return _camera_block(camera, background) + _counts_block(
+        camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections, RENDER_MODES[check_render_mode(render_mode)]
+    )
+
+
+def _camera_block(camera: Camera, background: tuple) -> bytes:
+    """The first 112 bytes of ``RenderParams``: view matrix rows, intrinsics, camera
+    position, the clamp bounds of the projection Jacobian, background (float32; each
+    value rounded from float64 as a NumPy cast would)."""
+    w, h = camera.width, camera.height
+    fx, fy, cx, cy = camera.intrinsics
+    values = (
+        *camera.world_to_camera[:3, :4].ravel().tolist(),
+        fx, fy, cx, cy,
+        *camera.position.tolist(), 0.0,
+        (-0.15 * w - cx) / fx, (1.15 * w - cx) / fx, (-0.15 * h - cy) / fy, (1.15 * h - cy) / fy,
+        *background, 0.0,
+    )
+    try:
+        return _CAMERA.pack(*values)
+    except OverflowError:  # beyond float32: let NumPy round to +-inf
+        return np.asarray(values, np.float64).astype(np.float32).tobytes()
+
+
+_CAMERA = struct.Struct("<28f")
+#: camera blocks by (view matrix bytes, intrinsics, size, background): training cycles
+#: through a fixed set of views, and a small NumPy product costs ~50 us of host time
+#: right after the GPU ran (cold caches)
+_CAMERA_BLOCKS: dict = {}
+_CAMERA_BLOCKS_MAX = 1024
+_KEY = struct.Struct("<7d")
+
+
+def _cached_camera_block(camera: Camera, background: tuple) -> bytes:
+    # keyed on the exact bits (so -0.0 and 0.0, or NaNs, never share an entry)
+    key = (camera.world_to_camera.tobytes(), _KEY.pack(*camera.intrinsics, *background), camera.width, camera.height)
+    block = _CAMERA_BLOCKS.get(key)
+    if block is None:
+        if len(_CAMERA_BLOCKS) >= _CAMERA_BLOCKS_MAX:
+            _CAMERA_BLOCKS.clear()
+        block = _CAMERA_BLOCKS[key] = _camera_block(camera, background)
+    return block
+
+
+_COUNTS = struct.Struct("<12I")
+
+
+def _counts_block(camera: Camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections, mode_code: int = 0) -> bytes:
+    """The last 48 bytes of ``RenderParams``: image and tile sizes, splat counts, render mode code."""
+    w, h = camera.width, camera.height
+    tiles_x, tiles_y = -(-w // TILE_SIZE), -(-h // TILE_SIZE)
+    return _COUNTS.pack(
+        w, h, tiles_x, tiles_y,
+        num_splats, sh_degree, coeffs_per_splat, num_visible,
+        num_intersections, tiles_x * tiles_y, mode_code, 0,
+    )
+
