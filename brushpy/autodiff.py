@@ -1,13 +1,18 @@
-"""A small reverse-mode autodiff tape over GPU tensors.
+"""A small reverse-mode autodiff tape over GPU tensors: the spine of every training step.
 
-A training step is a short chain of coarse ops (render -> loss), each with a
-hand-written backward kernel, so the tape is deliberately simple:
+A training step is a short chain of coarse ops (3D filter -> render -> loss), each
+with a hand-written backward kernel, so the tape is deliberately simple:
 
 * An :class:`Op` is one application of an operation. Its forward has already
   run (kernels recorded into a :class:`~brushpy.gpu.Recorder`) when it is put
-  on the tape; it keeps what its backward needs as attributes, lists its
-  ``inputs`` and ``outputs`` (GPU tensors), and implements
-  ``backward(rec, grad_outputs) -> grad_inputs``.
+  on the tape; it keeps what its backward needs as attributes, declares its
+  ``inputs`` and ``outputs`` by name (``{name: GpuTensor}``; an input may be
+  ``None`` for a non-differentiable slot), and implements
+  ``backward(rec, grad_outputs: {name: GpuTensor | None}) -> {name: GpuTensor | None}``.
+* A *parameter group* (:class:`ParamGroup`) is a named set of GPU tensors, e.g.
+  :class:`brushpy.render.splats.Splats` (``params() -> {name: tensor}``);
+  :meth:`Gradients.of` returns the gradients of a whole group by name, the form
+  :meth:`brushpy.optim.Adam.step` takes.
 * :meth:`Tape.backward` walks the ops in reverse, hands each the gradients of
   its outputs and collects the gradients of its inputs. When several ops feed
   the same tensor, their gradients are summed on the GPU (``grad_accumulate.wgsl``).
@@ -19,16 +24,18 @@ Tensors are identified by their buffer: a reshaped view
 (:meth:`GpuTensor.reshape`) shares its gradient with the original, which is
 returned in the shape it first arrived in.
 
-Example::
+Example (what :meth:`brushpy.train.Trainer.step` does)::
 
     tape = Tape()
-    image = tape.record(RenderOp(state, splats)).outputs[0]
-    loss_op = tape.record(SomeLossOp(image, target, ...))
-    grads = tape.backward(rec, {loss_op.outputs[0]: ones})
-    v_means = grads[splats.means]
+    render = tape.record(RenderOp(state, splats, out=grad_buffers))
+    loss = tape.record(ImageLossOp(loss_fn, rec, render.outputs["image"], gt))
+    grads = tape.backward(rec, loss.seed)
+    adam.step(rec, splats, grads.of(splats), step)
 """
 
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -37,34 +44,44 @@ from .gpu import GpuTensor, Kernel, Recorder, Uniform, workgroups_for
 _ADD_WG = 256
 
 
+@runtime_checkable
+class ParamGroup(Protocol):
+    """A named set of trainable GPU tensors (e.g. :class:`~brushpy.render.splats.Splats`).
+
+    ``params()`` returns ``{name: GpuTensor}`` in a fixed order (the group's
+    ``PARAM_NAMES``); optimizers and :meth:`Gradients.of` address tensors by these names.
+    """
+
+    def params(self) -> dict[str, GpuTensor]: ...
+
+
 class Op:
     """One recorded application of a differentiable operation.
 
-    Subclasses set ``inputs`` (tuple of GpuTensor or ``None`` for
-    non-differentiable slots) and ``outputs`` (tuple of GpuTensor), keep
-    whatever their backward needs, and implement :meth:`backward`.
+    Subclasses set ``inputs`` (``{name: GpuTensor or None}``; ``None`` marks a
+    non-differentiable slot) and ``outputs`` (``{name: GpuTensor}``), keep
+    whatever their backward needs, and implement :meth:`backward`. ``name`` (a
+    class attribute) says what the op is in logs and tests (``"render"``, ``"loss"``).
     """
 
-    inputs: tuple = ()
-    outputs: tuple = ()
+    name: str = "op"
+    inputs: dict = {}
+    outputs: dict = {}
 
-    def backward(self, rec: Recorder, grad_outputs: tuple) -> tuple:
+    def backward(self, rec: Recorder, grad_outputs: dict) -> dict:
         """Record the gradients of the inputs into ``rec``.
 
         Args:
             rec: recorder to record the backward kernels into.
-            grad_outputs: one entry per output: a GpuTensor shaped like it, or
+            grad_outputs: ``{output name: GpuTensor shaped like it, or None}``;
                 ``None`` when nothing downstream depends on that output.
 
         Returns:
-            One entry per input: a GpuTensor shaped like it (the op may return a
-            fresh tensor; the tape takes ownership) or ``None`` for no gradient.
+            ``{input name: GpuTensor shaped like it}`` (the op may return a fresh
+            tensor or one of its own reused buffers; the tape may add into it);
+            names left out or mapped to ``None`` get no gradient.
         """
         raise NotImplementedError
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
 
 
 class Gradients:
@@ -89,6 +106,17 @@ class Gradients:
     def __len__(self) -> int:
         return len(self._grads)
 
+    def of(self, group) -> dict[str, GpuTensor]:
+        """``{name: gradient}`` for the tensors of a parameter group (``group.params()``,
+        or a ``{name: tensor}`` dict) that a gradient reached; tensors no op used are left out."""
+        params = group.params() if hasattr(group, "params") else group
+        out = {}
+        for name, t in params.items():
+            g = self.get(t)
+            if g is not None:
+                out[name] = g
+        return out
+
 
 class Tape:
     """Records ops in forward order and runs their backward in reverse."""
@@ -98,7 +126,7 @@ class Tape:
         self._add: dict = {}
 
     def record(self, op: Op) -> Op:
-        """Append an op whose forward has been recorded; returns it (for chaining ``.outputs``)."""
+        """Append an op whose forward has been recorded; returns it (for chaining ``.outputs[name]``)."""
         if not isinstance(op, Op):
             raise TypeError(f"Tape.record expects an autodiff.Op, got {type(op).__name__}")
         self.ops.append(op)
@@ -144,7 +172,8 @@ class Tape:
         Args:
             rec: recorder the backward kernels are recorded into (not submitted).
             seed_grads: ``{output tensor: gradient}`` (or a list of pairs), the
-                gradients to start from, e.g. ``{loss: ones}``.
+                gradients to start from, e.g. ``{loss: ones}`` or a fused loss
+                op's ``seed`` (:class:`brushpy.loss.ImageLossOp`).
 
         Returns:
             :class:`Gradients` for every tensor reached (op inputs and outputs).
@@ -156,13 +185,19 @@ class Tape:
         for tensor, grad in pairs:
             self._accumulate(rec, grads, owned, tensor, grad)
         for op in reversed(self.ops):
-            g_out = tuple(None if t is None else (grads[id(t.buffer)][1] if id(t.buffer) in grads else None) for t in op.outputs)
-            if all(g is None for g in g_out):
+            g_out = {}
+            for name, t in op.outputs.items():
+                entry = grads.get(id(t.buffer))
+                g_out[name] = None if entry is None else entry[1]
+            if all(g is None for g in g_out.values()):
                 continue  # nothing downstream depends on this op
             g_in = op.backward(rec, g_out)
-            if len(g_in) != len(op.inputs):
-                raise ValueError(f"{op.name}.backward returned {len(g_in)} gradients for {len(op.inputs)} inputs")
-            for t, g in zip(op.inputs, g_in):
+            unknown = sorted(set(g_in) - set(op.inputs))
+            if unknown:
+                raise ValueError(f"{op.name}.backward returned gradients for {unknown}, which are not its inputs "
+                                 f"{sorted(op.inputs)}")
+            for name, g in g_in.items():
+                t = op.inputs[name]
                 if t is not None and g is not None:
                     fresh = id(t.buffer) not in grads
                     self._accumulate(rec, grads, owned, t, g)

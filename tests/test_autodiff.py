@@ -23,8 +23,8 @@ class Affine(Op):
         from brushpy.gpu import GpuTensor
 
         self.scale = np.asarray(scale, np.float32)
-        self.inputs = (x,)
-        self.outputs = (GpuTensor.from_numpy(x.numpy() * self.scale, "affine_out"),)
+        self.inputs = {"x": x}
+        self.outputs = {"out": GpuTensor.from_numpy(x.numpy() * self.scale, "affine_out")}
         self.log = log
 
     def backward(self, rec, grad_outputs):
@@ -32,16 +32,16 @@ class Affine(Op):
 
         self.log.append(self)
         rec.submit()
-        (g,) = grad_outputs
-        return (GpuTensor.from_numpy(g.numpy() * self.scale, "affine_grad"),)
+        g = grad_outputs["out"]
+        return {"x": GpuTensor.from_numpy(g.numpy() * self.scale, "affine_grad")}
 
 
 class Split(Op):
     """(a, b) = (x, x) with an ignored second input."""
 
     def __init__(self, x, log):
-        self.inputs = (x, None)
-        self.outputs = (x.clone(), x.clone())
+        self.inputs = {"x": x, "ignored": None}
+        self.outputs = {"a": x.clone(), "b": x.clone()}
         self.log = log
 
     def backward(self, rec, grad_outputs):
@@ -49,8 +49,8 @@ class Split(Op):
 
         self.log.append(self)
         rec.submit()
-        total = sum(g.numpy() for g in grad_outputs if g is not None)
-        return (GpuTensor.from_numpy(total, "split_grad"), None)
+        total = sum(g.numpy() for g in grad_outputs.values() if g is not None)
+        return {"x": GpuTensor.from_numpy(total, "split_grad"), "ignored": None}
 
 
 def test_chain_reverse_order_and_accumulation(gpu):
@@ -63,22 +63,22 @@ def test_chain_reverse_order_and_accumulation(gpu):
     tape = Tape()
     a = tape.record(Affine(x, 2.0, log))
     b = tape.record(Affine(x.reshape(15), np.arange(15), log))  # x used twice, through a view
-    c = tape.record(Affine(a.outputs[0], -3.0, log))
+    c = tape.record(Affine(a.outputs["out"], -3.0, log))
     unused = tape.record(Affine(x, 5.0, log))  # nothing downstream: its backward must not run
     seed_c = GpuTensor.from_numpy(np.ones((5, 3), np.float32), "seed_c")
     seed_b = GpuTensor.from_numpy(np.full(15, 0.5, np.float32), "seed_b")
     rec = Recorder()
-    grads = tape.backward(rec, {c.outputs[0]: seed_c, b.outputs[0]: seed_b})
+    grads = tape.backward(rec, {c.outputs["out"]: seed_c, b.outputs["out"]: seed_b})
     rec.submit()
     assert log == [c, b, a] and unused not in log
     expected = -6.0 * np.ones((5, 3)) + 0.5 * np.arange(15).reshape(5, 3)
     np.testing.assert_allclose(grads[x].numpy(), expected, rtol=1e-6)
     assert grads[x].shape == (5, 3) and grads[x.reshape(15)].shape == (15,)
     np.testing.assert_array_equal(seed_c.numpy(), 1.0)  # seeds are never written
-    np.testing.assert_allclose(grads[a.outputs[0]].numpy(), -3.0)
-    assert unused.outputs[0] not in grads
+    np.testing.assert_allclose(grads[a.outputs["out"]].numpy(), -3.0)
+    assert unused.outputs["out"] not in grads
     with pytest.raises(KeyError, match="no gradient"):
-        grads[unused.outputs[0]]
+        grads[unused.outputs["out"]]
 
 
 def test_seed_reaching_a_tensor_twice_is_summed_without_writing_the_seed(gpu):
@@ -91,7 +91,7 @@ def test_seed_reaching_a_tensor_twice_is_summed_without_writing_the_seed(gpu):
     seed = GpuTensor.from_numpy(np.ones(6, np.float32), "seed")
     rec = Recorder()
     # the same seed for both outputs, plus x seeded directly
-    grads = tape.backward(rec, [(sp.outputs[0], seed), (sp.outputs[1], seed), (x, seed)])
+    grads = tape.backward(rec, [(sp.outputs["a"], seed), (sp.outputs["b"], seed), (x, seed)])
     rec.submit()
     np.testing.assert_allclose(grads[x].numpy(), 3.0)
     np.testing.assert_array_equal(seed.numpy(), 1.0)
@@ -102,17 +102,17 @@ def test_backward_checks_gradient_count(gpu):
 
     class Bad(Op):
         def __init__(self, x):
-            self.inputs = (x, x)
-            self.outputs = (x.clone(),)
+            self.inputs = {"a": x, "b": x}
+            self.outputs = {"y": x.clone()}
 
         def backward(self, rec, grad_outputs):
-            return (grad_outputs[0],)
+            return {"y": grad_outputs["y"]}
 
     x = GpuTensor.from_numpy(np.ones(4, np.float32))
     tape = Tape()
     op = tape.record(Bad(x))
-    with pytest.raises(ValueError, match="returned 1 gradients for 2 inputs"):
-        tape.backward(Recorder(), {op.outputs[0]: x})
+    with pytest.raises(ValueError, match=r"returned gradients for \['y'\], which are not its inputs"):
+        tape.backward(Recorder(), {op.outputs["y"]: x})
     with pytest.raises(TypeError, match="autodiff.Op"):
         tape.record(object())
 
@@ -132,7 +132,7 @@ def test_render_op_on_tape_two_views(gpu):
     tape = Tape()
     ops = [tape.record(RenderOp(_upload_state(sc), splats)) for sc in (s, s2)]
     rec = Recorder()
-    seeds = {op.outputs[0]: GpuTensor.from_numpy(v.astype(np.float32)) for op, v in zip(ops, (v1, v2))}
+    seeds = {op.outputs["image"]: GpuTensor.from_numpy(v.astype(np.float32)) for op, v in zip(ops, (v1, v2))}
     grads = tape.backward(rec, seeds)
     rec.submit()
     r1 = render_vjp(*scene_args(s), v1, s["background"])

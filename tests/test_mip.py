@@ -106,10 +106,10 @@ def test_render_op_on_the_autodiff_tape(gpu):
     rec = Recorder()
     ops = [tape.record(MipRenderOp(r, rec, model, c)) for c in cams]
     seeds = [rng.normal(size=(h, w, 4)).astype(np.float32) for _ in cams]
-    grads = tape.backward(rec, {op.outputs[0]: GpuTensor.from_numpy(s) for op, s in zip(ops, seeds)})
+    grads = tape.backward(rec, {op.outputs["image"]: GpuTensor.from_numpy(s) for op, s in zip(ops, seeds)})
     rec.submit()
     for op, c in zip(ops, cams):
-        np.testing.assert_allclose(op.outputs[0].numpy()[..., 0], ref.render(*params, c.as_dict(), w, h, 10.0), atol=1e-5)
+        np.testing.assert_allclose(op.outputs["image"].numpy()[..., 0], ref.render(*params, c.as_dict(), w, h, 10.0), atol=1e-5)
     want = [sum(parts) for parts in zip(*[ref.render_vjp(*params, c.as_dict(), w, h, 10.0, s[..., :3].sum(-1))
                                           for c, s in zip(cams, seeds)])]
     for name, e in zip(("means", "log_scales", "rotations", "log_amplitudes"), want):

@@ -248,3 +248,36 @@ def test_embedded_defaults_respect_flags(tmp_path):
     assert (t.total_steps, t.refine_every) == (3000, 50)
     assert t.growth_stop_iter == TrainConfig().growth_stop_iter  # a chosen length keeps the usual growth stop
     assert p.export_every == ProcessConfig().export_every
+
+
+def test_step_goes_through_the_tape(gpu):
+    """Trainer.step records filter3d -> render -> loss on a tape (no filter op when the 3D filter is off)."""
+    from brushpy.train.trainer import Trainer
+
+    scene = tiny_scene(max_frames=4, resolution=32)
+    tr = Trainer(scene, tiny_config(total_steps=20, min_scale_factor=0.1), ProcessConfig())
+    tr.step()
+    assert tr.last_ops == ("filter3d", "render", "loss")
+    tr = Trainer(scene, tiny_config(total_steps=20, min_scale_factor=0.0), ProcessConfig())
+    tr.step()
+    assert tr.last_ops == ("render", "loss")
+
+
+def test_image_loss_op_needs_its_unit_seed(gpu):
+    """The fused loss's gradient holds for a seed of 1 only: another seed tensor raises."""
+    from brushpy.autodiff import Tape
+    from brushpy.gpu import GpuTensor, Recorder
+    from brushpy.loss import ImageLoss, ImageLossOp
+
+    rng = np.random.default_rng(0)
+    img = GpuTensor.from_numpy(rng.random((16, 16, 4)).astype(np.float32))
+    gt = GpuTensor.from_numpy(rng.random((16, 16, 3)).astype(np.float32))
+    fn = ImageLoss()
+    rec = Recorder()
+    tape = Tape()
+    op = tape.record(ImageLossOp(fn, rec, img, gt))
+    grads = tape.backward(rec, op.seed)
+    rec.submit()
+    assert grads[img] is not None and np.abs(grads[img].numpy()).sum() > 0
+    with pytest.raises(ValueError, match="seed of 1"):
+        tape.backward(Recorder(), {op.outputs["loss"]: GpuTensor.from_numpy(np.full(1, 2.0, np.float32))})

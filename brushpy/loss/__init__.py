@@ -3,6 +3,7 @@
 from .image_loss import (
     ALPHA_MODES,
     ImageLoss,
+    ImageLossOp,
     gaussian_window,
     l1_ssim_loss,
     noisy_background,
@@ -13,6 +14,7 @@ from .metrics import ImageMetrics, evaluate, psnr, ssim
 __all__ = [
     "ALPHA_MODES",
     "ImageLoss",
+    "ImageLossOp",
     "ImageMetrics",
     "evaluate",
     "gaussian_window",

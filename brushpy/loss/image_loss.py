@@ -35,6 +35,7 @@ import math
 
 import numpy as np
 
+from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, Uniform
 
 SSIM_WINDOW = 11
@@ -189,6 +190,10 @@ class ImageLoss:
         self._dmaps = None
         self._partials = None
         self._reduce = Kernel("loss_reduce.wgsl")
+        #: the scalar loss as a tensor of its own (a [1] view of :attr:`loss`), the output of :class:`ImageLossOp`
+        self.loss_value = GpuTensor.view_of(self.loss.buffer, (1,), np.dtype(np.float32), "loss value", self.loss.ctx)
+        #: f32 [1] = 1, the seed gradient of :attr:`loss_value` (never written)
+        self.unit_seed = GpuTensor.from_numpy(np.ones(1, np.float32), "loss seed (1)")
 
     def _scratch(self, h: int, w: int):
         if self._scratch_hw != (h, w):
@@ -279,6 +284,51 @@ class ImageLoss:
     def read_loss(self) -> float:
         """The last recorded loss as a Python float (waits for the GPU)."""
         return float(self.loss.numpy()[0])
+
+
+class ImageLossOp(Op):
+    """The fused image loss as an autodiff op: records :meth:`ImageLoss.record` on construction.
+
+    The loss kernels compute the gradient ``v_image = dL/d image`` together with the
+    forward (one fused pass), so the backward records nothing: it returns that
+    precomputed ``v_image``. That is ``dL/d image`` for a seed gradient of exactly 1,
+    so the op must be seeded with :attr:`seed` (the loss's own unit tensor); any other
+    seed raises.
+
+    inputs: ``{"image": image}`` float32 [H, W, 4]; ``gt`` (and ``mask``) are constants.
+    outputs: ``{"loss": loss_fn.loss_value}`` float32 [1] (on the GPU; read it with
+    :meth:`ImageLoss.read_loss`).
+
+    Args:
+        loss_fn: the :class:`ImageLoss` (its scratch and loss buffers are reused).
+        rec: the step's recorder.
+        image, gt, **kwargs: as :meth:`ImageLoss.record` (``background``, ``alpha_mode``,
+            ``mask``, ``gt_premultiplied``, ``v_image`` to reuse a buffer).
+
+    Example::
+
+        loss = tape.record(ImageLossOp(loss_fn, rec, render.outputs["image"], gt, v_image=buf))
+        grads = tape.backward(rec, loss.seed)
+    """
+
+    name = "loss"
+
+    def __init__(self, loss_fn: ImageLoss, rec: Recorder, image: GpuTensor, gt: GpuTensor, **kwargs):
+        self.loss_fn = loss_fn
+        self.v_image = loss_fn.record(rec, image, gt, **kwargs)
+        self.inputs = {"image": image}
+        self.outputs = {"loss": loss_fn.loss_value}
+
+    @property
+    def seed(self) -> dict:
+        """``{loss: 1}``, the seed gradients for :meth:`brushpy.autodiff.Tape.backward`."""
+        return {self.outputs["loss"]: self.loss_fn.unit_seed}
+
+    def backward(self, rec: Recorder, grad_outputs: dict) -> dict:
+        if grad_outputs["loss"] is not self.loss_fn.unit_seed:
+            raise ValueError("ImageLossOp's gradient is precomputed for a seed of 1: seed the tape with op.seed "
+                             "(a loss used twice or scaled needs a loss op per use)")
+        return {"image": self.v_image}
 
 
 def l1_ssim_loss(image: GpuTensor, gt: GpuTensor, *, ssim_weight: float = 0.2, match_alpha_weight: float = 0.1, **kwargs) -> tuple[float, GpuTensor]:

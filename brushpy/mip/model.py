@@ -19,6 +19,7 @@ import numpy as np
 
 from ..gpu import GpuTensor
 
+#: the MIP model's trainable tensors, in input order (owner: :attr:`MipGaussians.PARAM_NAMES`)
 PARAM_NAMES = ("means", "log_scales", "rotations", "log_amplitudes")
 LOG_SCALE_RANGE = (-6.0, 0.0)
 LOG_AMPLITUDE_RANGE = (-10.0, 6.0)
@@ -26,7 +27,13 @@ LOG_AMPLITUDE_RANGE = (-10.0, 6.0)
 
 @dataclass
 class MipGaussians:
-    """GPU tensors of a MIP model (see the module docstring for shapes and units)."""
+    """GPU tensors of a MIP model (see the module docstring for shapes and units).
+
+    A parameter group (:class:`brushpy.autodiff.ParamGroup`): :meth:`params` names the
+    tensors with :attr:`PARAM_NAMES`.
+    """
+
+    PARAM_NAMES = PARAM_NAMES
 
     means: GpuTensor
     log_scales: GpuTensor
@@ -37,8 +44,11 @@ class MipGaussians:
     def num_gaussians(self) -> int:
         return self.means.shape[0]
 
-    def tensors(self) -> dict[str, GpuTensor]:
+    def params(self) -> dict[str, GpuTensor]:
+        """``{name: tensor}`` for every name in :attr:`PARAM_NAMES`."""
         return {n: getattr(self, n) for n in PARAM_NAMES}
+
+    tensors = params
 
     @classmethod
     def from_numpy(cls, means, log_scales, rotations, log_amplitudes) -> "MipGaussians":

@@ -209,32 +209,45 @@ class MipRenderer:
 class MipRenderOp(Op):
     """One view's soft-MIP render as an op of the autodiff tape (:mod:`brushpy.autodiff`).
 
-    Records the forward into ``rec`` on construction, into its own
-    :class:`MipFrame` (kept until the backward runs).
+    Records the forward into ``rec`` on construction, into ``frame`` (default: a
+    :class:`MipFrame` of its own, kept until the backward runs).
 
-    inputs: (means, log_scales, rotations, log_amplitudes) of ``model``.
-    outputs: (image,) float32 [H, W, 4] = (out, out, out, 1); the backward takes the
-    gradient of the grey value as the sum of the r, g, b gradients (alpha is constant).
+    inputs: ``model.params()`` (means, log_scales, rotations, log_amplitudes).
+    outputs: ``{"image": image}`` float32 [H, W, 4] = (out, out, out, 1); the backward
+    takes the gradient of the grey value as the sum of the r, g, b gradients (alpha is
+    constant).
+
+    Args:
+        renderer, rec, model, cam, slot: as :meth:`MipRenderer.record_forward`.
+        frame: scratch to render into; passing the renderer's shared ``frame`` is only
+            correct when this op's backward runs before the next forward into it (one
+            tape per view, as :class:`brushpy.mip.train.MipTrainer` does).
+        grads: ``{name: float32 tensor}`` to *add* this view's gradients into (the
+            projection backward accumulates in place; the caller clears them once per
+            step). They are returned as the inputs' gradients, so they hold the sum over
+            the views recorded so far. Fresh zeroed tensors when None.
 
     Example::
 
         tape = Tape()
         op = tape.record(MipRenderOp(renderer, rec, model, cam))
-        grads = tape.backward(rec, {op.outputs[0]: v_image})
+        grads = tape.backward(rec, {op.outputs["image"]: v_image})
         v_means = grads[model.means]
     """
 
-    def __init__(self, renderer: MipRenderer, rec: Recorder, model: MipGaussians, cam: MipCamera, slot: int = 0):
-        self.renderer, self.model, self.cam = renderer, model, cam
-        self.frame = MipFrame(renderer)
-        image = renderer.record_forward(rec, model, cam, slot=slot, frame=self.frame)
-        self.inputs = tuple(getattr(model, n) for n in PARAM_NAMES)
-        self.outputs = (image,)
+    name = "mip_render"
 
-    def backward(self, rec: Recorder, grad_outputs: tuple) -> tuple:
-        g = grad_outputs[0]
-        if g is None:
-            return (None,) * len(PARAM_NAMES)
+    def __init__(self, renderer: MipRenderer, rec: Recorder, model: MipGaussians, cam: MipCamera, slot: int = 0,
+                 frame: MipFrame | None = None, grads: dict | None = None):
+        self.renderer, self.model, self.cam = renderer, model, cam
+        self.frame = frame if frame is not None else MipFrame(renderer)
+        self.grads = grads
+        image = renderer.record_forward(rec, model, cam, slot=slot, frame=self.frame)
+        self.inputs = model.params()
+        self.outputs = {"image": image}
+
+    def backward(self, rec: Recorder, grad_outputs: dict) -> dict:
+        g = grad_outputs["image"]
         r = self.renderer
         if tuple(g.shape) != (r.height, r.width, 4):
             raise ValueError(f"MipRenderOp: image gradient must be float32 [{r.height}, {r.width}, 4], got {g.shape}")
@@ -247,6 +260,15 @@ class MipRenderOp(Op):
         image = self.frame.image
         with rec.stage("mip_loss"):
             rec.dispatch(Kernel("mip_loss.wgsl"), [Uniform(p), image, image, g, v_out, partials], workgroups_for(n, 256))
-        grads = {name: GpuTensor.empty(t.shape, np.float32, f"mip grad {name}") for name, t in zip(PARAM_NAMES, self.inputs)}
-        r.record_backward(rec, self.model, self.cam, v_out, grads, frame=self.frame)
-        return tuple(grads[name] for name in PARAM_NAMES)
+        return self.backward_grey(rec, v_out)
+
+    def backward_grey(self, rec: Recorder, v_out: GpuTensor) -> dict:
+        """The backward from the gradient of the grey value ``v_out`` float32 [H, W] (what
+        :class:`brushpy.mip.train.MipLossOp` computes fused with its forward)."""
+        grads = self.grads
+        if grads is None:
+            grads = {name: GpuTensor.empty(t.shape, np.float32, f"mip grad {name}") for name, t in self.inputs.items()}
+            for t in grads.values():
+                rec.clear(t)
+        self.renderer.record_backward(rec, self.model, self.cam, v_out, grads, frame=self.frame)
+        return dict(grads)

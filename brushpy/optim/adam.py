@@ -12,7 +12,8 @@ optimizer (splats created by refine start from zeroed moments but share it,
 as in Brush).
 
 Parameter groups (tensor name -> learning rate), names as in
-:mod:`brushpy.render.splats`:
+:attr:`brushpy.render.splats.Splats.PARAM_NAMES` (the keys of
+:meth:`Adam.learning_rates`, less ``sh_coeffs_rest``):
 
 =================  ===============================================================
 ``means``          :func:`mean_lr` (exponential decay ``lr_mean`` → ``lr_mean_end``,
@@ -42,8 +43,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..gpu import GpuTensor, Kernel, Recorder, Uniform, workgroups_for
-
-PARAM_GROUPS = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
 
 _ADAM_PARAMS = np.dtype(
     [
@@ -165,6 +164,10 @@ class Adam:
             "raw_opacities": c.lr_opac,
         }
 
+    def groups(self) -> tuple[str, ...]:
+        """The parameter names this optimizer has a learning rate for."""
+        return tuple(k for k in self.learning_rates(0) if k != "sh_coeffs_rest")
+
     def _shared(self, name: str) -> bool:
         return name == "sh_coeffs" and self.config.shared_sh_second_moment
 
@@ -186,28 +189,38 @@ class Adam:
         return st
 
     # -- the update -----------------------------------------------------------
-    def step(self, rec: Recorder, params: dict[str, GpuTensor], grads: dict[str, GpuTensor], step: int) -> dict[str, float]:
+    def step(self, rec: Recorder, params, grads, step: int) -> dict[str, float]:
         """Record one Adam update of every tensor in ``params`` (in place); returns the LRs used.
 
         Args:
             rec: recorder (stage "adam").
-            params: name -> float32 GpuTensor [N, ...]; names from :data:`PARAM_GROUPS`.
-            grads: same names and shapes (missing names are not updated).
+            params: a parameter group (:class:`brushpy.autodiff.ParamGroup`, e.g.
+                :class:`~brushpy.render.splats.Splats`: ``params()`` gives
+                ``{name: tensor}``) or such a dict; float32 GpuTensors [N, ...], names
+                from :meth:`groups`.
+            grads: the tape's :class:`brushpy.autodiff.Gradients` (looked up by the
+                group's tensors) or ``{name: gradient}`` with the same names and shapes;
+                tensors without a gradient are not updated.
             step: 0-based training step (drives the mean LR schedule).
 
         Raises:
             ValueError: unknown names, shape or dtype mismatches.
         """
-        unknown = sorted(set(params) - set(PARAM_GROUPS))
+        if hasattr(params, "params"):
+            params = params.params()
+        if hasattr(grads, "of"):
+            grads = grads.of(params)
+        groups = self.groups()
+        unknown = sorted(set(params) - set(groups))
         if unknown:
-            raise ValueError(f"Adam: unknown parameter group(s) {unknown}; expected names from {PARAM_GROUPS}")
+            raise ValueError(f"Adam: unknown parameter group(s) {unknown}; expected names from {groups}")
         c = self.config
         self.t += 1
         inv_bc1 = 1.0 / (1.0 - c.beta1**self.t)
         inv_bc2 = 1.0 / (1.0 - c.beta2**self.t)
         lrs = self.learning_rates(step)
         with rec.stage("adam"):
-            for name in PARAM_GROUPS:
+            for name in groups:
                 if name not in params or name not in grads:
                     continue
                 p, g = params[name], grads[name]
@@ -329,7 +342,7 @@ class Adam:
             if key == "t":
                 continue
             name, _, which = key.rpartition(".")
-            if name not in PARAM_GROUPS or which not in ("exp_avg", "exp_avg_sq"):
+            if name not in self.groups() or which not in ("exp_avg", "exp_avg_sq"):
                 raise ValueError(f"Adam.load_state_dict: unexpected key {key!r}")
             arr = np.asarray(arr, np.float32)
             new.setdefault(name, {})[which] = GpuTensor.from_numpy(arr, label=f"adam {name} {which}")

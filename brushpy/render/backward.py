@@ -71,15 +71,13 @@ class SplatGrads:
     refine_weight_abs: GpuTensor
     refine_abs: GpuTensor
 
-    PARAMS = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
-
-    def params(self) -> tuple:
-        """The five parameter gradients in :class:`Splats` order."""
-        return tuple(getattr(self, k) for k in self.PARAMS)
+    def params(self) -> dict[str, GpuTensor]:
+        """``{name: gradient}`` of the five parameters, named and ordered as :attr:`Splats.PARAM_NAMES`."""
+        return {k: getattr(self, k) for k in Splats.PARAM_NAMES}
 
     def numpy(self) -> dict[str, np.ndarray]:
         """Copy every gradient to the host (waits for the GPU)."""
-        return {k: getattr(self, k).numpy() for k in self.PARAMS + ("refine_weight", "refine_weight_abs", "visible")}
+        return {k: getattr(self, k).numpy() for k in Splats.PARAM_NAMES + ("refine_weight", "refine_weight_abs", "visible")}
 
 
 class RenderBackward:
@@ -154,7 +152,7 @@ class RenderBackward:
                     f"out holds {out.v_projected.shape[0]} visible splats but this view has {state.num_visible}; "
                     "allocate it with num_visible = N"
                 )
-        for t in (*grads.params(), grads.refine_weight, grads.visible, grads.v_projected, grads.refine_weight_abs, grads.refine_abs):
+        for t in (*grads.params().values(), grads.refine_weight, grads.visible, grads.v_projected, grads.refine_weight_abs, grads.refine_abs):
             rec.clear(t)
         if state.num_visible == 0:
             return grads
@@ -321,32 +319,39 @@ def rasterize_vjp(
     grads = render_backward(state, splats, v_img, rec, view_dir_const=view_dir_const)
     rec.submit()
     out = grads.numpy()
-    return {k: out[k].reshape(shape) for k, shape in zip(SplatGrads.PARAMS, shapes)}
+    return {k: out[k].reshape(shape) for k, shape in zip(Splats.PARAM_NAMES, shapes)}
 
 
 class RenderOp(Op):
     """The splat render as an autodiff op (see :mod:`brushpy.autodiff`).
 
-    Inputs: the five :class:`Splats` tensors. Output: ``state.image`` [H,W,4].
+    inputs: the :class:`Splats` tensors by name (``Splats.PARAM_NAMES``; with a 3D
+    filter, ``log_scales`` and ``raw_opacities`` are the filtered ones).
+    outputs: ``{"image": state.image}`` float32 [H,W,4].
     Its backward records :func:`render_backward`; the full :class:`SplatGrads`
-    (with ``refine_weight`` and ``visible`` for densification) stays on the op
-    as ``op.grads`` after the tape's backward.
+    (with ``refine_weight_abs`` and ``visible`` for densification and the position
+    noise) stays on the op as ``op.grads`` after the tape's backward.
 
     Args:
         state: the forward render of ``splats``.
         splats: the rendered splat set.
         view_dir_const: hold the SH view direction constant in the backward.
+        out: gradient buffers to reuse (``RenderBackward.allocate(N, K, N)``), as a
+            training loop does every step; fresh ones when None.
     """
 
-    def __init__(self, state: ForwardState, splats: Splats, view_dir_const: bool = False):
+    name = "render"
+
+    def __init__(self, state: ForwardState, splats: Splats, view_dir_const: bool = False, out: SplatGrads | None = None):
         self.state = state
         self.splats = splats
         self.view_dir_const = view_dir_const
-        self.inputs = (splats.means, splats.rotations, splats.log_scales, splats.sh_coeffs, splats.raw_opacities)
-        self.outputs = (state.image,)
+        self.out = out
+        self.inputs = splats.params()
+        self.outputs = {"image": state.image}
         self.grads: SplatGrads | None = None
 
-    def backward(self, rec: Recorder, grad_outputs: tuple) -> tuple:
-        (v_image,) = grad_outputs
-        self.grads = _kernels(rec.ctx).record(rec, self.state, self.splats, v_image, self.view_dir_const)
+    def backward(self, rec: Recorder, grad_outputs: dict) -> dict:
+        self.grads = _kernels(rec.ctx).record(rec, self.state, self.splats, grad_outputs["image"], self.view_dir_const,
+                                              self.out)
         return self.grads.params()

@@ -32,13 +32,24 @@ class Splats:
         sh_coeffs: [N,K,3] spherical-harmonic colour coefficients, K = (degree+1)^2,
             band 0 first (Sloan's real basis, as gsplat/INRIA).
         raw_opacities: [N] opacity logits (opacity = sigmoid).
+
+    A splat set is a parameter group (:class:`brushpy.autodiff.ParamGroup`):
+    :meth:`params` names its tensors with :attr:`PARAM_NAMES`, the one list of
+    splat parameter names (the optimizer, refine, checkpoints and gradients use it).
     """
+
+    #: the trainable tensors, in input order (the one owner of these names)
+    PARAM_NAMES = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
 
     means: GpuTensor
     rotations: GpuTensor
     log_scales: GpuTensor
     sh_coeffs: GpuTensor
     raw_opacities: GpuTensor
+
+    def params(self) -> dict[str, GpuTensor]:
+        """``{name: tensor}`` for every name in :attr:`PARAM_NAMES` (the parameter group)."""
+        return {k: getattr(self, k) for k in self.PARAM_NAMES}
 
     @property
     def num_splats(self) -> int:
@@ -81,4 +92,4 @@ class Splats:
 
     def numpy(self) -> dict[str, np.ndarray]:
         """Copy all parameters to the host (dict of float32 arrays)."""
-        return {k: getattr(self, k).numpy() for k in ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")}
+        return {k: getattr(self, k).numpy() for k in self.PARAM_NAMES}

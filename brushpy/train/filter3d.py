@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
 from ..render.splats import Splats
 
@@ -206,3 +207,43 @@ class Filter3D:
         if self.min_scale is None or self.min_scale.shape[0] != n:
             have = None if self.min_scale is None else self.min_scale.shape[0]
             raise RuntimeError(f"3D filter floors are for {have} splats but there are {n}; call Filter3D.update(means) first")
+
+
+class Filter3DOp(Op):
+    """The 3D filter's fold as an autodiff op: records :meth:`Filter3D.apply` on construction.
+
+    inputs: ``{"log_scales", "raw_opacities"}`` of ``splats`` (the raw parameters).
+    outputs: the same names, the filtered tensors (:attr:`filtered` is the splat set to
+    render: these two plus ``splats``' own means, rotations and SH coefficients, whose
+    gradients go straight to ``splats``).
+
+    The backward is :meth:`Filter3D.backward`: it rewrites the incoming gradients
+    (w.r.t. the filtered values) in place into the gradients w.r.t. the raw ones and
+    returns those same tensors, so no buffer is allocated. The floors ``f`` are
+    constants; :meth:`Filter3D.update` (after refine) stays outside the tape.
+
+    Raises:
+        RuntimeError: the floors do not match ``splats`` (from :meth:`Filter3D.apply`).
+    """
+
+    name = "filter3d"
+
+    def __init__(self, filter3d: Filter3D, rec: Recorder, splats: Splats):
+        self.filter3d = filter3d
+        self.splats = splats
+        self.filtered = filter3d.apply(rec, splats)
+        self.inputs = {"log_scales": splats.log_scales, "raw_opacities": splats.raw_opacities}
+        self.outputs = {"log_scales": self.filtered.log_scales, "raw_opacities": self.filtered.raw_opacities}
+
+    def backward(self, rec: Recorder, grad_outputs: dict) -> dict:
+        v_ls, v_op = grad_outputs["log_scales"], grad_outputs["raw_opacities"]
+        if v_ls is None or v_op is None:  # the kernel maps both together (the opacity term depends on the scales)
+            n = self.splats.num_splats
+            if v_ls is None:
+                v_ls = GpuTensor.empty((n, 3), np.float32, "v_log_scales (filter3d)", self.filter3d.ctx)
+                rec.clear(v_ls)
+            if v_op is None:
+                v_op = GpuTensor.empty((n,), np.float32, "v_raw_opacities (filter3d)", self.filter3d.ctx)
+                rec.clear(v_op)
+        self.filter3d.backward(rec, self.splats, v_ls, v_op)
+        return {"log_scales": v_ls, "raw_opacities": v_op}

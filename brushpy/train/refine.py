@@ -381,7 +381,7 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
 
     if n == 0:
         empty = Splats(*(GpuTensor.empty((0,) + tuple(getattr(splats, f).shape[1:]), np.float32, f)
-                         for f in ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")))
+                         for f in Splats.PARAM_NAMES))
         z = GpuTensor.empty((0,), np.uint32, "src_rows")
         return RefineResult(empty, RefineStats(0), z, GpuTensor.empty((0,), np.uint32, "zero_mask"), bounds)
 
@@ -465,7 +465,7 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
 
     with rec.stage("refine.gather"):
         new = Splats(*(gather_rows(rec, getattr(splats, f), src_rows, n_new, label=f)
-                       for f in ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")))
+                       for f in Splats.PARAM_NAMES))
     with rec.stage("refine.split"):
         if n_split > 0:
             screen = float(config.split_at_screen_size) if force_on else 0.0

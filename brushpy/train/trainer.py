@@ -1,7 +1,9 @@
 """The training loop: render, loss, backward, Adam, noise and refine, all on the GPU.
 
-One :meth:`Trainer.step` records a whole step (forward, loss, backward, refine
-statistics, Adam, position noise) into one recorder. The forward submits once
+One :meth:`Trainer.step` records a whole step into one recorder: the ops (3D
+filter, render, image loss) on an autodiff tape (:mod:`brushpy.autodiff`), the
+tape's backward, then Adam, with the refine statistics and position noise
+outside the tape using what the render op produced. The forward submits once
 to read back the visible and intersection counts that size its buffers; the
 rest is submitted together. Nothing else crosses to the CPU except the scalar
 loss (read every ``log_every`` steps).
@@ -19,18 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..autodiff import Tape
 from ..gpu import BufferTooLargeError, GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
 from ..data import ViewOrder
-from ..loss import ImageLoss, ImageMetrics, noisy_background
+from ..loss import ImageLoss, ImageLossOp, ImageMetrics, noisy_background
 from ..optim import Adam, AdamConfig
-from ..render.backward import RenderBackward, SplatGrads, render_backward
+from ..render.backward import RenderBackward, RenderOp, SplatGrads
 from ..render.forward import release_forward_state, render_forward
 from ..render.splats import Splats
 from .config import ProcessConfig, TrainConfig
-from .filter3d import Filter3D
+from .filter3d import Filter3D, Filter3DOp
 from .refine import RefineStats, refine, scene_bounds, stream_key
-
-PARAM_NAMES = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
 
 #: Refine runs until this fraction of training (Brush).
 REFINE_STOP_FRACTION = 0.95
@@ -157,6 +158,9 @@ class Trainer:
         self.order = ViewOrder(len(scene.train_views), seed=process.seed)
         self._upload_views()
         self.last_loss: float | None = None
+        #: names of the ops the last step recorded on its tape, in forward order
+        #: (``("filter3d", "render", "loss")``, no ``"filter3d"`` without the 3D filter)
+        self.last_ops: tuple[str, ...] = ()
         #: Optional :class:`brushpy.gpu.Profiler`; when set, every step's and refine's
         #: recorder times its stages into it (``benchmarks/bench_train.py``).
         self.profiler = None
@@ -187,7 +191,8 @@ class Trainer:
     # -- the step ----------------------------------------------------------------
     @property
     def params(self) -> dict[str, GpuTensor]:
-        return {k: getattr(self.splats, k) for k in PARAM_NAMES}
+        """The trained tensors by name (``Splats.PARAM_NAMES``)."""
+        return self.splats.params()
 
     def refine_due(self, step: int) -> bool:
         """Whether a refine runs after completing ``step`` steps."""
@@ -206,26 +211,24 @@ class Trainer:
         view = self._views[self.order.next()]
         bg = noisy_background(c.background_color, c.background_noise_strength, self.noise_rng)
         rec = Recorder(profiler=self.profiler)
-        render_splats = self._render_splats(rec)
+        splats = self.splats
+        tape = Tape()
+        # record ops: 3D filter -> render -> loss (each op's forward is recorded as it is built)
+        render_splats = splats if self.filter3d is None else tape.record(Filter3DOp(self.filter3d, rec, splats)).filtered
         try:
             state = render_forward(render_splats, view.camera, background=bg, sh_degree=c.sh_degree, rec=rec,
                                    render_mode=c.render_mode)
         except BufferTooLargeError as exc:
             raise TrainingError(f"step {step + 1}: {exc}. Lower --max-resolution or --max-splats.") from exc
-        hw = (view.camera.height, view.camera.width)
-        v_image = self._v_images.get(hw)
-        if v_image is None:
-            v_image = self._v_images[hw] = GpuTensor.empty(hw + (4,), np.float32, "v_image")
-        self.loss_fn.record(rec, state.image, view.gt, background=bg, alpha_mode=view.alpha_mode, v_image=v_image)
-        n = self.splats.num_splats
-        if self._grads is None or self._grads.means.shape[0] != n:
-            self._grads = RenderBackward(ctx=self.ctx).allocate(n, self.splats.sh_coeffs.shape[1], n)
-        grads = render_backward(state, render_splats, v_image, rec, out=self._grads)
-        if self.filter3d is not None:  # gradients w.r.t. the filtered scales/opacities -> the raw ones
-            self.filter3d.backward(rec, self.splats, grads.log_scales, grads.raw_opacities)
-        self.stats.accumulate(rec, state, grads.refine_weight_abs)
-        lrs = self.adam.step(rec, self.params, dict(zip(PARAM_NAMES, grads.params())), step)
-        self._record_noise(rec, grads.visible, lrs["means"], step)
+        render = tape.record(RenderOp(state, render_splats, out=self._grad_buffers()))
+        image_loss = tape.record(ImageLossOp(self.loss_fn, rec, render.outputs["image"], view.gt, background=bg,
+                                       alpha_mode=view.alpha_mode, v_image=self._v_image(view.camera)))
+        # backward through the tape, then Adam on the parameter group
+        grads = tape.backward(rec, image_loss.seed)
+        self.stats.accumulate(rec, state, render.grads.refine_weight_abs)
+        lrs = self.adam.step(rec, splats, grads, step)
+        self._record_noise(rec, render.grads.visible, lrs["means"], step)
+        self.last_ops = tuple(op.name for op in tape.ops)
         release_forward_state(state, rec)  # its buffers return to the renderer's pool at submit
         rec.submit()
         self.step_count += 1
@@ -244,6 +247,21 @@ class Trainer:
             info.refine = self.refine()
             info.num_splats = self.splats.num_splats
         return info
+
+    def _grad_buffers(self) -> SplatGrads:
+        """The render's gradient buffers, allocated once and reused every step (again after refine changes N)."""
+        n = self.splats.num_splats
+        if self._grads is None or self._grads.means.shape[0] != n:
+            self._grads = RenderBackward(ctx=self.ctx).allocate(n, self.splats.sh_coeffs.shape[1], n)
+        return self._grads
+
+    def _v_image(self, camera) -> GpuTensor:
+        """The loss gradient buffer f32 [H,W,4] for this image size (one per size, reused)."""
+        hw = (camera.height, camera.width)
+        v_image = self._v_images.get(hw)
+        if v_image is None:
+            v_image = self._v_images[hw] = GpuTensor.empty(hw + (4,), np.float32, "v_image")
+        return v_image
 
     def _record_noise(self, rec: Recorder, visible: GpuTensor, lr_mean: float, step: int) -> None:
         c = self.config
@@ -399,12 +417,12 @@ class Trainer:
             raise TrainingError(f"{path} is not a readable brushpy checkpoint ({exc})") from exc
         if meta.get("format") != "brushpy-checkpoint-1":
             raise TrainingError(f"{path} is not a brushpy checkpoint (format {meta.get('format')!r})")
-        p = {k: data[f"param.{k}"] for k in PARAM_NAMES}
+        p = {k: data[f"param.{k}"] for k in Splats.PARAM_NAMES}
         k = p["sh_coeffs"].shape[1]
         if k != (self.config.sh_degree + 1) ** 2:
             raise TrainingError(f"{path} holds SH degree {int(round(math.sqrt(k))) - 1} but --sh-degree is "
                                 f"{self.config.sh_degree}; resume with the same --sh-degree")
-        self.splats = Splats.from_numpy(*(p[name] for name in PARAM_NAMES))
+        self.splats = Splats.from_numpy(*(p[name] for name in Splats.PARAM_NAMES))
         self.adam.load_state_dict({key[5:]: data[key] for key in data.files if key.startswith("adam.")})
         self.stats = RefineStats.from_state_dict({key[6:]: data[key] for key in data.files if key.startswith("stats.")})
         self.step_count = int(meta["step"])
