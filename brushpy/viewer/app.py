@@ -43,7 +43,7 @@ from ..render.camera import Camera
 from ..render.splats import Splats
 from .camera import CameraController
 from .input import InputMapper
-from .scene import Scene, SceneLoadError, SplatSource, list_splat_files, read_splat_file
+from .scene import SceneLoadError, SplatScene, SplatSource, list_splat_files, read_splat_file
 from .training import LiveTraining, TrainingBudget
 from .view import Blitter, RenderSettings, SplatView
 
@@ -125,7 +125,7 @@ class ViewerApp:
     Attributes:
         controller: the :class:`~brushpy.viewer.camera.CameraController`.
         settings: the render settings (edit, then :meth:`request_draw`).
-        scene: the current :class:`~brushpy.viewer.scene.Scene` or None.
+        scene: the current :class:`~brushpy.viewer.scene.SplatScene` or None.
         error: the last loading / rendering error shown in the window, or None.
         frame_count: frames drawn so far.
         last_capture: RGBA uint8 [H,W,4] of the frame captured after
@@ -184,7 +184,7 @@ class ViewerApp:
         self.canvas.add_event_handler(self._on_any_event, "*", order=100)
         self._install_glfw_hooks()
 
-        self.scene: Scene | None = None
+        self.scene: SplatScene | None = None
         self.error: str | None = None
         self.status: str = ""
         self.path_input = str(path) if path is not None else ""
@@ -224,7 +224,7 @@ class ViewerApp:
         self._render_key_failed = None
 
         if splats is not None:
-            self.set_scene(Scene.from_splats(splats, name=name))
+            self.set_scene(SplatScene.from_splats(splats, name=name))
         elif path is not None:
             self.open(path, wait=True)
         self.canvas.request_draw(self._draw)
@@ -273,7 +273,7 @@ class ViewerApp:
         glfw.set_window_close_callback(window, on_close)
 
     # -- scene ---------------------------------------------------------------------
-    def set_scene(self, scene: Scene, frame_view: bool = True):
+    def set_scene(self, scene: SplatScene, frame_view: bool = True):
         """Show ``scene`` (and frame the view on it unless ``frame_view`` is False)."""
         self.scene = scene
         self._render_key_failed = None
@@ -287,7 +287,7 @@ class ViewerApp:
 
     def set_splats(self, splats: Splats, name: str = "splats", frame_view: bool = True):
         """Show a splat set already on the GPU."""
-        self.set_scene(Scene.from_splats(splats, name=name), frame_view)
+        self.set_scene(SplatScene.from_splats(splats, name=name), frame_view)
 
     def open(self, path, frame: int = 0, wait: bool = False) -> bool:
         """Open a splat ``.ply``, a folder or a ``.zip`` of them, a MIP model ``.npz``
@@ -359,7 +359,7 @@ class ViewerApp:
         try:
             splats = result.to_gpu()
             means = getattr(result, "means", None)
-            scene = Scene.from_splats(splats, name=source.name, means=means, source=source, sources=job["sources"],
+            scene = SplatScene.from_splats(splats, name=source.name, means=means, source=source, sources=job["sources"],
                                       frame=job["index"], render_mode=getattr(result, "render_mode", "default"))
         except Exception as exc:  # e.g. too large for this device's buffers
             self.error = f"{source}: {exc}"
@@ -446,7 +446,7 @@ class ViewerApp:
         # draw over the training background (white for NeRF-synthetic scenes)
         self.settings.background = tuple(float(c) for c in training.config.background_color)
         # the 3D-filtered splats, as training renders them
-        self.set_scene(Scene.from_splats(training.trainer.display_splats(), name=f"{dataset.name} (training)",
+        self.set_scene(SplatScene.from_splats(training.trainer.display_splats(), name=f"{dataset.name} (training)",
                                          render_mode=training.config.render_mode),
                        frame_view=False)
         self._shown_step = training.step

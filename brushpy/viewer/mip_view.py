@@ -226,7 +226,7 @@ def colormap_numpy(mip: np.ndarray, gain: float = 1.0, colormap: str = "grey", b
 
 @dataclass
 class MipScene:
-    """A MIP model as the viewer's scene (the attributes :class:`~brushpy.viewer.scene.Scene` has,
+    """A MIP model as the viewer's scene (the attributes :class:`~brushpy.viewer.scene.SplatScene` has,
     plus :attr:`view`, the renderer the app uses for it, and :meth:`settings_panel`).
 
     Attributes:

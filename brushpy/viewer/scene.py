@@ -94,8 +94,10 @@ def read_splat_file(source: SplatSource):
 
 
 @dataclass
-class Scene:
-    """The splats on screen and their description.
+class SplatScene:
+    """A splat set shown in the viewer, and what the scene panel says about it.
+
+    (Not :class:`brushpy.data.Scene`, which is a dataset of posed images.)
 
     Attributes:
         splats: the GPU splat set.
@@ -129,7 +131,7 @@ class Scene:
         return self.splats.sh_degree
 
     @classmethod
-    def from_splats(cls, splats: Splats, name: str = "splats", means: np.ndarray | None = None, **kw) -> "Scene":
+    def from_splats(cls, splats: Splats, name: str = "splats", means: np.ndarray | None = None, **kw) -> "SplatScene":
         """Describe a GPU splat set (downloads the means once unless given)."""
         if means is None:
             means = splats.means.numpy()
