@@ -7,7 +7,7 @@ defaults follow ``shared/brush-options.md`` (Brush's current defaults).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 
 def _opt(default, help: str, group: str | None = None, **kw):
@@ -96,13 +96,3 @@ def dataset_train_defaults(scene) -> dict:
     if getattr(scene, "kind", "") == "nerf-synthetic":
         return {"background_color": (1.0, 1.0, 1.0)}
     return {}
-
-
-def config_fields(cls) -> list:
-    """The dataclass fields of a config class, in declaration order."""
-    return list(fields(cls))
-
-
-def flag_name(name: str) -> str:
-    """``lr_mean`` -> ``--lr-mean``."""
-    return "--" + name.replace("_", "-")
