@@ -1,6 +1,6 @@
 """Dataset loading options (``LoadConfig``), named and defaulted as Brush's CLI.
 
-See ``shared/brush-options.md`` (section "Dataset"). Field names are the
+See ``docs/options.md`` ("Dataset options"). Field names are the
 snake_case form of the kebab-case flags (``--max-resolution`` ->
 ``max_resolution``).
 """

@@ -2,7 +2,7 @@
 
 Each field's ``metadata["help"]`` is shown by ``brushpy train --help``; the CLI
 flag is the field name in kebab case (``lr_mean`` -> ``--lr-mean``). The
-defaults follow ``shared/brush-options.md`` (Brush's current defaults).
+defaults are Brush's except where ``docs/options.md`` (generated from these fields) says otherwise.
 """
 
 from __future__ import annotations
