@@ -95,3 +95,19 @@ def test_no_module_points_into_shared():
     hits = [f"{p.relative_to(ROOT)}:{i}" for p in sorted((ROOT / "brushpy").rglob("*.py"))
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if "shared/" in line]
     assert not hits, f"references to shared/ (outside the repo): {hits}; point to docs/options.md or docs/DEVELOPING.md"
+
+
+def test_mip_train_flags_default_to_mip_train_config():
+    """The mip table shows the click defaults; they must be MipTrainConfig's (one value per option)."""
+    from dataclasses import fields
+
+    from brushpy.mip.train import MipTrainConfig
+
+    params = {p.name: p for p in _command("mip", "train").params}
+    defaults = MipTrainConfig()
+    shared = [f.name for f in fields(MipTrainConfig) if f.name in params]
+    assert {"iterations", "lr", "lambda_mse", "lambda_ssim", "temperature"} <= set(shared)
+    rows = _rows(DOC.read_text(encoding="utf-8"))
+    for name in shared:
+        assert params[name].default == getattr(defaults, name), name
+        assert rows["--" + name.replace("_", "-")][1] == f"`{format_value(getattr(defaults, name))}`", name
