@@ -1,6 +1,6 @@
 """Dataset loading options (``LoadConfig``), named and defaulted as Brush's CLI.
 
-See ``shared/brush-options.md`` (section "Dataset"). Field names are the
+See ``docs/options.md`` ("Dataset options"). Field names are the
 snake_case form of the kebab-case flags (``--max-resolution`` ->
 ``max_resolution``).
 """
@@ -61,8 +61,8 @@ class LoadConfig:
     random_init_scene_scale: float | None = _opt(None, "Scene scale for random init (default: 3 x mean "
                                                        "nearest-camera distance, min 1).", cli=False)
     synthetic_eval_split: str = _opt("test", "NeRF-synthetic eval file: `test` or `val` (the other when absent).",
-                                     choices=SYNTHETIC_EVAL_SPLITS)
-    num_workers: int | None = _opt(None, "Image decoding threads (default: all cores).")
+                                     choices=SYNTHETIC_EVAL_SPLITS, brush_flag=False, brush_default="val")
+    num_workers: int | None = _opt(None, "Image decoding threads (default: all cores).", brush_flag=False)
     progress: bool = _opt(True, "Show a progress bar while decoding.", cli=False)
 
     def __post_init__(self):

@@ -1,6 +1,6 @@
 """Initial splats: from a point cloud (COLMAP points3D or a PLY) or random in the camera frustums.
 
-Algorithms and defaults follow ``shared/brush-options.md``:
+Algorithms and defaults follow Brush (``docs/options.md`` lists the options):
 
 * Point init: one splat per point, isotropic standard deviation = mean distance
   to the point's 2 nearest neighbours (``scipy.spatial.cKDTree``), opacity 0.5

@@ -88,7 +88,7 @@ def mean_lr(step: int, total_steps: int, lr_start: float, lr_end: float, extent:
 
 @dataclass
 class AdamConfig:
-    """Optimizer options (names and defaults follow Brush's CLI, see shared/brush-options.md)."""
+    """Optimizer options (names and defaults follow Brush's CLI; brushpy's own defaults: docs/options.md)."""
 
     lr_mean: float = 2e-5
     lr_mean_end: float = 2e-7
@@ -333,7 +333,7 @@ class Adam:
         """Restore what :meth:`state_dict` returned (bit-exact); replaces all current state.
 
         Raises:
-            ValueError: missing ``t``, unknown names or keys, a shared/unshared SH layout mismatch.
+            ValueError: missing ``t``, unknown names or keys, a mismatch between shared and unshared SH layouts.
         """
         if "t" not in state:
             raise ValueError("Adam.load_state_dict: the checkpoint has no 't' (step counter)")

@@ -1,6 +1,6 @@
 """Forward Gaussian splat renderer (WGSL), numerically matching gsplat "classic".
 
-The pipeline (``shared/DESIGN.md`` "Forward render"), one compute pass per stage:
+The pipeline (contract in ``docs/DEVELOPING.md`` "Render contract"), one compute pass per stage:
 
 1. ``project`` (``shaders/project_forward.wgsl``): per splat, cull (non-finite inputs,
    ``z < 0.01``, opacity ``< 1/255``, 2D determinant ``<= 0``, off screen), 2D mean and

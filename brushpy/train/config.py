@@ -2,7 +2,7 @@
 
 Each field's ``metadata["help"]`` is shown by ``brushpy train --help``; the CLI
 flag is the field name in kebab case (``lr_mean`` -> ``--lr-mean``). The
-defaults follow ``shared/brush-options.md`` (Brush's current defaults).
+defaults are Brush's except where ``docs/options.md`` (generated from these fields) says otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ class TrainConfig:
     total_steps: int = _opt(30000, "Steps to train.")
     render_mode: str = _opt("default", "`default` or `mip` (2D filter 0.1 with opacity compensation).", choices=("default", "mip"))
     min_scale_factor: float = _opt(0.1, "3D filter (Mip-Splatting): per-splat scale floor √factor · min over training views of "
-                                        "depth / focal, rendered in training and folded into exports; 0 disables.")
+                                        "depth / focal, rendered in training and folded into exports; 0 disables.",
+                                    brush_flag=False, brush_default=0.1)
     # Learning rates: measured on the 100x100 lego subset (300 steps, focus-box init, same seed),
     # Brush's 2e-5 / 2e-3 / 0.012 / 5e-3 (means / SH band 0 / opacity / scales) reached 19.2 dB eval
     # PSNR; 2e-4 / 5e-3 / 0.05 / 1e-2 reached 22.9 dB (opacity + colour alone: 21.8 dB). Brush trains
@@ -33,13 +34,13 @@ class TrainConfig:
     # far from converged (an opacity logit moves ~0.012 per step: ~500 steps from 0.1 to 0.99).
     # The new values are INRIA 3DGS's order of magnitude (opacity 0.05, means 1.6e-4 x a ~2x larger
     # extent, scales 5e-3, colour 2.5e-3).
-    lr_mean: float = _opt(2e-4, "Start learning rate of the means, multiplied by the scene extent.")
-    lr_mean_end: float = _opt(2e-6, "End learning rate of the means (exponential decay over training).")
+    lr_mean: float = _opt(2e-4, "Start learning rate of the means, multiplied by the scene extent.", brush_default=2e-5)
+    lr_mean_end: float = _opt(2e-6, "End learning rate of the means (exponential decay over training).", brush_default=2e-7)
     mean_noise_weight: float = _opt(50.0, "Noise on low-opacity splats: N(0,1)·(1−σ(o))^150·visible·lr_mean·weight.")
-    lr_coeffs_dc: float = _opt(5e-3, "Learning rate of SH band 0.")
+    lr_coeffs_dc: float = _opt(5e-3, "Learning rate of SH band 0.", brush_default=2e-3)
     lr_coeffs_sh_scale: float = _opt(10.0, "Higher SH bands use lr_coeffs_dc divided by this.")
-    lr_opac: float = _opt(0.05, "Learning rate of the opacity logits.")
-    lr_scale: float = _opt(1e-2, "Learning rate of the log scales.")
+    lr_opac: float = _opt(0.05, "Learning rate of the opacity logits.", brush_default=0.012)
+    lr_scale: float = _opt(1e-2, "Learning rate of the log scales.", brush_default=5e-3)
     lr_rotation: float = _opt(2e-3, "Learning rate of the quaternions.")
     max_splats: int = _opt(10_000_000, "Upper bound on the number of splats.")
     refine_every: int = _opt(200, "Refine period in steps.")

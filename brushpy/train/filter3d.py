@@ -7,7 +7,7 @@ Gaussian with an isotropic 3D Gaussian of standard deviation
     f_i = sqrt(factor) · min over training views v that see splat i of (z_v / focal_v)
 
 (``z_v`` the camera-space depth of the mean, ``focal_v = (fx + fy) / 2`` in pixels;
-``factor = 0.1`` as in Brush, ``shared/brush-options.md``; Mip-Splatting's own code
+``factor = 0.1`` as in Brush, ``docs/options.md`` ``--min-scale-factor``; Mip-Splatting's own code
 uses 0.2). A view "sees" the splat when ``z >= 0.01`` and the projected mean lies in
 the image grown by 15% per side (Mip-Splatting's test); a splat no view sees gets the
 largest floor of the seen ones (as Mip-Splatting). Brush's variant takes the Euclidean
@@ -40,7 +40,7 @@ from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
 from ..render.splats import Splats
 
-#: Brush's factor (``shared/brush-options.md``: the floor is sqrt(0.1) · depth / focal)
+#: Brush's factor (the floor is sqrt(0.1) · depth / focal; ``docs/options.md`` ``--min-scale-factor``)
 FILTER_3D_FACTOR = 0.1
 #: floats per camera in the table the min-scale kernel reads
 CAMERA_STRIDE = 20

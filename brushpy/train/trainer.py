@@ -8,7 +8,7 @@ to read back the visible and intersection counts that size its buffers; the
 rest is submitted together. Nothing else crosses to the CPU except the scalar
 loss (read every ``log_every`` steps).
 
-Defaults and rules follow Brush (``shared/brush-options.md``); the refine pass
+Defaults and rules follow Brush (options: ``docs/options.md``); the refine pass
 itself lives in :mod:`brushpy.train.refine`.
 """
 
