@@ -7,12 +7,7 @@
 
 #include "common.wgsl"
 
-struct Params {
-    n: u32,
-    n_kept: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+#struct Params
 
 @group(0) @binding(0) var<storage, read> keep: array<u32>;
 @group(0) @binding(1) var<storage, read> selected: array<u32>;

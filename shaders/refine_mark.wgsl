@@ -8,20 +8,7 @@
 #include "common.wgsl"
 #include "refine_common.wgsl"
 
-struct Params {
-    n: u32,
-    sh_width: u32,          // floats per SH row (3K)
-    mode: u32,              // bit 0 force-split on, bit 1 growth on, bit 2 pruning on
-    refill_key: u32,
-    raw_opacity_min: f32,   // logit(1/255)
-    log_scale_max: f32,     // ln(100 * scene half-extent)
-    distance_max: f32,      // 100 * scene half-extent (per axis from the centre)
-    grow_threshold: f32,
-    center_x: f32,
-    center_y: f32,
-    center_z: f32,
-    split_screen: f32,
-}
+#struct Params
 
 @group(0) @binding(0) var<storage, read> means: array<f32>;
 @group(0) @binding(1) var<storage, read> rotations: array<f32>;

@@ -17,12 +17,7 @@
 #include "common.wgsl"
 #include "refine_common.wgsl"
 
-struct Params {
-    count: u32,     // SELECT_FIRST: how many to take; others: number of splats
-    budget: u32,    // FORCE_SELECT: max force splits; KEY_FLAGS/KEY_COMPACT: key limit
-    grow_key: u32,  // FORCE_SELECT: random stream of the growth sample
-    _pad: u32,
-}
+#struct Params
 
 const WG: u32 = 256u;
 

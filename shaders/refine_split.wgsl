@@ -18,12 +18,7 @@
 const WG: u32 = 256u;
 
 #if SPLIT
-struct Params {
-    n_split: u32,
-    n_kept: u32,
-    split_screen: f32,   // 0 = force-split off
-    _pad: u32,
-}
+#struct Params
 
 @group(0) @binding(0) var<storage, read> split_old: array<u32>;
 @group(0) @binding(1) var<storage, read> keep_rank: array<u32>;
@@ -87,12 +82,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #endif
 
 #if DECAY
-struct Params {
-    count: u32,
-    decay: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
+#struct Params
 
 @group(0) @binding(0) var<storage, read_write> raw_opacities: array<f32>;
 @group(0) @binding(1) var<uniform> params: Params;

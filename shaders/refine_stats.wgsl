@@ -13,12 +13,7 @@
 #include "common.wgsl"
 #include "refine_common.wgsl"
 
-struct Params {
-    num_visible: u32,
-    compact_weights: u32,  // 1: weight indexed by compact id, 0: by global id
-    width: f32,
-    height: f32,
-}
+#struct Params
 
 @group(0) @binding(0) var<storage, read> global_from_compact: array<u32>;
 @group(0) @binding(1) var<storage, read> projected: array<f32>;  // [V, 9]

@@ -21,19 +21,8 @@ const AUX_STRIDE: u32 = 8u;
 // floats per splat of ForwardState.projected: x, y, a, b, c, r, g, b, opacity
 const PROJECTED_STRIDE: u32 = 9u;
 
-// One uniform block for every forward kernel (filled by brushpy/render/forward.py).
-struct RenderParams {
-    w2c_row0: vec4<f32>,   // world_to_camera rows: R row, t component in w
-    w2c_row1: vec4<f32>,
-    w2c_row2: vec4<f32>,
-    intrin: vec4<f32>,     // fx, fy, cx, cy (pixels)
-    cam_pos: vec4<f32>,    // camera centre in world coordinates (xyz)
-    clamp_lim: vec4<f32>,  // x/z min, x/z max, y/z min, y/z max used in the Jacobian
-    background: vec4<f32>, // rgb, unused
-    image: vec4<u32>,      // width, height, tiles_x, tiles_y
-    counts: vec4<u32>,     // num_splats N, sh_degree, coefficients per splat K, num_visible V
-    counts2: vec4<u32>,    // num_intersections I, num_tiles T, render mode (0 default, 1 mip), 0
-}
+// One uniform block for every render kernel, declared once in brushpy/render/params.py (RENDER_PARAMS).
+#struct RenderParams
 
 fn is_finite_f32(v: f32) -> bool {
     // exponent bits all ones = Inf or NaN (robust even under fast-math assumptions)

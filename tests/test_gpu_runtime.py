@@ -277,3 +277,30 @@ def test_profiler_capacity_is_bounded(gpu):
     with pytest.raises(ValueError, match="4096"):
         Profiler(capacity=MAX_CAPACITY + 1)
     Profiler(capacity=MAX_CAPACITY)
+
+
+def test_bindings_by_name(gpu, pick_kernel):
+    """A dict of bindings keyed by the WGSL variable names binds like the positional list;
+    a missing or unknown name raises BindingError naming the kernel and the binding."""
+    from brushpy.gpu import BindingError
+    from brushpy.gpu.shader import ShaderError, parse_binding_names
+
+    k = pick_kernel()
+    assert k.binding_names == ("params", "out")
+    out = GpuTensor.empty((4,), np.uint32)
+    rec = Recorder()
+    rec.dispatch(k, {"out": out, "params": _pick_params(1, 41)}, 1)  # order of the dict does not matter
+    rec.dispatch(k, [_pick_params(3, 43), out], 1)
+    rec.submit()
+    np.testing.assert_array_equal(out.numpy()[[1, 3]], [41, 43])
+    with pytest.raises(BindingError, match=r"pick\.wgsl:main: no value for binding 'out'"):
+        rec.dispatch(k, {"params": _pick_params(0, 1)}, 1)
+    with pytest.raises(BindingError, match=r"pick\.wgsl:main has no binding 'outs'"):
+        rec.dispatch(k, {"params": _pick_params(0, 1), "out": out, "outs": out}, 1)
+    with pytest.raises(BindingError, match="no value for binding 'out'"):
+        rec.dispatch(k, {"params": _pick_params(0, 1), "outs": out}, 1)
+    assert issubclass(BindingError, ValueError)
+    src = "@group(0) @binding(0) var<storage, read> a: array<f32>;\n@group(0) @binding(1) var<uniform> p : P;\n"
+    assert parse_binding_names(src) == {0: "a", 1: "p"}
+    with pytest.raises(ShaderError, match="'a' declared twice"):
+        parse_binding_names(src.replace(" p :", " a:"))

@@ -12,7 +12,7 @@ from .device import (
     get_context,
     set_context,
 )
-from .kernel import Kernel, Recorder, Uniform, workgroups_for
+from .kernel import BindingError, Kernel, Recorder, Uniform, workgroups_for
 from .layout import LayoutError, UniformLayout
 from .profiler import Profiler
 from .shader import ShaderError, preprocess, shader_dir
@@ -20,6 +20,7 @@ from .tensor import BufferTooLargeError, GpuTensor, as_tensor, gpu_memory_stats,
 
 __all__ = [
     "OPTIONAL_FEATURES",
+    "BindingError",
     "BufferTooLargeError",
     "GpuContext",
     "GpuError",

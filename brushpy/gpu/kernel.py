@@ -55,7 +55,7 @@ import numpy as np
 import wgpu
 
 from .device import GpuContext, get_context
-from .shader import parse_bindings, preprocess
+from .shader import parse_binding_names, parse_bindings, preprocess
 from .tensor import GpuTensor
 
 _PIPELINES: dict = {}
@@ -187,12 +187,14 @@ def _drop_cached(cache: OrderedDict, key) -> None:
 class _Pipeline:
     """A compute pipeline, its layout, binding kinds and bind-group cache."""
 
-    def __init__(self, pipeline, layout, kinds: dict, name: str):
+    def __init__(self, pipeline, layout, kinds: dict, name: str, names: dict):
         self.pipeline = pipeline
         self.layout = layout
         self.kinds = kinds
         self.name = name
         self.slots = sorted(kinds)
+        #: WGSL variable names in binding order (what a bindings dict is keyed on)
+        self.names = tuple(names.get(s, f"@binding({s})") for s in self.slots)
         self.uniform_positions = tuple(i for i, s in enumerate(self.slots) if kinds[s] == "uniform")
         self.cache: OrderedDict = OrderedDict()  # key -> (bind group, buffer ids)
         _CACHES[id(self.cache)] = self.cache
@@ -230,6 +232,10 @@ def uniforms_as_storage(ctx: GpuContext) -> bool:
     return ctx.is_cpu
 
 
+class BindingError(ValueError):
+    """A dispatch's bindings do not match the kernel's ``@binding`` declarations."""
+
+
 class Kernel:
     """One compute pipeline and its bind-group layout.
 
@@ -259,6 +265,7 @@ class Kernel:
         if cached is None:
             src = preprocess(shader, defs, structs)
             kinds = parse_bindings(src)
+            names = parse_binding_names(src)
             if as_storage:  # see uniforms_as_storage: same bytes, bound as read-only storage
                 src = _UNIFORM_DECL.sub("var<storage, read>", src)
             device = self.ctx.device
@@ -277,25 +284,49 @@ class Kernel:
                 compute={"module": module, "entry_point": entry_point},
                 label=self.name,
             )
-            cached = _Pipeline(pipeline, layout, kinds, self.name)
+            cached = _Pipeline(pipeline, layout, kinds, self.name, names)
             _PIPELINES[key] = cached
         self._pipe = cached
         self.pipeline, self.layout, self.binding_kinds = cached.pipeline, cached.layout, cached.kinds
 
-    def bind(self, bindings, rec: "Recorder") -> tuple:
-        """``(bind_group, dynamic_offsets)`` for ``bindings`` (index i = binding i).
+    @property
+    def binding_names(self) -> tuple:
+        """The WGSL variable names of the kernel's bindings, in binding order."""
+        return self._pipe.names
 
-        ``bindings`` are :class:`GpuTensor`, :class:`Uniform` (placed in ``rec``'s
+    def _by_name(self, bindings: dict) -> list:
+        names = self._pipe.names
+        try:
+            out = [bindings[n] for n in names]
+        except KeyError:
+            missing = [n for n in names if n not in bindings]
+            raise BindingError(f"kernel {self.name}: no value for binding {missing[0]!r}"
+                               f" (missing: {', '.join(missing)}; bindings: {', '.join(names)})") from None
+        if len(bindings) != len(names):
+            unknown = [n for n in bindings if n not in names]
+            raise BindingError(f"kernel {self.name} has no binding {unknown[0]!r} (bindings: {', '.join(names)})")
+        return out
+
+    def bind(self, bindings, rec: "Recorder") -> tuple:
+        """``(bind_group, dynamic_offsets)`` for ``bindings``: a dict keyed by the WGSL
+        variable names of the kernel's bindings (see :attr:`binding_names`), or a sequence
+        in binding order.
+
+        Values are :class:`GpuTensor`, :class:`Uniform` (placed in ``rec``'s
         uniform arena) or raw ``wgpu.GPUBuffer`` objects (bound whole, at offset 0; at a uniform
         binding it needs STORAGE usage as well as UNIFORM, see :func:`uniforms_as_storage`).
         The bind group is cached by buffer identity (and uniform sizes).
 
         Raises:
-            ValueError: the number of bindings differs from the kernel's declarations.
+            BindingError: a dict lacks a binding of the kernel or names one it does not have
+                (the message names the kernel and the binding), or a sequence's length differs
+                from the kernel's declarations.
         """
+        if type(bindings) is dict:
+            bindings = self._by_name(bindings)
         pipe = self._pipe
         if len(bindings) != len(pipe.slots):
-            raise ValueError(f"kernel {self.name} declares {len(pipe.slots)} bindings, got {len(bindings)}")
+            raise BindingError(f"kernel {self.name} declares {len(pipe.slots)} bindings, got {len(bindings)}")
         buffers = [b.buffer if isinstance(b, GpuTensor) else b for b in bindings]
         offsets = []
         sizes = []
@@ -440,8 +471,10 @@ class Recorder:
     def dispatch(self, kernel: Kernel, bindings, groups=None, indirect: GpuTensor | None = None, indirect_offset: int = 0):
         """Record ``kernel`` over ``groups`` workgroups (int or (x, y, z)) or an indirect argument buffer.
 
-        ``bindings``: one per ``@binding`` of the kernel, in binding order:
-        :class:`GpuTensor`, :class:`Uniform` or a raw ``wgpu.GPUBuffer``. A grid
+        ``bindings``: one per ``@binding`` of the kernel, a dict keyed by the WGSL
+        variable names (``{"means": t, "params": Uniform(...)}``) or a sequence in binding
+        order: :class:`GpuTensor`, :class:`Uniform` or a raw ``wgpu.GPUBuffer``
+        (see :meth:`Kernel.bind`; a name mismatch raises :class:`BindingError`). A grid
         with a zero dimension records nothing but still opens the stage's pass.
         """
         bg, offsets = kernel.bind(bindings, self)

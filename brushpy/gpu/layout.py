@@ -221,6 +221,18 @@ class UniformLayout:
         except struct.error as exc:
             raise LayoutError(f"struct {self.name}: {exc}") from None
 
+    def pack_scalars(self, *scalars) -> bytes:
+        """The struct's bytes from all its scalars in memory order (padding fields included,
+        column-major matrices), the fast path for a struct packed on every dispatch.
+
+        Raises:
+            LayoutError: the wrong number of scalars, or one that does not fit its type.
+        """
+        try:
+            return self._struct.pack(*scalars)
+        except struct.error as exc:
+            raise LayoutError(f"struct {self.name} takes {len(self._float_slots)} scalars in memory order: {exc}") from None
+
     def pack(self, **values):
         """A :class:`~brushpy.gpu.kernel.Uniform` holding :meth:`pack_bytes` ``(**values)``."""
         return Uniform(self.pack_bytes(**values))

@@ -161,6 +161,26 @@ _BINDING = re.compile(
 )
 
 
+_BINDING_NAME = re.compile(
+    r"@group\(\s*0\s*\)\s*@binding\(\s*(\d+)\s*\)\s*var\s*<[^>]*>\s*([A-Za-z_][A-Za-z0-9_]*)\s*:"
+)
+
+
+def parse_binding_names(src: str) -> dict[int, str]:
+    """Map binding index (group 0) to the WGSL variable name declared there.
+
+    Raises:
+        ShaderError: two bindings share a name.
+    """
+    out = {}
+    for m in _BINDING_NAME.finditer(src):
+        name = m.group(2)
+        if name in out.values():
+            raise ShaderError(f"binding name {name!r} declared twice")
+        out[int(m.group(1))] = name
+    return out
+
+
 def parse_bindings(src: str) -> dict[int, str]:
     """Map binding index (group 0) to ``"uniform"``, ``"read-only-storage"`` or ``"storage"``."""
     out = {}

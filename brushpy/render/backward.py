@@ -30,6 +30,7 @@ import numpy as np
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
 from .camera import Camera
+from .params import RENDER_PARAMS
 from .forward import raster_defines, render_forward
 from .splats import Splats
 from .state import PROJECTED_STRIDE, ForwardState
@@ -94,8 +95,8 @@ class RenderBackward:
         self.ctx = ctx or get_context()
         rd = raster_defines(defines, self.ctx)
         self.pixels_per_thread = int(rd["PIXELS_PER_THREAD"])
-        self.rasterize = Kernel("rasterize_backward.wgsl", defines=rd, ctx=self.ctx)
-        self.project = Kernel("project_backward.wgsl", defines=defines, ctx=self.ctx)
+        self.rasterize = Kernel("rasterize_backward.wgsl", defines=rd, ctx=self.ctx, structs=[RENDER_PARAMS])
+        self.project = Kernel("project_backward.wgsl", defines=defines, ctx=self.ctx, structs=[RENDER_PARAMS])
 
     def allocate(self, n: int, num_coeffs: int, num_visible: int) -> SplatGrads:
         """Zeroed gradient buffers for ``n`` splats with ``num_coeffs`` SH coefficients.

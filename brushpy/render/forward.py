@@ -51,6 +51,7 @@ from ..gpu import BufferTooLargeError, Kernel, Recorder, Uniform, get_context, w
 from .camera import Camera
 from .params import (  # noqa: F401  (re-exported: brushpy.render.forward is where callers find them)
     RENDER_MODES,
+    RENDER_PARAMS,
     _cached_camera_block,
     _camera_block,
     _counts_block,
@@ -111,12 +112,12 @@ def _kernels(ctx=None) -> dict[str, Kernel]:
     if ks is None:
         d = dict(_DEFINES)
         ks = {
-            "project": Kernel("project_forward.wgsl", defines=d, ctx=ctx),
-            "compact": Kernel("render_compact.wgsl", defines=d, ctx=ctx),
-            "project_visible": Kernel("project_visible.wgsl", defines=d, ctx=ctx),
-            "map": Kernel("map_intersections.wgsl", defines=d, ctx=ctx),
-            "tile_ranges": Kernel("render_tile_ranges.wgsl", defines=d, ctx=ctx),
-            "rasterize": Kernel("rasterize.wgsl", defines=raster_defines(d, ctx), ctx=ctx),
+            "project": Kernel("project_forward.wgsl", defines=d, ctx=ctx, structs=[RENDER_PARAMS]),
+            "compact": Kernel("render_compact.wgsl", defines=d, ctx=ctx, structs=[RENDER_PARAMS]),
+            "project_visible": Kernel("project_visible.wgsl", defines=d, ctx=ctx, structs=[RENDER_PARAMS]),
+            "map": Kernel("map_intersections.wgsl", defines=d, ctx=ctx, structs=[RENDER_PARAMS]),
+            "tile_ranges": Kernel("render_tile_ranges.wgsl", defines=d, ctx=ctx, structs=[RENDER_PARAMS]),
+            "rasterize": Kernel("rasterize.wgsl", defines=raster_defines(d, ctx), ctx=ctx, structs=[RENDER_PARAMS]),
         }
         _KERNELS.clear()
         _KERNELS[key] = ks

@@ -11,8 +11,26 @@ import struct
 
 import numpy as np
 
+from ..gpu.layout import UniformLayout
 from .camera import Camera
 from .state import TILE_SIZE
+
+#: the render kernels' parameter block (``#struct RenderParams`` in shaders/render_common.wgsl)
+RENDER_PARAMS = UniformLayout("RenderParams", [
+    ("w2c_row0", "vec4<f32>", "world_to_camera rows: R row, t component in w"),
+    ("w2c_row1", "vec4<f32>"),
+    ("w2c_row2", "vec4<f32>"),
+    ("intrin", "vec4<f32>", "fx, fy, cx, cy (pixels)"),
+    ("cam_pos", "vec4<f32>", "camera centre in world coordinates (xyz)"),
+    ("clamp_lim", "vec4<f32>", "x/z min, x/z max, y/z min, y/z max used in the Jacobian"),
+    ("background", "vec4<f32>", "rgb, unused"),
+    ("image", "vec4<u32>", "width, height, tiles_x, tiles_y"),
+    ("counts", "vec4<u32>", "num_splats N, sh_degree, coefficients per splat K, num_visible V"),
+    ("counts2", "vec4<u32>", "num_intersections I, num_tiles T, render mode (0 default, 1 mip), 0"),
+])
+#: the camera part (cached per view) and the counts part (changes between stages)
+_CAMERA_PART = RENDER_PARAMS.part("w2c_row0", "background")
+_COUNTS_PART = RENDER_PARAMS.part("image", "counts2")
 
 #: render modes and their code in RenderParams.counts2.z (shaders/render_common.wgsl)
 RENDER_MODES = {"default": 0, "mip": 1}
@@ -56,20 +74,15 @@ def _camera_block(camera: Camera, background: tuple) -> bytes:
     value rounded from float64 as a NumPy cast would)."""
     w, h = camera.width, camera.height
     fx, fy, cx, cy = camera.intrinsics
-    values = (
-        *camera.world_to_camera[:3, :4].ravel().tolist(),
-        fx, fy, cx, cy,
-        *camera.position.tolist(), 0.0,
-        (-0.15 * w - cx) / fx, (1.15 * w - cx) / fx, (-0.15 * h - cy) / fy, (1.15 * h - cy) / fy,
-        *background, 0.0,
+    return _CAMERA_PART.pack_bytes(
+        w2c_row0=camera.world_to_camera[0, :4], w2c_row1=camera.world_to_camera[1, :4], w2c_row2=camera.world_to_camera[2, :4],
+        intrin=(fx, fy, cx, cy),
+        cam_pos=(*camera.position.tolist(), 0.0),
+        clamp_lim=((-0.15 * w - cx) / fx, (1.15 * w - cx) / fx, (-0.15 * h - cy) / fy, (1.15 * h - cy) / fy),
+        background=(*background, 0.0),
     )
-    try:
-        return _CAMERA.pack(*values)
-    except OverflowError:  # beyond float32: let NumPy round to +-inf
-        return np.asarray(values, np.float64).astype(np.float32).tobytes()
 
 
-_CAMERA = struct.Struct("<28f")
 #: camera blocks by (view matrix bytes, intrinsics, size, background): training cycles
 #: through a fixed set of views, and a small NumPy product costs ~50 us of host time
 #: right after the GPU ran (cold caches)
@@ -89,14 +102,12 @@ def _cached_camera_block(camera: Camera, background: tuple) -> bytes:
     return block
 
 
-_COUNTS = struct.Struct("<12I")
-
-
 def _counts_block(camera: Camera, num_splats, sh_degree, coeffs_per_splat, num_visible, num_intersections, mode_code: int = 0) -> bytes:
     """The last 48 bytes of ``RenderParams``: image and tile sizes, splat counts, render mode code."""
     w, h = camera.width, camera.height
     tiles_x, tiles_y = -(-w // TILE_SIZE), -(-h // TILE_SIZE)
-    return _COUNTS.pack(
+    # per stage of every render: the part's scalars in memory order (no per-field dict)
+    return _COUNTS_PART.pack_scalars(
         w, h, tiles_x, tiles_y,
         num_splats, sh_degree, coeffs_per_splat, num_visible,
         num_intersections, tiles_x * tiles_y, mode_code, 0,

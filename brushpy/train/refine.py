@@ -72,12 +72,51 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..gpu import GpuTensor, Kernel, Recorder, Uniform, workgroups_for
+from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
 from ..render.bounds import BOUND_PERCENTILE, SceneBounds, scene_bounds  # noqa: F401  (re-exported)
 from ..render.prefix_sum import inclusive_prefix_sum
 from ..render.sort import radix_sort_pairs
 from ..render.splats import Splats
 from .config import TrainConfig
+
+# ------------------------------------------------------------------ uniform layouts
+#: shaders/refine_stats.wgsl
+STATS_PARAMS = UniformLayout("Params", [
+    ("num_visible", "u32"),
+    ("compact_weights", "u32", "1: weight indexed by compact id, 0: by global id"),
+    ("width", "f32"),
+    ("height", "f32"),
+])
+#: shaders/refine_mark.wgsl
+MARK_PARAMS = UniformLayout("Params", [
+    ("n", "u32"),
+    ("sh_width", "u32", "floats per SH row (3K)"),
+    ("mode", "u32", "bit 0 force-split on, bit 1 growth on, bit 2 pruning on"),
+    ("refill_key", "u32"),
+    ("raw_opacity_min", "f32", "logit(1/255)"),
+    ("log_scale_max", "f32", "ln(100 * scene half-extent)"),
+    ("distance_max", "f32", "100 * scene half-extent (per axis from the centre)"),
+    ("grow_threshold", "f32"),
+    ("center_x", "f32"),
+    ("center_y", "f32"),
+    ("center_z", "f32"),
+    ("split_screen", "f32"),
+])
+#: shaders/refine_select.wgsl (every entry point)
+SELECT_PARAMS = UniformLayout("Params", [
+    ("count", "u32", "SELECT_FIRST: how many to take; others: number of splats"),
+    ("budget", "u32", "FORCE_SELECT: max force splits; KEY_FLAGS/KEY_COMPACT: key limit"),
+    ("grow_key", "u32", "FORCE_SELECT: random stream of the growth sample"),
+    ("_pad", "u32"),
+])
+#: shaders/refine_compact.wgsl
+COMPACT_PARAMS = UniformLayout("Params", [("n", "u32"), ("n_kept", "u32"), ("_pad0", "u32"), ("_pad1", "u32")])
+#: shaders/refine_split.wgsl with SPLIT
+SPLIT_PARAMS = UniformLayout("Params", [
+    ("n_split", "u32"), ("n_kept", "u32"), ("split_screen", "f32", "0 = force-split off"), ("_pad", "u32"),
+])
+#: shaders/refine_split.wgsl with DECAY
+DECAY_PARAMS = UniformLayout("Params", [("count", "u32"), ("decay", "f32"), ("_pad0", "u32"), ("_pad1", "u32")])
 from .gather import gather_rows
 
 _WG = 256
@@ -137,7 +176,7 @@ class RefineStats:
         self.refine_stat = GpuTensor.empty((n,), np.float32, "refine_stat")
         self.visible_count = GpuTensor.empty((n,), np.uint32, "visible_count")
         self.max_screen_frac = GpuTensor.empty((n,), np.float32, "max_screen_frac")
-        self._kernel = Kernel("refine_stats.wgsl")
+        self._kernel = Kernel("refine_stats.wgsl", structs=[STATS_PARAMS])
 
     @property
     def num_splats(self) -> int:
@@ -199,14 +238,13 @@ class RefineStats:
         need = num_visible if compact_weights else self.num_splats
         if refine_weight.numel < need:
             raise ValueError(f"refine_weight has {refine_weight.numel} entries, expected {need}")
-        params = np.zeros(4, np.uint32)
-        params[0] = num_visible
-        params[1] = 1 if compact_weights else 0
-        params[2:4] = np.array([width, height], np.float32).view(np.uint32)
+        params = STATS_PARAMS.pack(num_visible=num_visible, compact_weights=1 if compact_weights else 0,
+                                   width=float(width), height=float(height))
         rec.dispatch(
             self._kernel,
-            [global_from_compact, projected, refine_weight, self.refine_stat, self.visible_count,
-             self.max_screen_frac, Uniform(params)],
+            {"global_from_compact": global_from_compact, "projected": projected, "refine_weight": refine_weight,
+             "refine_stat": self.refine_stat, "visible_count": self.visible_count,
+             "max_screen_frac": self.max_screen_frac, "params": params},
             workgroups_for(num_visible, _WG),
         )
 
@@ -268,17 +306,18 @@ class _Kernels:
     _inst = None
 
     def __init__(self):
-        self.mark = Kernel("refine_mark.wgsl")
-        self.select_first = Kernel("refine_select.wgsl", defines={"SELECT_FIRST": True})
+        sel = [SELECT_PARAMS]
+        self.mark = Kernel("refine_mark.wgsl", structs=[MARK_PARAMS])
+        self.select_first = Kernel("refine_select.wgsl", defines={"SELECT_FIRST": True}, structs=sel)
         self.key_histogram = Kernel("refine_select.wgsl", defines={
-            "KEY_HISTOGRAM": True, "HIST_BITS": _HIST_BITS, "HIST_BINS": _HIST_BINS})
-        self.key_flags = Kernel("refine_select.wgsl", defines={"KEY_FLAGS": True})
-        self.key_compact = Kernel("refine_select.wgsl", defines={"KEY_COMPACT": True})
-        self.force_flags = Kernel("refine_select.wgsl", defines={"FORCE_FLAGS": True})
-        self.force_select = Kernel("refine_select.wgsl", defines={"FORCE_SELECT": True})
-        self.compact = Kernel("refine_compact.wgsl")
-        self.split = Kernel("refine_split.wgsl", defines={"SPLIT": True})
-        self.decay = Kernel("refine_split.wgsl", defines={"DECAY": True})
+            "KEY_HISTOGRAM": True, "HIST_BITS": _HIST_BITS, "HIST_BINS": _HIST_BINS}, structs=sel)
+        self.key_flags = Kernel("refine_select.wgsl", defines={"KEY_FLAGS": True}, structs=sel)
+        self.key_compact = Kernel("refine_select.wgsl", defines={"KEY_COMPACT": True}, structs=sel)
+        self.force_flags = Kernel("refine_select.wgsl", defines={"FORCE_FLAGS": True}, structs=sel)
+        self.force_select = Kernel("refine_select.wgsl", defines={"FORCE_SELECT": True}, structs=sel)
+        self.compact = Kernel("refine_compact.wgsl", structs=[COMPACT_PARAMS])
+        self.split = Kernel("refine_split.wgsl", defines={"SPLIT": True}, structs=[SPLIT_PARAMS])
+        self.decay = Kernel("refine_split.wgsl", defines={"DECAY": True}, structs=[DECAY_PARAMS])
 
     @classmethod
     def get(cls) -> "_Kernels":
@@ -288,13 +327,6 @@ class _Kernels:
         if cls._inst is None or cls._inst.mark.ctx is not ctx:
             cls._inst = cls()
         return cls._inst
-
-
-def _u32s(*vals) -> np.ndarray:
-    out = np.zeros(len(vals), np.uint32)
-    for i, v in enumerate(vals):
-        out[i] = np.array(v, np.float32).view(np.uint32) if isinstance(v, float) else np.uint32(v)
-    return out
 
 
 def _read_counters(rec: Recorder, counters: GpuTensor) -> np.ndarray:
@@ -318,7 +350,8 @@ def _select_smallest(rec, k: _Kernels, keys, vals, n: int, num_candidates: int, 
     kept = num_candidates
     if 4 * take <= num_candidates and num_candidates > 4096:
         hist = GpuTensor.empty((_HIST_BINS,), np.uint32, "key_histogram")
-        rec.dispatch(k.key_histogram, [keys, hist, Uniform(_u32s(n, 0, 0, 0))], workgroups_for(n, _WG))
+        rec.dispatch(k.key_histogram, {"keys": keys, "histogram": hist, "params": SELECT_PARAMS.pack(count=n, budget=0, grow_key=0)},
+                     workgroups_for(n, _WG))
         rec.submit()
         cum = np.cumsum(hist.numpy().astype(np.int64))
         b = int(np.searchsorted(cum, take))  # first bin with cum >= take
@@ -327,15 +360,18 @@ def _select_smallest(rec, k: _Kernels, keys, vals, n: int, num_candidates: int, 
             kept = int(cum[b])
     if limit != 0xFFFFFFFF or 2 * num_candidates <= n:
         flag = GpuTensor.empty((n,), np.uint32, "candidate_flag")
-        rec.dispatch(k.key_flags, [keys, flag, Uniform(_u32s(n, limit, 0, 0))], workgroups_for(n, _WG))
+        rec.dispatch(k.key_flags, {"keys": keys, "flag": flag, "params": SELECT_PARAMS.pack(count=n, budget=limit, grow_key=0)},
+                     workgroups_for(n, _WG))
         rank = inclusive_prefix_sum(rec, flag, n, out=flag)
         ckeys = GpuTensor.empty((kept,), np.uint32, "candidate_keys")
         cvals = GpuTensor.empty((kept,), np.uint32, "candidate_vals")
-        rec.dispatch(k.key_compact, [keys, rank, ckeys, cvals, Uniform(_u32s(n, limit, 0, 0))],
+        rec.dispatch(k.key_compact, {"keys": keys, "rank": rank, "out_keys": ckeys, "out_vals": cvals,
+                                     "params": SELECT_PARAMS.pack(count=n, budget=limit, grow_key=0)},
                      workgroups_for(n, _WG))
         keys, vals, n = ckeys, cvals, kept
     _, sorted_vals = radix_sort_pairs(rec, keys, vals, n, num_bits=32)
-    rec.dispatch(k.select_first, [sorted_vals, selected, Uniform(_u32s(take, 0, 0, 0))], workgroups_for(take, _WG))
+    rec.dispatch(k.select_first, {"sorted_vals": sorted_vals, "selected": selected,
+                                  "params": SELECT_PARAMS.pack(count=take, budget=0, grow_key=0)}, workgroups_for(take, _WG))
 
 
 def growth_count(num_candidates: int, fraction: float, num_pruned: int) -> int:
@@ -397,14 +433,16 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
 
     def mark(prune: bool) -> np.ndarray:
         mode = (1 if force_on else 0) | (2 if grow_on else 0) | (4 if prune else 0)
-        params = _u32s(n, sh_width, mode, stream_key(seed, step, STREAM_REFILL),
-                       float(-math.log(254.0)), float(log_scale_max), float(limit),
-                       float(config.growth_grad_threshold), float(c[0]), float(c[1]), float(c[2]),
-                       float(config.split_at_screen_size))
+        params = MARK_PARAMS.pack(
+            n=n, sh_width=sh_width, mode=mode, refill_key=stream_key(seed, step, STREAM_REFILL),
+            raw_opacity_min=float(-math.log(254.0)), log_scale_max=float(log_scale_max), distance_max=float(limit),
+            grow_threshold=float(config.growth_grad_threshold), center_x=float(c[0]), center_y=float(c[1]),
+            center_z=float(c[2]), split_screen=float(config.split_at_screen_size))
         rec.clear(counters)
-        bindings = [splats.means, splats.rotations, splats.log_scales, splats.sh_coeffs, splats.raw_opacities,
-                    stats.refine_stat, stats.visible_count, stats.max_screen_frac, keep, flags, refill_keys,
-                    refill_vals, counters, Uniform(params)]
+        bindings = {name: getattr(splats, name) for name in Splats.PARAM_NAMES}
+        bindings.update(refine_stat=stats.refine_stat, visible_count=stats.visible_count,
+                        max_screen_frac=stats.max_screen_frac, keep=keep, flags=flags, refill_keys=refill_keys,
+                        refill_vals=refill_vals, counters=counters, params=params)
         with rec.stage("refine.mark"):
             rec.dispatch(k.mark, bindings, workgroups_for(n, _WG))
         return _read_counters(rec, counters)
@@ -431,13 +469,16 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
     with rec.stage("refine.sample"):
         if force_on and cnt[_C_FORCE_CAND] > 0 and force_budget > 0:
             force = GpuTensor.empty((n,), np.uint32, "refine_force")
-            rec.dispatch(k.force_flags, [flags, selected, force, Uniform(_u32s(n, 0, 0, 0))], workgroups_for(n, _WG))
+            rec.dispatch(k.force_flags, {"flags": flags, "selected": selected, "force": force,
+                                         "params": SELECT_PARAMS.pack(count=n, budget=0, grow_key=0)}, workgroups_for(n, _WG))
             force_rank = inclusive_prefix_sum(rec, force, n)
         else:
             force_budget = 0
-        rec.dispatch(k.force_select, [flags, force_rank, selected, stats.refine_stat, grow_keys, grow_vals, counters,
-                                      Uniform(_u32s(n, force_budget, stream_key(seed, step, STREAM_GROW), 0))],
-                     workgroups_for(n, _WG))
+        rec.dispatch(k.force_select, {
+            "flags": flags, "force_rank": force_rank, "selected": selected, "refine_stat": stats.refine_stat,
+            "grow_keys": grow_keys, "grow_vals": grow_vals, "counters": counters,
+            "params": SELECT_PARAMS.pack(count=n, budget=force_budget, grow_key=stream_key(seed, step, STREAM_GROW)),
+        }, workgroups_for(n, _WG))
     cnt2 = _read_counters(rec, counters)
     n_force = int(cnt2[_C_FORCE_SEL])
 
@@ -460,8 +501,9 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
     with rec.stage("refine.compact"):
         keep_rank = inclusive_prefix_sum(rec, keep, n)
         sel_rank = inclusive_prefix_sum(rec, selected, n)
-        rec.dispatch(k.compact, [keep, selected, keep_rank, sel_rank, src_rows, zero_mask, split_old,
-                                 Uniform(_u32s(n, n_kept, 0, 0))], workgroups_for(n, _WG))
+        rec.dispatch(k.compact, {"keep": keep, "selected": selected, "keep_rank": keep_rank, "selected_rank": sel_rank,
+                                 "src_rows": src_rows, "zero_mask": zero_mask, "split_old": split_old,
+                                 "params": COMPACT_PARAMS.pack(n=n, n_kept=n_kept)}, workgroups_for(n, _WG))
 
     with rec.stage("refine.gather"):
         new = Splats(*(gather_rows(rec, getattr(splats, f), src_rows, n_new, label=f)
@@ -469,12 +511,16 @@ def refine(rec: Recorder, splats: Splats, stats: RefineStats, optimizer: RefineO
     with rec.stage("refine.split"):
         if n_split > 0:
             screen = float(config.split_at_screen_size) if force_on else 0.0
-            rec.dispatch(k.split, [split_old, keep_rank, splats.means, splats.rotations, splats.log_scales,
-                                   splats.raw_opacities, stats.max_screen_frac, new.means, new.log_scales,
-                                   new.raw_opacities, Uniform(_u32s(n_split, n_kept, screen, 0))],
-                         workgroups_for(n_split, _WG))
+            rec.dispatch(k.split, {
+                "split_old": split_old, "keep_rank": keep_rank, "means": splats.means, "rotations": splats.rotations,
+                "log_scales": splats.log_scales, "raw_opacities": splats.raw_opacities,
+                "max_screen_frac": stats.max_screen_frac, "new_means": new.means, "new_log_scales": new.log_scales,
+                "new_raw_opacities": new.raw_opacities,
+                "params": SPLIT_PARAMS.pack(n_split=n_split, n_kept=n_kept, split_screen=screen),
+            }, workgroups_for(n_split, _WG))
         if decay > 0:
-            rec.dispatch(k.decay, [new.raw_opacities, Uniform(_u32s(n_new, float(decay), 0, 0))],
+            rec.dispatch(k.decay, {"raw_opacities": new.raw_opacities,
+                                   "params": DECAY_PARAMS.pack(count=n_new, decay=float(decay))},
                          workgroups_for(n_new, _WG))
     if optimizer is not None:
         with rec.stage("refine.optimizer"):
