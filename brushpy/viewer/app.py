@@ -43,7 +43,7 @@ from ..render.camera import Camera
 from ..render.splats import Splats
 from .camera import CameraController
 from .input import InputMapper
-from .scene import SceneLoadError, SplatScene, SplatSource, list_splat_files, read_splat_file
+from .scene import SceneLoadError, SplatScene, SplatSource, ViewerScene, list_splat_files, read_splat_file
 from .training import LiveTraining, TrainingBudget
 from .view import Blitter, RenderSettings, SplatView
 
@@ -184,7 +184,7 @@ class ViewerApp:
         self.canvas.add_event_handler(self._on_any_event, "*", order=100)
         self._install_glfw_hooks()
 
-        self.scene: SplatScene | None = None
+        self.scene: ViewerScene | None = None
         self.error: str | None = None
         self.status: str = ""
         self.path_input = str(path) if path is not None else ""
@@ -273,8 +273,14 @@ class ViewerApp:
         glfw.set_window_close_callback(window, on_close)
 
     # -- scene ---------------------------------------------------------------------
-    def set_scene(self, scene: SplatScene, frame_view: bool = True):
-        """Show ``scene`` (and frame the view on it unless ``frame_view`` is False)."""
+    def set_scene(self, scene: ViewerScene, frame_view: bool = True):
+        """Show ``scene`` (and frame the view on it unless ``frame_view`` is False).
+
+        Raises:
+            TypeError: ``scene`` is not a :class:`~brushpy.viewer.scene.ViewerScene`.
+        """
+        if not isinstance(scene, ViewerScene):
+            raise TypeError(f"the viewer shows a ViewerScene (SplatScene, MipScene), got {type(scene).__name__}")
         self.scene = scene
         self._render_key_failed = None
         sd = scene.sh_degree
@@ -659,12 +665,9 @@ class ViewerApp:
         if key == self._render_key_failed:
             return None
         t0 = time.perf_counter()
-        view = getattr(self.scene, "view", None) or self.view  # a MIP scene brings its own view
+        view = self.scene.view_for(self.view)  # a MIP scene brings its own view
         try:
-            if view is self.view:  # in the mode the splats were trained in (PLY comment / --render-mode)
-                image = view.render(self.scene.splats, camera, self.settings, render_mode=self.scene.render_mode)
-            else:
-                image = view.render(self.scene.splats, camera, self.settings)
+            image = self.scene.render(self.view, camera, self.settings)
         except Exception as exc:  # keep the window alive; say what went wrong
             self._render_key_failed = key
             self.error = f"render failed: {exc}"
@@ -801,14 +804,8 @@ class ViewerApp:
         imgui.text(f"File: {sc.name}")
         if sc.source is not None:
             imgui.text_disabled(str(sc.source.path.parent))
-        imgui.text(f"Splats: {sc.num_splats:,}")
-        imgui.text(f"SH degree: {sc.sh_degree}")
-        if sc.render_mode != "default":
-            imgui.text(f"Render mode: {sc.render_mode}")
-        lo, hi = sc.bounds
-        imgui.text("Bounds (1-99%):")
-        imgui.text(f"  min {lo[0]:.3g}, {lo[1]:.3g}, {lo[2]:.3g}")
-        imgui.text(f"  max {hi[0]:.3g}, {hi[1]:.3g}, {hi[2]:.3g}")
+        for line in sc.info_lines():
+            imgui.text(line)
         if len(sc.sources) > 1:
             changed, idx = imgui.slider_int("Frame", sc.frame, 0, len(sc.sources) - 1)
             if changed and not self.loading:
@@ -976,8 +973,7 @@ class ViewerApp:
                 self.answer_close_prompt(answer)
 
     def _settings_panel(self, imgui):
-        mip_panel = getattr(self.scene, "settings_panel", None)  # MIP scene: temperature, gain, colormap
-        if mip_panel is not None and mip_panel(imgui):
+        if self.scene is not None and self.scene.settings_panel(imgui):  # e.g. a MIP scene's temperature, gain
             self._render_key_failed = None
         s = self.settings
         max_sh = self.scene.sh_degree if self.scene is not None else 0
@@ -1007,7 +1003,7 @@ class ViewerApp:
     def _stats_panel(self, imgui):
         info = self.gpu.adapter.info
         imgui.text(f"FPS: {self.fps:.1f}   frame: {self.frame_ms:.1f} ms")
-        view = getattr(self.scene, "view", None) or self.view  # a MIP scene's own view
+        view = self.view if self.scene is None else self.scene.view_for(self.view)
         imgui.text(f"Splat render: {self.render_ms:.1f} ms ({view.renders} renders)")
         state = self.view.state
         if state is not None and getattr(state, "num_visible", None) is not None:

@@ -226,8 +226,8 @@ def colormap_numpy(mip: np.ndarray, gain: float = 1.0, colormap: str = "grey", b
 
 @dataclass
 class MipScene:
-    """A MIP model as the viewer's scene (the attributes :class:`~brushpy.viewer.scene.SplatScene` has,
-    plus :attr:`view`, the renderer the app uses for it, and :meth:`settings_panel`).
+    """A MIP model as the viewer's scene (a :class:`~brushpy.viewer.scene.ViewerScene`, drawn by
+    its own :attr:`view` with the soft-MIP blend, with temperature / gain / colormap in :meth:`settings_panel`).
 
     Attributes:
         splats: the :class:`~brushpy.mip.MipGaussians` on the GPU.
@@ -248,7 +248,6 @@ class MipScene:
     extent: tuple = ()
     view: MipView | None = None
     sh_degree: int = 0
-    is_mip: bool = True
 
     def __post_init__(self):
         self.extents = np.asarray(self.extents, np.float64).reshape(3)
@@ -260,6 +259,21 @@ class MipScene:
     @property
     def num_splats(self) -> int:
         return self.splats.num_gaussians
+
+    def view_for(self, splat_view):
+        """A MIP scene brings its own :class:`MipView` (``splat_view`` is not used)."""
+        return self.view
+
+    def render(self, splat_view, camera, settings) -> GpuTensor:
+        """The coloured soft MIP from ``camera`` (see :meth:`MipView.render`)."""
+        return self.view.render(self.splats, camera, settings)
+
+    def info_lines(self) -> list[str]:
+        from .scene import bounds_lines
+
+        d = self.display
+        return [f"Gaussians: {self.num_splats:,}", f"Blend: soft MIP (T {d.temperature:.3g})"] + bounds_lines(
+            self.bounds, "Volume box:")
 
     @classmethod
     def from_file(cls, path, display: MipDisplaySettings | None = None) -> "MipScene":

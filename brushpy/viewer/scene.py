@@ -15,6 +15,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -93,6 +94,64 @@ def read_splat_file(source: SplatSource):
         raise SceneLoadError(f"{source}: {exc}") from exc
 
 
+def bounds_lines(bounds, title: str) -> list[str]:
+    """Scene panel lines for a ``(lo, hi)`` box."""
+    lo, hi = bounds
+    return [title, f"  min {lo[0]:.3g}, {lo[1]:.3g}, {lo[2]:.3g}", f"  max {hi[0]:.3g}, {hi[1]:.3g}, {hi[2]:.3g}"]
+
+
+@runtime_checkable
+class ViewerScene(Protocol):
+    """What the viewer window and its panels need from the scene they show.
+
+    Implemented by :class:`SplatScene` (Gaussian splats, brushpy's
+    rasterizer) and :class:`brushpy.viewer.mip_view.MipScene` (a MIP model,
+    the soft-MIP blend). The window never asks which kind it holds: it
+    renders, frames, and describes the scene only through these members.
+
+    Attributes:
+        name: what the scene panel calls it.
+        source: the :class:`SplatSource` it came from, or None.
+        sources: all files of the opened path (frames of a folder / zip; may be empty).
+        frame: index of ``source`` in ``sources``.
+        bounds: ``(lo, hi)`` float64 ``[3]`` world-space box "frame scene" (Home) fits.
+        num_splats: number of primitives (splats or MIP Gaussians).
+        sh_degree: highest spherical-harmonics degree of the colours (0 for a MIP model).
+    """
+
+    name: str
+    source: SplatSource | None
+    sources: list
+    frame: int
+    bounds: tuple
+
+    @property
+    def num_splats(self) -> int: ...
+
+    @property
+    def sh_degree(self) -> int: ...
+
+    def view_for(self, splat_view):
+        """The renderer that draws this scene: ``splat_view`` (the window's shared
+        :class:`~brushpy.viewer.view.SplatView`) or the scene's own view. It has
+        ``last_was_cached``, ``renders``, ``state`` and ``invalidate()``."""
+        ...
+
+    def render(self, splat_view, camera, settings):
+        """Draw the scene from ``camera`` (:class:`~brushpy.render.camera.Camera`, pixels) with
+        :class:`~brushpy.viewer.view.RenderSettings`; returns an f32 ``[H,W,4]`` GPU tensor
+        (premultiplied RGBA, valid until the next render), drawn by :meth:`view_for` ``(splat_view)``."""
+        ...
+
+    def info_lines(self) -> list[str]:
+        """Lines of the scene panel describing the scene (counts, mode, bounds)."""
+        ...
+
+    def settings_panel(self, imgui) -> bool:
+        """Draw this kind's own render settings with ``imgui``; True when one changed."""
+        ...
+
+
 @dataclass
 class SplatScene:
     """A splat set shown in the viewer, and what the scene panel says about it.
@@ -129,6 +188,24 @@ class SplatScene:
     @property
     def sh_degree(self) -> int:
         return self.splats.sh_degree
+
+    def view_for(self, splat_view):
+        """Splats are drawn by the window's shared :class:`~brushpy.viewer.view.SplatView`."""
+        return splat_view
+
+    def render(self, splat_view, camera, settings):
+        """Rasterize the splats in the mode they were trained in (PLY comment / ``--render-mode``)."""
+        return splat_view.render(self.splats, camera, settings, render_mode=self.render_mode)
+
+    def info_lines(self) -> list[str]:
+        lines = [f"Splats: {self.num_splats:,}", f"SH degree: {self.sh_degree}"]
+        if self.render_mode != "default":
+            lines.append(f"Render mode: {self.render_mode}")
+        return lines + bounds_lines(self.bounds, "Bounds (1-99%):")
+
+    def settings_panel(self, imgui) -> bool:
+        """Splats have no settings beyond the common ones."""
+        return False
 
     @classmethod
     def from_splats(cls, splats: Splats, name: str = "splats", means: np.ndarray | None = None, **kw) -> "SplatScene":
