@@ -14,13 +14,13 @@ On lavapipe (software Vulkan) these are CPU figures.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time
 
 import numpy as np
 
+from _report import emit, machine
 from brushpy.gpu import GpuTensor, Profiler, Recorder, get_context
 from brushpy.optim import Adam, AdamConfig
 
@@ -62,7 +62,7 @@ def main():
     floats = sum(m * (3 + 4 + 3 + 3 * k + 1) for m in sizes)
     report = {
         "benchmark": "adam_step",
-        "device": {key: v for key, v in ctx.describe().items() if key in ("adapter", "backend", "adapter_type")},
+        **machine(ctx),
         "splats": n,
         "sh_degree": args.sh_degree,
         "shared_sh_second_moment": args.shared_sh,
@@ -72,11 +72,7 @@ def main():
         "gpu_ms": {"adam": statistics.median(t) if (t := [r[0] for r in rows if r[0] is not None]) else None},
         "wall_ms": statistics.median(r[1] for r in rows),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

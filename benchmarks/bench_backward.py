@@ -35,6 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _report import emit, machine  # noqa: E402
 from brushpy.gpu import GpuTensor, Profiler, Recorder, get_context  # noqa: E402
 from brushpy.render.backward import RenderBackward  # noqa: E402
 from brushpy.render.camera import Camera  # noqa: E402
@@ -111,7 +112,6 @@ def bench(n: int, width: int, height: int, repeats: int, ppt: int | None = None)
         "backward_wall_ms": float(np.median(walls)),
         "forward_gpu_ms": fwd_ms,
         "backward_over_forward": (bwd / fwd_ms) if fwd_ms > 0 else None,
-        "device": ctx.describe()["adapter"],
         "features": sorted(ctx.features),
         "pixels_per_thread": kb.pixels_per_thread,
     }
@@ -133,8 +133,7 @@ def main(argv=None):
             rec = bench(n, w, h, args.repeats, args.pixels_per_thread)
             print(json.dumps(rec), flush=True)
             out.append(rec)
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1))
+    emit({"benchmark": "render_backward", **machine(), "results": out}, args.out)
     return out
 
 

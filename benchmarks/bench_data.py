@@ -22,6 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _report import emit
+from _report import host as machine_host
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("BRUSHPY_SHARED", REPO.parent / "shared"))
 
@@ -86,11 +89,8 @@ def main() -> None:
             check=True, capture_output=True, text=True,
         )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    report = {"benchmark": "data_load", "cpu_count": os.cpu_count(), "results": results}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    report = {"benchmark": "data_load", "host": machine_host(), "results": results}
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _report import emit, machine  # noqa: E402
 from brushpy.gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for  # noqa: E402
 
 
@@ -103,9 +102,7 @@ def main(argv=None) -> dict:
     med = {key: round(statistics.median(v[1:]), 2) for key, v in results.items()}
     out = {
         "benchmark": "dispatch host cost",
-        "device": ctx.describe()["adapter"],
-        "backend": ctx.describe()["backend"],
-        "python": platform.python_version(),
+        **machine(ctx),
         "dispatches_per_round": n,
         "cached_us": med["cached"],
         "same_uniform_us": med["same_uniform"],
@@ -114,10 +111,7 @@ def main(argv=None) -> dict:
         "raw_wgpu_us": med["raw_wgpu"],
         "submit_us": med["submit"],
     }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    emit(out, args.output)
     return out
 
 

@@ -11,20 +11,13 @@ On lavapipe (software Vulkan) these are CPU figures, ~100x a GPU's.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import time
 
 import numpy as np
 
+from _report import emit, machine, median
 from brushpy.gpu import GpuTensor, Profiler, Recorder, get_context
 from brushpy.loss import ImageLoss, pack_rgba8
-
-
-def _median(values):
-    """Median of the non-missing values; None when the device has no timestamp queries."""
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
 
 
 def bench(h: int, w: int, repeats: int, mode: str) -> dict:
@@ -45,7 +38,7 @@ def bench(h: int, w: int, repeats: int, mode: str) -> dict:
         stages = prof.read()
         if i:
             rows.append((stages.get("loss_forward", None), stages.get("loss_backward", None), wall))
-    med = [_median(c) for c in zip(*rows)]
+    med = [median(c) for c in zip(*rows)]
     return {
         "size": f"{w}x{h}",
         "alpha_mode": mode,
@@ -67,13 +60,9 @@ def main():
     for s in args.sizes.split(","):
         w, h = (int(x) for x in s.lower().split("x"))
         results.append(bench(h, w, args.repeats, args.mode))
-    report = {"benchmark": "loss_l1_ssim", "device": {k: v for k, v in ctx.describe().items() if k in ("adapter", "backend", "adapter_type")},
+    report = {"benchmark": "loss_l1_ssim", **machine(ctx),
               "repeats": args.repeats, "results": results}
-    text = json.dumps(report, indent=2, default=str)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ On lavapipe (software Vulkan) these are CPU figures, ~100x a GPU's.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
+from _report import emit, machine, median
 from brushpy.gpu import Profiler, get_context
 from brushpy.mip.camera import box_extents, orbit_cameras
 from brushpy.cli.mip import training_angles
@@ -78,11 +77,10 @@ def main():
     tr.check()
     stages = {}
     for k in stage_rows[0] if stage_rows and stage_rows[0] else []:
-        vals = [r.get(k) for r in stage_rows if r.get(k) is not None]
-        stages[k] = statistics.median(vals) if vals else None
+        stages[k] = median(r.get(k) for r in stage_rows)
     report = {
         "benchmark": "mip_train_step",
-        "device": {k: v for k, v in ctx.describe().items() if k in ("adapter", "backend", "adapter_type")},
+        **machine(ctx),
         "volume": str(path) if path else "synthetic",
         "resolution": list(res),
         "gaussians": model.num_gaussians,
@@ -94,11 +92,7 @@ def main():
         "gpu_ms_total": sum(v for v in stages.values() if v is not None) if stages else None,
         "final_loss": loss,
     }
-    text = json.dumps(report, indent=2, default=str)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ storage-binding limit (128 MiB on lavapipe: degree 3 holds at most ~700k splats)
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -29,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _report import emit, machine  # noqa: E402
 from brushpy.gpu import Profiler, Recorder, get_context  # noqa: E402
 from brushpy.render.splats import Splats  # noqa: E402
 from brushpy.train.config import TrainConfig  # noqa: E402
@@ -110,17 +109,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     ctx = get_context()
     rng = np.random.default_rng(0)
-    info = ctx.adapter.info
     out = {
         "benchmark": "refine",
-        "adapter": f"{info.get('device', '')} ({info.get('backend_type', '')})",
-        "machine": platform.machine(),
+        **machine(ctx),
         "results": [bench(n, args.sh_degree, args.repeats, rng) for n in args.sizes],
     }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

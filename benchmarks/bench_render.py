@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import sys
 import time
@@ -40,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _report import emit, machine  # noqa: E402
 from brushpy.gpu import GpuTensor, Profiler, Recorder, get_context  # noqa: E402
 from brushpy.render.camera import Camera  # noqa: E402
 from brushpy.render.forward import release_forward_state, render_forward  # noqa: E402
@@ -193,16 +193,11 @@ def main(argv=None) -> dict:
             del splats
     out = {
         "benchmark": "forward render",
-        "device": ctx.describe()["adapter"],
-        "backend": ctx.describe()["backend"],
-        "python": platform.python_version(),
+        **machine(ctx),
         "results": results,
         "skipped": skipped,
     }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    emit(out, args.output)
     return out
 
 

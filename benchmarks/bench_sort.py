@@ -18,7 +18,6 @@ Usage: python benchmarks/bench_sort.py [--sizes 1000000 10000000] [--repeats 3]
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _report import emit, machine  # noqa: E402
 from brushpy.gpu import GpuTensor, Profiler, Recorder, create_context, get_context, set_context  # noqa: E402
 from brushpy.render.sort import BLOCK, DIGIT_BITS, radix_sort_pairs  # noqa: E402
 
@@ -92,22 +92,16 @@ def main(argv=None) -> dict:
     if args.no_subgroups:
         set_context(create_context(disable={"subgroup"}))
     ctx = get_context()
-    info = ctx.describe()
     result = {
         "benchmark": "radix_sort_pairs",
-        "adapter": info["adapter"],
-        "backend": info["backend"],
+        **machine(ctx),
         "subgroups": ctx.has_subgroups,
-        "timestamps": ctx.has_timestamps,
         "digit_bits": DIGIT_BITS,
         "block": BLOCK,
         "key_bits": 32,
         "results": [bench_size(n, args.repeats) for n in args.sizes],
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return result
 
 

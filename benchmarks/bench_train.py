@@ -19,8 +19,6 @@ the CPU, so GPU and host times compete for the same cores.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -29,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _report import emit, machine  # noqa: E402
 from brushpy.data import LoadConfig, load_dataset  # noqa: E402
 from brushpy.gpu import Profiler, get_context, gpu_memory_stats, reset_gpu_memory_peak  # noqa: E402
 from brushpy.train.config import ProcessConfig, TrainConfig  # noqa: E402
@@ -78,8 +77,7 @@ def main() -> None:
     prof_wall_ms = 1000 * sum(prof_walls)
     out = {
         "benchmark": "train_step",
-        "device": get_context().describe()["adapter"],
-        "machine": platform.machine(),
+        **machine(get_context()),
         "dataset": scene.name,
         "resolution": [scene.train_views[0].camera.width, scene.train_views[0].camera.height],
         "num_splats": trainer.splats.num_splats,
@@ -94,10 +92,7 @@ def main() -> None:
         "peak_gpu_buffers_mib": round(gpu_memory_stats()["peak"] / 2**20, 1),
         "peak_rss_mib": round(peak_rss_mib(), 1),
     }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
+    emit(out, a.out)
 
 
 if __name__ == "__main__":

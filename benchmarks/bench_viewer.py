@@ -31,7 +31,6 @@ Prints one JSON object. Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from _report import emit, machine  # noqa: E402
 
 GUITAR = REPO.parent / "shared" / "splats" / "guitar_inria_sh0.ply"
 
@@ -282,14 +283,10 @@ def main(argv=None):
     from brushpy.gpu import get_context
 
     ctx = get_context()
-    info = ctx.adapter.info
     base = guitar_arrays() if GUITAR.exists() else None
     results = {
         "benchmark": "viewer",
-        "adapter": info.get("device", ""),
-        "backend": info.get("backend_type", ""),
-        "adapter_type": info.get("adapter_type", ""),
-        "timestamps": ctx.has_timestamps,
+        **machine(ctx),
         "cases": [],
     }
     if args.training or args.training_only:
@@ -302,10 +299,7 @@ def main(argv=None):
     if args.big_frames > 0:
         big = million_arrays(base)
         results["cases"].append(bench_scene("guitar_x11_1M" if base is not None else "random_1M", big, args.big_frames, args.width, args.height))
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    emit(results, args.out)
 
 
 if __name__ == "__main__":
