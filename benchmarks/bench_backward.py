@@ -74,7 +74,7 @@ def bench(n: int, width: int, height: int, repeats: int, ppt: int | None = None)
         degree -= 1
     sp = make_splats(n, degree)
     cam = camera(width, height)
-    splats = Splats.from_numpy(*(sp[k] for k in ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")))
+    splats = Splats.from_numpy(*(sp[k] for k in Splats.PARAM_NAMES))
     v_image = GpuTensor.from_numpy(np.random.default_rng(1).normal(size=(height, width, 4)).astype(np.float32) * 1e-3, "v_image")
     kb = RenderBackward(defines={"PIXELS_PER_THREAD": ppt} if ppt else None)
     stages: dict[str, list] = {}

@@ -34,7 +34,7 @@ from brushpy.train.config import TrainConfig  # noqa: E402
 from brushpy.optim.adam import Adam  # noqa: E402
 from brushpy.train.refine import RefineStats, refine, scene_bounds  # noqa: E402
 
-FIELDS = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
+FIELDS = Splats.PARAM_NAMES
 
 
 def make_inputs(n: int, sh_degree: int, rng):

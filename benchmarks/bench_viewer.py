@@ -47,9 +47,10 @@ GUITAR = REPO.parent / "shared" / "splats" / "guitar_inria_sh0.ply"
 
 def guitar_arrays():
     from brushpy.io.ply import read_ply
+    from brushpy.render.splats import Splats
 
     d = read_ply(GUITAR)
-    return {k: np.asarray(getattr(d, k)) for k in ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")}
+    return {k: np.asarray(getattr(d, k)) for k in Splats.PARAM_NAMES}
 
 
 def random_arrays(n: int, seed: int = 0) -> dict:
