@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
+from ..gpu import GpuTensor, Kernel, Recorder, Uniform, UniformLayout, workgroups_for
 from ..gpu.rows import gather_rows, zero_rows
 
 #: shaders/adam.wgsl (both entry points)
@@ -65,6 +65,17 @@ ADAM_PARAMS = UniformLayout("AdamParams", [
     ("_pad2", "f32"),
     ("_pad3", "f32"),
 ])
+
+
+def _adam_params(count: int, row_len: int, first_cols: int, lr_first: float, lr_rest: float, c: "AdamConfig",
+                 inv_bc1: float, inv_bc2: float) -> Uniform:
+    """:data:`ADAM_PARAMS` bytes for one dispatch, its scalars in declaration order (the
+    per-dispatch fast path; ``tests/test_adam.py`` checks it against packing by name)."""
+    return Uniform(ADAM_PARAMS.pack_scalars(
+        count, row_len, first_cols, 0,
+        lr_first, lr_rest, c.beta1, c.beta2,
+        inv_bc1, inv_bc2, c.eps, 0.0,
+        1.0 - c.beta1, 1.0 - c.beta2, 0.0, 0.0))
 
 
 def mean_lr(step: int, total_steps: int, lr_start: float, lr_end: float, extent: float) -> float:
@@ -237,14 +248,11 @@ class Adam:
                         raise ValueError(f"Adam: sh_coeffs must be [N, K, 3], got {p.shape}")
                     first, lr_rest = 3, lrs["sh_coeffs_rest"]
                 shared = self._shared(name)
-                params_u = ADAM_PARAMS.pack(
-                    count=n if shared else p.numel, row_len=row, first_cols=first, lr_first=lr_first, lr_rest=lr_rest,
-                    beta1=c.beta1, beta2=c.beta2, inv_bc1=inv_bc1, inv_bc2=inv_bc2, eps=c.eps,
-                    one_minus_beta1=1.0 - c.beta1, one_minus_beta2=1.0 - c.beta2)
+                count = n if shared else p.numel
                 rec.dispatch(self._k_shared if shared else self._k_elem,
-                             {"params": params_u, "param": p, "grad": g, "exp_avg": st["exp_avg"],
-                              "exp_avg_sq": st["exp_avg_sq"]},
-                             workgroups_for(n if shared else p.numel, 256))
+                             {"params": _adam_params(count, row, first, lr_first, lr_rest, c, inv_bc1, inv_bc2),
+                              "param": p, "grad": g, "exp_avg": st["exp_avg"], "exp_avg_sq": st["exp_avg_sq"]},
+                             workgroups_for(count, 256))
         return lrs
 
     # -- refine support -------------------------------------------------------
