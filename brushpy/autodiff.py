@@ -37,11 +37,11 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-import numpy as np
-
-from .gpu import GpuTensor, Kernel, Recorder, Uniform, workgroups_for
+from .gpu import GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
 
 _ADD_WG = 256
+#: shaders/grad_accumulate.wgsl
+ADD_PARAMS = UniformLayout("Params", [("n", "u32", "elements")])
 
 
 @runtime_checkable
@@ -140,7 +140,8 @@ class Tape:
     def _add_kernel(self, ctx) -> Kernel:
         k = self._add.get(id(ctx.device))
         if k is None:
-            k = self._add[id(ctx.device)] = Kernel("grad_accumulate.wgsl", defines={"WG": _ADD_WG}, ctx=ctx)
+            k = self._add[id(ctx.device)] = Kernel("grad_accumulate.wgsl", defines={"WG": _ADD_WG}, ctx=ctx,
+                                                  structs=[ADD_PARAMS])
         return k
 
     def _accumulate(self, rec: Recorder, grads: dict, owned: set, tensor: GpuTensor, grad: GpuTensor) -> None:
@@ -161,7 +162,7 @@ class Tape:
         n = acc.numel
         rec.dispatch(
             self._add_kernel(acc.ctx),
-            [Uniform(np.array([n, 0, 0, 0], np.uint32)), acc, grad],
+            {"params": ADD_PARAMS.pack(n=n), "acc": acc, "grad": grad},
             workgroups_for(n, _ADD_WG, acc.ctx),
         )
 

@@ -13,24 +13,8 @@
 
 #include "common.wgsl"
 
-struct AdamParams {
-    count: u32,       // elements (main) or rows (main_shared)
-    row_len: u32,
-    first_cols: u32,
-    _pad0: u32,
-    lr_first: f32,
-    lr_rest: f32,
-    beta1: f32,
-    beta2: f32,
-    inv_bc1: f32,     // 1 / (1 - b1^t)
-    inv_bc2: f32,     // 1 / (1 - b2^t)
-    eps: f32,
-    _pad1: f32,
-    one_minus_beta1: f32, // 1 - b1, computed in float64 on the host (f32(1 - f32(b2)) is off by 1e-5)
-    one_minus_beta2: f32,
-    _pad2: f32,
-    _pad3: f32,
-}
+// AdamParams: brushpy/optim/adam.py ADAM_PARAMS
+#struct AdamParams
 
 @group(0) @binding(0) var<uniform> params: AdamParams;
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;

@@ -15,12 +15,8 @@
 // Reference: tests/reference/filter3d.py.
 #include "common.wgsl"
 
-struct Params {
-    num_splats: u32,
-    pad0: u32,
-    pad1: u32,
-    pad2: u32,
-}
+// Params: brushpy/train/filter3d.py APPLY_PARAMS
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> min_scale: array<f32>;        // [N]

@@ -13,12 +13,8 @@
 // Reference: tests/reference/filter3d.py (min_scale).
 #include "common.wgsl"
 
-struct Params {
-    num_splats: u32,
-    num_cameras: u32,
-    factor_sqrt: f32,
-    pad: u32,
-}
+// Params: brushpy/train/filter3d.py MIN_SCALE_PARAMS
+#struct Params
 
 // per camera, 20 floats: world_to_camera rows 0..2 (12), fx, fy, cx, cy, width, height, 0, 0
 const CAM_STRIDE: u32 = 20u;

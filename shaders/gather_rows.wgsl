@@ -1,10 +1,12 @@
-// Row gather and per-row zeroing for tensors of any row width.
+// Row gather and per-row zeroing for tensors of any row width (refine's splat
+// parameters and the optimizer's moments).
 //
 // Rows are `width` 32-bit words; the data is handled as raw bits (u32), so the
 // same kernels serve float32, uint32 and int32 tensors bit-exactly.
 //
 // gather:    dst[r, :] = src[src_rows[r], :]           for r < count
-//            (with USE_MASK: 0 instead where row_mask[r] != 0)
+//            (0 instead where src_rows[r] >= src_count, and with USE_MASK
+//            where row_mask[r] != 0)
 // zero_rows: dst[r, :] = 0 where row_mask[r] != 0     for r < count
 //
 // WIDTH (words per row) is a compile-time constant so that the row index
@@ -12,12 +14,8 @@
 
 #include "common.wgsl"
 
-struct Params {
-    count: u32,   // rows to write
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+// RowParams: brushpy/gpu/rows.py ROW_PARAMS
+#struct RowParams
 
 const WIDTH: u32 = {{WIDTH}}u;
 
@@ -27,7 +25,7 @@ const WG: u32 = 256u;
 @group(0) @binding(0) var<storage, read> src: array<u32>;
 @group(0) @binding(1) var<storage, read> src_rows: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
-@group(0) @binding(3) var<uniform> params: Params;
+@group(0) @binding(3) var<uniform> params: RowParams;
 #if USE_MASK
 @group(0) @binding(4) var<storage, read> row_mask: array<u32>;
 #endif
@@ -47,12 +45,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
 #endif
-    dst[e] = src[src_rows[r] * WIDTH + c];
+    let s = src_rows[r];
+    if (s >= params.src_count) {
+        dst[e] = 0u;
+        return;
+    }
+    dst[e] = src[s * WIDTH + c];
 }
 #else
 @group(0) @binding(0) var<storage, read_write> dst: array<u32>;
 @group(0) @binding(1) var<storage, read> row_mask: array<u32>;
-@group(0) @binding(2) var<uniform> params: Params;
+@group(0) @binding(2) var<uniform> params: RowParams;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

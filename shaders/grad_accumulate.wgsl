@@ -3,9 +3,8 @@
 
 #include "common.wgsl"
 
-struct Params {
-    n: u32,
-}
+// Params: brushpy/autodiff.py ADD_PARAMS
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> acc: array<f32>;

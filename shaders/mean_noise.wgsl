@@ -5,12 +5,8 @@
 #include "common.wgsl"
 #include "refine_common.wgsl"
 
-struct Params {
-    num_splats: u32,
-    key: u32,
-    scale: f32,      // lr_mean · mean_noise_weight
-    clamp_to: f32,   // scene extent
-}
+// Params: brushpy/train/trainer.py NOISE_PARAMS
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> raw_opacities: array<f32>;

@@ -202,9 +202,10 @@ def test_zero_rows_and_mask(gpu, shared):
 
     opt, _ = _filled_optimizer(shared)
     before = opt.state_dict()
-    rows = np.array([0, 5, 5, N - 1, N + 10], np.uint32)  # duplicates and out-of-range are fine
+    rows = np.zeros(N, np.uint32)  # a mask of a few rows first, then a random one on top
+    rows[[0, 5, N - 1]] = 7  # any nonzero value marks a row
     rec = Recorder()
-    opt.zero_rows(rec, GpuTensor.from_numpy(rows))
+    opt.zero_mask(rec, GpuTensor.from_numpy(rows))
     rec.submit()
     mid = opt.state_dict()
     mask = (np.random.default_rng(5).random(N) < 0.3).astype(np.uint32)
@@ -268,3 +269,16 @@ def test_large_dispatch_is_folded(gpu):
     _step(opt, P, {"log_scales": g}, 0)
     out = P["log_scales"].numpy()
     assert math.isclose(float(out.min()), -0.5, rel_tol=1e-6) and math.isclose(float(out.max()), -0.5, rel_tol=1e-6)
+
+
+def test_adam_params_fast_path_matches_the_layout():
+    """Adam.step packs its uniform positionally; the bytes equal packing the layout by field name."""
+    from brushpy.optim.adam import ADAM_PARAMS, _adam_params
+    from brushpy.optim import AdamConfig
+
+    c = AdamConfig(beta1=0.8, beta2=0.99, eps=1e-9)
+    got = _adam_params(123, 48, 3, 2e-3, 2e-4, c, 1.25, 7.5).data
+    want = ADAM_PARAMS.pack_bytes(count=123, row_len=48, first_cols=3, lr_first=2e-3, lr_rest=2e-4, beta1=0.8,
+                                  beta2=0.99, inv_bc1=1.25, inv_bc2=7.5, eps=1e-9, one_minus_beta1=1.0 - 0.8,
+                                  one_minus_beta2=1.0 - 0.99)
+    assert got == want and len(got) == ADAM_PARAMS.size == 64

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from brushpy.gpu import GpuTensor, Recorder
+from brushpy.gpu.rows import gather_rows, zero_rows
 from brushpy.optim.adam import Adam, AdamConfig
 from brushpy.render.splats import Splats
 from brushpy.train.config import TrainConfig
-from brushpy.train.gather import gather_rows, zero_rows
 from brushpy.train.refine import RefineStats, SceneBounds, refine, scene_bounds, stream_key
 from tests.reference import refine as ref
 

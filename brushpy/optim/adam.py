@@ -31,8 +31,9 @@ coefficients.
 
 State is kept per tensor name: ``exp_avg`` (m, same shape as the parameter) and
 ``exp_avg_sq`` (v, same shape, or [N] when shared). Refine reshapes it with
-:meth:`Adam.gather` and clears new splats with :meth:`Adam.zero_rows` /
-:meth:`Adam.zero_mask`; checkpoints use :meth:`Adam.state_dict` /
+:meth:`Adam.gather` and clears new splats with :meth:`Adam.zero_mask`
+(both :mod:`brushpy.gpu.rows`, the kernels refine gathers the splats with);
+checkpoints use :meth:`Adam.state_dict` /
 :meth:`Adam.load_state_dict` (bit-exact).
 """
 
@@ -42,28 +43,39 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..gpu import GpuTensor, Kernel, Recorder, Uniform, workgroups_for
+from ..gpu import GpuTensor, Kernel, Recorder, Uniform, UniformLayout, workgroups_for
+from ..gpu.rows import gather_rows, zero_rows
 
-_ADAM_PARAMS = np.dtype(
-    [
-        ("count", "<u4"),
-        ("row_len", "<u4"),
-        ("first_cols", "<u4"),
-        ("_pad0", "<u4"),
-        ("lr_first", "<f4"),
-        ("lr_rest", "<f4"),
-        ("beta1", "<f4"),
-        ("beta2", "<f4"),
-        ("inv_bc1", "<f4"),
-        ("inv_bc2", "<f4"),
-        ("eps", "<f4"),
-        ("_pad1", "<f4"),
-        ("one_minus_beta1", "<f4"),
-        ("one_minus_beta2", "<f4"),
-        ("_pad2", "<f4"),
-        ("_pad3", "<f4"),
-    ]
-)
+#: shaders/adam.wgsl (both entry points)
+ADAM_PARAMS = UniformLayout("AdamParams", [
+    ("count", "u32", "elements (main) or rows (main_shared)"),
+    ("row_len", "u32"),
+    ("first_cols", "u32"),
+    ("_pad0", "u32"),
+    ("lr_first", "f32"),
+    ("lr_rest", "f32"),
+    ("beta1", "f32"),
+    ("beta2", "f32"),
+    ("inv_bc1", "f32", "1 / (1 - b1^t)"),
+    ("inv_bc2", "f32", "1 / (1 - b2^t)"),
+    ("eps", "f32"),
+    ("_pad1", "f32"),
+    ("one_minus_beta1", "f32", "1 - b1, computed in float64 on the host (f32(1 - f32(b2)) is off by 1e-5)"),
+    ("one_minus_beta2", "f32"),
+    ("_pad2", "f32"),
+    ("_pad3", "f32"),
+])
+
+
+def _adam_params(count: int, row_len: int, first_cols: int, lr_first: float, lr_rest: float, c: "AdamConfig",
+                 inv_bc1: float, inv_bc2: float) -> Uniform:
+    """:data:`ADAM_PARAMS` bytes for one dispatch, its scalars in declaration order (the
+    per-dispatch fast path; ``tests/test_adam.py`` checks it against packing by name)."""
+    return Uniform(ADAM_PARAMS.pack_scalars(
+        count, row_len, first_cols, 0,
+        lr_first, lr_rest, c.beta1, c.beta2,
+        inv_bc1, inv_bc2, c.eps, 0.0,
+        1.0 - c.beta1, 1.0 - c.beta2, 0.0, 0.0))
 
 
 def mean_lr(step: int, total_steps: int, lr_start: float, lr_end: float, extent: float) -> float:
@@ -144,12 +156,8 @@ class Adam:
         self.scene_extent = float(scene_extent)
         self.t = 0
         self.state: dict[str, dict[str, GpuTensor]] = {}
-        self._k_elem = Kernel("adam.wgsl", "main")
-        self._k_shared = Kernel("adam.wgsl", "main_shared")
-        self._k_gather = Kernel("adam_state.wgsl", "gather")
-        self._k_zero_rows = Kernel("adam_state.wgsl", "zero_rows")
-        self._k_zero_mask = Kernel("adam_state.wgsl", "zero_mask")
-        self._dummy = GpuTensor.empty((4,), np.float32, "adam unused src")
+        self._k_elem = Kernel("adam.wgsl", "main", structs=[ADAM_PARAMS])
+        self._k_shared = Kernel("adam.wgsl", "main_shared", structs=[ADAM_PARAMS])
 
     # -- learning rates -------------------------------------------------------
     def learning_rates(self, step: int) -> dict[str, float]:
@@ -239,81 +247,42 @@ class Adam:
                     if len(p.shape) != 3 or p.shape[2] != 3:
                         raise ValueError(f"Adam: sh_coeffs must be [N, K, 3], got {p.shape}")
                     first, lr_rest = 3, lrs["sh_coeffs_rest"]
-                u = np.zeros((), _ADAM_PARAMS)
-                u["row_len"], u["first_cols"] = row, first
-                u["lr_first"], u["lr_rest"] = lr_first, lr_rest
-                u["beta1"], u["beta2"], u["eps"] = c.beta1, c.beta2, c.eps
-                u["inv_bc1"], u["inv_bc2"] = inv_bc1, inv_bc2
-                u["one_minus_beta1"], u["one_minus_beta2"] = 1.0 - c.beta1, 1.0 - c.beta2
-                binds = [None, p, g, st["exp_avg"], st["exp_avg_sq"]]
-                if self._shared(name):
-                    u["count"] = n
-                    binds[0] = Uniform(u)
-                    rec.dispatch(self._k_shared, binds, workgroups_for(n, 256))
-                else:
-                    u["count"] = p.numel
-                    binds[0] = Uniform(u)
-                    rec.dispatch(self._k_elem, binds, workgroups_for(p.numel, 256))
+                shared = self._shared(name)
+                count = n if shared else p.numel
+                rec.dispatch(self._k_shared if shared else self._k_elem,
+                             {"params": _adam_params(count, row, first, lr_first, lr_rest, c, inv_bc1, inv_bc2),
+                              "param": p, "grad": g, "exp_avg": st["exp_avg"], "exp_avg_sq": st["exp_avg_sq"]},
+                             workgroups_for(count, 256))
         return lrs
 
     # -- refine support -------------------------------------------------------
-    def _row_params(self, count, row_len, src_rows, dst_rows) -> Uniform:
-        return Uniform(np.array([count, row_len, src_rows, dst_rows], np.uint32))
-
     def gather(self, rec: Recorder, idx: GpuTensor) -> None:
         """Replace every state tensor by its rows ``idx`` (u32 [M]): new row i = old row idx[i].
 
         An index ≥ the old row count gives a zero row (a fresh splat).
+        (:func:`brushpy.gpu.rows.gather_rows`, bit-exact.)
         """
         if idx.dtype != np.uint32 or len(idx.shape) != 1:
             raise ValueError(f"Adam.gather: idx must be uint32 [M], got {idx.dtype.name} {idx.shape}")
         m = idx.shape[0]
         with rec.stage("adam_state"):
-            for name, st in self.state.items():
-                for key, src in list(st.items()):
-                    n, row = _rows(src)
-                    dst = GpuTensor.empty((m,) + tuple(src.shape[1:]), np.float32, src.label)
-                    if m and row:
-                        rec.dispatch(
-                            self._k_gather,
-                            [self._row_params(m * row, row, n, m), src, dst, idx],
-                            workgroups_for(m * row, 256),
-                        )
-                    st[key] = dst
-
-    def zero_rows(self, rec: Recorder, rows: GpuTensor) -> None:
-        """Zero the moments of the splats listed in ``rows`` (u32 [K]; out-of-range entries ignored)."""
-        if rows.dtype != np.uint32 or len(rows.shape) != 1:
-            raise ValueError(f"Adam.zero_rows: rows must be uint32 [K], got {rows.dtype.name} {rows.shape}")
-        k = rows.shape[0]
-        if k == 0:
-            return
-        with rec.stage("adam_state"):
             for st in self.state.values():
-                for dst in st.values():
-                    n, row = _rows(dst)
-                    rec.dispatch(
-                        self._k_zero_rows,
-                        [self._row_params(k * row, row, n, n), self._dummy, dst, rows],
-                        workgroups_for(k * row, 256),
-                    )
+                for key, src in list(st.items()):
+                    st[key] = gather_rows(rec, src, idx, m)
 
     def zero_mask(self, rec: Recorder, mask: GpuTensor) -> None:
-        """Zero the moments of splats whose ``mask`` entry (u32 [N]) is non-zero."""
+        """Zero the moments of splats whose ``mask`` entry (u32 [N]) is non-zero
+        (:func:`brushpy.gpu.rows.zero_rows`)."""
         if mask.dtype != np.uint32 or len(mask.shape) != 1:
             raise ValueError(f"Adam.zero_mask: mask must be uint32 [N], got {mask.dtype.name} {mask.shape}")
         with rec.stage("adam_state"):
             for name, st in self.state.items():
                 for dst in st.values():
-                    n, row = _rows(dst)
+                    n, _ = _rows(dst)
                     if n != mask.shape[0]:
                         raise ValueError(f"Adam.zero_mask: mask has {mask.shape[0]} rows, state {name!r} has {n}")
                     if dst.numel:
-                        rec.dispatch(
-                            self._k_zero_mask,
-                            [self._row_params(dst.numel, row, n, n), self._dummy, dst, mask],
-                            workgroups_for(dst.numel, 256),
-                        )
+                        zero_rows(rec, dst, mask)
 
     def reset(self) -> None:
         """Drop all moments and the step counter."""

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff import Op
-from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
+from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, get_context, workgroups_for
 from ..render.splats import Splats
 
 #: Brush's factor (the floor is sqrt(0.1) · depth / focal; ``docs/options.md`` ``--min-scale-factor``)
@@ -45,6 +45,16 @@ FILTER_3D_FACTOR = 0.1
 #: floats per camera in the table the min-scale kernel reads
 CAMERA_STRIDE = 20
 _WG = 256
+
+#: shaders/filter3d_min_scale.wgsl (both entry points)
+MIN_SCALE_PARAMS = UniformLayout("Params", [
+    ("num_splats", "u32"),
+    ("num_cameras", "u32"),
+    ("factor_sqrt", "f32", "sqrt(factor)"),
+    ("_pad", "u32"),
+])
+#: shaders/filter3d_apply.wgsl (both entry points)
+APPLY_PARAMS = UniformLayout("Params", [("num_splats", "u32"), ("_pad0", "u32"), ("_pad1", "u32"), ("_pad2", "u32")])
 
 
 def camera_table(cameras) -> np.ndarray:
@@ -117,10 +127,10 @@ class Filter3D:
         self.factor = float(factor)
         self.num_cameras = len(cameras)
         self.cameras = GpuTensor.from_numpy(camera_table(cameras), "filter3d.cameras", self.ctx)
-        self._min = Kernel("filter3d_min_scale.wgsl", entry_point="main", ctx=self.ctx)
-        self._fill = Kernel("filter3d_min_scale.wgsl", entry_point="fill", ctx=self.ctx)
-        self._apply = Kernel("filter3d_apply.wgsl", entry_point="main", ctx=self.ctx)
-        self._backward = Kernel("filter3d_apply.wgsl", entry_point="backward", ctx=self.ctx)
+        self._min = Kernel("filter3d_min_scale.wgsl", entry_point="main", ctx=self.ctx, structs=[MIN_SCALE_PARAMS])
+        self._fill = Kernel("filter3d_min_scale.wgsl", entry_point="fill", ctx=self.ctx, structs=[MIN_SCALE_PARAMS])
+        self._apply = Kernel("filter3d_apply.wgsl", entry_point="main", ctx=self.ctx, structs=[APPLY_PARAMS])
+        self._backward = Kernel("filter3d_apply.wgsl", entry_point="backward", ctx=self.ctx, structs=[APPLY_PARAMS])
         self._max_bits = GpuTensor.empty((1,), np.uint32, "filter3d.max_bits", self.ctx)
         self.min_scale: GpuTensor | None = None
         self._out: tuple[GpuTensor, GpuTensor] | None = None
@@ -135,9 +145,9 @@ class Filter3D:
             return self.min_scale
         own = rec is None
         rec = rec or Recorder()
-        params = np.array([n, self.num_cameras, 0, 0], np.uint32)
-        params[2] = np.float32(np.sqrt(self.factor)).view(np.uint32)
-        bindings = [Uniform(params), means, self.cameras, self.min_scale, self._max_bits]
+        params = MIN_SCALE_PARAMS.pack(num_splats=n, num_cameras=self.num_cameras, factor_sqrt=float(np.sqrt(self.factor)))
+        bindings = {"params": params, "means": means, "cameras": self.cameras, "min_scale": self.min_scale,
+                    "max_bits": self._max_bits}
         rec.clear(self._max_bits)
         with rec.stage("filter3d_min_scale"):
             rec.dispatch(self._min, bindings, workgroups_for(n, _WG, self.ctx))
@@ -170,10 +180,8 @@ class Filter3D:
             self._out = (self._tensor((n, 3), "filter3d.log_scales"), self._tensor((n,), "filter3d.raw_opacities"))
         ls, op = self._out
         if n:
-            params = np.array([n, 0, 0, 0], np.uint32)
             with rec.stage("filter3d_apply"):
-                rec.dispatch(self._apply, [Uniform(params), self.min_scale, splats.log_scales, splats.raw_opacities, ls, op],
-                             workgroups_for(n, _WG, self.ctx))
+                rec.dispatch(self._apply, self._apply_bindings(splats, ls, op), workgroups_for(n, _WG, self.ctx))
         return Splats(splats.means, splats.rotations, ls, splats.sh_coeffs, op)
 
     def backward(self, rec: Recorder, splats: Splats, v_log_scales: GpuTensor, v_raw_opacities: GpuTensor) -> None:
@@ -183,11 +191,15 @@ class Filter3D:
         n = splats.num_splats
         self._check(n)
         if n:
-            params = np.array([n, 0, 0, 0], np.uint32)
             with rec.stage("filter3d_backward"):
-                rec.dispatch(self._backward,
-                             [Uniform(params), self.min_scale, splats.log_scales, splats.raw_opacities, v_log_scales, v_raw_opacities],
+                rec.dispatch(self._backward, self._apply_bindings(splats, v_log_scales, v_raw_opacities),
                              workgroups_for(n, _WG, self.ctx))
+
+    def _apply_bindings(self, splats: Splats, io_log_scales: GpuTensor, io_raw_opacities: GpuTensor) -> dict:
+        """Bindings of filter3d_apply.wgsl (both entry points)."""
+        return {"params": APPLY_PARAMS.pack(num_splats=splats.num_splats), "min_scale": self.min_scale,
+                "log_scales": splats.log_scales, "raw_opacities": splats.raw_opacities,
+                "io_log_scales": io_log_scales, "io_raw_opacities": io_raw_opacities}
 
     def bake(self, splats: Splats):
         """The splats with the filter folded in, on the host, as a :class:`brushpy.io.ply.SplatData`."""

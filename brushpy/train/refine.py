@@ -117,7 +117,7 @@ SPLIT_PARAMS = UniformLayout("Params", [
 ])
 #: shaders/refine_split.wgsl with DECAY
 DECAY_PARAMS = UniformLayout("Params", [("count", "u32"), ("decay", "f32"), ("_pad0", "u32"), ("_pad1", "u32")])
-from .gather import gather_rows
+from ..gpu.rows import gather_rows
 
 _WG = 256
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..autodiff import Tape
-from ..gpu import BufferTooLargeError, GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
+from ..gpu import BufferTooLargeError, GpuTensor, Kernel, Recorder, UniformLayout, get_context, workgroups_for
 from ..data import ViewOrder
 from ..loss import ImageLoss, ImageLossOp, ImageMetrics, noisy_background
 from ..optim import Adam, AdamConfig
@@ -38,6 +38,13 @@ REFINE_STOP_FRACTION = 0.95
 
 #: Random stream id of the position noise (refine uses 0..2).
 _NOISE_STREAM = 7
+#: shaders/mean_noise.wgsl
+NOISE_PARAMS = UniformLayout("Params", [
+    ("num_splats", "u32"),
+    ("key", "u32", "random stream of this step"),
+    ("scale", "f32", "lr_mean · mean_noise_weight"),
+    ("clamp_to", "f32", "scene extent"),
+])
 
 
 class TrainingError(RuntimeError):
@@ -152,7 +159,7 @@ class Trainer:
         self.noise_rng = np.random.default_rng(process.seed)
         self._views: list[_TrainView] = []
         self._eval_gt: dict[int, GpuTensor] = {}
-        self._noise_kernel = Kernel("mean_noise.wgsl")
+        self._noise_kernel = Kernel("mean_noise.wgsl", structs=[NOISE_PARAMS])
         self._grads: SplatGrads | None = None  # reused every step; reallocated when N changes
         self._v_images: dict[tuple[int, int], GpuTensor] = {}
         self.order = ViewOrder(len(scene.train_views), seed=process.seed)
@@ -269,12 +276,11 @@ class Trainer:
         if n == 0 or c.mean_noise_weight <= 0:
             return
         key = stream_key(self.process.seed, step, _NOISE_STREAM)
-        params = np.zeros(4, np.uint32)
-        params[0], params[1] = n, key
-        params[2:4] = np.array([lr_mean * c.mean_noise_weight, self.bounds.median_size], np.float32).view(np.uint32)
+        params = NOISE_PARAMS.pack(num_splats=n, key=key, scale=lr_mean * c.mean_noise_weight,
+                                   clamp_to=self.bounds.median_size)
         with rec.stage("mean_noise"):
-            rec.dispatch(self._noise_kernel, [Uniform(params), self.splats.raw_opacities, visible, self.splats.means],
-                         workgroups_for(n, 256))
+            rec.dispatch(self._noise_kernel, {"params": params, "raw_opacities": self.splats.raw_opacities,
+                                              "visible": visible, "means": self.splats.means}, workgroups_for(n, 256))
 
     def refine(self) -> dict:
         """Run the refine pass now (prune, re-fill, split, grow, decay); returns its counts."""

@@ -1,9 +1,11 @@
-"""Generic GPU row operations used by refine and by the optimizer's moments.
+"""Row gather and per-row zeroing of GPU tensors, for refine (splat parameters) and
+the optimizer (its moments).
 
 A "row" is everything after the first axis of a tensor: ``means [N,3]`` has
-rows of 3 floats, ``sh_coeffs [N,K,3]`` rows of ``3K`` floats, ``raw_opacities
-[N]`` rows of one float. Kernels copy raw 32-bit words, so they are bit-exact
-for float32, uint32 and int32 tensors alike (WGSL: ``shaders/gather_rows.wgsl``).
+rows of 3 words, ``sh_coeffs [N,K,3]`` rows of ``3K``, ``raw_opacities [N]``
+rows of one. Kernels copy raw 32-bit words, so they are bit-exact for float32,
+uint32 and int32 tensors alike (WGSL: ``shaders/gather_rows.wgsl``, its
+parameter struct :data:`ROW_PARAMS`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,19 @@ import math
 
 import numpy as np
 
-from ..gpu import GpuTensor, Kernel, Recorder, Uniform, workgroups_for
+from .kernel import Kernel, Recorder, workgroups_for
+from .layout import UniformLayout
+from .tensor import GpuTensor
 
 _WG = 256
+
+#: shaders/gather_rows.wgsl (both variants)
+ROW_PARAMS = UniformLayout("RowParams", [
+    ("count", "u32", "rows to write"),
+    ("src_count", "u32", "gather: rows of src (an index >= it gives a zero row)"),
+    ("_pad0", "u32"),
+    ("_pad1", "u32"),
+])
 
 
 def row_width(t: GpuTensor) -> int:
@@ -22,27 +34,23 @@ def row_width(t: GpuTensor) -> int:
     return int(math.prod(t.shape[1:])) if len(t.shape) > 1 else 1
 
 
-def _params(count: int) -> Uniform:
-    return Uniform(np.array([count, 0, 0, 0], np.uint32))
-
-
 def gather_rows(rec: Recorder, src: GpuTensor, src_rows: GpuTensor, count: int,
                 out: GpuTensor | None = None, label: str | None = None,
                 zero_mask: GpuTensor | None = None) -> GpuTensor:
     """Record ``out[r] = src[src_rows[r]]`` for ``r < count`` (rows of any width).
 
-    With ``zero_mask`` (uint32 ``[>= count]``), rows with a nonzero mask are
-    written as zeros instead (gather and :func:`zero_rows` in one pass, e.g.
-    for optimizer moments after a refine).
+    An index ``src_rows[r] >= N`` (e.g. ``0xFFFFFFFF``) writes a zero row (a fresh
+    row). With ``zero_mask`` (uint32 ``[>= count]``), rows with a nonzero mask are
+    written as zeros too (gather and :func:`zero_rows` in one pass).
 
     Args:
         rec: recorder the dispatch goes into.
         src: tensor ``[N, ...]`` (any of the three 32-bit dtypes).
-        src_rows: uint32 ``[>= count]`` row indices into ``src``; each must be ``< N``
-            (not checked on the GPU: an out-of-range index reads garbage or zero).
+        src_rows: uint32 ``[>= count]`` row indices into ``src``.
         count: rows to write.
         out: destination ``[>= count, ...]`` with ``src``'s row width and dtype;
             allocated as ``[count, ...]`` when None.
+        label: label of the allocated ``out`` (default: ``src``'s).
 
     Returns:
         ``out``.
@@ -64,8 +72,11 @@ def gather_rows(rec: Recorder, src: GpuTensor, src_rows: GpuTensor, count: int,
     if count == 0 or width == 0:
         return out
     masked = zero_mask is not None
-    k = Kernel("gather_rows.wgsl", defines={"GATHER": True, "USE_MASK": masked, "WIDTH": width})
-    bindings = [src, src_rows, out, _params(count)] + ([zero_mask] if masked else [])
+    k = Kernel("gather_rows.wgsl", defines={"GATHER": True, "USE_MASK": masked, "WIDTH": width}, structs=[ROW_PARAMS])
+    bindings = {"src": src, "src_rows": src_rows, "dst": out,
+                "params": ROW_PARAMS.pack(count=count, src_count=src.shape[0] if src.shape else 1)}
+    if masked:
+        bindings["row_mask"] = zero_mask
     rec.dispatch(k, bindings, workgroups_for(count * width, _WG))
     return out
 
@@ -79,6 +90,9 @@ def zero_rows(rec: Recorder, tensor: GpuTensor, row_mask: GpuTensor, count: int 
 
     Returns:
         ``tensor``.
+
+    Raises:
+        ValueError: ``row_mask`` is not uint32 or has fewer than ``count`` entries.
     """
     count = tensor.shape[0] if count is None else count
     if row_mask.dtype != np.uint32 or row_mask.numel < count:
@@ -86,6 +100,7 @@ def zero_rows(rec: Recorder, tensor: GpuTensor, row_mask: GpuTensor, count: int 
     width = row_width(tensor)
     if count == 0 or width == 0:
         return tensor
-    k = Kernel("gather_rows.wgsl", defines={"GATHER": False, "WIDTH": width})
-    rec.dispatch(k, [tensor, row_mask, _params(count)], workgroups_for(count * width, _WG))
+    k = Kernel("gather_rows.wgsl", defines={"GATHER": False, "WIDTH": width}, structs=[ROW_PARAMS])
+    rec.dispatch(k, {"dst": tensor, "row_mask": row_mask, "params": ROW_PARAMS.pack(count=count, src_count=0)},
+                 workgroups_for(count * width, _WG))
     return tensor
