@@ -45,8 +45,11 @@ def _make_transforms(root, n=4, size=(40, 30), rgba=False, names=None):
 
 def test_load_config_defaults_and_validation():
     c = LoadConfig()
-    assert (c.max_resolution, c.max_frames, c.eval_split_every, c.alpha_mode, c.invert_masks, c.seed) == (
-        1920, None, None, None, False, 42)
+    assert (c.max_resolution, c.max_frames, c.eval_split_every, c.alpha_mode, c.invert_masks) == (
+        1920, None, None, None, False)
+    from brushpy.train.config import ProcessConfig
+
+    assert ProcessConfig().seed == 42 and not hasattr(c, "seed")  # one seed, ProcessConfig's
     with pytest.raises(ValueError, match="--max-frames"):
         LoadConfig(max_frames=0)
     with pytest.raises(ValueError, match="--alpha-mode"):
