@@ -163,14 +163,14 @@ def resolve_configs(dataset: "Scene | str | os.PathLike | DatasetSource",
     """
     source = dataset.source if isinstance(dataset, Scene) else (
         dataset if isinstance(dataset, DatasetSource) else DatasetSource(dataset))
-    where = source.display_path(source.resolve(ARGS_FILE) or ARGS_FILE)
-    from_file = read_args_txt(source)
+    from_file = read_args_txt(source) if source is not None else {}  # (a Scene built by hand has no source)
+    where = source.display_path(source.resolve(ARGS_FILE) or ARGS_FILE) if from_file else ARGS_FILE
     given = {k.lstrip("-").replace("-", "_"): v for k, v in (cli_values or {}).items() if v is not None}
     all_names = {f.name for cls in CONFIG_CLASSES for f in fields(cls)}
     bad = sorted(set(given) - all_names)
     if bad:
         raise ValueError("not an option of brushpy train: " + ", ".join("--" + b.replace("_", "-") for b in bad))
-    configs, user_set = [], set()
+    configs, user_set = {}, set()
     for cls in CONFIG_CLASSES:
         values = {}
         for f in option_fields(cls):
@@ -182,8 +182,8 @@ def resolve_configs(dataset: "Scene | str | os.PathLike | DatasetSource",
         names = {f.name for f in fields(cls)}
         values.update({k: convert_option(cls, k, v) for k, v in given.items() if k in names})
         user_set |= set(values)
-        configs.append(replace(cls(), **values) if values else cls())
-    train, load, process = configs
+        configs[cls] = replace(cls(), **values) if values else cls()
+    train, load, process = configs[TrainConfig], configs[LoadConfig], configs[ProcessConfig]
     implied = {}
     if isinstance(dataset, Scene):
         implied = {k: v for k, v in dataset_train_defaults(dataset).items() if k not in user_set}
