@@ -1,4 +1,4 @@
-"""Options, args.txt, zip datasets, images (EXIF, masks, alpha, packing), initial splats, view order."""
+"""Options, args.txt, zip datasets, images (EXIF, masks, alpha, packing), view order."""
 
 from __future__ import annotations
 
@@ -12,19 +12,14 @@ import pytest
 from PIL import Image
 
 from brushpy.data import (
-    InitPoints,
     LoadConfig,
     ViewOrder,
     load_dataset,
     pack_rgba8,
     parse_args_txt,
-    random_splats,
     read_args_txt,
     resolve_load_config,
-    splats_from_points,
 )
-from brushpy.data.init_points import SH_C0, default_scene_scale, knn_mean_distance
-from brushpy.render.camera import Camera
 from tests.conftest import SHARED, requires_shared
 
 BEER = SHARED / "datasets" / "beer_colmap"
@@ -50,8 +45,11 @@ def _make_transforms(root, n=4, size=(40, 30), rgba=False, names=None):
 
 def test_load_config_defaults_and_validation():
     c = LoadConfig()
-    assert (c.max_resolution, c.max_frames, c.eval_split_every, c.alpha_mode, c.invert_masks, c.seed) == (
-        1920, None, None, None, False, 42)
+    assert (c.max_resolution, c.max_frames, c.eval_split_every, c.alpha_mode, c.invert_masks) == (
+        1920, None, None, None, False)
+    from brushpy.train.config import ProcessConfig
+
+    assert ProcessConfig().seed == 42 and not hasattr(c, "seed")  # one seed, ProcessConfig's
     with pytest.raises(ValueError, match="--max-frames"):
         LoadConfig(max_frames=0)
     with pytest.raises(ValueError, match="--alpha-mode"):
@@ -231,66 +229,6 @@ def test_all_images_missing_errors(tmp_path):
     shutil.rmtree(tmp_path / "images")
     with pytest.raises(ValueError, match=f"{tmp_path}.*no usable training views"):
         load_dataset(tmp_path, LoadConfig(progress=False))
-
-
-# ------------------------------------------------------------------ init splats
-
-
-def test_kdtree_scales_match_brute_force():
-    rng = np.random.default_rng(3)
-    pts = rng.normal(size=(300, 3)).astype(np.float32)
-    d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
-    np.fill_diagonal(d, np.inf)
-    expect = np.sort(d, axis=1)[:, :2].mean(1)
-    assert np.allclose(knn_mean_distance(pts), expect, rtol=1e-6)
-    cols = rng.random((300, 3)).astype(np.float32)
-    s = splats_from_points(InitPoints(pts, cols))
-    assert s["means"].dtype == np.float32 and s["sh_coeffs"].shape == (300, 1, 3)
-    assert np.allclose(s["log_scales"], np.log(expect)[:, None], atol=1e-5)
-    assert np.array_equal(s["rotations"], np.tile([1, 0, 0, 0], (300, 1)).astype(np.float32))
-    assert np.array_equal(s["raw_opacities"], np.zeros(300, np.float32))
-    assert np.allclose(s["sh_coeffs"][:, 0] * SH_C0 + 0.5, cols, atol=1e-6)
-    # A regular grid with spacing 0.5: every point's 2 nearest neighbours are 0.5 away.
-    g = np.stack(np.meshgrid(*[np.arange(4) * 0.5] * 3), -1).reshape(-1, 3)
-    assert np.allclose(knn_mean_distance(g), 0.5)
-
-
-def test_random_init_statistics():
-    cam = Camera.look_at([0, 0, -5], [0, 0, 0], [0, -1, 0], 60.0, 64, 48)
-    s = random_splats([cam], 10000, scene_scale=4.0, seed=7)
-    assert all(v.dtype == np.float32 for v in s.values())
-    assert s["means"].shape == (10000, 3) and s["sh_coeffs"].shape == (10000, 1, 3)
-    op = 1 / (1 + np.exp(-s["raw_opacities"].astype(np.float64)))
-    assert op.min() >= 0.1 - 1e-6 and op.max() <= 0.25 + 1e-6 and abs(op.mean() - 0.175) < 0.005
-    assert np.allclose(s["log_scales"], np.log(4.0 / 10000 ** (1 / 3)))
-    p = s["means"] @ cam.world_to_camera[:3, :3].T + cam.world_to_camera[:3, 3]
-    z = p[:, 2]
-    assert z.min() >= 0.2 - 1e-4 and z.max() <= 4.0 + 1e-4
-    logz = (np.log(z) - np.log(0.2)) / (np.log(4.0) - np.log(0.2))  # uniform on [0,1] when log-uniform
-    assert abs(logz.mean() - 0.5) < 0.02 and abs(np.quantile(logz, 0.25) - 0.25) < 0.02
-    u = cam.fx * p[:, 0] / z + cam.cx
-    v = cam.fy * p[:, 1] / z + cam.cy
-    assert (u >= -1e-3).all() and (u <= 64 + 1e-3).all() and (v >= -1e-3).all() and (v <= 48 + 1e-3).all()
-    assert abs(u.mean() - 32) < 1 and abs(v.mean() - 24) < 1
-    # Same seed, same splats; another seed differs.
-    assert np.array_equal(random_splats([cam], 10000, 4.0, seed=7)["means"], s["means"])
-    assert not np.array_equal(random_splats([cam], 10000, 4.0, seed=8)["means"], s["means"])
-
-
-def test_default_scene_scale():
-    cams = [Camera.look_at([x, 0, -5], [0, 0, 0], [0, -1, 0], 60.0, 8, 8) for x in (0.0, 2.0, 5.0)]
-    assert default_scene_scale(cams) == pytest.approx(3 * (2 + 2 + 3) / 3)
-    near = [Camera.look_at([x, 0, -5], [0, 0, 0], [0, -1, 0], 60.0, 8, 8) for x in (0.0, 0.1)]
-    assert default_scene_scale(near) == 1.0
-    assert default_scene_scale(cams[:1]) == 1.0
-
-
-def test_scene_random_init_when_no_points(tmp_path):
-    _make_transforms(tmp_path, n=3)
-    scene = load_dataset(tmp_path, LoadConfig(progress=False, random_init_scene_scale=2.0), decode=False)
-    s = scene.initial_splats()
-    assert s["means"].shape == (10000, 3)
-    assert np.allclose(s["log_scales"], np.log(2.0 / 10000 ** (1 / 3)))
 
 
 # ------------------------------------------------------------------ view order

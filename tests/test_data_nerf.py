@@ -12,6 +12,7 @@ from PIL import Image
 
 from brushpy.data import LoadConfig, load_dataset
 from brushpy.data.nerfstudio import OPENGL_TO_OPENCV
+from brushpy.train.init import scene_initial_splats
 from tests.conftest import SHARED, requires_shared
 
 LEGO = SHARED / "datasets" / "lego_400"
@@ -67,7 +68,7 @@ def test_fox_50_of_67_frames(caplog):
     assert v.spec.undistort.distortion.coeffs[:4] == pytest.approx((0.0578421, -0.0805099, -0.000980296, 0.00015575))
     assert max(v.camera.width, v.camera.height) <= 480
     assert scene.init_points is None
-    splats = scene.initial_splats()
+    splats = scene_initial_splats(scene)
     assert splats["means"].shape == (10000, 3)
 
 
@@ -156,7 +157,7 @@ def test_nerfstudio_ply_init(tmp_path):
     scene = load_dataset(tmp_path, LoadConfig(progress=False, subsample_points=2), decode=False)
     assert np.array_equal(scene.init_points.positions[:, 0], [0, 2, 4])
     assert np.allclose(scene.init_points.colors, [1.0, 0.0, 0.0])
-    s = scene.initial_splats()
+    s = scene_initial_splats(scene)
     assert np.allclose(s["sh_coeffs"][:, 0], [0.5 / 0.28209479177387814, -0.5 / 0.28209479177387814, -0.5 / 0.28209479177387814])
 
 
@@ -174,5 +175,5 @@ def test_embedded_lego_small_loads():
     first = next(f for f in meta["frames"] if f["file_path"].endswith("r_0"))
     assert np.allclose(scene.train_views[0].camera.camera_to_world,
                        np.array(first["transform_matrix"]) @ OPENGL_TO_OPENCV, atol=1e-6)
-    splats = scene.initial_splats()
+    splats = scene_initial_splats(scene)
     assert splats["means"].shape == (10000, 3) and np.isfinite(splats["means"]).all()

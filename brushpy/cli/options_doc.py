@@ -185,6 +185,9 @@ def render_options_markdown() -> str:
         "brushpy does not know are reported and ignored);",
         "3. the command line.",
         "",
+        "One function, `brushpy.train.config.resolve_configs`, applies this order, for `brushpy train` and "
+        "for a dataset opened in the viewer alike.",
+        "",
         "Two rules then fill options that neither `args.txt` nor the command line set: a NeRF-synthetic "
         "scene trains on a white background (`--background-color 1,1,1`, the convention its published "
         "PSNRs use), and the embedded scene shortens the schedule (below).",

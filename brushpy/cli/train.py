@@ -3,21 +3,24 @@
 Every field of :class:`~brushpy.train.config.TrainConfig`,
 :class:`~brushpy.data.LoadConfig` (those marked for the CLI) and
 :class:`~brushpy.train.config.ProcessConfig` becomes a kebab-case flag with
-Brush's name and default. Precedence: defaults < the dataset's ``args.txt`` <
-flags given on the command line.
+Brush's name and default. Precedence (defaults < the dataset's ``args.txt`` <
+flags given on the command line) is :func:`brushpy.train.config.resolve_configs`'s; flag
+values are read by the same conversion as ``args.txt`` values
+(:func:`brushpy.data.config.convert_option`).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
 from ..data import LoadConfig
-from ..train.config import ProcessConfig, TrainConfig, dataset_train_defaults
+from ..data.config import convert_option
+from ..train.config import ProcessConfig, RunConfigs, TrainConfig, option_fields, resolve_configs
 
 GROUPS = (
     ("Training options", TrainConfig),
@@ -36,24 +39,21 @@ def default_dataset() -> Path:
                                "or pass a dataset folder")
 
 
-class _Rgb(click.ParamType):
-    name = "R,G,B"
+class _FieldType(click.ParamType):
+    """A flag's value read as its config field's type (:func:`~brushpy.data.config.convert_option`,
+    the conversion ``args.txt`` values get); ``name`` is what ``--help`` shows."""
+
+    def __init__(self, cls, field_name: str, name: str):
+        self.cls, self.field_name, self.name = cls, field_name, name
 
     def convert(self, value, param, ctx):
-        if isinstance(value, (tuple, list)):
-            vals = value
-        else:
-            vals = str(value).replace(" ", "").split(",")
         try:
-            out = tuple(float(v) for v in vals)
-        except ValueError:
-            out = ()
-        if len(out) != 3:
-            self.fail(f"{value!r} is not three comma-separated numbers like 1,1,1", param, ctx)
-        return out
+            return convert_option(self.cls, self.field_name, value)
+        except ValueError as exc:
+            self.fail(str(exc).split(": ", 1)[-1], param, ctx)
 
 
-def _param_for(f, group: str) -> click.Option:
+def _param_for(cls, f, group: str) -> click.Option:
     name = f.name
     flag = "--" + name.replace("_", "-")
     help_text = f.metadata.get("help", "")
@@ -63,23 +63,19 @@ def _param_for(f, group: str) -> click.Option:
     if isinstance(default, bool):
         opt = click.Option([flag + "/--no-" + name.replace("_", "-")], default=default, **kw)
     elif isinstance(default, tuple):
-        opt = click.Option([flag], type=_Rgb(), default=",".join(f"{v:g}" for v in default), **kw)
+        opt = click.Option([flag], type=_FieldType(cls, name, "R,G,B"), default=",".join(f"{v:g}" for v in default), **kw)
     elif "choices" in f.metadata:
         opt = click.Option([flag], type=click.Choice(f.metadata["choices"]), default=default, **kw)
     else:
         if isinstance(default, int) or type_str.startswith("int"):
-            ptype = int
+            shown = "integer"
         elif isinstance(default, float) or type_str.startswith("float"):
-            ptype = float
+            shown = "float"
         else:
-            ptype = str
-        opt = click.Option([flag], type=ptype, default=default, **kw)
+            shown = "text"
+        opt = click.Option([flag], type=_FieldType(cls, name, shown), default=default, **kw)
     opt.brushpy_group = group
     return opt
-
-
-def _cli_fields(cls):
-    return [f for f in fields(cls) if f.metadata.get("cli", True) and "help" in f.metadata]
 
 
 class _GroupedCommand(click.Command):
@@ -97,46 +93,39 @@ class _GroupedCommand(click.Command):
                     formatter.write_dl(sections[title])
 
 
+def _given_values(ctx: click.Context, opts: dict) -> dict:
+    """The config options set on the command line (or by environment / prompt): ``{name: value}``."""
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
+    return {f.name: opts[f.name] for _, cls in GROUPS for f in option_fields(cls)
+            if ctx.get_parameter_source(f.name) in given}
+
+
+def _resolve(dataset, given: dict, note_unknown: bool = True) -> RunConfigs:
+    """:func:`resolve_configs` with its errors as click errors and unknown args.txt options reported."""
+    try:
+        configs = resolve_configs(dataset, given)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if note_unknown and configs.unknown:
+        click.echo(f"note: {dataset}/args.txt sets options brushpy does not know: "
+                   + ", ".join("--" + u.replace("_", "-") for u in configs.unknown), err=True)
+    return configs
+
+
 def _build_configs(ctx: click.Context, dataset: Path, opts: dict):
-    """Defaults < args.txt < command line, per config class.
+    """Defaults < args.txt < command line, before the dataset is loaded.
 
     Returns ``(TrainConfig, LoadConfig, ProcessConfig, user_set)`` where ``user_set`` holds
     the option names set on the command line or in args.txt.
     """
-    from ..data import read_args_txt
-
-    try:
-        from_file = {k.replace("-", "_"): v for k, v in read_args_txt(dataset).items()}
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    params = {p.name: p for p in ctx.command.params}
-    configs = []
-    user_set = set()
-    for _, cls in GROUPS:
-        values = {}
-        for f in _cli_fields(cls):
-            source = ctx.get_parameter_source(f.name)
-            if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT):
-                values[f.name] = opts[f.name]
-            elif f.name in from_file:
-                raw = from_file[f.name]
-                try:
-                    values[f.name] = params[f.name].type_cast_value(ctx, raw) if raw is not True else True
-                except click.BadParameter as exc:
-                    raise click.ClickException(f"{dataset}/args.txt: --{f.name.replace('_', '-')}: {exc.message}") from exc
-        user_set |= set(values)
-        configs.append(replace(cls(), **values) if values else cls())
-    unknown = sorted(set(from_file) - {f.name for _, cls in GROUPS for f in _cli_fields(cls)})
-    if unknown:
-        click.echo(f"note: {dataset}/args.txt sets options brushpy does not know: "
-                   + ", ".join("--" + u.replace("_", "-") for u in unknown), err=True)
-    return (*configs, user_set)
+    c = _resolve(dataset, _given_values(ctx, opts))
+    return c.train, c.load, c.process, set(c.user_set)
 
 
 def _train_params():
     ps = [click.Argument(["dataset"], required=False, type=click.Path(path_type=Path))]
     for group, cls in GROUPS:
-        ps += [_param_for(f, group) for f in _cli_fields(cls)]
+        ps += [_param_for(cls, f, group) for f in option_fields(cls)]
     extra = [
         click.Option(["--resume"], type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="Continue from a checkpoint.npz written by an earlier run."),
@@ -158,7 +147,7 @@ EMBEDDED_PROCESS_DEFAULTS = {"eval_every": 200, "export_every": 800}
 
 def _embedded_defaults(user_set: set, train_cfg: TrainConfig, process_cfg: ProcessConfig):
     """Apply :data:`EMBEDDED_DEFAULTS` to every option the user did not set (``user_set``,
-    from :func:`_build_configs`); the growth stop and export period only when
+    :attr:`RunConfigs.user_set <brushpy.train.config.RunConfigs>`); the growth stop and export period only when
     ``--total-steps`` is not set either."""
     t = {k: v for k, v in EMBEDDED_DEFAULTS.items() if k not in user_set}
     p = {k: v for k, v in EMBEDDED_PROCESS_DEFAULTS.items() if k not in user_set}
@@ -190,20 +179,18 @@ def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool,
                    "(NeRF-synthetic lego by Mildenhall et al., CC BY 3.0)")
     if not Path(dataset).exists():
         raise click.ClickException(f"dataset {dataset} does not exist")
-    train_cfg, load_cfg, process_cfg, user_set = _build_configs(ctx, Path(dataset), opts)
-    if embedded:
-        train_cfg, process_cfg = _embedded_defaults(user_set, train_cfg, process_cfg)
+    given = _given_values(ctx, opts)
+    load_cfg = _resolve(Path(dataset), given).load
     try:
-        train_cfg.validate()
-        load_cfg = replace(load_cfg, seed=process_cfg.seed, random_init_scene_scale=train_cfg.random_init_scene_scale,
-                           progress=not quiet)
-        scene = load_dataset(dataset, load_cfg)
+        scene = load_dataset(dataset, replace(load_cfg, progress=not quiet))
         for w in scene.warnings:
             click.echo(f"warning: {w}", err=True)
-        implied = {k: v for k, v in dataset_train_defaults(scene).items() if k not in user_set}
-        if "background_color" in implied:
+        configs = _resolve(scene, given, note_unknown=False)  # + the options the dataset's format implies
+        train_cfg, process_cfg = configs.train, configs.process
+        if embedded:
+            train_cfg, process_cfg = _embedded_defaults(configs.user_set, train_cfg, process_cfg)
+        if "background_color" in configs.implied:
             click.echo("NeRF-synthetic scene: white background (as usual for these scenes; --background-color changes it)")
-        train_cfg = replace(train_cfg, **implied)
         click.echo(f"{scene.name}: {len(scene.train_views)} training views, {len(scene.eval_views)} eval views")
         if viewer:
             from ..viewer import run_training_viewer

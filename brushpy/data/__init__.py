@@ -1,4 +1,4 @@
-"""Scene datasets: COLMAP, nerfstudio / instant-ngp and NeRF-synthetic loading, splits, masks, initial splats.
+"""Scene datasets: COLMAP, nerfstudio / instant-ngp and NeRF-synthetic loading, splits, masks, initial points.
 
 Entry point: ``load_dataset(path, LoadConfig(...))`` -> ``Scene``. See ``dataset.py``.
 """
@@ -7,7 +7,7 @@ from .args_txt import merge_options, parse_args_txt, read_args_txt, resolve_load
 from .config import LoadConfig
 from .dataset import DatasetError, load_dataset
 from .images import ImageDecodeError, pack_rgba8
-from .init_points import InitPoints, default_scene_scale, initial_splats, random_splats, splats_from_points
+from .init_points import InitPoints
 from .order import ViewOrder
 from .scene import Scene, View
 from .source import DatasetSource
@@ -21,14 +21,10 @@ __all__ = [
     "Scene",
     "View",
     "ViewOrder",
-    "default_scene_scale",
-    "initial_splats",
     "load_dataset",
     "merge_options",
     "pack_rgba8",
     "parse_args_txt",
-    "random_splats",
     "read_args_txt",
     "resolve_load_config",
-    "splats_from_points",
 ]

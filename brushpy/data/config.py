@@ -8,6 +8,8 @@ snake_case form of the kebab-case flags (``--max-resolution`` ->
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -15,9 +17,8 @@ ALPHA_MODES = ("masked", "transparent")
 
 
 def _opt(default, help: str, **kw):
-    """A field with ``metadata["help"]`` (CLI help text); ``cli=False`` marks options that another
-    config group already exposes on the command line (``--seed``, ``--random-init-scene-scale``) or
-    that are programmatic only."""
+    """A field with ``metadata["help"]`` (CLI help text); ``cli=False`` marks options that are
+    programmatic only."""
     return field(default=default, metadata={"help": help, **kw})
 SYNTHETIC_EVAL_SPLITS = ("test", "val")
 
@@ -39,9 +40,6 @@ class LoadConfig:
             (alpha is trained) or None = auto: masked when a ``masks/`` folder
             exists, transparent otherwise.
         invert_masks: masks are white where pixels should be ignored.
-        seed: random seed for random init and the per-epoch view order (default 42).
-        random_init_scene_scale: scene scale S for random init; None = 3 x the mean
-            nearest-camera distance, at least 1.
         synthetic_eval_split: which NeRF-synthetic file is the eval set when both
             exist: ``"test"`` (default: the split published numbers are measured
             on) or ``"val"`` (Brush's choice). The other is used when one is absent.
@@ -57,9 +55,6 @@ class LoadConfig:
     alpha_mode: str | None = _opt(None, "`masked` (mask multiplies the loss) or `transparent` (train alpha); "
                                         "default: masked when a masks/ folder exists.", choices=ALPHA_MODES)
     invert_masks: bool = _opt(False, "Masks are white where pixels should be ignored.")
-    seed: int = _opt(42, "Random seed (random init, view order).", cli=False)
-    random_init_scene_scale: float | None = _opt(None, "Scene scale for random init (default: 3 x mean "
-                                                       "nearest-camera distance, min 1).", cli=False)
     synthetic_eval_split: str = _opt("test", "NeRF-synthetic eval file: `test` or `val` (the other when absent).",
                                      choices=SYNTHETIC_EVAL_SPLITS, brush_flag=False, brush_default="val")
     num_workers: int | None = _opt(None, "Image decoding threads (default: all cores).", brush_flag=False)
@@ -76,8 +71,6 @@ class LoadConfig:
             raise ValueError(f"--alpha-mode must be one of {', '.join(ALPHA_MODES)} (or unset for auto), got {self.alpha_mode!r}")
         if self.synthetic_eval_split not in SYNTHETIC_EVAL_SPLITS:
             raise ValueError(f"synthetic_eval_split must be 'test' or 'val', got {self.synthetic_eval_split!r}")
-        if self.random_init_scene_scale is not None and not self.random_init_scene_scale > 0:
-            raise ValueError(f"--random-init-scene-scale must be > 0, got {self.random_init_scene_scale!r}")
 
     def replace(self, **changes) -> "LoadConfig":
         """A copy with some fields changed (validated)."""
@@ -98,47 +91,83 @@ class LoadConfig:
         Raises:
             ValueError: a value that cannot be converted (names the flag).
         """
-        known = {f.name: f for f in fields(self)}
+        known = {f.name for f in fields(self)}
         changes = {}
         for key, value in overrides.items():
             name = key.lstrip("-").replace("-", "_")
             if name not in known or value is None:
                 continue
-            changes[name] = _convert(name, value)
+            changes[name] = convert_option(type(self), name, value)
         return dataclasses.replace(self, **changes) if changes else self
-
-
-_INT_FIELDS = {"max_frames", "max_resolution", "eval_split_every", "subsample_frames", "subsample_points", "seed", "num_workers"}
-_BOOL_FIELDS = {"invert_masks", "progress"}
 
 
 def _kebab(name: str) -> str:
     return name.replace("_", "-")
 
 
-def _convert(name: str, value: Any) -> Any:
+_TRUE = ("1", "true", "yes", "on", "")
+_FALSE = ("0", "false", "no", "off")
+
+
+def convert_option(cls, name: str, value: Any) -> Any:
+    """``value`` as the type of the option dataclass ``cls``'s field ``name`` (the one conversion of
+    option values read as text: ``args.txt``, the CLI's view of it, ``with_overrides``).
+
+    Strings are read by the field's annotation: ``bool`` (``true/yes/on/1`` or ``false/no/off/0``;
+    a bare flag in args.txt is ``True``), ``int``, ``float``, ``str`` (one of
+    ``metadata["choices"]`` when given), ``tuple`` (``R,G,B``: three comma-separated floats);
+    ``none`` or ``auto`` clear an optional (``X | None``) field. Other values pass through, except
+    an integral float for an ``int`` field, which becomes an ``int``.
+
+    Raises:
+        ValueError: a value that cannot be read (names the flag: ``--max-frames: ...``).
+    """
+    f = {f.name: f for f in fields(cls)}[name]
+    kind, optional = _field_kind(cls, name)
+    flag = f"--{_kebab(name)}"
     if not isinstance(value, str):
-        if name in _INT_FIELDS and isinstance(value, float) and value.is_integer():
+        if kind is int and isinstance(value, float) and value.is_integer():
             return int(value)
+        if kind is tuple and isinstance(value, list):
+            return tuple(value)
         return value
     text = value.strip()
+    if optional and text.lower() in ("none", "auto"):
+        return None
     try:
-        if name in _BOOL_FIELDS:
-            low = text.lower()
-            if low in ("1", "true", "yes", "on", ""):
+        if kind is bool:
+            if text.lower() in _TRUE:
                 return True
-            if low in ("0", "false", "no", "off"):
+            if text.lower() in _FALSE:
                 return False
             raise ValueError(text)
-        if text.lower() in ("none", "auto") and name in (
-            "max_frames", "eval_split_every", "subsample_frames", "subsample_points", "alpha_mode",
-            "random_init_scene_scale", "num_workers",
-        ):
-            return None
-        if name in _INT_FIELDS:
+        if kind is int:
             return int(text)
-        if name == "random_init_scene_scale":
+        if kind is float:
             return float(text)
-        return text
+        if kind is tuple:
+            out = tuple(float(v) for v in text.replace(" ", "").split(","))
+            if len(out) != len(f.default):
+                raise ValueError(text)
+            return out
     except ValueError:
-        raise ValueError(f"--{_kebab(name)}: cannot read {value!r} as a value for this option") from None
+        raise ValueError(f"{flag}: cannot read {value!r} as a value for this option") from None
+    choices = f.metadata.get("choices")
+    if choices and text not in choices:
+        raise ValueError(f"{flag}: {value!r} is not one of {', '.join(map(str, choices))}")
+    return text
+
+
+def _field_kind(cls, name: str) -> tuple[type, bool]:
+    """(the base type of field ``name`` of ``cls``: bool, int, float, tuple or str; whether it may be None)."""
+    hint = typing.get_type_hints(cls)[name]
+    args = typing.get_args(hint)
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        optional = type(None) in args
+        hint = next(a for a in args if a is not type(None))
+    base = typing.get_origin(hint) or hint
+    for kind in (bool, int, float, tuple):
+        if base is kind:
+            return kind, optional
+    return str, optional

@@ -23,7 +23,7 @@ import os
 from . import colmap, nerf_synthetic, nerfstudio
 from .config import LoadConfig
 from .images import has_masks_folder
-from .init_points import read_ply_points
+from .init_points import InitPoints
 from .scene import LoadReport, Scene, split_every
 from .source import DatasetSource
 
@@ -95,7 +95,7 @@ def load_dataset(path: str | os.PathLike | DatasetSource, config: LoadConfig | N
         )
     init_rel = next((f for f in source.files if f.rsplit("/", 1)[-1].lower() == "init.ply"), None)
     if init_rel is not None:
-        init_points = read_ply_points(source.read_bytes(init_rel), source.display_path(init_rel)).subsample(
+        init_points = InitPoints.from_ply(source.read_bytes(init_rel), source.display_path(init_rel)).subsample(
             config.subsample_points)
         log.info("initial points from %s (%d points)", source.display_path(init_rel), len(init_points))
     scene = Scene(source.name, train, evals, init_points, alpha_mode, source, warnings, config, kind=fmt)

@@ -26,7 +26,7 @@ import posixpath
 import numpy as np
 
 from .images import find_mask, mask_index, read_image_size
-from .init_points import InitPoints, read_ply_points
+from .init_points import InitPoints
 from .scene import LoadReport, View, make_view, natural_key, select_frames
 from .undistort import Distortion
 
@@ -166,7 +166,7 @@ def load_ply_init(source, json_rel: str, data: dict, config) -> InitPoints | Non
     rel = source.resolve(posixpath.normpath(posixpath.join(posixpath.dirname(json_rel), ply)))
     if rel is None:
         raise FileNotFoundError(f"{source.display_path(json_rel)}: ply_file_path {ply!r} not found in the dataset")
-    pts = read_ply_points(source.read_bytes(rel), source.display_path(rel))
+    pts = InitPoints.from_ply(source.read_bytes(rel), source.display_path(rel))
     log.info("initial points from %s (%d points)", source.display_path(rel), len(pts))
     return pts.subsample(config.subsample_points)
 

@@ -30,7 +30,7 @@ import numpy as np
 from ..render.camera import Camera
 from .config import LoadConfig
 from .images import ImageSpec, decode_all, is_transposing, pack_rgba8, read_image_header, scaled_size
-from .init_points import InitPoints, initial_splats
+from .init_points import InitPoints
 from .source import DatasetSource
 from .undistort import Distortion, plan_undistort, release_undistort_maps
 
@@ -157,12 +157,6 @@ class Scene:
     def has_alpha(self) -> bool:
         """Whether training views carry alpha (decodes them if needed)."""
         return self.alpha_mode == "transparent" and any(v.has_alpha for v in self.train_views)
-
-    def initial_splats(self, seed: int | None = None, scene_scale: float | None = None) -> dict[str, np.ndarray]:
-        """Initial splat parameters (``init_points.initial_splats``): point init, else random init."""
-        seed = self.config.seed if seed is None else seed
-        scale = self.config.random_init_scene_scale if scene_scale is None else scene_scale
-        return initial_splats(self.init_points, [v.camera for v in self.train_views], scale, seed)
 
 
 class LoadReport:

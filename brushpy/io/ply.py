@@ -29,6 +29,7 @@ follows PlayCanvas's format description (see :func:`_decode_compressed`).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -158,17 +159,24 @@ class SplatData:
 # --------------------------------------------------------------------------- reading
 
 
-def _open_ply(path: Path) -> PlyData:
+def _open_ply(path: Path, name: Path | None = None) -> PlyData:
+    """Parse the PLY at ``path``; error messages call it ``name`` (default ``path``)."""
+    name = path if name is None else name
     if not path.exists():
-        raise FileNotFoundError(f"PLY file not found: {path}")
+        raise FileNotFoundError(f"PLY file not found: {name}")
     if path.is_dir():
-        raise PlyFormatError(f"{path} is a directory, not a PLY file")
+        raise PlyFormatError(f"{name} is a directory, not a PLY file")
+    return _parse_ply(str(path), name)
+
+
+def _parse_ply(stream, name: Path) -> PlyData:
+    """``PlyData.read(stream)`` (a path or a binary file object), parse errors named after ``name``."""
     try:
-        return PlyData.read(str(path))
+        return PlyData.read(stream)
     except PlyParseError as exc:
-        raise PlyFormatError(f"{path} is not a valid PLY file: {exc}") from exc
+        raise PlyFormatError(f"{name} is not a valid PLY file: {exc}") from exc
     except (ValueError, EOFError, UnicodeDecodeError) as exc:
-        raise PlyFormatError(f"{path} could not be parsed as PLY: {exc}") from exc
+        raise PlyFormatError(f"{name} could not be parsed as PLY: {exc}") from exc
 
 
 def _element(ply: PlyData, name: str):
@@ -378,22 +386,31 @@ def _decode_compressed(ply: PlyData, path: Path) -> SplatData:
     return SplatData(means=means, rotations=quats, log_scales=log_scales, sh_coeffs=sh, raw_opacities=raw_opacities)
 
 
-def read_ply_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+def read_ply_points(source: str | os.PathLike | bytes, origin: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Read a point-cloud PLY (e.g. COLMAP/OpenMVS export): positions and optional colours.
 
     Args:
-        path: a PLY whose ``vertex`` element has ``x, y, z`` and optionally ``red, green,
-            blue`` (uint8 0..255, or float 0..1).
+        source: a PLY file path, or the bytes of one (e.g. read from a zipped dataset).
+            Its ``vertex`` element has ``x, y, z`` and optionally ``red, green, blue``
+            (uint8 0..255, or float 0..1) or SH band 0 ``f_dc_0..2``.
+        origin: the name error messages give the file (default: the path, or ``points.ply``
+            for bytes).
 
     Returns:
-        ``(points float32 [N,3], colors float32 [N,3] in [0, 1] or None)``. A splat PLY
-        also works (colours are then its band-0 colours, clipped to [0, 1]).
+        ``(points float32 [N,3], colors float32 [N,3] in [0, 1] or None)``. Colours come from
+        ``red/green/blue`` when present, else from band 0 (``SH_C0 * f_dc + 0.5``); a splat
+        PLY, INRIA or compressed, also works (colours are then its band-0 colours); all
+        colours are clipped to [0, 1].
 
     Raises:
         FileNotFoundError, PlyFormatError: as :func:`read_ply`; missing ``x``/``y``/``z``.
     """
-    path = Path(path)
-    ply = _open_ply(path)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        path = Path(origin or "points.ply")
+        ply = _parse_ply(io.BytesIO(bytes(source)), path)
+    else:
+        path = Path(source) if origin is None else Path(origin)
+        ply = _open_ply(Path(source), path)
     vertex = _element(ply, "vertex")
     if vertex is None:
         raise PlyFormatError(f"{path} has no 'vertex' element")

@@ -1,13 +1,26 @@
-"""Training and process options with Brush's names and defaults.
+"""Training and process options with Brush's names and defaults, and :func:`resolve_configs`.
 
 Each field's ``metadata["help"]`` is shown by ``brushpy train --help``; the CLI
 flag is the field name in kebab case (``lr_mean`` -> ``--lr-mean``). The
 defaults are Brush's except where ``docs/options.md`` (generated from these fields) says otherwise.
+Every option has one default: the learning rates and ``total_steps`` take theirs from
+:class:`brushpy.optim.AdamConfig`, the seed is :class:`ProcessConfig`'s, the random-init scene
+scale :class:`TrainConfig`'s.
+
+:func:`resolve_configs` is the one place the options of a run are chosen (defaults <
+the dataset's ``args.txt`` < values the user gave); ``brushpy train`` and the viewer call it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from ..data import DatasetSource, LoadConfig, Scene, read_args_txt
+from ..data.args_txt import ARGS_FILE
+from ..data.config import convert_option
+from ..optim import AdamConfig
 
 
 def _opt(default, help: str, group: str | None = None, **kw):
@@ -22,26 +35,22 @@ def _opt(default, help: str, group: str | None = None, **kw):
 class TrainConfig:
     """Optimisation options (learning rates, refine schedule, loss weights)."""
 
-    total_steps: int = _opt(30000, "Steps to train.")
+    total_steps: int = _opt(AdamConfig.total_steps, "Steps to train.")
     render_mode: str = _opt("default", "`default` or `mip` (2D filter 0.1 with opacity compensation).", choices=("default", "mip"))
     min_scale_factor: float = _opt(0.1, "3D filter (Mip-Splatting): per-splat scale floor √factor · min over training views of "
                                         "depth / focal, rendered in training and folded into exports; 0 disables.",
                                     brush_flag=False, brush_default=0.1)
-    # Learning rates: measured on the 100x100 lego subset (300 steps, focus-box init, same seed),
-    # Brush's 2e-5 / 2e-3 / 0.012 / 5e-3 (means / SH band 0 / opacity / scales) reached 19.2 dB eval
-    # PSNR; 2e-4 / 5e-3 / 0.05 / 1e-2 reached 22.9 dB (opacity + colour alone: 21.8 dB). Brush trains
-    # 30k steps from SfM points; at 7k steps from a random init its rates leave opacities and colours
-    # far from converged (an opacity logit moves ~0.012 per step: ~500 steps from 0.1 to 0.99).
-    # The new values are INRIA 3DGS's order of magnitude (opacity 0.05, means 1.6e-4 x a ~2x larger
-    # extent, scales 5e-3, colour 2.5e-3).
-    lr_mean: float = _opt(2e-4, "Start learning rate of the means, multiplied by the scene extent.", brush_default=2e-5)
-    lr_mean_end: float = _opt(2e-6, "End learning rate of the means (exponential decay over training).", brush_default=2e-7)
+    # Learning rates: brushpy's defaults are AdamConfig's (its docstring says why four differ from Brush's).
+    lr_mean: float = _opt(AdamConfig.lr_mean, "Start learning rate of the means, multiplied by the scene extent.",
+                          brush_default=2e-5)
+    lr_mean_end: float = _opt(AdamConfig.lr_mean_end, "End learning rate of the means (exponential decay over training).",
+                              brush_default=2e-7)
     mean_noise_weight: float = _opt(50.0, "Noise on low-opacity splats: N(0,1)·(1−σ(o))^150·visible·lr_mean·weight.")
-    lr_coeffs_dc: float = _opt(5e-3, "Learning rate of SH band 0.", brush_default=2e-3)
-    lr_coeffs_sh_scale: float = _opt(10.0, "Higher SH bands use lr_coeffs_dc divided by this.")
-    lr_opac: float = _opt(0.05, "Learning rate of the opacity logits.", brush_default=0.012)
-    lr_scale: float = _opt(1e-2, "Learning rate of the log scales.", brush_default=5e-3)
-    lr_rotation: float = _opt(2e-3, "Learning rate of the quaternions.")
+    lr_coeffs_dc: float = _opt(AdamConfig.lr_coeffs_dc, "Learning rate of SH band 0.", brush_default=2e-3)
+    lr_coeffs_sh_scale: float = _opt(AdamConfig.lr_coeffs_sh_scale, "Higher SH bands use lr_coeffs_dc divided by this.")
+    lr_opac: float = _opt(AdamConfig.lr_opac, "Learning rate of the opacity logits.", brush_default=0.012)
+    lr_scale: float = _opt(AdamConfig.lr_scale, "Learning rate of the log scales.", brush_default=5e-3)
+    lr_rotation: float = _opt(AdamConfig.lr_rotation, "Learning rate of the quaternions.")
     max_splats: int = _opt(10_000_000, "Upper bound on the number of splats.")
     refine_every: int = _opt(200, "Refine period in steps.")
     growth_grad_threshold: float = _opt(0.0025, "Growth threshold on the accumulated screen-space gradient statistic.")
@@ -68,6 +77,8 @@ class TrainConfig:
             (self.render_mode in ("default", "mip"), "--render-mode must be `default` or `mip`"),
             (self.min_scale_factor >= 0.0, "--min-scale-factor must be ≥ 0 (0 disables the 3D filter)"),
             (len(self.background_color) == 3, "--background-color takes three values R,G,B"),
+            (self.random_init_scene_scale is None or self.random_init_scene_scale > 0,
+             "--random-init-scene-scale must be > 0"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -78,7 +89,7 @@ class TrainConfig:
 class ProcessConfig:
     """Run options: seed, evaluation and export."""
 
-    seed: int = _opt(42, "Random seed.")
+    seed: int = _opt(42, "Random seed (initialisation, view order, refine, noise).")
     eval_every: int = _opt(1000, "Evaluate PSNR/SSIM on the eval split every this many steps.")
     eval_save_to_disk: bool = _opt(False, "Save evaluation renders as PNG.")
     export_every: int = _opt(5000, "Write a PLY every this many steps.")
@@ -97,3 +108,86 @@ def dataset_train_defaults(scene) -> dict:
     if getattr(scene, "kind", "") == "nerf-synthetic":
         return {"background_color": (1.0, 1.0, 1.0)}
     return {}
+
+
+#: The option dataclasses of a training run, in the order ``brushpy train --help`` lists them.
+CONFIG_CLASSES = (TrainConfig, LoadConfig, ProcessConfig)
+
+
+def option_fields(cls) -> list:
+    """The fields of ``cls`` that are command-line (and ``args.txt``) options: those with help text
+    and without ``metadata["cli"] = False``."""
+    return [f for f in fields(cls) if f.metadata.get("cli", True) and "help" in f.metadata]
+
+
+@dataclass(frozen=True)
+class RunConfigs:
+    """The options of one training run, as :func:`resolve_configs` chose them.
+
+    Attributes:
+        load, train, process: the configs.
+        user_set: names of the options the user gave or the dataset's ``args.txt`` set.
+        implied: training options the dataset's format chose (:func:`dataset_train_defaults`,
+            only for options not in ``user_set``), already in ``train``.
+        unknown: option names in ``args.txt`` that no config has (ignored).
+    """
+
+    load: LoadConfig
+    train: TrainConfig
+    process: ProcessConfig
+    user_set: frozenset = frozenset()
+    implied: Mapping[str, Any] = field(default_factory=dict)
+    unknown: tuple[str, ...] = ()
+
+
+def resolve_configs(dataset: "Scene | str | os.PathLike | DatasetSource",
+                    cli_values: Mapping[str, Any] | None = None) -> RunConfigs:
+    """The options of a training run on ``dataset``: defaults < its ``args.txt`` < ``cli_values``.
+
+    Args:
+        dataset: a loaded :class:`brushpy.data.Scene` (its ``args.txt`` is read from its source,
+            and the options its format implies, :func:`dataset_train_defaults`, fill those neither
+            ``args.txt`` nor ``cli_values`` set), or a dataset folder, ``.zip`` or
+            :class:`~brushpy.data.DatasetSource` before loading (to get the ``LoadConfig`` to load
+            it with; nothing is implied then).
+        cli_values: the options the user gave explicitly, ``{name: value}`` (snake- or kebab-case
+            names of fields of :data:`CONFIG_CLASSES`; values typed or text, text read as the
+            field's type by :func:`brushpy.data.config.convert_option`); ``None`` values are skipped.
+
+    Returns:
+        :class:`RunConfigs`. ``train`` is validated (:meth:`TrainConfig.validate`).
+
+    Raises:
+        ValueError: an unknown name in ``cli_values``; a value that cannot be read or is out of
+            range (names the flag, and ``args.txt`` when it came from there).
+    """
+    source = dataset.source if isinstance(dataset, Scene) else (
+        dataset if isinstance(dataset, DatasetSource) else DatasetSource(dataset))
+    from_file = read_args_txt(source) if source is not None else {}  # (a Scene built by hand has no source)
+    where = source.display_path(source.resolve(ARGS_FILE) or ARGS_FILE) if from_file else ARGS_FILE
+    given = {k.lstrip("-").replace("-", "_"): v for k, v in (cli_values or {}).items() if v is not None}
+    all_names = {f.name for cls in CONFIG_CLASSES for f in fields(cls)}
+    bad = sorted(set(given) - all_names)
+    if bad:
+        raise ValueError("not an option of brushpy train: " + ", ".join("--" + b.replace("_", "-") for b in bad))
+    configs, user_set = {}, set()
+    for cls in CONFIG_CLASSES:
+        values = {}
+        for f in option_fields(cls):
+            if f.name in from_file and f.name not in given:
+                try:
+                    values[f.name] = convert_option(cls, f.name, from_file[f.name])
+                except ValueError as exc:
+                    raise ValueError(f"{where}: {exc}") from None
+        names = {f.name for f in fields(cls)}
+        values.update({k: convert_option(cls, k, v) for k, v in given.items() if k in names})
+        user_set |= set(values)
+        configs[cls] = replace(cls(), **values) if values else cls()
+    train, load, process = configs[TrainConfig], configs[LoadConfig], configs[ProcessConfig]
+    implied = {}
+    if isinstance(dataset, Scene):
+        implied = {k: v for k, v in dataset_train_defaults(dataset).items() if k not in user_set}
+        train = replace(train, **implied)
+    train.validate()
+    unknown = tuple(sorted(set(from_file) - {f.name for cls in CONFIG_CLASSES for f in option_fields(cls)}))
+    return RunConfigs(load, train, process, frozenset(user_set), implied, unknown)

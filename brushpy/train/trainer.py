@@ -31,6 +31,7 @@ from ..render.forward import release_forward_state, render_forward
 from ..render.splats import Splats
 from .config import ProcessConfig, TrainConfig
 from .filter3d import Filter3D, Filter3DOp
+from .init import scene_initial_splats
 from .refine import RefineStats, refine, scene_bounds, stream_key
 
 #: Refine runs until this fraction of training (Brush).
@@ -105,8 +106,9 @@ class Trainer:
         scene: loaded dataset (train and eval views, initial points).
         config: optimisation options (:class:`TrainConfig`).
         process: seed, evaluation and export options (:class:`ProcessConfig`).
-        initial: initial splat parameters (numpy, Splats layout); default: the
-            scene's point or random init.
+        initial: initial splat parameters (numpy, Splats layout); default:
+            :func:`brushpy.train.init.scene_initial_splats` (point init, else random
+            init with ``config.random_init_scene_scale`` and ``process.seed``).
         log_every: read the loss back every this many steps (it syncs the GPU).
 
     Raises:
@@ -136,7 +138,7 @@ class Trainer:
                 f"growth stops at {capacity:,} splats"
             )
 
-        init = initial if initial is not None else scene.initial_splats(seed=process.seed)
+        init = initial if initial is not None else scene_initial_splats(scene, config.random_init_scene_scale, process.seed)
         n0 = int(np.asarray(init["means"]).shape[0])
         if n0 > capacity:
             raise TrainingError(

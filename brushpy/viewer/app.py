@@ -381,10 +381,11 @@ class ViewerApp:
             return False
         try:
             config, process = job["configs"]
-            if config is None:  # e.g. white background for NeRF-synthetic scenes, as `brushpy train`
-                from ..train.config import TrainConfig, dataset_train_defaults
+            if config is None or process is None:  # the dataset's args.txt and format, as `brushpy train`
+                from ..train.config import resolve_configs
 
-                config = TrainConfig(**dataset_train_defaults(result))
+                resolved = resolve_configs(result)
+                config, process = config or resolved.train, process or resolved.process
             self.start_training(result, config, process)
         except Exception as exc:  # e.g. TrainingError: too large for this device
             self.error = f"{self.path_input}: {exc}"
