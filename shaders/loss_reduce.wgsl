@@ -2,12 +2,8 @@
 // One workgroup; each thread strides over the partials, then a tree reduction.
 // Used for the image loss (k = 0: loss) and the metrics (k = 0: sum of SSIM, k = 1: squared error).
 
-struct ReduceParams {
-    count: u32,        // number of partial pairs
-    out_offset: u32,   // first output element
-    _pad0: u32,
-    _pad1: u32,
-}
+// declared once in brushpy/loss/image_loss.py (REDUCE_PARAMS)
+#struct ReduceParams
 
 @group(0) @binding(0) var<uniform> params: ReduceParams;
 @group(0) @binding(1) var<storage, read> partials: array<f32>;

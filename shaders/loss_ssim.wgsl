@@ -27,17 +27,8 @@
 
 #include "common.wgsl"
 
-struct LossParams {
-    bg: vec4<f32>,          // background composited under the ground truth (rgb)
-    width: u32,
-    height: u32,
-    flags: u32,             // see FLAG_* below
-    tiles_x: u32,
-    ssim_weight: f32,       // w in (1-w) L1 + w (1 - SSIM)
-    alpha_weight: f32,      // weight of |alpha - alpha_gt|
-    inv_rgb_count: f32,     // 1 / (3 H W)
-    inv_pixel_count: f32,   // 1 / (H W)
-}
+// declared once in brushpy/loss/image_loss.py (LOSS_PARAMS)
+#struct LossParams
 
 const FLAG_COMPOSITE_GT: u32 = 1u;   // gt rgb := gt over bg (straight or premultiplied alpha)
 const FLAG_ALPHA_LOSS: u32 = 2u;     // add alpha_weight * mean |alpha - alpha_gt|
