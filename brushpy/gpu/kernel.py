@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import os
 import re
 import weakref
@@ -188,6 +189,9 @@ class _Pipeline:
         self.slots = sorted(kinds)
         #: WGSL variable names in binding order (what a bindings dict is keyed on)
         self.names = tuple(names.get(s, f"@binding({s})") for s in self.slots)
+        #: a bindings dict -> its values in binding order (one C call; KeyError when one is missing)
+        get = operator.itemgetter(*self.names) if self.names else (lambda _d: ())
+        self.take = get if len(self.names) != 1 else (lambda d: (get(d),))
         self.uniform_positions = tuple(i for i, s in enumerate(self.slots) if kinds[s] == "uniform")
         self.cache: OrderedDict = OrderedDict()  # key -> (bind group, buffer ids)
         _CACHES[id(self.cache)] = self.cache
@@ -293,8 +297,14 @@ class Kernel:
         """The WGSL variable names of the kernel's bindings, in binding order."""
         return self._pipe.names
 
-    def _by_name(self, bindings: dict) -> list:
-        names = self._pipe.names
+    def _by_name(self, bindings: dict):
+        pipe = self._pipe
+        if len(bindings) == len(pipe.names):
+            try:
+                return pipe.take(bindings)
+            except KeyError:  # explained below
+                pass
+        names = pipe.names
         try:
             out = [bindings[n] for n in names]
         except KeyError:
