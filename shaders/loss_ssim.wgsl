@@ -26,18 +26,10 @@
 // IMG_CHANNELS (3 or 4: channels per pixel of `image`), GT_CHANNELS (f32 gt only).
 
 #include "common.wgsl"
+#include "reduce.wgsl"
 
-struct LossParams {
-    bg: vec4<f32>,          // background composited under the ground truth (rgb)
-    width: u32,
-    height: u32,
-    flags: u32,             // see FLAG_* below
-    tiles_x: u32,
-    ssim_weight: f32,       // w in (1-w) L1 + w (1 - SSIM)
-    alpha_weight: f32,      // weight of |alpha - alpha_gt|
-    inv_rgb_count: f32,     // 1 / (3 H W)
-    inv_pixel_count: f32,   // 1 / (H W)
-}
+// declared once in brushpy/loss/image_loss.py (LOSS_PARAMS)
+#struct LossParams
 
 const FLAG_COMPOSITE_GT: u32 = 1u;   // gt rgb := gt over bg (straight or premultiplied alpha)
 const FLAG_ALPHA_LOSS: u32 = 2u;     // add alpha_weight * mean |alpha - alpha_gt|
@@ -75,8 +67,6 @@ var<workgroup> h1: array<f32, 416>;
 var<workgroup> h2: array<f32, 416>;
 var<workgroup> h3: array<f32, 416>;
 var<workgroup> h4: array<f32, 416>;
-var<workgroup> red0: array<f32, 256>;
-var<workgroup> red1: array<f32, 256>;
 
 fn gt_rgba(pix: u32) -> vec4<f32> {
 #if GT_PACKED
@@ -145,16 +135,6 @@ fn cell_pixel(origin: vec2<i32>, cell: u32) -> i32 {
         return -1;
     }
     return py * i32(params.width) + px;
-}
-
-fn workgroup_sum(lid: u32) {
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red0[lid] = red0[lid] + red0[lid + s];
-            red1[lid] = red1[lid] + red1[lid + s];
-        }
-        workgroupBarrier();
-    }
 }
 
 @compute @workgroup_size(256)
@@ -274,23 +254,20 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     }
 
 #if METRIC
-    red0[lid] = acc0;
-    red1[lid] = acc1;
+    let mine = vec2<f32>(acc0, acc1);
 #else
     var total = acc0 * params.inv_rgb_count;
     if (inside && (params.flags & FLAG_ALPHA_LOSS) != 0u) {
         let ar = image_value(pix, 3u);
         total = total + params.alpha_weight * abs(ar - g_here.a) * params.inv_pixel_count;
     }
-    red0[lid] = total;
-    red1[lid] = 0.0;
+    let mine = vec2<f32>(total, 0.0);
 #endif
-    workgroupBarrier();
-    workgroup_sum(lid);
+    let sums = workgroup_sum2(lid, mine);
     if (lid == 0u) {
         let t = wid.y * params.tiles_x + wid.x;
-        partials[2u * t] = red0[0];
-        partials[2u * t + 1u] = red1[0];
+        partials[2u * t] = sums.x;
+        partials[2u * t + 1u] = sums.y;
     }
 }
 

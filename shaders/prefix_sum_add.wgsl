@@ -2,10 +2,8 @@
 // totals (scanned_sums[block - 1]) to every value of blocks 1, 2, ...
 #include "common.wgsl"
 
-struct Params {
-    count: u32,
-    num_blocks: u32,
-}
+// declared once in brushpy/render/prefix_sum.py (SCAN_PARAMS)
+#struct Params
 
 const WG: u32 = {{WG}}u;
 const EPT: u32 = {{EPT}}u;

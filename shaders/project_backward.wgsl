@@ -24,16 +24,8 @@
 #include "render_common.wgsl"
 #include "sh.wgsl"
 
-struct Params {
-    world_to_camera: mat4x4<f32>,
-    cam_pos: vec4<f32>,
-    intrinsics: vec4<f32>,  // fx, fy, cx, cy
-    size: vec4<f32>,        // width, height, render mode (0 default, 1 mip), 0
-    num_visible: u32,
-    num_coeffs: u32,        // coefficients used, (degree + 1)^2
-    view_dir_const: u32,
-    coeff_stride: u32,      // K, coefficients stored per splat
-}
+// declared once in brushpy/render/backward.py (PROJECT_BACKWARD_PARAMS)
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> means: array<f32>;

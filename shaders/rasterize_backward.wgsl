@@ -27,13 +27,8 @@
 
 #include "common.wgsl"
 
-struct Params {
-    background: vec4<f32>,   // rgb, unused
-    width: u32,
-    height: u32,
-    tiles_x: u32,
-    tiles_y: u32,
-}
+// declared once in brushpy/render/backward.py (RASTERIZE_BACKWARD_PARAMS)
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> compact_from_isect: array<u32>;

@@ -11,12 +11,8 @@
 // invocation) and summed over the workgroup.
 #include "common.wgsl"
 
-struct Params {
-    count: u32,
-    shift: u32,
-    digit_mask: u32,
-    num_blocks: u32,
-}
+// declared once in brushpy/render/sort.py (SORT_PARAMS)
+#struct Params
 
 const WG: u32 = {{WG}}u;
 const EPT: u32 = {{EPT}}u;

@@ -146,3 +146,105 @@ fn main() {
         np.testing.assert_array_equal(out.numpy()[:7], [7, 1.5, 2.5, 3.5, -4.0, m[2, 1], 11])
     finally:
         shader_mod._read.cache_clear()
+
+
+def test_scalar_struct_fast_path_packs_like_the_general_path():
+    """A struct of scalars given exactly its non-padding fields takes one struct call; it
+    gives the same bytes as the general path and the same errors."""
+    lay = UniformLayout("P", [("n", "u32"), ("_pad0", "u32"), ("x", "f32"), ("k", "i32"), ("_pad1", "u32")])
+    assert lay._fast is not None
+    want = struct.pack("<I4xfi4x", 7, 1.5, -3)
+    assert lay.pack_bytes(n=7, x=1.5, k=-3) == want
+    assert lay.pack_bytes(n=7, x=1.5, k=-3, _pad0=0, _pad1=0) == want  # general path
+    assert lay.pack(n=7, x=1.5, k=-3).data == want + b"\0" * 12  # a Uniform pads to 16
+    assert lay.pack_bytes(n=7, x=1e39, k=0)[8:12] == np.float32(np.inf).tobytes()  # overflow: NumPy's rounding
+    with pytest.raises(LayoutError, match="no value for field 'k'"):
+        lay.pack_bytes(n=7, x=1.5, _pad0=0)
+    with pytest.raises(LayoutError, match="no field 'kk'"):
+        lay.pack_bytes(n=7, x=1.5, kk=1)
+    with pytest.raises(LayoutError, match="struct P"):
+        lay.pack_bytes(n=-1, x=1.5, k=0)  # u32 out of range
+
+
+def test_project_backward_params_struct_and_bytes_agree(gpu, tmp_path, monkeypatch):
+    """PROJECT_BACKWARD_PARAMS (mat4x4, vec4s, u32s) is what shaders/project_backward.wgsl
+    declares, packs the bytes the hand packing it replaced wrote, and a kernel built with
+    its generated struct reads every field where the host put it."""
+    import brushpy.gpu.shader as shader_mod
+    from brushpy.render.backward import PROJECT_BACKWARD_PARAMS as lay
+    from brushpy.render.params import RENDER_PARAMS
+
+    src = preprocess("project_backward.wgsl", structs=[RENDER_PARAMS, lay])
+    assert lay.wgsl() in src and "#struct" not in src
+    rng = np.random.default_rng(5)
+    w2c = rng.normal(size=(4, 4))
+    pos, intr, size = rng.normal(size=3), rng.uniform(1, 500, 4), (640.0, 480.0, 1.0, 0.0)
+    counts = dict(num_visible=123, num_coeffs=9, view_dir_const=1, coeff_stride=16)
+    got = lay.pack_bytes(world_to_camera=w2c, cam_pos=(*pos, 0.0), intrinsics=intr, size=size, **counts)
+    f = np.zeros(28, np.float32)  # the layout the host wrote by hand before
+    f[:16] = w2c.astype(np.float32).T.ravel()
+    f[16:19], f[20:24], f[24:28] = pos, intr, size
+    assert got == f.tobytes() + np.array(list(counts.values()), np.uint32).tobytes()
+
+    (tmp_path / "read_pb.wgsl").write_text("""
+#struct Params
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(1)
+fn main() {
+    for (var c = 0u; c < 4u; c++) {
+        for (var r = 0u; r < 4u; r++) {
+            out[4u * r + c] = params.world_to_camera[c][r];
+        }
+    }
+    out[16] = params.cam_pos.z;
+    out[17] = params.intrinsics.w;
+    out[18] = params.size.z;
+    out[19] = f32(params.num_visible);
+    out[20] = f32(params.num_coeffs);
+    out[21] = f32(params.view_dir_const);
+    out[22] = f32(params.coeff_stride);
+}
+""")
+    monkeypatch.setattr(shader_mod, "shader_dir", lambda: tmp_path)
+    shader_mod._read.cache_clear()
+    try:
+        out = GpuTensor.empty(23)
+        rec = Recorder()
+        rec.dispatch(Kernel("read_pb.wgsl", structs=[lay]), {"params": lay.pack(
+            world_to_camera=w2c, cam_pos=(*pos, 0.0), intrinsics=intr, size=size, **counts), "out": out}, 1)
+        rec.submit()
+    finally:
+        shader_mod._read.cache_clear()
+    want = np.concatenate([w2c.ravel(), [pos[2], intr[3], size[2]], list(counts.values())]).astype(np.float32)
+    np.testing.assert_array_equal(out.numpy(), want)
+
+
+@pytest.mark.parametrize("module, names", [
+    ("brushpy.render.sort", ("SORT_PARAMS",)),
+    ("brushpy.render.prefix_sum", ("SCAN_PARAMS",)),
+    ("brushpy.render.backward", ("RASTERIZE_BACKWARD_PARAMS", "PROJECT_BACKWARD_PARAMS")),
+    ("brushpy.loss.image_loss", ("LOSS_PARAMS", "REDUCE_PARAMS")),
+])
+def test_kernel_structs_are_declared_once(module, names):
+    """Each layout's shaders say ``#struct Name`` and hand-write no struct of that name."""
+    import importlib
+    import re
+
+    from brushpy.gpu.shader import _read
+
+    shaders = {
+        "SORT_PARAMS": ("sort_count.wgsl", "sort_scatter.wgsl"),
+        "SCAN_PARAMS": ("prefix_sum_block.wgsl", "prefix_sum_add.wgsl"),
+        "RASTERIZE_BACKWARD_PARAMS": ("rasterize_backward.wgsl",),
+        "PROJECT_BACKWARD_PARAMS": ("project_backward.wgsl",),
+        "LOSS_PARAMS": ("loss_ssim.wgsl",),
+        "REDUCE_PARAMS": ("loss_reduce.wgsl",),
+    }
+    mod = importlib.import_module(module)
+    for name in names:
+        lay = getattr(mod, name)
+        for shader in shaders[name]:
+            text = _read(shader)
+            assert re.search(rf"^#struct {lay.name}$", text, re.M), (shader, lay.name)
+            assert not re.search(rf"^struct {lay.name}\b", text, re.M), (shader, lay.name)

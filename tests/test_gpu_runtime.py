@@ -304,3 +304,43 @@ def test_bindings_by_name(gpu, pick_kernel):
     assert parse_binding_names(src) == {0: "a", 1: "p"}
     with pytest.raises(ShaderError, match="'a' declared twice"):
         parse_binding_names(src.replace(" p :", " a:"))
+
+
+def test_context_cache_lives_as_long_as_the_context(gpu):
+    """ctx.cache(key, factory) builds once per context (factory gets the context), keeps
+    contexts apart, forget() drops an entry, and entries die with their context (even
+    ones that refer back to it, as kernel wrappers do)."""
+    import gc
+    import weakref
+
+    from brushpy.gpu import create_context
+    from brushpy.render.prefix_sum import inclusive_prefix_sum
+
+    ctx = create_context()
+    calls = []
+
+    class Entry:
+        def __init__(self, c):
+            calls.append(c)
+            self.ctx = c
+
+    a = ctx.cache(Entry, Entry)
+    assert ctx.cache(Entry, Entry) is a and calls == [ctx]
+    from brushpy.gpu import get_context
+
+    other = get_context()
+    assert other.cache(Entry, Entry) is not a and calls == [ctx, other]
+    assert ctx.forget(Entry) is a and ctx.forget(Entry) is None
+    assert ctx.cache(Entry, Entry) is not a
+    other.forget(Entry)
+    # a context's kernels, scratch and arena live in its cache, and go with it
+    rec = Recorder(ctx)
+    vals = GpuTensor.from_numpy(np.arange(3000, dtype=np.uint32), ctx=ctx)
+    got = inclusive_prefix_sum(rec, vals, 3000)
+    rec.submit()
+    np.testing.assert_array_equal(got.numpy(), np.cumsum(np.arange(3000)))
+    assert any(type(v).__name__ == "_ScanState" for v in ctx._cache.values())
+    dead = weakref.ref(ctx)
+    del ctx, a, rec, vals, got, calls
+    gc.collect()
+    assert dead() is None

@@ -34,26 +34,36 @@ def _assert_same(a: dict, b: dict, what: str):
         np.testing.assert_array_equal(a[f], b[f], err_msg=f"{what}: {f}")
 
 
-@pytest.fixture
-def fresh_pool(gpu, monkeypatch):
-    """An empty renderer pool for this test (so 'fresh' renders get zero-filled buffers)."""
-    from brushpy.render import forward, pool
+def _swap_pool(saved):
+    """Replace the context's renderer pool by ``saved`` (None: an empty one on next use);
+    returns the pool that was there."""
+    from brushpy.gpu import get_context
+    from brushpy.render import pool
 
-    monkeypatch.setattr(pool, "_POOLS", {})
-    return forward
+    ctx = get_context()
+    old = ctx.forget(pool._RenderPool)
+    if saved is not None:
+        ctx.cache(pool._RenderPool, lambda _ctx: saved)
+    return old
+
+
+@pytest.fixture
+def fresh_pool(gpu):
+    """An empty renderer pool for this test (so 'fresh' renders get zero-filled buffers)."""
+    from brushpy.render import forward
+
+    saved = _swap_pool(None)
+    yield forward
+    _swap_pool(saved)
 
 
 def _fresh_render(forward, splats, camera, background=(0.0, 0.0, 0.0)):
     """A render into brand-new (zeroed) buffers: the pool is emptied around it."""
-    from brushpy.render import pool
-
-    saved = dict(pool._POOLS)
-    pool._POOLS.clear()
+    saved = _swap_pool(None)
     try:
         return _read(forward.render_forward(splats, camera, background))
     finally:
-        pool._POOLS.clear()
-        pool._POOLS.update(saved)
+        _swap_pool(saved)
 
 
 def test_reused_buffers_give_identical_renders(fresh_pool):

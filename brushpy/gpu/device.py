@@ -63,6 +63,9 @@ NO_ADAPTER_HELP = (
 )
 
 
+_MISSING = object()
+
+
 @dataclass
 class GpuContext:
     """The adapter, the device and what they offer.
@@ -73,12 +76,43 @@ class GpuContext:
         features: optional features enabled on ``device`` (subset of
             :data:`OPTIONAL_FEATURES`), after ``BRUSHPY_DISABLE_FEATURES``.
         limits: the device limits (dict, kebab-case keys as in WebGPU).
+
+    Everything built for one context (pipelines, kernel wrappers, scratch buffers,
+    buffer pools) lives in its :meth:`cache`, so it lives exactly as long as the
+    context and never leaks onto another one (tests switch contexts with
+    :func:`set_context` to force fallback paths).
     """
 
     adapter: "wgpu.GPUAdapter"
     device: "wgpu.GPUDevice"
     features: frozenset = field(default_factory=frozenset)
     limits: dict = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def cache(self, key, factory):
+        """The object cached on this context under ``key``, made by ``factory(ctx)`` on first use.
+
+        The one per-context cache of brushpy: a kernel wrapper keeps its pipelines,
+        scratch buffers or pools here rather than in a module-level dict keyed by
+        context. Lifetime: an entry lives as long as this context (it is dropped with
+        it; the context may be collected while entries refer back to it) or until
+        :meth:`forget` removes it. Keys are any hashable; use one the owner defines
+        (e.g. its class or a module-level constant) so owners never collide.
+
+        Args:
+            key: hashable identifying the entry.
+            factory: called with this context when ``key`` has no entry yet; its result is
+                stored and returned.
+        """
+        value = self._cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = self._cache[key] = factory(self)
+        return value
+
+    def forget(self, key):
+        """Remove the entry under ``key`` from :meth:`cache` (the next use builds a new one);
+        returns it, or None when there was none."""
+        return self._cache.pop(key, None)
 
     @property
     def is_cpu(self) -> bool:
@@ -216,7 +250,7 @@ def get_context() -> GpuContext:
 def set_context(ctx: GpuContext | None) -> None:
     """Replace the process-wide context (tests use this to force fallback paths).
 
-    Kernels cache pipelines per context, so switching is safe; tensors made on
+    Kernels cache pipelines per context (:meth:`GpuContext.cache`), so switching is safe; tensors made on
     one context cannot be used on another.
     """
     global _context

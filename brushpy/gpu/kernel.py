@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import os
 import re
 import weakref
@@ -58,7 +59,8 @@ from .device import GpuContext, get_context
 from .shader import parse_binding_names, parse_bindings, preprocess
 from .tensor import GpuTensor
 
-_PIPELINES: dict = {}
+#: key of the per-context pipeline table in GpuContext.cache
+_PIPELINES = "brushpy.gpu.kernel.pipelines"
 #: most bind groups cached per pipeline (entries also die with any of their buffers)
 _BIND_GROUP_CACHE = 256
 #: bytes per uniform arena chunk (the WebGPU default max-uniform-buffer-binding-size)
@@ -141,25 +143,17 @@ class _ChunkPool:
             self.free.append(chunk)
 
 
-_CHUNK_POOLS: dict = {}
-
-
 def _chunk_pool(ctx: GpuContext) -> _ChunkPool:
-    key = id(ctx)
-    pool = _CHUNK_POOLS.get(key)
-    if pool is None or pool.device is not ctx.device:
-        pool = _ChunkPool(ctx)
-        _CHUNK_POOLS[key] = pool
-        weakref.finalize(ctx, _CHUNK_POOLS.pop, key, None)
-    return pool
+    """The context's arena chunk pool (in :meth:`GpuContext.cache`)."""
+    return ctx.cache(_ChunkPool, _ChunkPool)
 
 
 # -- bind-group cache ------------------------------------------------------------------
 
 # id(buffer) -> (weak reference to the buffer, set of (id(cache), key) entries using it)
 _BUFFER_USERS: dict = {}
-# id(cache) -> bind-group cache of a pipeline (pipelines live as long as the process)
-_CACHES: dict = {}
+# id(cache) -> bind-group cache of a pipeline (weak: pipelines live as long as their context)
+_CACHES = weakref.WeakValueDictionary()
 
 
 def _forget_buffer(buf_id: int, _ref=None) -> None:
@@ -195,6 +189,9 @@ class _Pipeline:
         self.slots = sorted(kinds)
         #: WGSL variable names in binding order (what a bindings dict is keyed on)
         self.names = tuple(names.get(s, f"@binding({s})") for s in self.slots)
+        #: a bindings dict -> its values in binding order (one C call; KeyError when one is missing)
+        get = operator.itemgetter(*self.names) if self.names else (lambda _d: ())
+        self.take = get if len(self.names) != 1 else (lambda d: (get(d),))
         self.uniform_positions = tuple(i for i, s in enumerate(self.slots) if kinds[s] == "uniform")
         self.cache: OrderedDict = OrderedDict()  # key -> (bind group, buffer ids)
         _CACHES[id(self.cache)] = self.cache
@@ -232,6 +229,10 @@ def uniforms_as_storage(ctx: GpuContext) -> bool:
     return ctx.is_cpu
 
 
+def _new_table(_ctx) -> dict:
+    return {}
+
+
 class BindingError(ValueError):
     """A dispatch's bindings do not match the kernel's ``@binding`` declarations."""
 
@@ -248,7 +249,8 @@ class Kernel:
             shader's ``#struct Name`` lines are replaced with.
 
     The pipeline (and its bind-group cache) is cached per (shader, entry point,
-    defines, device), so constructing the same Kernel twice is cheap. Uniform
+    defines, structs) in the context's :meth:`~brushpy.gpu.GpuContext.cache`, so
+    constructing the same Kernel twice is cheap and pipelines live as long as their context. Uniform
     bindings are declared with ``has_dynamic_offset`` (see the module notes).
     """
 
@@ -259,9 +261,10 @@ class Kernel:
         defs.update(defines or {})
         self.name = f"{shader}:{entry_point}"
         as_storage = uniforms_as_storage(self.ctx)
-        key = (shader, entry_point, tuple(sorted((k, str(v)) for k, v in defs.items())), id(self.ctx.device), as_storage,
+        key = (shader, entry_point, tuple(sorted((k, str(v)) for k, v in defs.items())), as_storage,
                tuple(s.wgsl() for s in structs))
-        cached = _PIPELINES.get(key)
+        pipelines = self.ctx.cache(_PIPELINES, _new_table)
+        cached = pipelines.get(key)
         if cached is None:
             src = preprocess(shader, defs, structs)
             kinds = parse_bindings(src)
@@ -285,7 +288,7 @@ class Kernel:
                 label=self.name,
             )
             cached = _Pipeline(pipeline, layout, kinds, self.name, names)
-            _PIPELINES[key] = cached
+            pipelines[key] = cached
         self._pipe = cached
         self.pipeline, self.layout, self.binding_kinds = cached.pipeline, cached.layout, cached.kinds
 
@@ -294,8 +297,14 @@ class Kernel:
         """The WGSL variable names of the kernel's bindings, in binding order."""
         return self._pipe.names
 
-    def _by_name(self, bindings: dict) -> list:
-        names = self._pipe.names
+    def _by_name(self, bindings: dict):
+        pipe = self._pipe
+        if len(bindings) == len(pipe.names):
+            try:
+                return pipe.take(bindings)
+            except KeyError:  # explained below
+                pass
+        names = pipe.names
         try:
             out = [bindings[n] for n in names]
         except KeyError:

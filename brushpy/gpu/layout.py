@@ -26,6 +26,7 @@ Fields whose names start with ``_`` are padding and default to zeros.
 
 from __future__ import annotations
 
+import operator
 import re
 import struct
 from dataclasses import dataclass
@@ -133,6 +134,16 @@ class UniformLayout:
         self._struct = struct.Struct("<" + fmt)
         self._float_slots = [c for c in fmt if c != "x"]
         self._wgsl = self._make_wgsl()
+        # a struct of scalars only (most parameter blocks) given exactly its non-padding
+        # fields packs in one call: its padding fields become pad bytes of a second format
+        self._fast = None
+        if all(t.scalars == 1 for t in self.types.values()):
+            names = iter(f[0] for f in self.fields)
+            fast_fmt = "".join(c if c == "x" else ("4x" if next(names)[0] == "_" else c) for c in fmt)
+            required = [f[0] for f in self.fields if f[0][0] != "_"]
+            if required:
+                get = operator.itemgetter(*required)
+                self._fast = (struct.Struct("<" + fast_fmt), get if len(required) > 1 else (lambda v: (get(v),)), len(required))
 
     def __repr__(self) -> str:
         return f"UniformLayout({self.name!r}, {len(self.fields)} fields, {self.size} bytes)"
@@ -210,6 +221,12 @@ class UniformLayout:
             LayoutError: an unknown field, a missing (non-padding) field or a value of
                 the wrong length.
         """
+        fast = self._fast
+        if fast is not None and len(values) == fast[2]:
+            try:
+                return fast[0].pack(*fast[1](values))
+            except (KeyError, struct.error, OverflowError):  # the general path below explains or handles it
+                pass
         flat = self._flatten(values)
         try:
             return self._struct.pack(*flat)
@@ -235,4 +252,10 @@ class UniformLayout:
 
     def pack(self, **values):
         """A :class:`~brushpy.gpu.kernel.Uniform` holding :meth:`pack_bytes` ``(**values)``."""
+        fast = self._fast
+        if fast is not None and len(values) == fast[2]:
+            try:
+                return Uniform(fast[0].pack(*fast[1](values)))
+            except (KeyError, struct.error, OverflowError):
+                pass
         return Uniform(self.pack_bytes(**values))

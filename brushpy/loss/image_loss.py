@@ -36,7 +36,7 @@ import math
 import numpy as np
 
 from ..autodiff import Op
-from ..gpu import GpuTensor, Kernel, Recorder, Uniform
+from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -52,19 +52,30 @@ FLAG_MASK_BUFFER = 4
 FLAG_MASK_GT_ALPHA = 8
 FLAG_PREMULTIPLIED = 16
 
-_PARAMS_DTYPE = np.dtype(
-    [
-        ("bg", "<f4", 4),
-        ("width", "<u4"),
-        ("height", "<u4"),
-        ("flags", "<u4"),
-        ("tiles_x", "<u4"),
-        ("ssim_weight", "<f4"),
-        ("alpha_weight", "<f4"),
-        ("inv_rgb_count", "<f4"),
-        ("inv_pixel_count", "<f4"),
-    ]
-)
+#: the uniform block of shaders/loss_ssim.wgsl (``#struct LossParams``), loss and metrics
+LOSS_PARAMS = UniformLayout("LossParams", [
+    ("bg", "vec4<f32>", "background composited under the ground truth (rgb)"),
+    ("width", "u32"),
+    ("height", "u32"),
+    ("flags", "u32", "see FLAG_* below"),
+    ("tiles_x", "u32"),
+    ("ssim_weight", "f32", "w in (1-w) L1 + w (1 - SSIM)"),
+    ("alpha_weight", "f32", "weight of |alpha - alpha_gt|"),
+    ("inv_rgb_count", "f32", "1 / (3 H W)"),
+    ("inv_pixel_count", "f32", "1 / (H W)"),
+])
+#: the uniform block of shaders/loss_reduce.wgsl (``#struct ReduceParams``)
+REDUCE_PARAMS = UniformLayout("ReduceParams", [
+    ("count", "u32", "number of partial pairs"),
+    ("out_offset", "u32", "first output element"),
+    ("_pad0", "u32"),
+    ("_pad1", "u32"),
+])
+
+
+def reduce_kernel() -> Kernel:
+    """The kernel of shaders/loss_reduce.wgsl (sums per-tile partial pairs)."""
+    return Kernel("loss_reduce.wgsl", structs=[REDUCE_PARAMS])
 
 
 def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
@@ -135,7 +146,7 @@ def _kernel(entry: str, gt: GpuTensor, img_channels: int, metric: bool) -> Kerne
         "GT_RGB": gt.dtype != np.uint32 and gt.shape[-1] == 3,
         "METRIC": metric,
     }
-    return Kernel("loss_ssim.wgsl", entry, defines)
+    return Kernel("loss_ssim.wgsl", entry, defines, structs=[LOSS_PARAMS])
 
 
 def check_image(t: GpuTensor, name: str, channels=(4,)) -> tuple[int, int]:
@@ -189,7 +200,7 @@ class ImageLoss:
         self._scratch_hw = None
         self._dmaps = None
         self._partials = None
-        self._reduce = Kernel("loss_reduce.wgsl")
+        self._reduce = reduce_kernel()
         #: the scalar loss as a tensor of its own (a [1] view of :attr:`loss`), the output of :class:`ImageLossOp`
         self.loss_value = GpuTensor.view_of(self.loss.buffer, (1,), np.dtype(np.float32), "loss value", self.loss.ctx)
         #: f32 [1] = 1, the seed gradient of :attr:`loss_value` (never written)
@@ -261,20 +272,18 @@ class ImageLoss:
         tiles_x, tiles_y = math.ceil(w / TILE), math.ceil(h / TILE)
         bg = np.zeros(4, np.float32)
         bg[:3] = np.asarray(background, np.float32).reshape(3)
-        p = np.zeros((), _PARAMS_DTYPE)
-        p["bg"] = bg
-        p["width"], p["height"], p["flags"], p["tiles_x"] = w, h, flags, tiles_x
-        p["ssim_weight"] = self.ssim_weight
-        p["alpha_weight"] = self.match_alpha_weight
-        p["inv_rgb_count"] = 1.0 / (3.0 * h * w)
-        p["inv_pixel_count"] = 1.0 / (h * w)
-        uni = Uniform(p)
-        binds = [uni, image, gt, mask_t, dmaps, partials, v_image]
+        uni = LOSS_PARAMS.pack(
+            bg=bg, width=w, height=h, flags=flags, tiles_x=tiles_x,
+            ssim_weight=self.ssim_weight, alpha_weight=self.match_alpha_weight,
+            inv_rgb_count=1.0 / (3.0 * h * w), inv_pixel_count=1.0 / (h * w),
+        )
+        binds = {"params": uni, "image": image, "gt": gt, "mask": mask_t, "dmaps": dmaps, "partials": partials,
+                 "v_image": v_image}
         with rec.stage("loss_forward"):
             rec.dispatch(_kernel("forward", gt, 4, False), binds, (tiles_x, tiles_y, 1))
             rec.dispatch(
                 self._reduce,
-                [Uniform(np.array([tiles_x * tiles_y, 0, 0, 0], np.uint32)), partials, self.loss],
+                {"params": REDUCE_PARAMS.pack(count=tiles_x * tiles_y, out_offset=0), "partials": partials, "out": self.loss},
                 (1, 1, 1),
             )
         with rec.stage("loss_backward"):

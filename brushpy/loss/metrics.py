@@ -18,8 +18,8 @@ import math
 
 import numpy as np
 
-from ..gpu import GpuTensor, Kernel, Recorder, Uniform
-from .image_loss import _PARAMS_DTYPE, TILE, _kernel, check_ground_truth, check_image
+from ..gpu import GpuTensor, Recorder, get_context
+from .image_loss import LOSS_PARAMS, REDUCE_PARAMS, TILE, _kernel, check_ground_truth, check_image, reduce_kernel
 
 
 def _psnr_from_mse(mse: float) -> float:
@@ -47,7 +47,7 @@ class ImageMetrics:
             raise ValueError(f"ImageMetrics capacity must be >= 1, got {capacity}")
         self.capacity = int(capacity)
         self.results = GpuTensor.empty((self.capacity, 2), np.float32, "metric sums")
-        self._reduce = Kernel("loss_reduce.wgsl")
+        self._reduce = reduce_kernel()
         self._dummy_in = GpuTensor.empty((4,), np.float32, "metrics unused mask")
         self._dummy_maps = GpuTensor.empty((4,), np.float32, "metrics unused dmaps")
         self._dummy_out = GpuTensor.empty((4,), np.float32, "metrics unused v_image")
@@ -77,14 +77,17 @@ class ImageMetrics:
         if used >= len(pool):
             pool.append(GpuTensor.empty((tiles_x * tiles_y, 2), np.float32, "metric tile partials"))
         partials = pool[used]
-        p = np.zeros((), _PARAMS_DTYPE)
-        p["width"], p["height"], p["tiles_x"] = w, h, tiles_x
-        binds = [Uniform(p), image, gt, self._dummy_in, self._dummy_maps, partials, self._dummy_out]
+        # the metric reads only the sizes; the loss's weights and flags stay 0
+        params = LOSS_PARAMS.pack(bg=0, width=w, height=h, flags=0, tiles_x=tiles_x, ssim_weight=0.0, alpha_weight=0.0,
+                                  inv_rgb_count=0.0, inv_pixel_count=0.0)
+        binds = {"params": params, "image": image, "gt": gt, "mask": self._dummy_in, "dmaps": self._dummy_maps,
+                 "partials": partials, "v_image": self._dummy_out}
         with rec.stage("metrics"):
             rec.dispatch(_kernel("forward", gt, image.shape[2], True), binds, (tiles_x, tiles_y, 1))
             rec.dispatch(
                 self._reduce,
-                [Uniform(np.array([tiles_x * tiles_y, 2 * slot, 0, 0], np.uint32)), partials, self.results],
+                {"params": REDUCE_PARAMS.pack(count=tiles_x * tiles_y, out_offset=2 * slot), "partials": partials,
+                 "out": self.results},
                 (1, 1, 1),
             )
         self._counts.append(h * w * 3)
@@ -105,17 +108,13 @@ class ImageMetrics:
         return out
 
 
-_SHARED: dict = {}
+def _new_metrics(_ctx) -> ImageMetrics:
+    return ImageMetrics(capacity=1)
 
 
 def _metrics() -> ImageMetrics:
-    from ..gpu import get_context
-
-    key = id(get_context().device)
-    m = _SHARED.get(key)
-    if m is None:
-        m = _SHARED[key] = ImageMetrics(capacity=1)
-    return m
+    """The one-pair :class:`ImageMetrics` of the current context (in its cache)."""
+    return get_context().cache(_new_metrics, _new_metrics)
 
 
 def evaluate(image: GpuTensor, gt: GpuTensor) -> dict[str, float]:

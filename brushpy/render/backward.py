@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..autodiff import Op
-from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
+from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, get_context, workgroups_for
 from .camera import Camera
 from .params import RENDER_PARAMS
 from .forward import raster_defines, render_forward
@@ -36,6 +36,26 @@ from .splats import Splats
 from .state import PROJECTED_STRIDE, ForwardState
 
 _PROJECT_WG = 128
+
+#: the uniform block of shaders/rasterize_backward.wgsl (``#struct Params``)
+RASTERIZE_BACKWARD_PARAMS = UniformLayout("Params", [
+    ("background", "vec4<f32>", "rgb, unused"),
+    ("width", "u32"),
+    ("height", "u32"),
+    ("tiles_x", "u32"),
+    ("tiles_y", "u32"),
+])
+#: the uniform block of shaders/project_backward.wgsl (``#struct Params``)
+PROJECT_BACKWARD_PARAMS = UniformLayout("Params", [
+    ("world_to_camera", "mat4x4<f32>"),
+    ("cam_pos", "vec4<f32>", "camera centre in world coordinates (xyz), 0"),
+    ("intrinsics", "vec4<f32>", "fx, fy, cx, cy"),
+    ("size", "vec4<f32>", "width, height, render mode (0 default, 1 mip), 0"),
+    ("num_visible", "u32"),
+    ("num_coeffs", "u32", "coefficients used, (degree + 1)^2"),
+    ("view_dir_const", "u32"),
+    ("coeff_stride", "u32", "K, coefficients stored per splat"),
+])
 
 
 @dataclass
@@ -95,8 +115,9 @@ class RenderBackward:
         self.ctx = ctx or get_context()
         rd = raster_defines(defines, self.ctx)
         self.pixels_per_thread = int(rd["PIXELS_PER_THREAD"])
-        self.rasterize = Kernel("rasterize_backward.wgsl", defines=rd, ctx=self.ctx, structs=[RENDER_PARAMS])
-        self.project = Kernel("project_backward.wgsl", defines=defines, ctx=self.ctx, structs=[RENDER_PARAMS])
+        self.rasterize = Kernel("rasterize_backward.wgsl", defines=rd, ctx=self.ctx, structs=[RASTERIZE_BACKWARD_PARAMS])
+        self.project = Kernel("project_backward.wgsl", defines=defines, ctx=self.ctx,
+                              structs=[RENDER_PARAMS, PROJECT_BACKWARD_PARAMS])
 
     def allocate(self, n: int, num_coeffs: int, num_visible: int) -> SplatGrads:
         """Zeroed gradient buffers for ``n`` splats with ``num_coeffs`` SH coefficients.
@@ -160,70 +181,54 @@ class RenderBackward:
 
         bg = np.zeros(4, np.float32)
         bg[:3] = np.asarray(state.background, np.float32)[:3]
-        raster_params = np.concatenate([bg.view(np.uint32), np.array([w, h, state.tiles_x, state.tiles_y], np.uint32)])
+        raster_params = RASTERIZE_BACKWARD_PARAMS.pack(background=bg, width=w, height=h, tiles_x=state.tiles_x,
+                                                       tiles_y=state.tiles_y)
         with rec.stage("rasterize_backward"):
             rec.dispatch(
                 self.rasterize,
-                [
-                    Uniform(raster_params),
-                    state.compact_from_isect,
-                    state.tile_ranges,
-                    state.projected,
-                    state.final_index,
-                    state.image,
-                    v_image,
-                    grads.v_projected,
-                    grads.refine_abs,
-                ],
+                {
+                    "params": raster_params,
+                    "compact_from_isect": state.compact_from_isect,
+                    "tile_ranges": state.tile_ranges,
+                    "projected": state.projected,
+                    "final_index": state.final_index,
+                    "image": state.image,
+                    "v_image": v_image,
+                    "v_projected": grads.v_projected,
+                    "refine_abs": grads.refine_abs,
+                },
                 workgroups_for(state.tiles_x * state.tiles_y, 1, self.ctx),
             )
 
         fx, fy, cx, cy = cam.intrinsics
-        f = np.zeros(28, np.float32)
-        f[:16] = np.asarray(cam.world_to_camera, np.float32).T.ravel()  # column-major mat4x4
-        f[16:19] = cam.position
-        f[20:24] = (fx, fy, cx, cy)
-        f[24:26] = (w, h)
-        f[26] = 1.0 if getattr(state, "render_mode", "default") == "mip" else 0.0
-        used = min(k, (int(state.sh_degree) + 1) ** 2)
-        u = np.array([state.num_visible, used, int(bool(view_dir_const)), k], np.uint32)
-        proj_params = np.concatenate([f.view(np.uint32), u])
+        mip = 1.0 if getattr(state, "render_mode", "default") == "mip" else 0.0
+        proj_params = PROJECT_BACKWARD_PARAMS.pack(
+            world_to_camera=np.asarray(cam.world_to_camera, np.float32),
+            cam_pos=np.append(np.asarray(cam.position, np.float32), np.float32(0.0)),
+            intrinsics=np.array((fx, fy, cx, cy), np.float32),
+            size=np.array((w, h, mip, 0.0), np.float32),
+            num_visible=state.num_visible,
+            num_coeffs=min(k, (int(state.sh_degree) + 1) ** 2),
+            view_dir_const=int(bool(view_dir_const)),
+            coeff_stride=k,
+        )
         with rec.stage("project_backward"):
-            rec.dispatch(
-                self.project,
-                [
-                    Uniform(proj_params),
-                    splats.means,
-                    splats.rotations,
-                    splats.log_scales,
-                    splats.sh_coeffs,
-                    splats.raw_opacities,
-                    state.global_from_compact,
-                    grads.v_projected,
-                    grads.means,
-                    grads.rotations,
-                    grads.log_scales,
-                    grads.sh_coeffs,
-                    grads.raw_opacities,
-                    grads.refine_weight,
-                    grads.visible,
-                    grads.refine_abs,
-                    grads.refine_weight_abs,
-                ],
-                workgroups_for(state.num_visible, _PROJECT_WG, self.ctx),
-            )
+            binds = {name: getattr(splats, name) for name in Splats.PARAM_NAMES}
+            binds.update({"v_" + name: g for name, g in grads.params().items()})
+            binds.update(params=proj_params, global_from_compact=state.global_from_compact, v_projected=grads.v_projected,
+                         refine_weight=grads.refine_weight, visible=grads.visible, refine_abs=grads.refine_abs,
+                         refine_weight_abs=grads.refine_weight_abs)
+            rec.dispatch(self.project, binds, workgroups_for(state.num_visible, _PROJECT_WG, self.ctx))
         return grads
 
 
-_KERNELS: dict = {}
+def _new_backward(ctx) -> RenderBackward:
+    return RenderBackward(ctx=ctx)
 
 
 def _kernels(ctx) -> RenderBackward:
-    key = id(ctx.device)
-    kb = _KERNELS.get(key)
-    if kb is None:
-        kb = _KERNELS[key] = RenderBackward(ctx=ctx)
-    return kb
+    """The context's default :class:`RenderBackward` (in its cache)."""
+    return ctx.cache(RenderBackward, _new_backward)
 
 
 def render_backward(

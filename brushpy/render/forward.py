@@ -73,7 +73,6 @@ _F32 = np.dtype(np.float32)
 _SH_DEGREES = {(d + 1) ** 2: d for d in range(5)}
 #: extra WGSL defines of the kernels (tests only: TEST_DROP_TILES exercises the miscount path)
 _DEFINES: dict = {}
-_KERNELS: dict = {}
 
 
 def default_pixels_per_thread(ctx) -> int:
@@ -106,22 +105,22 @@ def raster_defines(defines: dict | None, ctx) -> dict:
 
 
 def _kernels(ctx=None) -> dict[str, Kernel]:
+    """The forward kernels of the context for the current ``_DEFINES`` (in the context's cache)."""
     ctx = ctx or get_context()
-    key = (id(ctx.device), tuple(sorted(_DEFINES.items())))
-    ks = _KERNELS.get(key)
-    if ks is None:
-        d = dict(_DEFINES)
-        ks = {
-            "project": Kernel("project_forward.wgsl", defines=d, ctx=ctx, structs=[RENDER_PARAMS]),
-            "compact": Kernel("render_compact.wgsl", defines=d, ctx=ctx, structs=[RENDER_PARAMS]),
-            "project_visible": Kernel("project_visible.wgsl", defines=d, ctx=ctx, structs=[RENDER_PARAMS]),
-            "map": Kernel("map_intersections.wgsl", defines=d, ctx=ctx, structs=[RENDER_PARAMS]),
-            "tile_ranges": Kernel("render_tile_ranges.wgsl", defines=d, ctx=ctx, structs=[RENDER_PARAMS]),
-            "rasterize": Kernel("rasterize.wgsl", defines=raster_defines(d, ctx), ctx=ctx, structs=[RENDER_PARAMS]),
-        }
-        _KERNELS.clear()
-        _KERNELS[key] = ks
-    return ks
+    return ctx.cache(("brushpy.render.forward", tuple(sorted(_DEFINES.items()))), _new_kernels)
+
+
+def _new_kernels(ctx) -> dict[str, Kernel]:
+    d = dict(_DEFINES)
+    rp = [RENDER_PARAMS]
+    return {
+        "project": Kernel("project_forward.wgsl", defines=d, ctx=ctx, structs=rp),
+        "compact": Kernel("render_compact.wgsl", defines=d, ctx=ctx, structs=rp),
+        "project_visible": Kernel("project_visible.wgsl", defines=d, ctx=ctx, structs=rp),
+        "map": Kernel("map_intersections.wgsl", defines=d, ctx=ctx, structs=rp),
+        "tile_ranges": Kernel("render_tile_ranges.wgsl", defines=d, ctx=ctx, structs=rp),
+        "rasterize": Kernel("rasterize.wgsl", defines=raster_defines(d, ctx), ctx=ctx, structs=rp),
+    }
 
 
 def render_forward(
@@ -229,12 +228,15 @@ def render_forward(
         with rec.stage("project"):
             rec.dispatch(
                 ks["project"],
-                [params1, splats.means, splats.rotations, splats.log_scales, splats.sh_coeffs, splats.raw_opacities,
-                 aux, tile_counts, visible, depth_keys, counters],
+                {"params": params1, "means": splats.means, "rotations": splats.rotations, "log_scales": splats.log_scales,
+                 "sh_coeffs": splats.sh_coeffs, "raw_opacities": splats.raw_opacities, "aux": aux,
+                 "tile_counts": tile_counts, "visible": visible, "depth_keys": depth_keys, "counters": counters},
                 workgroups_for(n, _WG, ctx),
             )
             inclusive_prefix_sum(rec, visible, n, out=visible_prefix)
-            rec.dispatch(ks["compact"], [params1, visible_prefix, depth_keys, sort_keys, sort_ids, counters], workgroups_for(n, _WG, ctx))
+            rec.dispatch(ks["compact"], {"params": params1, "visible_prefix": visible_prefix, "depth_keys": depth_keys,
+                                         "sort_keys": sort_keys, "sort_ids": sort_ids, "counters": counters},
+                         workgroups_for(n, _WG, ctx))
     rec.submit()
     num_visible, num_isect, min_key_inv, max_key = (int(v) for v in counters.numpy())
     # keys were offset by the smallest depth key: sort only the bits their range needs
@@ -261,7 +263,9 @@ def render_forward(
         with rec.stage("project_visible"):
             rec.dispatch(
                 ks["project_visible"],
-                [params2, splats.means, splats.sh_coeffs, aux, global_from_compact, tile_counts, projected, counts_sorted],
+                {"params": params2, "means": splats.means, "sh_coeffs": splats.sh_coeffs, "aux": aux,
+                 "global_from_compact": global_from_compact, "tile_counts": tile_counts, "projected": projected,
+                 "tile_counts_sorted": counts_sorted},
                 workgroups_for(num_visible, _WG, ctx),
             )
 
@@ -278,20 +282,23 @@ def render_forward(
             inclusive_prefix_sum(rec, counts_sorted, num_visible, out=isect_end)
             rec.dispatch(
                 ks["map"],
-                [params2, aux, global_from_compact, isect_end, counts_sorted, tile_ids, compact_ids],
+                {"params": params2, "aux": aux, "global_from_compact": global_from_compact, "isect_end": isect_end,
+                 "tile_counts_sorted": counts_sorted, "tile_ids": tile_ids, "compact_ids": compact_ids},
                 workgroups_for(num_visible, _WG, ctx),
             )
         # tile ids 0..T-1 need ceil(log2(T)) bits; sorted in place
         with rec.stage("tile_sort"):
             radix_sort_pairs(rec, tile_ids, compact_ids, num_isect, num_bits=max(1, (num_tiles - 1).bit_length()))
-            rec.dispatch(ks["tile_ranges"], [params2, tile_ids, tile_ranges], workgroups_for(num_isect, _WG, ctx))
+            rec.dispatch(ks["tile_ranges"], {"params": params2, "sorted_tile_ids": tile_ids, "tile_ranges": tile_ranges},
+                         workgroups_for(num_isect, _WG, ctx))
     compact_from_isect = compact_ids
 
     # -- 5. rasterize ---------------------------------------------------------------------
     with rec.stage("rasterize"):
         rec.dispatch(
             ks["rasterize"],
-            [params2, projected, compact_from_isect, tile_ranges, image, final_index],
+            {"params": params2, "projected": projected, "compact_from_isect": compact_from_isect,
+             "tile_ranges": tile_ranges, "image": image, "final_index": final_index},
             (tiles_x, tiles_y, 1),
         )
     if own:

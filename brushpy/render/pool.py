@@ -18,7 +18,6 @@ render after render keeps the kernels' bind-group caches hitting.
 from __future__ import annotations
 
 import math
-import weakref
 
 import numpy as np
 
@@ -83,7 +82,8 @@ class _BufferSet:
 
 
 class _RenderPool:
-    """Free scratch and output sets of one context (most recently freed handed out first)."""
+    """Free scratch and output sets of one context (most recently freed handed out first);
+    one per context, in its cache (``ctx.cache(_RenderPool, _RenderPool)``)."""
 
     #: free sets kept per kind; more are dropped (their memory freed)
     KEEP = 2
@@ -104,18 +104,9 @@ class _RenderPool:
             free.append(buffers)
 
 
-_POOLS: dict = {}
-
-
 def _pool(ctx=None) -> _RenderPool:
-    ctx = ctx or get_context()
-    key = id(ctx)
-    pool = _POOLS.get(key)
-    if pool is None or pool.ctx is not ctx:
-        pool = _RenderPool(ctx)
-        _POOLS[key] = pool
-        weakref.finalize(ctx, _POOLS.pop, key, None)
-    return pool
+    """The renderer's pool of the context (default: the current one)."""
+    return (ctx or get_context()).cache(_RenderPool, _RenderPool)
 
 
 def release_forward_state(state: ForwardState, rec: Recorder | None = None) -> None:

@@ -25,12 +25,10 @@ nothing is submitted or read back. Sums wrap around modulo 2**32 (u32).
 from __future__ import annotations
 
 import math
-import struct
-import weakref
 
 import numpy as np
 
-from ..gpu import GpuContext, GpuTensor, Kernel, Recorder, Uniform, workgroups_for
+from ..gpu import GpuContext, GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
 
 #: Workgroup size and values per invocation of the scan kernels (64 x 16 is
 #: ~30% faster than 256 x 4 on lavapipe; blocks of 1024 either way).
@@ -45,22 +43,25 @@ SINGLE_WG = 256
 SINGLE_EPT = 64
 SINGLE_BLOCK = SINGLE_WG * SINGLE_EPT
 
-_STATE: dict = {}
-#: the kernels' uniform block: values at this level, blocks at this level, padding (u32)
-_PARAMS = struct.Struct("<4I")
+#: the uniform block of both kernels (``#struct Params`` in shaders/prefix_sum_block.wgsl, prefix_sum_add.wgsl)
+SCAN_PARAMS = UniformLayout("Params", [
+    ("count", "u32", "values at this level"),
+    ("num_blocks", "u32", "blocks at this level"),
+])
 
 
 class _ScanState:
-    """Kernels and grow-only scratch buffers of one context."""
+    """Kernels and grow-only scratch buffers of one context (``ctx.cache(_ScanState, _ScanState)``)."""
 
     def __init__(self, ctx: GpuContext):
         defs = {"WG": WG, "EPT": EPT}
-        self.block = Kernel("prefix_sum_block.wgsl", defines={**defs, "IN_PLACE": False}, ctx=ctx)
-        self.block_in_place = Kernel("prefix_sum_block.wgsl", defines={**defs, "IN_PLACE": True}, ctx=ctx)
-        self.add = Kernel("prefix_sum_add.wgsl", defines=defs, ctx=ctx)
+        st = [SCAN_PARAMS]
+        self.block = Kernel("prefix_sum_block.wgsl", defines={**defs, "IN_PLACE": False}, ctx=ctx, structs=st)
+        self.block_in_place = Kernel("prefix_sum_block.wgsl", defines={**defs, "IN_PLACE": True}, ctx=ctx, structs=st)
+        self.add = Kernel("prefix_sum_add.wgsl", defines=defs, ctx=ctx, structs=st)
         single = {"WG": SINGLE_WG, "EPT": SINGLE_EPT}
-        self.single = Kernel("prefix_sum_block.wgsl", defines={**single, "IN_PLACE": False}, ctx=ctx)
-        self.single_in_place = Kernel("prefix_sum_block.wgsl", defines={**single, "IN_PLACE": True}, ctx=ctx)
+        self.single = Kernel("prefix_sum_block.wgsl", defines={**single, "IN_PLACE": False}, ctx=ctx, structs=st)
+        self.single_in_place = Kernel("prefix_sum_block.wgsl", defines={**single, "IN_PLACE": True}, ctx=ctx, structs=st)
         self.ctx = ctx
         self.sums: list[GpuTensor] = []  # block totals of level 1, 2, ...
 
@@ -71,16 +72,6 @@ class _ScanState:
             cap = 1 << max(0, (size - 1).bit_length())
             self.sums[level] = GpuTensor.empty((cap,), np.uint32, f"prefix_sum.block_sums{level}", self.ctx)
         return self.sums[level]
-
-
-def _state(ctx: GpuContext) -> _ScanState:
-    key = id(ctx)
-    st = _STATE.get(key)
-    if st is None or st.ctx is not ctx:
-        st = _ScanState(ctx)
-        _STATE[key] = st
-        weakref.finalize(ctx, _STATE.pop, key, None)
-    return st
 
 
 def _check_u32(t: GpuTensor, name: str, count: int) -> None:
@@ -134,14 +125,14 @@ def inclusive_prefix_sum(rec: Recorder, values: GpuTensor, count: int, out: GpuT
     _check_u32(out, "out", count)
     if count == 0:
         return out
-    st = _state(rec.ctx)
+    st = rec.ctx.cache(_ScanState, _ScanState)
     if BLOCK < count <= SINGLE_BLOCK:
-        params = Uniform(_PARAMS.pack(count, 1, 0, 0))
+        params = SCAN_PARAMS.pack(count=count, num_blocks=1)
         s = st.sums_buffer(0, 1)
         if out.buffer is not values.buffer:
-            rec.dispatch(st.single, [params, values, out, s], (1, 1, 1))
+            rec.dispatch(st.single, {"params": params, "input": values, "output": out, "block_sums": s}, (1, 1, 1))
         else:
-            rec.dispatch(st.single_in_place, [params, out, s], (1, 1, 1))
+            rec.dispatch(st.single_in_place, {"params": params, "data": out, "block_sums": s}, (1, 1, 1))
         return out
     sizes = level_sizes(count)
     data = [out]
@@ -150,17 +141,18 @@ def inclusive_prefix_sum(rec: Recorder, values: GpuTensor, count: int, out: GpuT
         nblocks = math.ceil(n / BLOCK)
         s = st.sums_buffer(level, nblocks)
         sums.append(s)
-        params = Uniform(_PARAMS.pack(n, nblocks, 0, 0))
+        params = SCAN_PARAMS.pack(count=n, num_blocks=nblocks)
         groups = workgroups_for(nblocks, 1, rec.ctx)
         if level == 0 and out.buffer is not values.buffer:
-            rec.dispatch(st.block, [params, values, out, s], groups)
+            rec.dispatch(st.block, {"params": params, "input": values, "output": out, "block_sums": s}, groups)
         else:
-            rec.dispatch(st.block_in_place, [params, data[level], s], groups)
+            rec.dispatch(st.block_in_place, {"params": params, "data": data[level], "block_sums": s}, groups)
         data.append(s)
     # Propagate from the top: level k's scanned totals into level k-1's values.
     for level in range(len(sizes) - 1, 0, -1):
         n = sizes[level - 1]
         nblocks = math.ceil(n / BLOCK)
-        params = Uniform(_PARAMS.pack(n, nblocks, 0, 0))
-        rec.dispatch(st.add, [params, data[level - 1], data[level]], workgroups_for(nblocks - 1, 1, rec.ctx))
+        params = SCAN_PARAMS.pack(count=n, num_blocks=nblocks)
+        rec.dispatch(st.add, {"params": params, "data": data[level - 1], "scanned_sums": data[level]},
+                     workgroups_for(nblocks - 1, 1, rec.ctx))
     return out

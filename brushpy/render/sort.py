@@ -24,12 +24,10 @@ always end up **in the input tensors** (see :func:`radix_sort_pairs`).
 from __future__ import annotations
 
 import math
-import struct
-import weakref
 
 import numpy as np
 
-from ..gpu import GpuContext, GpuTensor, Kernel, Recorder, Uniform, workgroups_for
+from ..gpu import GpuContext, GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
 from .prefix_sum import inclusive_prefix_sum
 
 #: Bits per radix digit (16 buckets).
@@ -49,19 +47,23 @@ COUNT_EPT = BLOCK // COUNT_WG
 assert WG >= 16 and COUNT_WG % 8 == 0 and COUNT_EPT <= 255 and BLOCK < 65536
 assert COUNT_WG * COUNT_EPT == BLOCK
 
-_STATE: dict = {}
-#: the kernels' uniform block: count, shift, digit mask, number of blocks (u32)
-_PARAMS = struct.Struct("<4I")
+#: the uniform block of both kernels (``#struct Params`` in shaders/sort_count.wgsl, sort_scatter.wgsl)
+SORT_PARAMS = UniformLayout("Params", [
+    ("count", "u32", "pairs sorted"),
+    ("shift", "u32", "bit offset of this pass's digit"),
+    ("digit_mask", "u32", "(1 << digit bits) - 1"),
+    ("num_blocks", "u32", "ceil(count / BLOCK)"),
+])
 
 
 class _SortState:
-    """Kernels and grow-only scratch buffers of one context."""
+    """Kernels and grow-only scratch buffers of one context (``ctx.cache(_SortState, _SortState)``)."""
 
     def __init__(self, ctx: GpuContext):
         count_defs = {"WG": COUNT_WG, "EPT": COUNT_EPT, "HIST": 8 * COUNT_WG}
         scatter_defs = {"WG": WG, "EPT": EPT, "SMEM": max(8 * WG, 2 * BLOCK)}
-        self.count = Kernel("sort_count.wgsl", defines=count_defs, ctx=ctx)
-        self.scatter = Kernel("sort_scatter.wgsl", defines=scatter_defs, ctx=ctx)
+        self.count = Kernel("sort_count.wgsl", defines=count_defs, ctx=ctx, structs=[SORT_PARAMS])
+        self.scatter = Kernel("sort_scatter.wgsl", defines=scatter_defs, ctx=ctx, structs=[SORT_PARAMS])
         self.ctx = ctx
         self.buffers: dict[str, GpuTensor] = {}
 
@@ -73,16 +75,6 @@ class _SortState:
             t = GpuTensor.empty((cap,), np.uint32, f"radix_sort.{name}", self.ctx)
             self.buffers[name] = t
         return t
-
-
-def _state(ctx: GpuContext) -> _SortState:
-    key = id(ctx)
-    st = _STATE.get(key)
-    if st is None or st.ctx is not ctx:
-        st = _SortState(ctx)
-        _STATE[key] = st
-        weakref.finalize(ctx, _STATE.pop, key, None)
-    return st
 
 
 def num_passes(num_bits: int) -> int:
@@ -148,7 +140,7 @@ def radix_sort_pairs(
         return keys, values
 
     ctx = rec.ctx
-    st = _state(ctx)
+    st = ctx.cache(_SortState, _SortState)
     num_blocks = math.ceil(count / BLOCK)
     tmp_keys = st.scratch("keys", count)
     tmp_values = st.scratch("values", count)
@@ -161,18 +153,21 @@ def radix_sort_pairs(
     for p in range(passes):
         shift = p * DIGIT_BITS
         bits = min(DIGIT_BITS, num_bits - shift)
-        params = Uniform(_PARAMS.pack(count, shift, (1 << bits) - 1, num_blocks))
+        params = SORT_PARAMS.pack(count=count, shift=shift, digit_mask=(1 << bits) - 1, num_blocks=num_blocks)
+        count_binds = {"params": params, "keys": src[0], "counts": counts}
+        scatter_binds = {"params": params, "keys_in": src[0], "values_in": src[1], "counts": counts, "offsets": offsets,
+                         "keys_out": dst[0], "values_out": dst[1]}
         if stage:
             with rec.stage(f"{stage}.count"):
-                rec.dispatch(st.count, [params, src[0], counts], groups)
+                rec.dispatch(st.count, count_binds, groups)
             with rec.stage(f"{stage}.scan"):
                 inclusive_prefix_sum(rec, counts, 16 * num_blocks, out=offsets)
             with rec.stage(f"{stage}.scatter"):
-                rec.dispatch(st.scatter, [params, src[0], src[1], counts, offsets, dst[0], dst[1]], groups)
+                rec.dispatch(st.scatter, scatter_binds, groups)
         else:
-            rec.dispatch(st.count, [params, src[0], counts], groups)
+            rec.dispatch(st.count, count_binds, groups)
             inclusive_prefix_sum(rec, counts, 16 * num_blocks, out=offsets)
-            rec.dispatch(st.scatter, [params, src[0], src[1], counts, offsets, dst[0], dst[1]], groups)
+            rec.dispatch(st.scatter, scatter_binds, groups)
         src, dst = dst, src
     if passes % 2:
         rec.copy(tmp_keys, keys, 4 * count)
