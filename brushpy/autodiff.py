@@ -118,12 +118,19 @@ class Gradients:
         return out
 
 
+def _new_add_kernel(ctx) -> Kernel:
+    return Kernel("grad_accumulate.wgsl", defines={"WG": _ADD_WG}, ctx=ctx, structs=[ADD_PARAMS])
+
+
+#: the ``ctx.cache`` key of the gradient-sum kernel
+_add_kernel_key = "autodiff.grad_accumulate"
+
+
 class Tape:
     """Records ops in forward order and runs their backward in reverse."""
 
     def __init__(self):
         self.ops: list[Op] = []
-        self._add: dict = {}
 
     def record(self, op: Op) -> Op:
         """Append an op whose forward has been recorded; returns it (for chaining ``.outputs[name]``)."""
@@ -137,12 +144,10 @@ class Tape:
         self.ops.clear()
 
     # -- gradient accumulation ------------------------------------------------
-    def _add_kernel(self, ctx) -> Kernel:
-        k = self._add.get(id(ctx.device))
-        if k is None:
-            k = self._add[id(ctx.device)] = Kernel("grad_accumulate.wgsl", defines={"WG": _ADD_WG}, ctx=ctx,
-                                                  structs=[ADD_PARAMS])
-        return k
+    @staticmethod
+    def _add_kernel(ctx) -> Kernel:
+        """The gradient-sum kernel of ``ctx`` (one per context, in ``ctx.cache``)."""
+        return ctx.cache(_add_kernel_key, _new_add_kernel)
 
     def _accumulate(self, rec: Recorder, grads: dict, owned: set, tensor: GpuTensor, grad: GpuTensor) -> None:
         if grad.numel != tensor.numel:

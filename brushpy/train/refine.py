@@ -303,30 +303,27 @@ class RefineResult:
 
 # ------------------------------------------------------------------ kernels
 class _Kernels:
-    _inst = None
+    """Refine's kernels for one context (kept in ``ctx.cache(_Kernels, _Kernels)``)."""
 
-    def __init__(self):
+    def __init__(self, ctx):
         sel = [SELECT_PARAMS]
-        self.mark = Kernel("refine_mark.wgsl", structs=[MARK_PARAMS])
-        self.select_first = Kernel("refine_select.wgsl", defines={"SELECT_FIRST": True}, structs=sel)
+        self.mark = Kernel("refine_mark.wgsl", structs=[MARK_PARAMS], ctx=ctx)
+        self.select_first = Kernel("refine_select.wgsl", defines={"SELECT_FIRST": True}, structs=sel, ctx=ctx)
         self.key_histogram = Kernel("refine_select.wgsl", defines={
-            "KEY_HISTOGRAM": True, "HIST_BITS": _HIST_BITS, "HIST_BINS": _HIST_BINS}, structs=sel)
-        self.key_flags = Kernel("refine_select.wgsl", defines={"KEY_FLAGS": True}, structs=sel)
-        self.key_compact = Kernel("refine_select.wgsl", defines={"KEY_COMPACT": True}, structs=sel)
-        self.force_flags = Kernel("refine_select.wgsl", defines={"FORCE_FLAGS": True}, structs=sel)
-        self.force_select = Kernel("refine_select.wgsl", defines={"FORCE_SELECT": True}, structs=sel)
-        self.compact = Kernel("refine_compact.wgsl", structs=[COMPACT_PARAMS])
-        self.split = Kernel("refine_split.wgsl", defines={"SPLIT": True}, structs=[SPLIT_PARAMS])
-        self.decay = Kernel("refine_split.wgsl", defines={"DECAY": True}, structs=[DECAY_PARAMS])
+            "KEY_HISTOGRAM": True, "HIST_BITS": _HIST_BITS, "HIST_BINS": _HIST_BINS}, structs=sel, ctx=ctx)
+        self.key_flags = Kernel("refine_select.wgsl", defines={"KEY_FLAGS": True}, structs=sel, ctx=ctx)
+        self.key_compact = Kernel("refine_select.wgsl", defines={"KEY_COMPACT": True}, structs=sel, ctx=ctx)
+        self.force_flags = Kernel("refine_select.wgsl", defines={"FORCE_FLAGS": True}, structs=sel, ctx=ctx)
+        self.force_select = Kernel("refine_select.wgsl", defines={"FORCE_SELECT": True}, structs=sel, ctx=ctx)
+        self.compact = Kernel("refine_compact.wgsl", structs=[COMPACT_PARAMS], ctx=ctx)
+        self.split = Kernel("refine_split.wgsl", defines={"SPLIT": True}, structs=[SPLIT_PARAMS], ctx=ctx)
+        self.decay = Kernel("refine_split.wgsl", defines={"DECAY": True}, structs=[DECAY_PARAMS], ctx=ctx)
 
     @classmethod
     def get(cls) -> "_Kernels":
         from ..gpu import get_context
 
-        ctx = get_context()
-        if cls._inst is None or cls._inst.mark.ctx is not ctx:
-            cls._inst = cls()
-        return cls._inst
+        return get_context().cache(cls, cls)
 
 
 def _read_counters(rec: Recorder, counters: GpuTensor) -> np.ndarray:
