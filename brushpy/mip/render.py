@@ -151,21 +151,27 @@ class MipRenderer:
                          workgroups_for(self.tiles_x * self.tiles_y, 1))
         return f.image
 
-    def record_backward(self, rec: Recorder, model: MipGaussians, cam: MipCamera, v_out: GpuTensor,
+    def record_backward(self, rec: Recorder, model: MipGaussians, cam: MipCamera, v_image: GpuTensor,
                         grads: dict[str, GpuTensor], frame: MipFrame | None = None) -> None:
         """Record the backward of the forward last recorded into ``frame`` (same camera,
-        unchanged parameters): adds the gradients of ``Σ v_out·out`` (``v_out`` float32
-        [H, W]) into ``grads`` (name -> float32 tensors shaped like the parameters)."""
+        unchanged parameters): adds the gradients of ``Σ v_image·image`` into ``grads``
+        (name -> float32 tensors shaped like the parameters).
+
+        ``v_image`` float32 [H, W, 4] is the gradient of the image (out, out, out, 1); the
+        gradient of the grey value ``out`` is the sum of its r, g, b channels (alpha is
+        constant).
+        """
         self._check_model(model)
         f = frame or self.frame
-        if tuple(v_out.shape) not in ((self.height, self.width), (self.height * self.width,)):
-            raise ValueError(f"v_out must be float32 [{self.height}, {self.width}], got {v_out.shape}")
+        if v_image.dtype != np.float32 or tuple(v_image.shape) != (self.height, self.width, 4):
+            raise ValueError(f"the MIP image gradient must be float32 [{self.height}, {self.width}, 4], "
+                             f"got {v_image.dtype.name} {v_image.shape}")
         view = self.view_tensor(cam)
-        p = model.tensors()
+        p = model.params()
         rec.clear(f.v_proj)
         with rec.stage("mip_rasterize_backward"):
             rec.dispatch(self._k_raster_bwd, [view, f.proj, f.tile_ranges, f.isect_ids, f.image,
-                                              f.state, v_out, f.v_proj],
+                                              f.state, v_image, f.v_proj],
                          workgroups_for(self.tiles_x * self.tiles_y, 1))
         with rec.stage("mip_project_backward"):
             rec.dispatch(self._k_project_bwd, [view, p["means"], p["log_scales"], p["rotations"], p["log_amplitudes"],
@@ -195,9 +201,11 @@ class MipRenderer:
         return self.image.numpy()[..., 0].copy()
 
     def render_vjp(self, model: MipGaussians, cam: MipCamera, v_out: np.ndarray) -> dict[str, np.ndarray]:
-        """Gradients of ``Σ v_out·render(model, cam)`` (numpy in, numpy out; for tests)."""
+        """Gradients of ``Σ v_out·render(model, cam)`` (``v_out`` [H, W]; numpy in, numpy out; for tests)."""
         grads = {n: GpuTensor.empty(getattr(model, n).shape, np.float32, f"mip grad {n}") for n in PARAM_NAMES}
-        v = GpuTensor.from_numpy(np.asarray(v_out, np.float32).reshape(self.height, self.width), label="mip v_out")
+        v_image = np.zeros((self.height, self.width, 4), np.float32)
+        v_image[..., 0] = np.asarray(v_out, np.float32).reshape(self.height, self.width)
+        v = GpuTensor.from_numpy(v_image, label="mip v_image")
         rec = Recorder()
         self.record_forward(rec, model, cam)
         self.record_backward(rec, model, cam, v, grads)
@@ -213,15 +221,16 @@ class MipRenderOp(Op):
     :class:`MipFrame` of its own, kept until the backward runs).
 
     inputs: ``model.params()`` (means, log_scales, rotations, log_amplitudes).
-    outputs: ``{"image": image}`` float32 [H, W, 4] = (out, out, out, 1); the backward
-    takes the gradient of the grey value as the sum of the r, g, b gradients (alpha is
-    constant).
+    outputs: ``{"image": image}`` float32 [H, W, 4] = (out, out, out, 1). Its gradient
+    has the same shape (e.g. :class:`brushpy.mip.train.MipLossOp`'s); the backward
+    takes the gradient of the grey value ``out`` as the sum of the r, g, b gradients
+    (alpha is constant).
 
     Args:
         renderer, rec, model, cam, slot: as :meth:`MipRenderer.record_forward`.
         frame: scratch to render into; passing the renderer's shared ``frame`` is only
             correct when this op's backward runs before the next forward into it (one
-            tape per view, as :class:`brushpy.mip.train.MipTrainer` does).
+            tape backward per view, as :class:`brushpy.mip.train.MipTrainer` does).
         grads: ``{name: float32 tensor}`` to *add* this view's gradients into (the
             projection backward accumulates in place; the caller clears them once per
             step). They are returned as the inputs' gradients, so they hold the sum over
@@ -247,28 +256,10 @@ class MipRenderOp(Op):
         self.outputs = {"image": image}
 
     def backward(self, rec: Recorder, grad_outputs: dict) -> dict:
-        g = grad_outputs["image"]
-        r = self.renderer
-        if tuple(g.shape) != (r.height, r.width, 4):
-            raise ValueError(f"MipRenderOp: image gradient must be float32 [{r.height}, {r.width}, 4], got {g.shape}")
-        n = r.height * r.width
-        v_out = GpuTensor.empty((r.height, r.width), np.float32, "mip v_out")
-        partials = GpuTensor.empty((math.ceil(n / 256),), np.float32, "mip unused partials")
-        p = np.zeros(8, np.uint32)
-        p[0] = n
-        p.view(np.float32)[5] = 1.0  # v_out = 0·2(x - y) + 1·(g.r + g.g + g.b)
-        image = self.frame.image
-        with rec.stage("mip_loss"):
-            rec.dispatch(Kernel("mip_loss.wgsl"), [Uniform(p), image, image, g, v_out, partials], workgroups_for(n, 256))
-        return self.backward_grey(rec, v_out)
-
-    def backward_grey(self, rec: Recorder, v_out: GpuTensor) -> dict:
-        """The backward from the gradient of the grey value ``v_out`` float32 [H, W] (what
-        :class:`brushpy.mip.train.MipLossOp` computes fused with its forward)."""
         grads = self.grads
         if grads is None:
             grads = {name: GpuTensor.empty(t.shape, np.float32, f"mip grad {name}") for name, t in self.inputs.items()}
             for t in grads.values():
                 rec.clear(t)
-        self.renderer.record_backward(rec, self.model, self.cam, v_out, grads, frame=self.frame)
+        self.renderer.record_backward(rec, self.model, self.cam, grad_outputs["image"], grads, frame=self.frame)
         return dict(grads)
