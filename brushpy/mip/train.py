@@ -116,16 +116,22 @@ class MipLoss:
         self._k_loss = Kernel("mip_loss.wgsl")
         self._k_total = Kernel("mip_loss_total.wgsl")
 
-    def record_view(self, rec: Recorder, image: GpuTensor, target: GpuTensor, view: int) -> GpuTensor:
-        """Record view ``view``'s loss term and its gradient; returns :attr:`v_image`.
+    def record_view(self, rec: Recorder, image: GpuTensor, target: GpuTensor, view: int,
+                    v_image: GpuTensor | None = None) -> GpuTensor:
+        """Record view ``view``'s loss term and its gradient ``dL/d image``; returns that gradient.
 
         Args:
             image: the rendered MIP, float32 [H, W, 4] = (out, out, out, 1).
             target: the ground truth in the same layout (:func:`grey_to_rgba`).
             view: index in ``[0, num_views)`` (where its partial sums go).
+            v_image: float32 [H, W, 4] to write the gradient into (default :attr:`v_image`).
         """
         if not 0 <= view < self.num_views:
             raise ValueError(f"view {view} is outside [0, {self.num_views})")
+        if v_image is None:
+            v_image = self.v_image
+        elif v_image.dtype != np.float32 or tuple(v_image.shape) != (self.height, self.width, 4):
+            raise ValueError(f"v_image must be float32 [{self.height}, {self.width}, 4], got {v_image.dtype.name} {v_image.shape}")
         n = self.height * self.width
         if self.lambda_ssim > 0:
             self.image_loss.record(rec, image, target, v_image=self.v_ssim)
@@ -136,9 +142,9 @@ class MipLoss:
         f[4] = self.lambda_mse / (n * self.num_views)
         f[5] = self.lambda_ssim / self.num_views
         with rec.stage("mip_loss"):
-            rec.dispatch(self._k_loss, [Uniform(p), image, target, self.v_ssim, self.v_image, self.mse_partials],
+            rec.dispatch(self._k_loss, [Uniform(p), image, target, self.v_ssim, v_image, self.mse_partials],
                          workgroups_for(n, 256))
-        return self.v_image
+        return v_image
 
     def record_total(self, rec: Recorder) -> None:
         """Record the sum of the views' terms into :attr:`out` (after every view's :meth:`record_view`)."""
@@ -173,7 +179,8 @@ class MipLossOp(Op):
     Args:
         loss_fn: the :class:`MipLoss` (its buffers are reused).
         rec: the step's recorder.
-        image, target, view: as :meth:`MipLoss.record_view`.
+        image, target, view, v_image: as :meth:`MipLoss.record_view` (the default ``v_image``
+            is reused view after view: with several views on one tape give each its own).
 
     Example::
 
@@ -184,9 +191,10 @@ class MipLossOp(Op):
 
     name = "mip_loss"
 
-    def __init__(self, loss_fn: MipLoss, rec: Recorder, image: GpuTensor, target: GpuTensor, view: int = 0):
+    def __init__(self, loss_fn: MipLoss, rec: Recorder, image: GpuTensor, target: GpuTensor, view: int = 0,
+                 v_image: GpuTensor | None = None):
         self.loss_fn = loss_fn
-        self.v_image = loss_fn.record_view(rec, image, target, view)
+        self.v_image = loss_fn.record_view(rec, image, target, view, v_image)
         self.inputs = {"image": image}
         self.outputs = {"loss": loss_fn.loss_value}
 
