@@ -9,16 +9,7 @@
 
 #include "common.wgsl"
 
-struct Params {
-    count: u32,            // pixels
-    partial_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
-    scale_mse: f32,        // λ_MSE / (pixels · views)
-    scale_ssim: f32,       // λ_SSIM / views
-    _pad2: f32,
-    _pad3: f32,
-}
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> image: array<f32>;

@@ -35,12 +35,52 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..autodiff import Op, Tape
-from ..gpu import GpuTensor, Kernel, Recorder, Uniform, workgroups_for
+from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
 from ..loss import ImageLoss, ImageMetrics
 from ..optim.adam import Adam, AdamConfig
 from .camera import MipCamera
 from .model import LOG_AMPLITUDE_RANGE, LOG_SCALE_RANGE, PARAM_NAMES, MipGaussians
 from .render import DEFAULT_TEMPERATURE, MipRenderer, MipRenderOp
+
+# ------------------------------------------------------------------ uniform layouts
+#: shaders/mip_loss.wgsl
+LOSS_PARAMS = UniformLayout("Params", [
+    ("count", "u32", "pixels"),
+    ("partial_offset", "u32", "first partial sum of this view"),
+    ("scale_mse", "f32", "λ_MSE / (pixels · views)"),
+    ("scale_ssim", "f32", "λ_SSIM / views"),
+])
+#: shaders/mip_loss_total.wgsl
+LOSS_TOTAL_PARAMS = UniformLayout("Params", [
+    ("partials_per_view", "u32"),
+    ("views", "u32"),
+    ("inv_pixels", "f32"),
+    ("lambda_mse", "f32"),
+    ("lambda_ssim", "f32"),
+    ("_pad0", "u32"),
+    ("_pad1", "u32"),
+    ("_pad2", "u32"),
+])
+#: shaders/mip_grad_norm.wgsl
+GRAD_NORM_PARAMS = UniformLayout("Params", [("count", "u32", "Gaussians"), ("_pad0", "u32"), ("_pad1", "u32"), ("_pad2", "u32")])
+#: shaders/mip_grad_clip.wgsl
+GRAD_CLIP_PARAMS = UniformLayout("Params", [
+    ("count", "u32", "Gaussians"),
+    ("num_partials", "u32"),
+    ("max_norm", "f32"),
+    ("_pad0", "u32"),
+])
+#: shaders/mip_clamp.wgsl
+CLAMP_PARAMS = UniformLayout("Params", [
+    ("count", "u32", "Gaussians"),
+    ("_pad0", "u32"),
+    ("_pad1", "u32"),
+    ("_pad2", "u32"),
+    ("scale_min", "f32"),
+    ("scale_max", "f32"),
+    ("amp_min", "f32"),
+    ("amp_max", "f32"),
+])
 
 # MIP parameter -> brushpy.optim.adam parameter group carrying its learning rate
 ADAM_GROUPS = {"means": "means", "log_scales": "log_scales", "rotations": "rotations", "log_amplitudes": "raw_opacities"}
@@ -113,8 +153,8 @@ class MipLoss:
         self.out = GpuTensor.empty((4,), np.float32, "mip loss")
         self.loss_value = GpuTensor.view_of(self.out.buffer, (1,), np.dtype(np.float32), "mip loss value", self.out.ctx)
         self.unit_seed = GpuTensor.from_numpy(np.ones(1, np.float32), "mip loss seed (1)")
-        self._k_loss = Kernel("mip_loss.wgsl")
-        self._k_total = Kernel("mip_loss_total.wgsl")
+        self._k_loss = Kernel("mip_loss.wgsl", structs=[LOSS_PARAMS])
+        self._k_total = Kernel("mip_loss_total.wgsl", structs=[LOSS_TOTAL_PARAMS])
 
     def record_view(self, rec: Recorder, image: GpuTensor, target: GpuTensor, view: int,
                     v_image: GpuTensor | None = None) -> GpuTensor:
@@ -136,24 +176,21 @@ class MipLoss:
         if self.lambda_ssim > 0:
             self.image_loss.record(rec, image, target, v_image=self.v_ssim)
             rec.copy(self.image_loss.loss, self.ssim_losses, 4, dst_offset=4 * view)
-        p = np.zeros(8, np.uint32)
-        p[0], p[1] = n, view * self.groups_per_view
-        f = p.view(np.float32)
-        f[4] = self.lambda_mse / (n * self.num_views)
-        f[5] = self.lambda_ssim / self.num_views
+        params = LOSS_PARAMS.pack(count=n, partial_offset=view * self.groups_per_view,
+                                  scale_mse=self.lambda_mse / (n * self.num_views), scale_ssim=self.lambda_ssim / self.num_views)
         with rec.stage("mip_loss"):
-            rec.dispatch(self._k_loss, [Uniform(p), image, target, self.v_ssim, v_image, self.mse_partials],
-                         workgroups_for(n, 256))
+            rec.dispatch(self._k_loss, {"params": params, "image": image, "gt": target, "v_ssim": self.v_ssim,
+                                        "v_image": v_image, "partials": self.mse_partials}, workgroups_for(n, 256))
         return v_image
 
     def record_total(self, rec: Recorder) -> None:
         """Record the sum of the views' terms into :attr:`out` (after every view's :meth:`record_view`)."""
-        tp = np.zeros(8, np.uint32)
-        tp[0], tp[1] = self.groups_per_view, self.num_views
-        tf = tp.view(np.float32)
-        tf[4], tf[5], tf[6] = 1.0 / (self.height * self.width), self.lambda_mse, self.lambda_ssim
+        params = LOSS_TOTAL_PARAMS.pack(partials_per_view=self.groups_per_view, views=self.num_views,
+                                        inv_pixels=1.0 / (self.height * self.width), lambda_mse=self.lambda_mse,
+                                        lambda_ssim=self.lambda_ssim)
         with rec.stage("mip_loss"):
-            rec.dispatch(self._k_total, [Uniform(tp), self.mse_partials, self.ssim_losses, self.out], (1, 1, 1))
+            rec.dispatch(self._k_total, {"params": params, "partials": self.mse_partials, "ssim_losses": self.ssim_losses,
+                                         "out": self.out}, (1, 1, 1))
 
     def read(self) -> dict:
         """``{"loss", "mse", "ssim_loss"}`` of the last :meth:`record_total` (waits for the GPU)."""
@@ -245,9 +282,9 @@ class MipTrainer:
         self.grads = {n: GpuTensor.empty(getattr(model, n).shape, np.float32, f"mip grad {n}") for n in PARAM_NAMES}
         self.norm_partials = GpuTensor.empty((math.ceil(K / 256),), np.float32, "mip grad norm partials")
         self.norm_out = GpuTensor.empty((4,), np.float32, "mip grad norm")
-        self._k_norm = Kernel("mip_grad_norm.wgsl")
-        self._k_clip = Kernel("mip_grad_clip.wgsl")
-        self._k_clamp = Kernel("mip_clamp.wgsl")
+        self._k_norm = Kernel("mip_grad_norm.wgsl", structs=[GRAD_NORM_PARAMS])
+        self._k_clip = Kernel("mip_grad_clip.wgsl", structs=[GRAD_CLIP_PARAMS])
+        self._k_clamp = Kernel("mip_clamp.wgsl", structs=[CLAMP_PARAMS])
         self.step_count = 0
         #: names of the ops one view recorded on the tape in the last step
         self.last_ops: tuple = ()
@@ -282,25 +319,24 @@ class MipTrainer:
         (``mip_grad_clip``); :attr:`norm_out` gets (norm, scale)."""
         K = self.model.num_gaussians
         g = self.grads if grads is None else grads
+        v = {f"v_{n}": g[n] for n in PARAM_NAMES}
         with rec.stage("mip_clip"):
-            rec.dispatch(self._k_norm, [Uniform(np.array([K, 0, 0, 0], np.uint32)), g["means"], g["log_scales"],
-                                        g["rotations"], g["log_amplitudes"], self.norm_partials], workgroups_for(K, 256))
-            cp = np.zeros(8, np.uint32)
-            cp[0], cp[1] = K, self.norm_partials.shape[0]
-            cp.view(np.float32)[4] = self.config.max_grad_norm
-            rec.dispatch(self._k_clip, [Uniform(cp), self.norm_partials, g["means"], g["log_scales"], g["rotations"],
-                                        g["log_amplitudes"], self.norm_out], workgroups_for(K, 256))
+            rec.dispatch(self._k_norm, {"params": GRAD_NORM_PARAMS.pack(count=K), **v, "partials": self.norm_partials},
+                         workgroups_for(K, 256))
+            params = GRAD_CLIP_PARAMS.pack(count=K, num_partials=self.norm_partials.shape[0], max_norm=self.config.max_grad_norm)
+            rec.dispatch(self._k_clip, {"params": params, "partials": self.norm_partials, **v, "norm_out": self.norm_out},
+                         workgroups_for(K, 256))
 
     def record_clamp(self, rec: Recorder) -> None:
         """Record the parameter clamps (log_scales, log_amplitudes ranges; means into [0, 1])."""
         c = self.config
         m = self.model
         K = m.num_gaussians
-        kp = np.zeros(8, np.uint32)
-        kp[0] = K
-        kp.view(np.float32)[4:8] = [*c.log_scale_range, *c.log_amplitude_range]
+        (scale_min, scale_max), (amp_min, amp_max) = c.log_scale_range, c.log_amplitude_range
+        params = CLAMP_PARAMS.pack(count=K, scale_min=scale_min, scale_max=scale_max, amp_min=amp_min, amp_max=amp_max)
         with rec.stage("mip_clamp"):
-            rec.dispatch(self._k_clamp, [Uniform(kp), m.means, m.log_scales, m.log_amplitudes], workgroups_for(K, 256))
+            rec.dispatch(self._k_clamp, {"params": params, "means": m.means, "log_scales": m.log_scales,
+                                         "log_amplitudes": m.log_amplitudes}, workgroups_for(K, 256))
 
     def step(self, read_loss: bool = True) -> dict | None:
         """Run one step; returns ``{"loss", "mse", "ssim_loss"}`` when ``read_loss`` (one readback)."""
