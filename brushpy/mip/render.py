@@ -29,12 +29,20 @@ import math
 import numpy as np
 
 from ..autodiff import Op
-from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
+from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, get_context, workgroups_for
 from .camera import MipCamera
 from .model import PARAM_NAMES, MipGaussians
 
 TILE = 16
 DEFAULT_TEMPERATURE = 0.1
+
+#: shaders/mip_bin_scan.wgsl
+BIN_SCAN_PARAMS = UniformLayout("Params", [
+    ("slot", "u32", "where the view's intersection total goes in totals"),
+    ("_pad0", "u32"),
+    ("_pad1", "u32"),
+    ("_pad2", "u32"),
+])
 
 
 class MipOverflowError(RuntimeError):
@@ -92,7 +100,7 @@ class MipRenderer:
         T = self.tiles_x * self.tiles_y
         self.capacity = int(min(K * T, ctx.max_binding_bytes // 4))
         self._k_project = Kernel("mip_project.wgsl")
-        self._k_scan = Kernel("mip_bin_scan.wgsl")
+        self._k_scan = Kernel("mip_bin_scan.wgsl", structs=[BIN_SCAN_PARAMS])
         self._k_scatter = Kernel("mip_bin_scatter.wgsl")
         self._k_raster = Kernel("mip_rasterize.wgsl")
         self._k_raster_bwd = Kernel("mip_rasterize_backward.wgsl")
@@ -135,19 +143,21 @@ class MipRenderer:
         f = frame or self.frame
         view = self.view_tensor(cam)
         K = self.num_gaussians
-        p = model.tensors()
+        p = model.params()
         rec.clear(f.tile_counts)
         rec.clear(f.cursor)
         with rec.stage("mip_project"):
-            rec.dispatch(self._k_project, [view, p["means"], p["log_scales"], p["rotations"], p["log_amplitudes"],
-                                           f.proj, f.rects, f.tile_counts], workgroups_for(K, 256))
+            rec.dispatch(self._k_project, {"view": view, **p, "proj": f.proj, "rects": f.rects,
+                                           "tile_counts": f.tile_counts}, workgroups_for(K, 256))
         with rec.stage("mip_bin"):
-            rec.dispatch(self._k_scan, [view, f.tile_counts, f.tile_base, f.tile_ranges, self.totals,
-                                        Uniform(np.array([slot, 0, 0, 0], np.uint32))], (1, 1, 1))
-            rec.dispatch(self._k_scatter, [view, f.rects, f.tile_base, f.cursor, f.isect_ids],
-                         workgroups_for(K, 256))
+            rec.dispatch(self._k_scan, {"view": view, "tile_counts": f.tile_counts, "tile_base": f.tile_base,
+                                        "tile_ranges": f.tile_ranges, "totals": self.totals,
+                                        "params": BIN_SCAN_PARAMS.pack(slot=slot)}, (1, 1, 1))
+            rec.dispatch(self._k_scatter, {"view": view, "rects": f.rects, "tile_base": f.tile_base, "cursor": f.cursor,
+                                           "isect_ids": f.isect_ids}, workgroups_for(K, 256))
         with rec.stage("mip_rasterize"):
-            rec.dispatch(self._k_raster, [view, f.proj, f.tile_ranges, f.isect_ids, f.image, f.state],
+            rec.dispatch(self._k_raster, {"view": view, "proj": f.proj, "tile_ranges": f.tile_ranges,
+                                          "isect_ids": f.isect_ids, "image": f.image, "state": f.state},
                          workgroups_for(self.tiles_x * self.tiles_y, 1))
         return f.image
 
@@ -170,12 +180,13 @@ class MipRenderer:
         p = model.params()
         rec.clear(f.v_proj)
         with rec.stage("mip_rasterize_backward"):
-            rec.dispatch(self._k_raster_bwd, [view, f.proj, f.tile_ranges, f.isect_ids, f.image,
-                                              f.state, v_image, f.v_proj],
+            rec.dispatch(self._k_raster_bwd, {"view": view, "proj": f.proj, "tile_ranges": f.tile_ranges,
+                                              "isect_ids": f.isect_ids, "image": f.image, "state": f.state,
+                                              "v_image": v_image, "v_proj": f.v_proj},
                          workgroups_for(self.tiles_x * self.tiles_y, 1))
         with rec.stage("mip_project_backward"):
-            rec.dispatch(self._k_project_bwd, [view, p["means"], p["log_scales"], p["rotations"], p["log_amplitudes"],
-                                               f.v_proj] + [grads[n] for n in PARAM_NAMES],
+            rec.dispatch(self._k_project_bwd, {"view": view, **p, "v_proj": f.v_proj,
+                                               **{f"v_{n}": grads[n] for n in PARAM_NAMES}},
                          workgroups_for(self.num_gaussians, 256))
 
     def check_totals(self, count: int = 1) -> np.ndarray:
