@@ -10,7 +10,9 @@
 @group(0) @binding(2) var<storage, read_write> tile_base: array<u32>;
 @group(0) @binding(3) var<storage, read_write> tile_ranges: array<u32>;
 @group(0) @binding(4) var<storage, read_write> totals: array<u32>;
-@group(0) @binding(5) var<uniform> slot: vec4<u32>;
+#struct Params
+
+@group(0) @binding(5) var<uniform> params: Params;
 
 var<workgroup> sums: array<u32, 256>;
 
@@ -45,6 +47,6 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         run += cnt;
     }
     if lid == 255u {
-        totals[slot.x] = sums[255];
+        totals[params.slot] = sums[255];
     }
 }

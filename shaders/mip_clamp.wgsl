@@ -3,16 +3,7 @@
 
 #include "common.wgsl"
 
-struct Params {
-    count: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    scale_min: f32,
-    scale_max: f32,
-    amp_min: f32,
-    amp_max: f32,
-}
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> means: array<f32>;

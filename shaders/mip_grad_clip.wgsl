@@ -5,16 +5,7 @@
 
 #include "common.wgsl"
 
-struct Params {
-    count: u32,
-    num_partials: u32,
-    _pad0: u32,
-    _pad1: u32,
-    max_norm: f32,
-    _pad2: f32,
-    _pad3: f32,
-    _pad4: f32,
-}
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> partials: array<f32>;

@@ -3,7 +3,9 @@
 
 #include "common.wgsl"
 
-@group(0) @binding(0) var<uniform> count: vec4<u32>;
+#struct Params
+
+@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> v_means: array<f32>;
 @group(0) @binding(2) var<storage, read> v_log_scales: array<f32>;
 @group(0) @binding(3) var<storage, read> v_rotations: array<f32>;
@@ -18,7 +20,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let wg = linear_workgroup_id(wid, nwg);
     let g = wg * 256u + lid;
     var acc = 0.0;
-    if g < count.x {
+    if g < params.count {
         let m = vec3<f32>(v_means[3u * g], v_means[3u * g + 1u], v_means[3u * g + 2u]);
         let s = vec3<f32>(v_log_scales[3u * g], v_log_scales[3u * g + 1u], v_log_scales[3u * g + 2u]);
         let r = vec4<f32>(v_rotations[4u * g], v_rotations[4u * g + 1u], v_rotations[4u * g + 2u], v_rotations[4u * g + 3u]);

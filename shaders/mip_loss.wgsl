@@ -1,27 +1,21 @@
-// MIP loss, per view: combines the MSE term with the SSIM gradient of
-// brushpy.loss.ImageLoss (run with ssim_weight = 1 on the grey value copied
-// into r, g and b, so d(1-SSIM)/dx = v_image.r + v_image.g + v_image.b):
-//   v_out[p] = scale_mse · 2 (x - y) + scale_ssim · Σ_rgb v_image[p]
-// and writes per-workgroup sums of (x - y)^2 to partials[partial_offset + wg].
+// MIP loss, per view: the gradient of the view's loss term with respect to the
+// rendered image [H,W,4] = (x, x, x, 1). The MSE term reads the r channel; the
+// SSIM term is brushpy.loss.ImageLoss run with ssim_weight = 1 on all of r, g, b
+// (whose mean SSIM over channels is the grey SSIM), its gradient v_ssim [H,W,4]:
+//   v_image[p] = (scale_mse · 2 (x - y) + scale_ssim · v_ssim.r,
+//                 scale_ssim · v_ssim.g, scale_ssim · v_ssim.b, 0)
+// (the renderer's backward sums r, g, b into the gradient of x), and writes
+// per-workgroup sums of (x - y)^2 to partials[partial_offset + wg].
 
 #include "common.wgsl"
 
-struct Params {
-    count: u32,            // pixels
-    partial_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
-    scale_mse: f32,        // λ_MSE / (pixels · views)
-    scale_ssim: f32,       // λ_SSIM / views
-    _pad2: f32,
-    _pad3: f32,
-}
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> image: array<f32>;
 @group(0) @binding(2) var<storage, read> gt: array<f32>;
-@group(0) @binding(3) var<storage, read> v_image: array<f32>;
-@group(0) @binding(4) var<storage, read_write> v_out: array<f32>;
+@group(0) @binding(3) var<storage, read> v_ssim: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v_image: array<f32>;
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
 
 var<workgroup> sums: array<f32, 256>;
@@ -35,8 +29,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if i < params.count {
         let diff = image[4u * i] - gt[4u * i];
         sq = diff * diff;
-        let vs = v_image[4u * i] + v_image[4u * i + 1u] + v_image[4u * i + 2u];
-        v_out[i] = params.scale_mse * 2.0 * diff + params.scale_ssim * vs;
+        var vs = vec3<f32>(0.0);
+        if params.scale_ssim != 0.0 {  // v_ssim is not written when the SSIM term is off
+            vs = params.scale_ssim * vec3<f32>(v_ssim[4u * i], v_ssim[4u * i + 1u], v_ssim[4u * i + 2u]);
+        }
+        v_image[4u * i] = params.scale_mse * 2.0 * diff + vs.x;
+        v_image[4u * i + 1u] = vs.y;
+        v_image[4u * i + 2u] = vs.z;
+        v_image[4u * i + 3u] = 0.0;
     }
     sums[lid] = sq;
     workgroupBarrier();

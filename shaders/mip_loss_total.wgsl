@@ -2,16 +2,7 @@
 //   loss = (1/V) Σ_v λ_MSE·MSE_v + λ_SSIM·(1 - SSIM_v)
 // from the per-workgroup squared-error sums and each view's 1 - SSIM.
 
-struct Params {
-    partials_per_view: u32,
-    views: u32,
-    _pad0: u32,
-    _pad1: u32,
-    inv_pixels: f32,
-    lambda_mse: f32,
-    lambda_ssim: f32,
-    _pad2: f32,
-}
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> partials: array<f32>;

@@ -8,6 +8,8 @@
 // gradient over the pixels in registers, and adds the sums to v_proj [K,6]
 // (v_u, v_v, v_A, v_B, v_C, v_log_a) once per tile: f32 atomics
 // (HAS_FLOAT_ATOMICS) or a compare-and-swap loop on the bit pattern.
+// v_image [H,W,4] is the gradient of the image (out, out, out, 1): the gradient of
+// out is v_out = v_image.r + v_image.g + v_image.b (alpha is constant).
 // Maths: tests/reference/mip.py (rasterize_vjp).
 
 #include "common.wgsl"
@@ -19,7 +21,7 @@
 @group(0) @binding(3) var<storage, read> isect_ids: array<u32>;
 @group(0) @binding(4) var<storage, read> image: array<f32>;
 @group(0) @binding(5) var<storage, read> state: array<f32>;
-@group(0) @binding(6) var<storage, read> v_out: array<f32>;
+@group(0) @binding(6) var<storage, read> v_image: array<f32>;
 
 #if HAS_FLOAT_ATOMICS
 @group(0) @binding(7) var<storage, read_write> v_proj: array<atomic<f32>>;
@@ -70,7 +72,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var st = vec4<f32>(0.0);
     if inside {
         let pix = py * view.width + px;
-        st = vec4<f32>(v_out[pix] * image[4u * pix], state[2u * pix], state[2u * pix + 1u], 0.0);
+        let v_out = v_image[4u * pix] + v_image[4u * pix + 1u] + v_image[4u * pix + 2u];
+        st = vec4<f32>(v_out * image[4u * pix], state[2u * pix], state[2u * pix + 1u], 0.0);
     }
     if lid == 0u {
         wg_info = vec4<u32>(0u);

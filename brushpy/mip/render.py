@@ -29,12 +29,20 @@ import math
 import numpy as np
 
 from ..autodiff import Op
-from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, workgroups_for
+from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, get_context, workgroups_for
 from .camera import MipCamera
 from .model import PARAM_NAMES, MipGaussians
 
 TILE = 16
 DEFAULT_TEMPERATURE = 0.1
+
+#: shaders/mip_bin_scan.wgsl
+BIN_SCAN_PARAMS = UniformLayout("Params", [
+    ("slot", "u32", "where the view's intersection total goes in totals"),
+    ("_pad0", "u32"),
+    ("_pad1", "u32"),
+    ("_pad2", "u32"),
+])
 
 
 class MipOverflowError(RuntimeError):
@@ -92,7 +100,7 @@ class MipRenderer:
         T = self.tiles_x * self.tiles_y
         self.capacity = int(min(K * T, ctx.max_binding_bytes // 4))
         self._k_project = Kernel("mip_project.wgsl")
-        self._k_scan = Kernel("mip_bin_scan.wgsl")
+        self._k_scan = Kernel("mip_bin_scan.wgsl", structs=[BIN_SCAN_PARAMS])
         self._k_scatter = Kernel("mip_bin_scatter.wgsl")
         self._k_raster = Kernel("mip_rasterize.wgsl")
         self._k_raster_bwd = Kernel("mip_rasterize_backward.wgsl")
@@ -135,41 +143,50 @@ class MipRenderer:
         f = frame or self.frame
         view = self.view_tensor(cam)
         K = self.num_gaussians
-        p = model.tensors()
+        p = model.params()
         rec.clear(f.tile_counts)
         rec.clear(f.cursor)
         with rec.stage("mip_project"):
-            rec.dispatch(self._k_project, [view, p["means"], p["log_scales"], p["rotations"], p["log_amplitudes"],
-                                           f.proj, f.rects, f.tile_counts], workgroups_for(K, 256))
+            rec.dispatch(self._k_project, {"view": view, **p, "proj": f.proj, "rects": f.rects,
+                                           "tile_counts": f.tile_counts}, workgroups_for(K, 256))
         with rec.stage("mip_bin"):
-            rec.dispatch(self._k_scan, [view, f.tile_counts, f.tile_base, f.tile_ranges, self.totals,
-                                        Uniform(np.array([slot, 0, 0, 0], np.uint32))], (1, 1, 1))
-            rec.dispatch(self._k_scatter, [view, f.rects, f.tile_base, f.cursor, f.isect_ids],
-                         workgroups_for(K, 256))
+            rec.dispatch(self._k_scan, {"view": view, "tile_counts": f.tile_counts, "tile_base": f.tile_base,
+                                        "tile_ranges": f.tile_ranges, "totals": self.totals,
+                                        "params": BIN_SCAN_PARAMS.pack(slot=slot)}, (1, 1, 1))
+            rec.dispatch(self._k_scatter, {"view": view, "rects": f.rects, "tile_base": f.tile_base, "cursor": f.cursor,
+                                           "isect_ids": f.isect_ids}, workgroups_for(K, 256))
         with rec.stage("mip_rasterize"):
-            rec.dispatch(self._k_raster, [view, f.proj, f.tile_ranges, f.isect_ids, f.image, f.state],
+            rec.dispatch(self._k_raster, {"view": view, "proj": f.proj, "tile_ranges": f.tile_ranges,
+                                          "isect_ids": f.isect_ids, "image": f.image, "state": f.state},
                          workgroups_for(self.tiles_x * self.tiles_y, 1))
         return f.image
 
-    def record_backward(self, rec: Recorder, model: MipGaussians, cam: MipCamera, v_out: GpuTensor,
+    def record_backward(self, rec: Recorder, model: MipGaussians, cam: MipCamera, v_image: GpuTensor,
                         grads: dict[str, GpuTensor], frame: MipFrame | None = None) -> None:
         """Record the backward of the forward last recorded into ``frame`` (same camera,
-        unchanged parameters): adds the gradients of ``Σ v_out·out`` (``v_out`` float32
-        [H, W]) into ``grads`` (name -> float32 tensors shaped like the parameters)."""
+        unchanged parameters): adds the gradients of ``Σ v_image·image`` into ``grads``
+        (name -> float32 tensors shaped like the parameters).
+
+        ``v_image`` float32 [H, W, 4] is the gradient of the image (out, out, out, 1); the
+        gradient of the grey value ``out`` is the sum of its r, g, b channels (alpha is
+        constant).
+        """
         self._check_model(model)
         f = frame or self.frame
-        if tuple(v_out.shape) not in ((self.height, self.width), (self.height * self.width,)):
-            raise ValueError(f"v_out must be float32 [{self.height}, {self.width}], got {v_out.shape}")
+        if v_image.dtype != np.float32 or tuple(v_image.shape) != (self.height, self.width, 4):
+            raise ValueError(f"the MIP image gradient must be float32 [{self.height}, {self.width}, 4], "
+                             f"got {v_image.dtype.name} {v_image.shape}")
         view = self.view_tensor(cam)
-        p = model.tensors()
+        p = model.params()
         rec.clear(f.v_proj)
         with rec.stage("mip_rasterize_backward"):
-            rec.dispatch(self._k_raster_bwd, [view, f.proj, f.tile_ranges, f.isect_ids, f.image,
-                                              f.state, v_out, f.v_proj],
+            rec.dispatch(self._k_raster_bwd, {"view": view, "proj": f.proj, "tile_ranges": f.tile_ranges,
+                                              "isect_ids": f.isect_ids, "image": f.image, "state": f.state,
+                                              "v_image": v_image, "v_proj": f.v_proj},
                          workgroups_for(self.tiles_x * self.tiles_y, 1))
         with rec.stage("mip_project_backward"):
-            rec.dispatch(self._k_project_bwd, [view, p["means"], p["log_scales"], p["rotations"], p["log_amplitudes"],
-                                               f.v_proj] + [grads[n] for n in PARAM_NAMES],
+            rec.dispatch(self._k_project_bwd, {"view": view, **p, "v_proj": f.v_proj,
+                                               **{f"v_{n}": grads[n] for n in PARAM_NAMES}},
                          workgroups_for(self.num_gaussians, 256))
 
     def check_totals(self, count: int = 1) -> np.ndarray:
@@ -195,9 +212,11 @@ class MipRenderer:
         return self.image.numpy()[..., 0].copy()
 
     def render_vjp(self, model: MipGaussians, cam: MipCamera, v_out: np.ndarray) -> dict[str, np.ndarray]:
-        """Gradients of ``Σ v_out·render(model, cam)`` (numpy in, numpy out; for tests)."""
+        """Gradients of ``Σ v_out·render(model, cam)`` (``v_out`` [H, W]; numpy in, numpy out; for tests)."""
         grads = {n: GpuTensor.empty(getattr(model, n).shape, np.float32, f"mip grad {n}") for n in PARAM_NAMES}
-        v = GpuTensor.from_numpy(np.asarray(v_out, np.float32).reshape(self.height, self.width), label="mip v_out")
+        v_image = np.zeros((self.height, self.width, 4), np.float32)
+        v_image[..., 0] = np.asarray(v_out, np.float32).reshape(self.height, self.width)
+        v = GpuTensor.from_numpy(v_image, label="mip v_image")
         rec = Recorder()
         self.record_forward(rec, model, cam)
         self.record_backward(rec, model, cam, v, grads)
@@ -213,15 +232,16 @@ class MipRenderOp(Op):
     :class:`MipFrame` of its own, kept until the backward runs).
 
     inputs: ``model.params()`` (means, log_scales, rotations, log_amplitudes).
-    outputs: ``{"image": image}`` float32 [H, W, 4] = (out, out, out, 1); the backward
-    takes the gradient of the grey value as the sum of the r, g, b gradients (alpha is
-    constant).
+    outputs: ``{"image": image}`` float32 [H, W, 4] = (out, out, out, 1). Its gradient
+    has the same shape (e.g. :class:`brushpy.mip.train.MipLossOp`'s); the backward
+    takes the gradient of the grey value ``out`` as the sum of the r, g, b gradients
+    (alpha is constant).
 
     Args:
         renderer, rec, model, cam, slot: as :meth:`MipRenderer.record_forward`.
         frame: scratch to render into; passing the renderer's shared ``frame`` is only
             correct when this op's backward runs before the next forward into it (one
-            tape per view, as :class:`brushpy.mip.train.MipTrainer` does).
+            tape backward per view, as :class:`brushpy.mip.train.MipTrainer` does).
         grads: ``{name: float32 tensor}`` to *add* this view's gradients into (the
             projection backward accumulates in place; the caller clears them once per
             step). They are returned as the inputs' gradients, so they hold the sum over
@@ -247,28 +267,10 @@ class MipRenderOp(Op):
         self.outputs = {"image": image}
 
     def backward(self, rec: Recorder, grad_outputs: dict) -> dict:
-        g = grad_outputs["image"]
-        r = self.renderer
-        if tuple(g.shape) != (r.height, r.width, 4):
-            raise ValueError(f"MipRenderOp: image gradient must be float32 [{r.height}, {r.width}, 4], got {g.shape}")
-        n = r.height * r.width
-        v_out = GpuTensor.empty((r.height, r.width), np.float32, "mip v_out")
-        partials = GpuTensor.empty((math.ceil(n / 256),), np.float32, "mip unused partials")
-        p = np.zeros(8, np.uint32)
-        p[0] = n
-        p.view(np.float32)[5] = 1.0  # v_out = 0·2(x - y) + 1·(g.r + g.g + g.b)
-        image = self.frame.image
-        with rec.stage("mip_loss"):
-            rec.dispatch(Kernel("mip_loss.wgsl"), [Uniform(p), image, image, g, v_out, partials], workgroups_for(n, 256))
-        return self.backward_grey(rec, v_out)
-
-    def backward_grey(self, rec: Recorder, v_out: GpuTensor) -> dict:
-        """The backward from the gradient of the grey value ``v_out`` float32 [H, W] (what
-        :class:`brushpy.mip.train.MipLossOp` computes fused with its forward)."""
         grads = self.grads
         if grads is None:
             grads = {name: GpuTensor.empty(t.shape, np.float32, f"mip grad {name}") for name, t in self.inputs.items()}
             for t in grads.values():
                 rec.clear(t)
-        self.renderer.record_backward(rec, self.model, self.cam, v_out, grads, frame=self.frame)
+        self.renderer.record_backward(rec, self.model, self.cam, grad_outputs["image"], grads, frame=self.frame)
         return dict(grads)
