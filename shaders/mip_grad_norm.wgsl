@@ -2,6 +2,7 @@
 // parameter gradient (one thread per Gaussian: 3 + 3 + 4 + 1 values).
 
 #include "common.wgsl"
+#include "reduce.wgsl"
 
 #struct Params
 
@@ -11,8 +12,6 @@
 @group(0) @binding(3) var<storage, read> v_rotations: array<f32>;
 @group(0) @binding(4) var<storage, read> v_log_amplitudes: array<f32>;
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
-
-var<workgroup> sums: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -27,15 +26,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let a = v_log_amplitudes[g];
         acc = dot(m, m) + dot(s, s) + dot(r, r) + a * a;
     }
-    sums[lid] = acc;
-    workgroupBarrier();
-    for (var off = 128u; off > 0u; off = off / 2u) {
-        if lid < off {
-            sums[lid] = sums[lid] + sums[lid + off];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum2(lid, vec2<f32>(acc, 0.0)).x;
     if lid == 0u {
-        partials[wg] = sums[0];
+        partials[wg] = total;
     }
 }

@@ -8,6 +8,7 @@
 // per-workgroup sums of (x - y)^2 to partials[partial_offset + wg].
 
 #include "common.wgsl"
+#include "reduce.wgsl"
 
 #struct Params
 
@@ -17,8 +18,6 @@
 @group(0) @binding(3) var<storage, read> v_ssim: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v_image: array<f32>;
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
-
-var<workgroup> sums: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -38,15 +37,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         v_image[4u * i + 2u] = vs.z;
         v_image[4u * i + 3u] = 0.0;
     }
-    sums[lid] = sq;
-    workgroupBarrier();
-    for (var off = 128u; off > 0u; off = off / 2u) {
-        if lid < off {
-            sums[lid] = sums[lid] + sums[lid + off];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum2(lid, vec2<f32>(sq, 0.0)).x;
     if lid == 0u {
-        partials[params.partial_offset + wg] = sums[0];
+        partials[params.partial_offset + wg] = total;
     }
 }

@@ -1,7 +1,8 @@
 // Workgroup sum of a pair of f32 per invocation, for workgroups of REDUCE_WG (256)
 // invocations: a tree reduction in workgroup memory (halving strides 128, 64, ..., 1,
 // so every caller sums in the same order). Shared by loss_ssim.wgsl (per-tile loss
-// and metric sums) and loss_reduce.wgsl (the sum of those partials).
+// and metric sums), loss_reduce.wgsl (the sum of those partials), and the MIP loss and
+// gradient-norm kernels (mip_loss, mip_loss_total, mip_grad_norm: a scalar in .x).
 //
 // workgroup_sum2(lid, value) -> vec2 sum of `value` over the workgroup, in every invocation.
 //   Every invocation must call it (uniform control flow); the workgroup size must be
