@@ -84,6 +84,38 @@ class Op:
         raise NotImplementedError
 
 
+class FusedLossOp(Op):
+    """Base of loss ops whose kernels compute ``dL/d image`` in the same pass as the loss.
+
+    The backward records nothing: it returns the precomputed ``v_image``. That is the
+    gradient for a seed of exactly 1, so the op must be seeded with :attr:`seed` (the
+    loss's own unit tensor, never written); any other seed raises, since a loss used
+    twice or scaled needs an op per use. Subclasses record the loss in ``__init__`` and
+    call :meth:`_set` with what it produced.
+
+    inputs: ``{"image": image}``; outputs: ``{"loss": loss_value}`` float32 [1].
+    """
+
+    name = "loss"
+
+    def _set(self, image: GpuTensor, loss_value: GpuTensor, unit_seed: GpuTensor, v_image: GpuTensor) -> None:
+        self.inputs = {"image": image}
+        self.outputs = {"loss": loss_value}
+        self.unit_seed = unit_seed
+        self.v_image = v_image
+
+    @property
+    def seed(self) -> dict:
+        """``{loss: 1}``, the seed gradients for :meth:`Tape.backward`."""
+        return {self.outputs["loss"]: self.unit_seed}
+
+    def backward(self, rec: Recorder, grad_outputs: dict) -> dict:
+        if grad_outputs["loss"] is not self.unit_seed:
+            raise ValueError(f"{type(self).__name__}'s gradient is precomputed for a seed of 1: seed the tape with "
+                             "op.seed (a loss used twice or scaled needs a loss op per use)")
+        return {"image": self.v_image}
+
+
 class Gradients:
     """Gradients from :meth:`Tape.backward`, looked up by the tensor they belong to."""
 

@@ -35,7 +35,7 @@ import math
 
 import numpy as np
 
-from ..autodiff import Op
+from ..autodiff import FusedLossOp
 from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout
 
 SSIM_WINDOW = 11
@@ -295,7 +295,7 @@ class ImageLoss:
         return float(self.loss.numpy()[0])
 
 
-class ImageLossOp(Op):
+class ImageLossOp(FusedLossOp):
     """The fused image loss as an autodiff op: records :meth:`ImageLoss.record` on construction.
 
     The loss kernels compute the gradient ``v_image = dL/d image`` together with the
@@ -324,20 +324,7 @@ class ImageLossOp(Op):
 
     def __init__(self, loss_fn: ImageLoss, rec: Recorder, image: GpuTensor, gt: GpuTensor, **kwargs):
         self.loss_fn = loss_fn
-        self.v_image = loss_fn.record(rec, image, gt, **kwargs)
-        self.inputs = {"image": image}
-        self.outputs = {"loss": loss_fn.loss_value}
-
-    @property
-    def seed(self) -> dict:
-        """``{loss: 1}``, the seed gradients for :meth:`brushpy.autodiff.Tape.backward`."""
-        return {self.outputs["loss"]: self.loss_fn.unit_seed}
-
-    def backward(self, rec: Recorder, grad_outputs: dict) -> dict:
-        if grad_outputs["loss"] is not self.loss_fn.unit_seed:
-            raise ValueError("ImageLossOp's gradient is precomputed for a seed of 1: seed the tape with op.seed "
-                             "(a loss used twice or scaled needs a loss op per use)")
-        return {"image": self.v_image}
+        self._set(image, loss_fn.loss_value, loss_fn.unit_seed, loss_fn.record(rec, image, gt, **kwargs))
 
 
 def l1_ssim_loss(image: GpuTensor, gt: GpuTensor, *, ssim_weight: float = 0.2, match_alpha_weight: float = 0.1, **kwargs) -> tuple[float, GpuTensor]:

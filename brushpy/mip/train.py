@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..autodiff import Op, Tape
+from ..autodiff import FusedLossOp, Tape
 from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
 from ..loss import ImageLoss, ImageMetrics
 from ..optim.adam import Adam, AdamConfig
@@ -198,7 +198,7 @@ class MipLoss:
         return {"loss": float(out[0]), "mse": float(out[1]), "ssim_loss": float(out[2])}
 
 
-class MipLossOp(Op):
+class MipLossOp(FusedLossOp):
     """One view's term of :class:`MipLoss` as an autodiff op: records :meth:`MipLoss.record_view`
     on construction.
 
@@ -231,19 +231,7 @@ class MipLossOp(Op):
     def __init__(self, loss_fn: MipLoss, rec: Recorder, image: GpuTensor, target: GpuTensor, view: int = 0,
                  v_image: GpuTensor | None = None):
         self.loss_fn = loss_fn
-        self.v_image = loss_fn.record_view(rec, image, target, view, v_image)
-        self.inputs = {"image": image}
-        self.outputs = {"loss": loss_fn.loss_value}
-
-    @property
-    def seed(self) -> dict:
-        """``{loss: 1}``, the seed gradients for :meth:`brushpy.autodiff.Tape.backward`."""
-        return {self.outputs["loss"]: self.loss_fn.unit_seed}
-
-    def backward(self, rec: Recorder, grad_outputs: dict) -> dict:
-        if grad_outputs["loss"] is not self.loss_fn.unit_seed:
-            raise ValueError("MipLossOp's gradient is precomputed for a seed of 1: seed the tape with op.seed")
-        return {"image": self.v_image}
+        self._set(image, loss_fn.loss_value, loss_fn.unit_seed, loss_fn.record_view(rec, image, target, view, v_image))
 
 
 class MipTrainer:
