@@ -19,6 +19,7 @@ import click
 import numpy as np
 
 from .. import __version__
+from ..errors import BrushpyError
 
 #: Lazily loaded subcommands: name -> module that defines a click command ``name``.
 SUBCOMMAND_MODULES = {
@@ -59,10 +60,30 @@ class _LazyGroup(click.Group):
         cmd = super().get_command(ctx, name)
         return cmd if cmd is not None else self._load(name)
 
+    def invoke(self, ctx):
+        """Run the subcommand; brushpy's own errors become one ``Error: …`` line (see :mod:`brushpy.errors`)."""
+        try:
+            return super().invoke(ctx)
+        except BrushpyError as exc:
+            if ctx.params.get("debug"):
+                raise
+            raise ReportedError(exc) from exc
+
+
+class ReportedError(click.ClickException):
+    """A :class:`~brushpy.errors.BrushpyError` as click shows it: ``Error: <message>``, exit code
+    ``exc.exit_code`` (2 bad input, 1 a failed run)."""
+
+    def __init__(self, exc: BrushpyError):
+        super().__init__(str(exc))
+        self.exit_code = exc.exit_code
+
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version=__version__, prog_name="brushpy", message="%(prog)s %(version)s")
-def main():
+@click.option("--debug", is_flag=True, envvar="BRUSHPY_DEBUG",
+              help="Show the full traceback of an error instead of one line (also BRUSHPY_DEBUG=1).")
+def main(debug: bool):
     """brushpy: 3D Gaussian Splatting on WebGPU."""
 
 

@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass, field
 
 import numpy as np
+from ..errors import InputError
 
 # id -> (name, number of parameters); COLMAP's src/colmap/sensor/models.h.
 CAMERA_MODELS: dict[int, tuple[str, int]] = {
@@ -33,7 +34,7 @@ CAMERA_MODELS: dict[int, tuple[str, int]] = {
 MODEL_IDS = {name: (mid, n) for mid, (name, n) in CAMERA_MODELS.items()}
 
 
-class ColmapFormatError(ValueError):
+class ColmapFormatError(InputError):
     """A COLMAP file that cannot be parsed (the message names the file)."""
 
 

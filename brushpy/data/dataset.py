@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 
+from ..errors import InputError
 from . import colmap, nerf_synthetic, nerfstudio
 from .config import LoadConfig
 from .images import has_masks_folder
@@ -35,7 +36,7 @@ LOOKED_FOR = (
 )
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset that cannot be used (the message names the folder and what is wrong)."""
 
 

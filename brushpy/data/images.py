@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import InputError
 from ..loss.image_loss import pack_rgba8  # noqa: F401  (re-exported: the packed upload format)
 from .source import DatasetSource
 from .undistort import UndistortPlan
@@ -29,7 +30,7 @@ _EXIF_ORIENTATION = 0x0112
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(InputError):
     """An image or mask that cannot be decoded (message names the file)."""
 
 

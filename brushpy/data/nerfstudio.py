@@ -25,6 +25,7 @@ import posixpath
 
 import numpy as np
 
+from ..errors import InputError
 from .images import find_mask, mask_index, read_image_size
 from .init_points import InitPoints
 from .scene import LoadReport, View, make_view, natural_key, select_frames
@@ -36,7 +37,7 @@ OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 SUPPORTED_NERFSTUDIO_MODELS = ("PINHOLE", "PERSPECTIVE", "OPENCV", "OPENCV_FISHEYE")
 
 
-class TransformsFormatError(ValueError):
+class TransformsFormatError(InputError):
     """A transforms.json that cannot be used (the message names the file)."""
 
 

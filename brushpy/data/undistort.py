@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Distortion:
 SUPPORTED_COLMAP_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV", "OPENCV_FISHEYE")
 
 
-class UnsupportedCameraModel(ValueError):
+class UnsupportedCameraModel(InputError):
     """A camera model that brushpy cannot turn into a pinhole camera."""
 
 

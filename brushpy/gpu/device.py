@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass, field
 
 import wgpu
+from ..errors import RunError
 
 #: Optional features brushpy uses when the adapter offers them. Each has a
 #: code path that works without it.
@@ -44,7 +45,7 @@ _RAISED_LIMITS = (
 )
 
 
-class GpuError(RuntimeError):
+class GpuError(RunError):
     """Base class of brushpy's GPU runtime errors."""
 
 

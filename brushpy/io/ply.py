@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from ..errors import InputError
 
 try:  # plyfile >= 1.0 names its parse error class like this
     from plyfile import PlyData, PlyElement, PlyParseError
@@ -59,7 +60,7 @@ _REQUIRED_GROUPS = (
 )
 
 
-class PlyFormatError(ValueError):
+class PlyFormatError(InputError):
     """A PLY file that is not a readable Gaussian splat file (message names the file)."""
 
 

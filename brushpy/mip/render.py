@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from ..errors import RunError
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, get_context, workgroups_for
 from .camera import MipCamera
@@ -45,7 +46,7 @@ BIN_SCAN_PARAMS = UniformLayout("Params", [
 ])
 
 
-class MipOverflowError(RuntimeError):
+class MipOverflowError(RunError):
     """The tile lists needed more entries than one storage buffer holds."""
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from .camera import MipCamera
 
 
-class VolumeError(ValueError):
+class VolumeError(InputError):
     """A volume file that cannot be used (unreadable, wrong shape, NaN, empty)."""
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RunError
 from ..autodiff import Tape
 from ..gpu import BufferTooLargeError, GpuTensor, Kernel, Recorder, UniformLayout, get_context, workgroups_for
 from ..data import ViewOrder
@@ -48,7 +49,7 @@ NOISE_PARAMS = UniformLayout("Params", [
 ])
 
 
-class TrainingError(RuntimeError):
+class TrainingError(RunError):
     """Training cannot go on (non-finite loss, a scene too large for the device)."""
 
 
