@@ -7,14 +7,8 @@
 // Output: rgba [H, W, 4] with alpha 1, read by the viewer's blit.
 #include "common.wgsl"
 
-struct Params {
-    count: u32,       // pixels
-    gain: f32,
-    num_knots: u32,   // 2..8
-    _pad: u32,
-    background: vec4<f32>,
-    knots: array<vec4<f32>, 8>,
-};
+// Params: brushpy/viewer/mip_view.py COLORMAP_PARAMS
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> mip: array<f32>;

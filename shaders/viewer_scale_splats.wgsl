@@ -2,12 +2,8 @@
 // i.e. every Gaussian's standard deviations multiplied by the factor.
 #include "common.wgsl"
 
-struct Params {
-    count: u32,        // number of floats (3 per splat)
-    log_factor: f32,
-    _pad0: u32,
-    _pad1: u32,
-};
+// Params: brushpy/viewer/view.py SCALE_PARAMS
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> log_scales: array<f32>;
