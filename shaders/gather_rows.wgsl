@@ -19,8 +19,6 @@
 
 const WIDTH: u32 = {{WIDTH}}u;
 
-const WG: u32 = 256u;
-
 #if GATHER
 @group(0) @binding(0) var<storage, read> src: array<u32>;
 @group(0) @binding(1) var<storage, read> src_rows: array<u32>;
@@ -31,9 +29,8 @@ const WG: u32 = 256u;
 #endif
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let e = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let e = thread_index(inv);
     let r = e / WIDTH;
     if (r >= params.count) {
         return;
@@ -58,9 +55,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @group(0) @binding(2) var<uniform> params: RowParams;
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let e = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let e = thread_index(inv);
     let r = e / WIDTH;
     if (r >= params.count) {
         return;

@@ -25,12 +25,11 @@ var<workgroup> batch_conic: array<vec4<f32>, 256>;  // A, B, C, log_a
 var<workgroup> wg_range: vec2<u32>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let tile = linear_workgroup_id(wid, nwg);
-    let tp = tile_pixel(view, tile, lid);
+fn main(inv: Thread) {
+    let tile = workgroup_index(inv);
+    let tp = tile_pixel(view, tile, inv.lid);
     let pixel = vec2<f32>(f32(tp.px) + 0.5, f32(tp.py) + 0.5);
-    if lid == 0u {
+    if inv.lid == 0u {
         if tp.tile_ok {
             wg_range = vec2<u32>(tile_ranges[2u * tile], tile_ranges[2u * tile + 1u]);
         } else {
@@ -48,11 +47,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         let count = min(BATCH, r.y - start);
         workgroupBarrier();
-        if lid < count {
-            let g = isect_ids[start + lid];
+        if inv.lid < count {
+            let g = isect_ids[start + inv.lid];
             let b = PROJ_STRIDE * g;
-            batch_xy[lid] = vec2<f32>(proj[b], proj[b + 1u]);
-            batch_conic[lid] = vec4<f32>(proj[b + 2u], proj[b + 3u], proj[b + 4u], proj[b + 5u]);
+            batch_xy[inv.lid] = vec2<f32>(proj[b], proj[b + 1u]);
+            batch_conic[inv.lid] = vec4<f32>(proj[b + 2u], proj[b + 3u], proj[b + 4u], proj[b + 5u]);
         }
         workgroupBarrier();
         for (var j = 0u; j < count; j++) {
