@@ -70,9 +70,8 @@ fn fold(i: u32) -> Fold {
 }
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let i = thread_index(inv);
     if (i >= params.num_splats) {
         return;
     }

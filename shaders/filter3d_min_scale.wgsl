@@ -30,13 +30,12 @@ const WG: u32 = 256u;
 var<workgroup> wg_max: atomic<u32>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    if (lid == 0u) {
+fn main(inv: Thread) {
+    if (inv.lid == 0u) {
         atomicStore(&wg_max, 0u);
     }
     workgroupBarrier();
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+    let i = thread_index(inv);
     if (i < params.num_splats) {
         let m = vec3<f32>(means[3u * i], means[3u * i + 1u], means[3u * i + 2u]);
         var best = -1.0;
@@ -70,7 +69,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         min_scale[i] = out;
     }
     workgroupBarrier();
-    if (lid == 0u) {
+    if (inv.lid == 0u) {
         let mx = atomicLoad(&wg_max);
         if (mx > 0u) {
             atomicMax(&max_bits[0], mx);

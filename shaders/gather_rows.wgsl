@@ -8,6 +8,7 @@
 //            (0 instead where src_rows[r] >= src_count, and with USE_MASK
 //            where row_mask[r] != 0)
 // zero_rows: dst[r, :] = 0 where row_mask[r] != 0     for r < count
+//            (GATHER off, USE_MASK on: the same entry point without the gather)
 //
 // WIDTH (words per row) is a compile-time constant so that the row index
 // e / WIDTH is a multiply-shift, not an integer division.
@@ -19,8 +20,6 @@
 
 const WIDTH: u32 = {{WIDTH}}u;
 
-const WG: u32 = 256u;
-
 #if GATHER
 @group(0) @binding(0) var<storage, read> src: array<u32>;
 @group(0) @binding(1) var<storage, read> src_rows: array<u32>;
@@ -29,44 +28,32 @@ const WG: u32 = 256u;
 #if USE_MASK
 @group(0) @binding(4) var<storage, read> row_mask: array<u32>;
 #endif
+#else
+@group(0) @binding(0) var<storage, read_write> dst: array<u32>;
+@group(0) @binding(1) var<storage, read> row_mask: array<u32>;
+@group(0) @binding(2) var<uniform> params: RowParams;
+#endif
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let e = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let e = thread_index(inv);
     let r = e / WIDTH;
     if (r >= params.count) {
         return;
     }
-    let c = e - r * WIDTH;
 #if USE_MASK
     if (row_mask[r] != 0u) {
         dst[e] = 0u;
         return;
     }
 #endif
+#if GATHER
+    let c = e - r * WIDTH;
     let s = src_rows[r];
     if (s >= params.src_count) {
         dst[e] = 0u;
         return;
     }
     dst[e] = src[s * WIDTH + c];
-}
-#else
-@group(0) @binding(0) var<storage, read_write> dst: array<u32>;
-@group(0) @binding(1) var<storage, read> row_mask: array<u32>;
-@group(0) @binding(2) var<uniform> params: RowParams;
-
-@compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let e = linear_workgroup_id(wid, nwg) * WG + lid;
-    let r = e / WIDTH;
-    if (r >= params.count) {
-        return;
-    }
-    if (row_mask[r] != 0u) {
-        dst[e] = 0u;
-    }
-}
 #endif
+}

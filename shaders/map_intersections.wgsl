@@ -18,12 +18,9 @@
 @group(0) @binding(5) var<storage, read_write> tile_ids: array<u32>;         // [I]
 @group(0) @binding(6) var<storage, read_write> compact_ids: array<u32>;      // [I]
 
-const WG: u32 = 256u;
-
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let c = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let c = thread_index(inv);
     if (c >= params.counts.w) {
         return;
     }

@@ -13,7 +13,6 @@
 @group(0) @binding(2) var<storage, read> visible: array<u32>;
 @group(0) @binding(3) var<storage, read_write> means: array<f32>;
 
-const WG: u32 = 256u;
 const TWO_PI: f32 = 6.283185307179586;
 
 // Two independent N(0,1) samples from two uniforms in (0, 1].
@@ -24,9 +23,8 @@ fn box_muller(u1: f32, u2: f32) -> vec2<f32> {
 }
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let i = thread_index(inv);
     if (i >= params.num_splats || visible[i] == 0u) {
         return;
     }

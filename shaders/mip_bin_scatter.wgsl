@@ -12,9 +12,8 @@
 @group(0) @binding(4) var<storage, read_write> isect_ids: array<u32>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let g = linear_workgroup_id(wid, nwg) * 256u + lid;
+fn main(inv: Thread) {
+    let g = thread_index(inv);
     if g >= view.num_gaussians {
         return;
     }

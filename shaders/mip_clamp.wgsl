@@ -11,9 +11,8 @@
 @group(0) @binding(3) var<storage, read_write> log_amplitudes: array<f32>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let g = linear_workgroup_id(wid, nwg) * 256u + lid;
+fn main(inv: Thread) {
+    let g = thread_index(inv);
     if g >= params.count {
         return;
     }

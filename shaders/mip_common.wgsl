@@ -56,6 +56,51 @@ fn project_point(view: View, c: vec3<f32>) -> vec2<f32> {
     return vec2<f32>(view.intr.x * c.x / c.z + view.intr.z, view.intr.y * c.y / c.z + view.intr.w);
 }
 
+// L = R diag(s), the factor of the 3D covariance Σ3 = L Lᵀ (R the rotation,
+// s the standard deviations).
+fn scaled_rotation(R: mat3x3<f32>, s: vec3<f32>) -> mat3x3<f32> {
+    return mat3x3<f32>(R[0] * s.x, R[1] * s.y, R[2] * s.z);
+}
+
+// The 2D covariance sig2 with view.blur added to its diagonal, as
+// (a, b, c, det) = (Σ00 + blur, Σ01, Σ11 + blur, a c - b²).
+fn blurred_cov2d(view: View, sig2: mat2x2<f32>) -> vec4<f32> {
+    let a = sig2[0][0] + view.blur;
+    let b = sig2[1][0];
+    let cc = sig2[1][1] + view.blur;
+    return vec4<f32>(a, b, cc, a * cc - b * b);
+}
+
+// The conic (A, B, C) = (c, -b, a) / det, the inverse of blurred_cov2d's matrix.
+fn cov2d_conic(cov: vec4<f32>) -> vec3<f32> {
+    return vec3<f32>(cov.z / cov.w, -cov.y / cov.w, cov.x / cov.w);
+}
+
+// Pixel of thread `lid` of the workgroup that draws tile `tile` (row-major
+// TILE x TILE pixels): tile_ok, the tile exists; inside, the pixel lies in the image.
+struct TilePixel {
+    tile_ok: bool,
+    inside: bool,
+    px: u32,
+    py: u32,
+}
+
+fn tile_pixel(view: View, tile: u32, lid: u32) -> TilePixel {
+    let num_tiles = view.tiles_x * view.tiles_y;
+    let tile_ok = tile < num_tiles;
+    let tx = select(0u, tile % view.tiles_x, tile_ok);
+    let ty = select(0u, tile / view.tiles_x, tile_ok);
+    let px = tx * TILE + lid % TILE;
+    let py = ty * TILE + lid / TILE;
+    let inside = tile_ok && px < view.width && py < view.height;
+    return TilePixel(tile_ok, inside, px, py);
+}
+
+// σ = ½ A dx² + B dx dy + ½ C dy² of conic cn = (A, B, C, ·) at offset d.
+fn conic_sigma(cn: vec4<f32>, d: vec2<f32>) -> f32 {
+    return 0.5 * (cn.x * d.x * d.x + cn.z * d.y * d.y) + cn.y * d.x * d.y;
+}
+
 fn is_finite3(v: vec3<f32>) -> bool {
     return all(abs(v) < vec3<f32>(1e30));
 }

@@ -18,10 +18,9 @@
 var<workgroup> wg_scale: f32;
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let wg = linear_workgroup_id(wid, nwg);
-    if lid == 0u {
+fn main(inv: Thread) {
+    let wg = workgroup_index(inv);
+    if inv.lid == 0u {
         var acc = 0.0;
         for (var i = 0u; i < params.num_partials; i++) {
             acc += partials[i];
@@ -35,7 +34,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     let scale = workgroupUniformLoad(&wg_scale);
-    let g = wg * 256u + lid;
+    let g = wg * 256u + inv.lid;
     if g >= params.count || scale >= 1.0 {
         return;
     }

@@ -14,10 +14,9 @@
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let wg = linear_workgroup_id(wid, nwg);
-    let g = wg * 256u + lid;
+fn main(inv: Thread) {
+    let wg = workgroup_index(inv);
+    let g = wg * 256u + inv.lid;
     var acc = 0.0;
     if g < params.count {
         let m = vec3<f32>(v_means[3u * g], v_means[3u * g + 1u], v_means[3u * g + 2u]);
@@ -26,8 +25,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let a = v_log_amplitudes[g];
         acc = dot(m, m) + dot(s, s) + dot(r, r) + a * a;
     }
-    let total = workgroup_sum2(lid, vec2<f32>(acc, 0.0)).x;
-    if lid == 0u {
+    let total = workgroup_sum2(inv.lid, vec2<f32>(acc, 0.0)).x;
+    if inv.lid == 0u {
         partials[wg] = total;
     }
 }

@@ -20,10 +20,9 @@
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let wg = linear_workgroup_id(wid, nwg);
-    let i = wg * 256u + lid;
+fn main(inv: Thread) {
+    let wg = workgroup_index(inv);
+    let i = wg * 256u + inv.lid;
     var sq = 0.0;
     if i < params.count {
         let diff = image[4u * i] - gt[4u * i];
@@ -37,8 +36,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         v_image[4u * i + 2u] = vs.z;
         v_image[4u * i + 3u] = 0.0;
     }
-    let total = workgroup_sum2(lid, vec2<f32>(sq, 0.0)).x;
-    if lid == 0u {
+    let total = workgroup_sum2(inv.lid, vec2<f32>(sq, 0.0)).x;
+    if inv.lid == 0u {
         partials[params.partial_offset + wg] = total;
     }
 }

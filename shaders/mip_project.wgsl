@@ -19,9 +19,8 @@
 @group(0) @binding(7) var<storage, read_write> tile_counts: array<atomic<u32>>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let g = linear_workgroup_id(wid, nwg) * 256u + lid;
+fn main(inv: Thread) {
+    let g = thread_index(inv);
     if g >= view.num_gaussians {
         return;
     }
@@ -45,20 +44,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let R = quat_to_mat(q_raw / qn);
     let s = exp(ls);
-    let L = mat3x3<f32>(R[0] * s.x, R[1] * s.y, R[2] * s.z);
+    let L = scaled_rotation(R, s);
     let sig3 = L * transpose(L);
     let T = projection_jacobian(view, c) * M;
     let sig2 = T * sig3 * transpose(T);
-    let a = sig2[0][0] + view.blur;
-    let b = sig2[1][0];
-    let cc = sig2[1][1] + view.blur;
-    let det = a * cc - b * b;
-    if !(det > 0.0) {
+    let cov = blurred_cov2d(view, sig2);
+    if !(cov.w > 0.0) {
         return;
     }
     let xy = project_point(view, c);
-    let rx = sqrt(2.0 * tau * a);
-    let ry = sqrt(2.0 * tau * cc);
+    let rx = sqrt(2.0 * tau * cov.x);
+    let ry = sqrt(2.0 * tau * cov.z);
     let lim = vec2<f32>(f32(view.tiles_x), f32(view.tiles_y));
     let lo = clamp(floor((xy - vec2<f32>(rx, ry) - 0.5) / f32(TILE)), vec2<f32>(0.0), lim);
     let hi = clamp(floor((xy + vec2<f32>(rx, ry)) / f32(TILE)) + 1.0, vec2<f32>(0.0), lim);
@@ -68,9 +64,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let b0 = PROJ_STRIDE * g;
     proj[b0] = xy.x;
     proj[b0 + 1u] = xy.y;
-    proj[b0 + 2u] = cc / det;
-    proj[b0 + 3u] = -b / det;
-    proj[b0 + 4u] = a / det;
+    let con = cov2d_conic(cov);
+    proj[b0 + 2u] = con.x;
+    proj[b0 + 3u] = con.y;
+    proj[b0 + 4u] = con.z;
     proj[b0 + 5u] = la;
     let x0 = u32(lo.x);
     let y0 = u32(lo.y);

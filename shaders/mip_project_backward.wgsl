@@ -19,9 +19,8 @@
 @group(0) @binding(9) var<storage, read_write> v_log_amplitudes: array<f32>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let g = linear_workgroup_id(wid, nwg) * 256u + lid;
+fn main(inv: Thread) {
+    let g = thread_index(inv);
     if g >= view.num_gaussians {
         return;
     }
@@ -41,20 +40,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n = q_raw / qn;
     let R = quat_to_mat(n);
     let s = exp(ls);
-    let L = mat3x3<f32>(R[0] * s.x, R[1] * s.y, R[2] * s.z);
+    let L = scaled_rotation(R, s);
     let sig3 = L * transpose(L);
     let J = projection_jacobian(view, c);
     let sig_c = M * sig3 * transpose(M);
     let sig2 = J * sig_c * transpose(J);
-    let a = sig2[0][0] + view.blur;
-    let b = sig2[1][0];
-    let cc = sig2[1][1] + view.blur;
-    let det = a * cc - b * b;
-    if !(det > 0.0) {
+    let cov = blurred_cov2d(view, sig2);
+    if !(cov.w > 0.0) {
         return;
     }
     // conic Q = Σ2⁻¹; dL/dΣ2 = -Q G Q, G the symmetric gradient of Q
-    let Q = mat2x2<f32>(vec2<f32>(cc / det, -b / det), vec2<f32>(-b / det, a / det));
+    let con = cov2d_conic(cov);
+    let Q = mat2x2<f32>(vec2<f32>(con.x, con.y), vec2<f32>(con.y, con.z));
     let G = mat2x2<f32>(vec2<f32>(v_con.x, 0.5 * v_con.y), vec2<f32>(0.5 * v_con.y, v_con.z));
     let v_sig2 = -1.0 * (Q * G * Q);
     let v_sigc = transpose(J) * v_sig2 * J;

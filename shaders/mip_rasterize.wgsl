@@ -25,19 +25,12 @@ var<workgroup> batch_conic: array<vec4<f32>, 256>;  // A, B, C, log_a
 var<workgroup> wg_range: vec2<u32>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let num_tiles = view.tiles_x * view.tiles_y;
-    let tile = linear_workgroup_id(wid, nwg);
-    let tile_ok = tile < num_tiles;
-    let tx = select(0u, tile % view.tiles_x, tile_ok);
-    let ty = select(0u, tile / view.tiles_x, tile_ok);
-    let px = tx * TILE + lid % TILE;
-    let py = ty * TILE + lid / TILE;
-    let inside = tile_ok && px < view.width && py < view.height;
-    let pixel = vec2<f32>(f32(px) + 0.5, f32(py) + 0.5);
-    if lid == 0u {
-        if tile_ok {
+fn main(inv: Thread) {
+    let tile = workgroup_index(inv);
+    let tp = tile_pixel(view, tile, inv.lid);
+    let pixel = vec2<f32>(f32(tp.px) + 0.5, f32(tp.py) + 0.5);
+    if inv.lid == 0u {
+        if tp.tile_ok {
             wg_range = vec2<u32>(tile_ranges[2u * tile], tile_ranges[2u * tile + 1u]);
         } else {
             wg_range = vec2<u32>(0u, 0u);
@@ -54,17 +47,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         let count = min(BATCH, r.y - start);
         workgroupBarrier();
-        if lid < count {
-            let g = isect_ids[start + lid];
+        if inv.lid < count {
+            let g = isect_ids[start + inv.lid];
             let b = PROJ_STRIDE * g;
-            batch_xy[lid] = vec2<f32>(proj[b], proj[b + 1u]);
-            batch_conic[lid] = vec4<f32>(proj[b + 2u], proj[b + 3u], proj[b + 4u], proj[b + 5u]);
+            batch_xy[inv.lid] = vec2<f32>(proj[b], proj[b + 1u]);
+            batch_conic[inv.lid] = vec4<f32>(proj[b + 2u], proj[b + 3u], proj[b + 4u], proj[b + 5u]);
         }
         workgroupBarrier();
         for (var j = 0u; j < count; j++) {
             let d = batch_xy[j] - pixel;
             let cn = batch_conic[j];
-            let sig = 0.5 * (cn.x * d.x * d.x + cn.z * d.y * d.y) + cn.y * d.x * d.y;
+            let sig = conic_sigma(cn, d);
             if sig <= cn.w + LOG255 {
                 let l = cn.w - sig;
                 if l > m {
@@ -77,8 +70,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         start += count;
     }
-    if inside {
-        let pix = py * view.width + px;
+    if tp.inside {
+        let pix = tp.py * view.width + tp.px;
         var out = 0.0;
         var log_s = 0.0;
         if s > 0.0 {

@@ -59,31 +59,24 @@ var<workgroup> pix_state: array<vec4<f32>, 256>;  // v_out·out, M, log S, unuse
 var<workgroup> wg_info: vec4<u32>;                // range start, end, any gradient
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let num_tiles = view.tiles_x * view.tiles_y;
-    let tile = linear_workgroup_id(wid, nwg);
-    let tile_ok = tile < num_tiles;
-    let tx = select(0u, tile % view.tiles_x, tile_ok);
-    let ty = select(0u, tile / view.tiles_x, tile_ok);
-    let px = tx * TILE + lid % TILE;
-    let py = ty * TILE + lid / TILE;
-    let inside = tile_ok && px < view.width && py < view.height;
+fn main(inv: Thread) {
+    let tile = workgroup_index(inv);
+    let tp = tile_pixel(view, tile, inv.lid);
     var st = vec4<f32>(0.0);
-    if inside {
-        let pix = py * view.width + px;
+    if tp.inside {
+        let pix = tp.py * view.width + tp.px;
         let v_out = v_image[4u * pix] + v_image[4u * pix + 1u] + v_image[4u * pix + 2u];
         st = vec4<f32>(v_out * image[4u * pix], state[2u * pix], state[2u * pix + 1u], 0.0);
     }
-    if lid == 0u {
+    if inv.lid == 0u {
         wg_info = vec4<u32>(0u);
-        if tile_ok {
+        if tp.tile_ok {
             wg_info.x = tile_ranges[2u * tile];
             wg_info.y = tile_ranges[2u * tile + 1u];
         }
     }
-    pix_xy[lid] = vec2<f32>(f32(px) + 0.5, f32(py) + 0.5);
-    pix_state[lid] = st;
+    pix_xy[inv.lid] = vec2<f32>(f32(tp.px) + 0.5, f32(tp.py) + 0.5);
+    pix_state[inv.lid] = st;
     workgroupBarrier();
     if st.x != 0.0 {
         wg_info.z = 1u;
@@ -93,7 +86,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let p = view.power;
-    for (var i = info.x + lid; i < info.y; i += 256u) {
+    for (var i = info.x + inv.lid; i < info.y; i += 256u) {
         let g = isect_ids[i];
         let b = PROJ_STRIDE * g;
         let xy = vec2<f32>(proj[b], proj[b + 1u]);
@@ -107,7 +100,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 continue;
             }
             let d = xy - pix_xy[k];
-            let sig = 0.5 * (cn.x * d.x * d.x + cn.z * d.y * d.y) + cn.y * d.x * d.y;
+            let sig = conic_sigma(cn, d);
             if sig <= cut {
                 let gl = ps.x * exp(p * (cn.w - sig - ps.y) - ps.z);
                 let vs = -gl;

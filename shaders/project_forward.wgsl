@@ -30,7 +30,6 @@
 @group(0) @binding(9) var<storage, read_write> depth_keys: array<u32>; // [N]
 @group(0) @binding(10) var<storage, read_write> counters: array<atomic<u32>>; // [4]
 
-const WG: u32 = 256u;
 var<workgroup> wg_visible: atomic<u32>;
 var<workgroup> wg_tiles: atomic<u32>;
 var<workgroup> wg_min_key_inv: atomic<u32>;
@@ -125,16 +124,15 @@ fn count_tiles(i: u32) -> u32 {
 }
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    if (lid == 0u) {
+fn main(inv: Thread) {
+    if (inv.lid == 0u) {
         atomicStore(&wg_visible, 0u);
         atomicStore(&wg_tiles, 0u);
         atomicStore(&wg_min_key_inv, 0u);
         atomicStore(&wg_max_key, 0u);
     }
     workgroupBarrier();
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+    let i = thread_index(inv);
     if (i < params.counts.x) {
         let n = count_tiles(i);
         tile_counts[i] = n;
@@ -148,7 +146,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     workgroupBarrier();
-    if (lid == 0u) {
+    if (inv.lid == 0u) {
         let v = atomicLoad(&wg_visible);
         if (v > 0u) {
             atomicAdd(&counters[0], v);

@@ -18,12 +18,9 @@
 @group(0) @binding(6) var<storage, read_write> split_old: array<u32>;
 @group(0) @binding(7) var<uniform> params: Params;
 
-const WG: u32 = 256u;
-
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let i = thread_index(inv);
     if (i >= params.n || keep[i] == 0u) {
         return;
     }

@@ -25,7 +25,6 @@
 @group(0) @binding(12) var<storage, read_write> counters: array<atomic<u32>>;
 @group(0) @binding(13) var<uniform> params: Params;
 
-const WG: u32 = 256u;
 const NUM_COUNTERS: u32 = 8u;
 
 // Counters are summed per workgroup first: one global atomic per workgroup
@@ -33,21 +32,20 @@ const NUM_COUNTERS: u32 = 8u;
 var<workgroup> wg_counts: array<atomic<u32>, 8>;
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    if (lid < NUM_COUNTERS) {
-        atomicStore(&wg_counts[lid], 0u);
+fn main(inv: Thread) {
+    if (inv.lid < NUM_COUNTERS) {
+        atomicStore(&wg_counts[inv.lid], 0u);
     }
     workgroupBarrier();
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+    let i = thread_index(inv);
     if (i < params.n) {
         mark_splat(i);
     }
     workgroupBarrier();
-    if (lid < NUM_COUNTERS) {
-        let c = atomicLoad(&wg_counts[lid]);
+    if (inv.lid < NUM_COUNTERS) {
+        let c = atomicLoad(&wg_counts[inv.lid]);
         if (c != 0u) {
-            atomicAdd(&counters[lid], c);
+            atomicAdd(&counters[inv.lid], c);
         }
     }
 }

@@ -27,9 +27,8 @@ const WG: u32 = 256u;
 @group(0) @binding(2) var<uniform> params: Params;
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let j = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let j = thread_index(inv);
     if (j >= params.count) {
         return;
     }
@@ -47,13 +46,12 @@ const HIST_SHIFT: u32 = 32u - {{HIST_BITS}}u;
 var<workgroup> wg_hist: array<atomic<u32>, HIST_BINS>;
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    for (var b = lid; b < HIST_BINS; b += WG) {
+fn main(inv: Thread) {
+    for (var b = inv.lid; b < HIST_BINS; b += WG) {
         atomicStore(&wg_hist[b], 0u);
     }
     workgroupBarrier();
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+    let i = thread_index(inv);
     if (i < params.count) {
         let key = keys[i];
         if (key != 0xffffffffu) {
@@ -61,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     workgroupBarrier();
-    for (var b = lid; b < HIST_BINS; b += WG) {
+    for (var b = inv.lid; b < HIST_BINS; b += WG) {
         let c = atomicLoad(&wg_hist[b]);
         if (c != 0u) {
             atomicAdd(&histogram[b], c);
@@ -76,9 +74,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @group(0) @binding(2) var<uniform> params: Params;
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let i = thread_index(inv);
     if (i >= params.count) {
         return;
     }
@@ -94,9 +91,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @group(0) @binding(4) var<uniform> params: Params;
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let i = thread_index(inv);
     if (i >= params.count) {
         return;
     }
@@ -116,9 +112,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @group(0) @binding(3) var<uniform> params: Params;
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let i = thread_index(inv);
     if (i >= params.count) {
         return;
     }
@@ -140,14 +135,13 @@ var<workgroup> wg_force: atomic<u32>;
 var<workgroup> wg_grow: atomic<u32>;
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    if (lid == 0u) {
+fn main(inv: Thread) {
+    if (inv.lid == 0u) {
         atomicStore(&wg_force, 0u);
         atomicStore(&wg_grow, 0u);
     }
     workgroupBarrier();
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+    let i = thread_index(inv);
     if (i < params.count) {
         let f = flags[i];
         var sel = selected[i];
@@ -165,7 +159,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         grow_vals[i] = i;
     }
     workgroupBarrier();
-    if (lid == 0u) {
+    if (inv.lid == 0u) {
         atomicAdd(&counters[8], atomicLoad(&wg_force));
         atomicAdd(&counters[9], atomicLoad(&wg_grow));
     }

@@ -15,8 +15,6 @@
 #include "common.wgsl"
 #include "refine_common.wgsl"
 
-const WG: u32 = 256u;
-
 #if SPLIT
 #struct Params
 
@@ -35,9 +33,8 @@ const WG: u32 = 256u;
 const FRAC_1_SQRT_2: f32 = 0.70710678118654752;
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let k = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let k = thread_index(inv);
     if (k >= params.n_split) {
         return;
     }
@@ -88,9 +85,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @group(0) @binding(1) var<uniform> params: Params;
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let r = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let r = thread_index(inv);
     if (r >= params.count) {
         return;
     }

@@ -23,12 +23,9 @@
 @group(0) @binding(5) var<storage, read_write> max_screen_frac: array<f32>;
 @group(0) @binding(6) var<uniform> params: Params;
 
-const WG: u32 = 256u;
-
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let v = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let v = thread_index(inv);
     if (v >= params.num_visible) {
         return;
     }

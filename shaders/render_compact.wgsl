@@ -13,12 +13,9 @@
 @group(0) @binding(4) var<storage, read_write> sort_ids: array<u32>;  // [>=V]
 @group(0) @binding(5) var<storage, read> counters: array<u32>;        // [4]
 
-const WG: u32 = 256u;
-
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let i = thread_index(inv);
     if (i >= params.counts.x) {
         return;
     }

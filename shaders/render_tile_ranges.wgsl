@@ -7,12 +7,9 @@
 @group(0) @binding(1) var<storage, read> sorted_tile_ids: array<u32>;    // [I]
 @group(0) @binding(2) var<storage, read_write> tile_ranges: array<u32>;  // [T,2]
 
-const WG: u32 = 256u;
-
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup_id(wid, nwg) * WG + lid;
+fn main(inv: Thread) {
+    let i = thread_index(inv);
     let n = params.counts2.x;
     if (i >= n) {
         return;

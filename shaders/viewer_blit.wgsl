@@ -8,14 +8,8 @@
 // on write, so the value is decoded first (params.srgb_target = 1) to land on
 // the screen unchanged.
 
-struct Params {
-    image_size: vec2<u32>,   // W, H of the splat image
-    target_size: vec2<u32>,  // framebuffer width, height in pixels
-    srgb_target: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-};
+// Params: brushpy/viewer/view.py BLIT_PARAMS
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> image: array<f32>;

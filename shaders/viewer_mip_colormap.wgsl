@@ -7,23 +7,16 @@
 // Output: rgba [H, W, 4] with alpha 1, read by the viewer's blit.
 #include "common.wgsl"
 
-struct Params {
-    count: u32,       // pixels
-    gain: f32,
-    num_knots: u32,   // 2..8
-    _pad: u32,
-    background: vec4<f32>,
-    knots: array<vec4<f32>, 8>,
-};
+// Params: brushpy/viewer/mip_view.py COLORMAP_PARAMS
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> mip: array<f32>;
 @group(0) @binding(2) var<storage, read_write> rgba: array<f32>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup_id(wid, nwg) * 256u + lid;
+fn main(inv: Thread) {
+    let i = thread_index(inv);
     if i >= params.count {
         return;
     }

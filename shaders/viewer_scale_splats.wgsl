@@ -2,21 +2,16 @@
 // i.e. every Gaussian's standard deviations multiplied by the factor.
 #include "common.wgsl"
 
-struct Params {
-    count: u32,        // number of floats (3 per splat)
-    log_factor: f32,
-    _pad0: u32,
-    _pad1: u32,
-};
+// Params: brushpy/viewer/view.py SCALE_PARAMS
+#struct Params
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> log_scales: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out_log_scales: array<f32>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup_id(wid, nwg) * 256u + lid;
+fn main(inv: Thread) {
+    let i = thread_index(inv);
     if i >= params.count {
         return;
     }

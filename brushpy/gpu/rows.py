@@ -100,7 +100,7 @@ def zero_rows(rec: Recorder, tensor: GpuTensor, row_mask: GpuTensor, count: int 
     width = row_width(tensor)
     if count == 0 or width == 0:
         return tensor
-    k = Kernel("gather_rows.wgsl", defines={"GATHER": False, "WIDTH": width}, structs=[ROW_PARAMS])
+    k = Kernel("gather_rows.wgsl", defines={"GATHER": False, "USE_MASK": True, "WIDTH": width}, structs=[ROW_PARAMS])
     rec.dispatch(k, {"dst": tensor, "row_mask": row_mask, "params": ROW_PARAMS.pack(count=count, src_count=0)},
                  workgroups_for(count * width, _WG))
     return tensor

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..gpu import GpuTensor, Kernel, Recorder, Uniform, workgroups_for
+from ..gpu import GpuTensor, Kernel, Recorder, workgroups_for
+from ..gpu.layout import UniformLayout
 from ..render.camera import Camera
 
 #: Colormaps offered in the panel: evenly spaced RGB knots, interpolated linearly.
@@ -183,9 +184,9 @@ class MipView:
         if self.image is None or tuple(self.image.shape) != (h, w, 4):
             self.image = GpuTensor.empty((h, w, 4), np.float32, "viewer mip rgba")
         if self._kernel is None:
-            self._kernel = Kernel("viewer_mip_colormap.wgsl")
+            self._kernel = Kernel("viewer_mip_colormap.wgsl", structs=[COLORMAP_PARAMS])
         rec = Recorder()
-        rec.dispatch(self._kernel, [Uniform(colormap_params(h * w, d.gain, d.colormap, bg)), mip, self.image],
+        rec.dispatch(self._kernel, {"params": colormap_params(h * w, d.gain, d.colormap, bg), "mip": mip, "rgba": self.image},
                      workgroups_for(h * w, 256))
         rec.submit()
         self._key = key
@@ -198,19 +199,25 @@ class MipView:
         self._key = None
 
 
-def colormap_params(count: int, gain: float, colormap: str, background) -> np.ndarray:
-    """The uniform block of ``viewer_mip_colormap.wgsl`` (48 float32/uint32 words)."""
-    knots = np.asarray(COLORMAPS[colormap], np.float32)
-    p = np.zeros(8 + 32, np.uint32)
-    p[0] = count
-    p[1] = np.float32(gain).view(np.uint32)
-    p[2] = len(knots)
-    f = p.view(np.float32)
-    f[4:7] = np.asarray(background, np.float32)[:3]
-    f[7] = 1.0
-    for k, c in enumerate(knots):
-        f[8 + 4 * k: 8 + 4 * k + 3] = c
-    return p
+#: shaders/viewer_mip_colormap.wgsl
+COLORMAP_PARAMS = UniformLayout("Params", [
+    ("count", "u32", "pixels"),
+    ("gain", "f32"),
+    ("num_knots", "u32", "2..8"),
+    ("_pad", "u32"),
+    ("background", "vec4<f32>", "rgb, 1"),
+    ("knots", "array<vec4<f32>, 8>", "rgb, 0 each; unused knots 0"),
+])
+
+
+def colormap_params(count: int, gain: float, colormap: str, background):
+    """The uniform block of ``viewer_mip_colormap.wgsl`` (:data:`COLORMAP_PARAMS`), a Uniform."""
+    knots = np.zeros((8, 4), np.float32)
+    c = np.asarray(COLORMAPS[colormap], np.float32)
+    knots[:len(c), :3] = c
+    bg = np.ones(4, np.float32)
+    bg[:3] = np.asarray(background, np.float32)[:3]
+    return COLORMAP_PARAMS.pack(count=count, gain=gain, num_knots=len(c), background=bg, knots=knots)
 
 
 def colormap_numpy(mip: np.ndarray, gain: float = 1.0, colormap: str = "grey", background=(0.0, 0.0, 0.0)) -> np.ndarray:

@@ -17,9 +17,28 @@ from dataclasses import dataclass, fields
 import numpy as np
 import wgpu
 
-from ..gpu import GpuTensor, Kernel, Recorder, Uniform, get_context, preprocess, workgroups_for
+from ..gpu import GpuTensor, Kernel, Recorder, get_context, preprocess, workgroups_for
+from ..gpu.layout import UniformLayout
 from ..render.camera import Camera
 from ..render.splats import Splats
+
+#: shaders/viewer_scale_splats.wgsl
+SCALE_PARAMS = UniformLayout("Params", [
+    ("count", "u32", "number of floats (3 per splat)"),
+    ("log_factor", "f32"),
+    ("_pad0", "u32"),
+    ("_pad1", "u32"),
+])
+
+#: shaders/viewer_blit.wgsl
+BLIT_PARAMS = UniformLayout("Params", [
+    ("image_size", "vec2<u32>", "W, H of the splat image"),
+    ("target_size", "vec2<u32>", "framebuffer width, height in pixels"),
+    ("srgb_target", "u32"),
+    ("_pad0", "u32"),
+    ("_pad1", "u32"),
+    ("_pad2", "u32"),
+])
 
 
 @dataclass
@@ -93,15 +112,14 @@ class SplatView:
             out = cached[2]
         else:
             if self._scale_kernel is None:
-                self._scale_kernel = Kernel("viewer_scale_splats.wgsl")
+                self._scale_kernel = Kernel("viewer_scale_splats.wgsl", structs=[SCALE_PARAMS])
             src = splats.log_scales
             out = cached[2] if (cached is not None and cached[2].shape == src.shape) else GpuTensor.empty(src.shape, np.float32, "viewer_log_scales")
             count = src.numel
-            params = np.zeros(4, np.uint32)
-            params[0] = count
-            params[1] = np.float32(math.log(factor)).view(np.uint32)
+            params = SCALE_PARAMS.pack(count=count, log_factor=math.log(factor))
             rec = Recorder()
-            rec.dispatch(self._scale_kernel, [Uniform(params), src, out], workgroups_for(count, 256))
+            rec.dispatch(self._scale_kernel, {"params": params, "log_scales": src, "out_log_scales": out},
+                         workgroups_for(count, 256))
             rec.submit()
             self._scaled = (splats, factor, out)
         return Splats(splats.means, splats.rotations, out, splats.sh_coeffs, splats.raw_opacities)
@@ -148,7 +166,7 @@ class Blitter:
         self.device = device or get_context().device
         self.target_format = target_format
         self.srgb_target = str(target_format).endswith("srgb")
-        src = preprocess("viewer_blit.wgsl")
+        src = preprocess("viewer_blit.wgsl", structs=[BLIT_PARAMS])
         module = self.device.create_shader_module(code=src, label="viewer_blit")
         self.layout = self.device.create_bind_group_layout(
             entries=[
@@ -164,7 +182,7 @@ class Blitter:
             fragment={"module": module, "entry_point": "fs_main", "targets": [{"format": target_format}]},
             label="viewer_blit",
         )
-        self.uniform = self.device.create_buffer(size=32, usage=wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.COPY_DST, label="viewer_blit_params")
+        self.uniform = self.device.create_buffer(size=BLIT_PARAMS.size, usage=wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.COPY_DST, label="viewer_blit_params")
         self._bind = None  # (buffer, bind group)
 
     def clear_value(self, background) -> tuple:
@@ -179,13 +197,14 @@ class Blitter:
         if len(image.shape) != 3 or image.shape[2] != 4:
             raise ValueError(f"blit expects an image tensor [H,W,4], got {image.shape}")
         h, w = image.shape[:2]
-        params = np.array([w, h, int(target_size[0]), int(target_size[1]), int(self.srgb_target), 0, 0, 0], np.uint32)
-        self.device.queue.write_buffer(self.uniform, 0, params.tobytes())
+        params = BLIT_PARAMS.pack_bytes(image_size=(w, h), target_size=(int(target_size[0]), int(target_size[1])),
+                                        srgb_target=int(self.srgb_target))
+        self.device.queue.write_buffer(self.uniform, 0, params)
         if self._bind is None or self._bind[0] is not image.buffer:
             bg = self.device.create_bind_group(
                 layout=self.layout,
                 entries=[
-                    {"binding": 0, "resource": {"buffer": self.uniform, "offset": 0, "size": 32}},
+                    {"binding": 0, "resource": {"buffer": self.uniform, "offset": 0, "size": BLIT_PARAMS.size}},
                     {"binding": 1, "resource": {"buffer": image.buffer, "offset": 0, "size": image.buffer.size}},
                 ],
                 label="viewer_blit",
