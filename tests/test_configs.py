@@ -28,13 +28,14 @@ def _scene(root, args: str = ARGS):
 
 
 def _viewer_configs(scene, configs=(None, None)):
-    """What ViewerApp._finish_dataset_load hands to start_training for a loaded dataset."""
-    from brushpy.viewer.app import ViewerApp
+    """What ViewerSession._finish_dataset_load hands to start_training for a loaded dataset."""
+    from brushpy.viewer.session import LoadJob, ViewerSession
 
     started = {}
     app = SimpleNamespace(path_input="x", error=None,
                           start_training=lambda d, c, p: started.update(dataset=d, config=c, process=p))
-    assert ViewerApp._finish_dataset_load(app, {"result": scene, "configs": configs}) is True, app.error
+    job = LoadJob([], dataset=True, configs=configs, result=scene, done=True)
+    assert ViewerSession._finish_dataset_load(app, job) is True, app.error
     assert started["dataset"] is scene
     return started["config"], started["process"]
 

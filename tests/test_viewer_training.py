@@ -137,7 +137,7 @@ def drive(out_dir: str):
             await wait_until(lambda: tr.step >= 4, "4 training steps")
             result["frames_while_training"] = app.frame_count
             result["loss_points"] = len(tr.loss_values)
-            result["scene_is_trainer_splats"] = app.scene.splats is tr.trainer.splats or tr.step > app._shown_step
+            result["scene_is_trainer_splats"] = app.scene.splats is tr.trainer.splats or tr.step > app.session.shown_step
             tr.evaluate_now()
             await frames(3)
             await capture("training")
@@ -164,7 +164,7 @@ def drive(out_dir: str):
             ref = app.dataset.eval_views[1].camera
             result["jump_w2c_err"] = float(np.abs(cam.world_to_camera - ref.world_to_camera).max())
             result["jump_aspect"] = [cam.width / cam.height, ref.width / ref.height]
-            result["gt_texture"] = app._gt_texture is not None and app._gt_texture[4]
+            result["gt_texture"] = app.panels.gt_texture is not None and app.panels.gt_texture[4]
             await capture("dataset_view")
 
             # closing while training asks first (the window's close button)

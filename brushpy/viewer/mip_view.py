@@ -332,7 +332,8 @@ class MipScene:
 
 
 def open_mip_model(app, path) -> bool:
-    """Open a MIP model ``.npz`` in ``app`` (a :class:`~brushpy.viewer.app.ViewerApp`), framing its box.
+    """Open a MIP model ``.npz`` in ``app`` (a :class:`~brushpy.viewer.session.ViewerSession`, or the
+    :class:`~brushpy.viewer.app.ViewerApp` showing one), framing its box.
 
     A failure shows in the window (``app.error``) and keeps the current scene. Loading is
     synchronous (a model file is small; the upload must happen on the window's thread).

@@ -1,7 +1,7 @@
 """What the viewer shows: a splat set on the GPU plus what the panels say about it.
 
 Opening a path (:func:`list_splat_files`, :func:`read_splat_file`) runs on a
-worker thread in the app (file reading and parsing are CPU work); the upload
+worker thread of the viewer session (file reading and parsing are CPU work); the upload
 (:meth:`SplatData.to_gpu`) happens on the thread that owns the window.
 Accepted paths: a splat ``.ply`` file, a folder of ``.ply`` files, or a
 ``.zip`` of ``.ply`` files (a folder or zip is a sequence of frames, e.g. the
