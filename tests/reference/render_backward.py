@@ -46,10 +46,12 @@ from .render import (
     LOW_PASS_MIP,
     MAX_ALPHA,
     TRANSMITTANCE_STOP,
+    clamped_jacobian,
+    covariance_3d,
     project,
-    quat_to_rotmat,
     sh_basis,
     sh_degree_from_coeffs,
+    splat_inputs,
 )
 
 
@@ -181,15 +183,11 @@ def project_vjp(
     float64 gradients ``means [N,3]``, ``rotations [N,4]``, ``log_scales [N,3]``,
     ``sh_coeffs [N,K,3]``, ``raw_opacities [N]`` (exactly zero where not visible).
     """
-    means = np.asarray(means, np.float64)
+    means, quats, log_scales, sh, raw_op, R, t = splat_inputs(
+        means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera
+    )
     n = means.shape[0]
-    quats = np.asarray(rotations, np.float64).reshape(n, 4)
-    log_scales = np.asarray(log_scales, np.float64).reshape(n, 3)
-    sh = np.asarray(sh_coeffs, np.float64).reshape(n, -1, 3)
-    raw_op = np.asarray(raw_opacities, np.float64).reshape(n)
-    w2c = np.asarray(world_to_camera, np.float64)
     fx, fy, cx, cy = (float(v) for v in intrinsics)
-    R, t = w2c[:3, :3], w2c[:3, 3]
     degree = sh_degree_from_coeffs(sh.shape[1])
     vis = np.asarray(visible, bool)
     out = {
@@ -233,24 +231,8 @@ def project_vjp(
     v_p[:, 2] += -(fx * x * vxy[:, 0] + fy * y * vxy[:, 1]) / (z * z)
 
     # conic -> 2D covariance
-    rot = quat_to_rotmat(q)
-    s = np.exp(ls)
-    M = rot * s[:, None, :]
-    cov3d = M @ np.transpose(M, (0, 2, 1))
-    lim_x_pos = (1.15 * width - cx) / fx
-    lim_x_neg = (-0.15 * width - cx) / fx
-    lim_y_pos = (1.15 * height - cy) / fy
-    lim_y_neg = (-0.15 * height - cy) / fy
-    ux, uy = x / z, y / z
-    clip_x = (ux < lim_x_neg) | (ux > lim_x_pos)
-    clip_y = (uy < lim_y_neg) | (uy > lim_y_pos)
-    tx = z * np.clip(ux, lim_x_neg, lim_x_pos)
-    ty = z * np.clip(uy, lim_y_neg, lim_y_pos)
-    J = np.zeros((k, 2, 3))
-    J[:, 0, 0] = fx / z
-    J[:, 0, 2] = -fx * tx / (z * z)
-    J[:, 1, 1] = fy / z
-    J[:, 1, 2] = -fy * ty / (z * z)
+    rot, s, M, cov3d = covariance_3d(q, ls)
+    J, tx, ty, clip_x, clip_y = clamped_jacobian(p, (fx, fy, cx, cy), width, height)
     Tm = J @ R[None]
     cov = Tm @ cov3d @ np.transpose(Tm, (0, 2, 1))
     low_pass = LOW_PASS_MIP if mip else LOW_PASS
