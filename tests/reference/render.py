@@ -253,6 +253,33 @@ def project(
     }
 
 
+def blend_step(xy, conic, opacity, px, py, T, done) -> dict:
+    """One splat's front-to-back blend test at the pixel centres ``(px, py)``.
+
+    ``xy`` [2], ``conic`` (a, b, c), ``opacity``: the projected splat; ``T`` the
+    transmittance so far and ``done`` where the pixels have stopped (arrays of
+    the pixels' shape). Returns a dict of arrays of that shape: ``dx``, ``dy``
+    (splat centre minus pixel centre), ``g_val = exp(-σ)``, ``raw_alpha = o g_val``,
+    ``alpha = min(0.999, raw_alpha)``, ``use`` (the splat is blended: not done,
+    ``σ >= 0``, ``alpha >= 1/255`` and not stopping), ``stop`` (the splat would
+    take the transmittance to ``<= 1e-4``: the pixel stops before it) and
+    ``next_T = T (1 - alpha)``.
+    """
+    dx = xy[0] - px
+    dy = xy[1] - py
+    a, b, c = conic
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    with np.errstate(over="ignore"):
+        g_val = np.exp(-sigma)
+    raw_alpha = opacity * g_val
+    alpha = np.minimum(MAX_ALPHA, raw_alpha)
+    use = (~done) & (sigma >= 0) & (alpha >= ALPHA_THRESHOLD)
+    next_T = T * (1.0 - alpha)
+    stop = use & (next_T <= TRANSMITTANCE_STOP)
+    return {"dx": dx, "dy": dy, "g_val": g_val, "raw_alpha": raw_alpha, "alpha": alpha, "use": use & ~stop,
+            "stop": stop, "next_T": next_T}
+
+
 def rasterize_projected(xy, conic, color, opacity, depth, visible, width, height, background=(0.0, 0.0, 0.0)):
     """Blend projected splats per pixel. Returns (image [H,W,4] float64, info dict).
 
@@ -270,16 +297,9 @@ def rasterize_projected(xy, conic, color, opacity, depth, visible, width, height
     done = np.zeros((height, width), bool)
     count = np.zeros((height, width), np.int64)
     for g in order:
-        dx = xy[g, 0] - px
-        dy = xy[g, 1] - py
-        a, b, c = conic[g]
-        sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-        alpha = np.minimum(MAX_ALPHA, opacity[g] * np.exp(-sigma))
-        use = (~done) & (sigma >= 0) & (alpha >= ALPHA_THRESHOLD)
-        next_T = T * (1.0 - alpha)
-        stop = use & (next_T <= TRANSMITTANCE_STOP)
-        done |= stop
-        use &= ~stop
+        step = blend_step(xy[g], conic[g], opacity[g], px, py, T, done)
+        alpha, use, next_T = step["alpha"], step["use"], step["next_T"]
+        done |= step["stop"]
         w = np.where(use, alpha * T, 0.0)
         rgb += w[..., None] * color[g][None, None, :]
         T = np.where(use, next_T, T)

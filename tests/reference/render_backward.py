@@ -41,11 +41,10 @@ from __future__ import annotations
 import numpy as np
 
 from .render import (
-    ALPHA_THRESHOLD,
     LOW_PASS,
     LOW_PASS_MIP,
     MAX_ALPHA,
-    TRANSMITTANCE_STOP,
+    blend_step,
     clamped_jacobian,
     covariance_3d,
     project,
@@ -86,20 +85,10 @@ def rasterize_projected_vjp(xy, conic, color, opacity, depth, visible, width, he
     rgb = np.zeros((height, width, 3))
     saved = []
     for g in order:
-        dx = xy[g, 0] - px
-        dy = xy[g, 1] - py
-        a, b, c = conic[g]
-        sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-        with np.errstate(over="ignore"):
-            g_val = np.exp(-sigma)
-        raw_alpha = opacity[g] * g_val
-        alpha = np.minimum(MAX_ALPHA, raw_alpha)
-        use = (~done) & (sigma >= 0) & (alpha >= ALPHA_THRESHOLD)
-        next_T = T * (1.0 - alpha)
-        stop = use & (next_T <= TRANSMITTANCE_STOP)
-        done |= stop
-        use &= ~stop
-        saved.append((g, dx, dy, g_val, raw_alpha, alpha, use, T.copy()))
+        st = blend_step(xy[g], conic[g], opacity[g], px, py, T, done)
+        alpha, use, next_T = st["alpha"], st["use"], st["next_T"]
+        done |= st["stop"]
+        saved.append((g, st["dx"], st["dy"], st["g_val"], st["raw_alpha"], alpha, use, T.copy()))
         rgb += np.where(use, alpha * T, 0.0)[..., None] * color[g][None, None, :]
         T = np.where(use, next_T, T)
     T_final = T
@@ -401,17 +390,10 @@ def forward_buffers(
             done = np.zeros(px.shape, bool)
             for i in range(s, e):
                 c = compact_from_isect[i]
-                dx = pr[c, 0] - (px + 0.5)
-                dy = pr[c, 1] - (py + 0.5)
-                sigma = 0.5 * (pr[c, 2] * dx * dx + pr[c, 4] * dy * dy) + pr[c, 3] * dx * dy
-                with np.errstate(over="ignore"):
-                    alpha = np.minimum(MAX_ALPHA, pr[c, 8] * np.exp(-sigma))
-                use = (~done) & (sigma >= 0) & (alpha >= ALPHA_THRESHOLD)
-                next_T = T * (1 - alpha)
-                stop = use & (next_T <= TRANSMITTANCE_STOP)
-                fin[stop] = i
-                done |= stop
-                use &= ~stop
+                st = blend_step(pr[c, 0:2], pr[c, 2:5], pr[c, 8], px + 0.5, py + 0.5, T, done)
+                alpha, use, next_T = st["alpha"], st["use"], st["next_T"]
+                fin[st["stop"]] = i
+                done |= st["stop"]
                 rgb += np.where(use, alpha * T, 0.0)[..., None] * pr[c, 5:8]
                 T = np.where(use, next_T, T)
             image[py, px, :3] = rgb + T[..., None] * bg
