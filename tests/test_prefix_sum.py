@@ -5,33 +5,18 @@ import pytest
 
 from brushpy.gpu import GpuTensor, Recorder, create_context, get_context, set_context
 from brushpy.render.prefix_sum import BLOCK, inclusive_prefix_sum, level_sizes
+from tests.conftest import upload_u32
 
 SIZES = [0, 1, 1023, 1024, 1025, 100_000, 1_000_000]
 
 
-def _upload(a):
-    return GpuTensor.from_numpy(a) if a.size else GpuTensor.empty((0,), np.uint32)
-
-
 def _scan(values: np.ndarray, count=None, out=None) -> np.ndarray:
     count = values.size if count is None else count
-    t = _upload(values)
+    t = upload_u32(values)
     rec = Recorder()
     res = inclusive_prefix_sum(rec, t, count, out=out)
     rec.submit()
     return res.numpy()
-
-
-@pytest.fixture
-def no_subgroups(gpu):
-    old = get_context()
-    ctx = create_context(disable={"subgroup"})
-    assert not ctx.has_subgroups
-    set_context(ctx)
-    try:
-        yield ctx
-    finally:
-        set_context(old)
 
 
 @pytest.mark.parametrize("n", SIZES)

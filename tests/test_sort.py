@@ -5,19 +5,16 @@ import pytest
 
 from brushpy.gpu import GpuTensor, Recorder, create_context, get_context, set_context
 from brushpy.render.sort import BLOCK, num_passes, radix_sort_pairs
+from tests.conftest import upload_u32
 
 SIZES = [0, 1, 1023, 1024, 1025, 100_000, 1_000_000]
-
-
-def _upload(a):
-    return GpuTensor.from_numpy(a) if a.size else GpuTensor.empty((0,), np.uint32)
 
 
 def _gpu_sort(keys: np.ndarray, values: np.ndarray | None = None, num_bits: int = 32, count=None):
     count = keys.size if count is None else count
     if values is None:
         values = np.arange(keys.size, dtype=np.uint32)
-    kt, vt = _upload(keys), _upload(values)
+    kt, vt = upload_u32(keys), upload_u32(values)
     rec = Recorder()
     ks, vs = radix_sort_pairs(rec, kt, vt, count, num_bits=num_bits)
     rec.submit()
@@ -36,18 +33,6 @@ def _check(keys: np.ndarray, num_bits: int = 32):
 def _random_keys(n, seed, high=2**32):
     rng = np.random.default_rng(seed)
     return rng.integers(0, high, n, dtype=np.uint64).astype(np.uint32)
-
-
-@pytest.fixture
-def no_subgroups(gpu):
-    old = get_context()
-    ctx = create_context(disable={"subgroup"})
-    assert not ctx.has_subgroups
-    set_context(ctx)
-    try:
-        yield ctx
-    finally:
-        set_context(old)
 
 
 @pytest.mark.parametrize("n", SIZES)

@@ -9,11 +9,9 @@ surface texture) and measurements; the test checks them here. Set
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +84,6 @@ def drive(out_dir: str, scene: str):
     import asyncio
 
     from PIL import Image
-    from rendercanvas.glfw import loop
 
     from brushpy.render.forward import render_forward
     from brushpy.viewer.app import ViewerApp
@@ -136,113 +133,106 @@ def drive(out_dir: str, scene: str):
         return {"position": c.position.tolist(), "focus": c.focus.tolist(), "forward": c.forward.tolist()}
 
     async def script():
-        try:
-            await frames(2)
-            result["adapter"] = app.gpu.adapter.info.get("device", "")
-            result["surface_format"] = app.target_format
-            result["window_size"] = list(app.canvas.get_physical_size())
-            await capture("initial")
-            cam = app.current_camera()
-            ref = render_forward(app.scene.splats, cam, background=tuple(app.settings.background)).image.numpy()
-            np.save(out / "offline.npy", ref)
-            Image.fromarray((np.clip(ref[..., :3], 0, 1) * 255).round().astype(np.uint8)).save(out / "offline.png")
+        await frames(2)
+        result["adapter"] = app.gpu.adapter.info.get("device", "")
+        result["surface_format"] = app.target_format
+        result["window_size"] = list(app.canvas.get_physical_size())
+        await capture("initial")
+        cam = app.current_camera()
+        ref = render_forward(app.scene.splats, cam, background=tuple(app.settings.background)).image.numpy()
+        np.save(out / "offline.npy", ref)
+        Image.fromarray((np.clip(ref[..., :3], 0, 1) * 255).round().astype(np.uint8)).save(out / "offline.png")
 
-            # nothing changes -> no new splat render, and no frames drawn on their own
-            renders = app.view.renders
-            await frames(2)
-            result["renders_while_idle"] = app.view.renders - renders
-            for _ in range(20):  # let frames already requested finish (slow under load)
-                n = app.frame_count
-                await asyncio.sleep(0.3)
-                if app.frame_count == n:
-                    break
+        # nothing changes -> no new splat render, and no frames drawn on their own
+        renders = app.view.renders
+        await frames(2)
+        result["renders_while_idle"] = app.view.renders - renders
+        for _ in range(20):  # let frames already requested finish (slow under load)
             n = app.frame_count
-            await asyncio.sleep(0.6)
-            result["frames_drawn_while_idle"] = app.frame_count - n
+            await asyncio.sleep(0.3)
+            if app.frame_count == n:
+                break
+        n = app.frame_count
+        await asyncio.sleep(0.6)
+        result["frames_drawn_while_idle"] = app.frame_count - n
 
-            # left drag orbits
-            result["pose0"] = pose()
-            await drag(1, 160.0, 120.0, 60.0, 0.0)
-            await settle()
-            result["pose_orbit"] = pose()
-            await capture("orbit")
+        # left drag orbits
+        result["pose0"] = pose()
+        await drag(1, 160.0, 120.0, 60.0, 0.0)
+        await settle()
+        result["pose_orbit"] = pose()
+        await capture("orbit")
 
-            # W flies forward
-            submit("key_down", key="w")
-            await asyncio.sleep(0.5)
-            await frames(2)
-            submit("key_up", key="w")
-            await settle()
-            result["pose_fly"] = pose()
-            await capture("fly")
+        # W flies forward
+        submit("key_down", key="w")
+        await asyncio.sleep(0.5)
+        await frames(2)
+        submit("key_up", key="w")
+        await settle()
+        result["pose_fly"] = pose()
+        await capture("fly")
 
-            # losing the window focus forgets held keys (their key-up would never come)
-            submit("key_down", key="d")
-            await frames(1)
-            held = sorted(app.controller.keys)
-            app._glfw_callbacks[1](None, False)
-            result["keys_held_then_after_focus_loss"] = [held, sorted(app.controller.keys)]
-            await settle()
+        # losing the window focus forgets held keys (their key-up would never come)
+        submit("key_down", key="d")
+        await frames(1)
+        held = sorted(app.controller.keys)
+        app._glfw_callbacks[1](None, False)
+        result["keys_held_then_after_focus_loss"] = [held, sorted(app.controller.keys)]
+        await settle()
 
-            # the wheel zooms toward the focus point; Home frames the scene again
-            d0 = app.controller.focus_distance
-            pointer.update(x=160.0, y=120.0)
-            submit("wheel", dx=0.0, dy=-200.0, x=160.0, y=120.0, buttons=())
-            await settle()
-            result["zoom_ratio"] = app.controller.focus_distance / d0
-            submit("key_down", key="Home")
-            submit("key_up", key="Home")
-            await settle()
-            lo, hi = app.scene.bounds
-            result["focus_after_home"] = app.controller.focus.tolist()
-            result["bounds_center"] = (0.5 * (lo + hi)).tolist()
+        # the wheel zooms toward the focus point; Home frames the scene again
+        d0 = app.controller.focus_distance
+        pointer.update(x=160.0, y=120.0)
+        submit("wheel", dx=0.0, dy=-200.0, x=160.0, y=120.0, buttons=())
+        await settle()
+        result["zoom_ratio"] = app.controller.focus_distance / d0
+        submit("key_down", key="Home")
+        submit("key_up", key="Home")
+        await settle()
+        lo, hi = app.scene.bounds
+        result["focus_after_home"] = app.controller.focus.tolist()
+        result["bounds_center"] = (0.5 * (lo + hi)).tolist()
 
-            # H shows the panels; a drag that starts on a panel does not move the camera
-            submit("key_down", key="h")
-            submit("key_up", key="h")
-            await frames(3)
-            await capture("panels")
-            before = pose()
-            await drag(1, 40.0, 60.0, 80.0, 30.0)
-            await settle()
-            result["pose_before_panel_drag"], result["pose_after_panel_drag"] = before, pose()
+        # H shows the panels; a drag that starts on a panel does not move the camera
+        submit("key_down", key="h")
+        submit("key_up", key="h")
+        await frames(3)
+        await capture("panels")
+        before = pose()
+        await drag(1, 40.0, 60.0, 80.0, 30.0)
+        await settle()
+        result["pose_before_panel_drag"], result["pose_after_panel_drag"] = before, pose()
 
-            # a path that fails to load shows an error and keeps the scene
-            scene_obj = app.scene
-            app.open("/nonexistent/missing.ply")
-            await frames(3)
-            result["error_text"] = app.error
-            result["scene_kept"] = app.scene is scene_obj
-            await capture("error")
+        # a path that fails to load shows an error and keeps the scene
+        scene_obj = app.scene
+        app.open("/nonexistent/missing.ply")
+        await frames(3)
+        result["error_text"] = app.error
+        result["scene_kept"] = app.scene is scene_obj
+        await capture("error")
 
-            # the panel drag above focused the path field, so keys now go to imgui: F types an "f"
-            typed_before = app.path_input
-            submit("key_down", key="f")
-            submit("char", data="f", char_str="f")
-            submit("key_up", key="f")
-            await frames(3)
-            # (the drag selected part of the path; the "f" replaced it)
-            result["f_typed_into_field"] = app.path_input != typed_before and "f" in app.path_input and not app.is_fullscreen
-            # with the panels hidden, F toggles fullscreen (the Xvfb screen is 1280x800) and back
-            app.show_panels = False
-            submit("key_down", key="f")
-            submit("key_up", key="f")
-            await frames(3)
-            await wait_until(lambda: tuple(app.canvas.get_physical_size()) != SIZE, "the fullscreen size", 20)
-            result["fullscreen"] = [app.is_fullscreen, list(app.canvas.get_physical_size())]
-            submit("key_down", key="f")
-            submit("key_up", key="f")
-            await frames(3)
-            await wait_until(lambda: tuple(app.canvas.get_physical_size()) == SIZE, "the windowed size", 20)
-            result["windowed"] = [app.is_fullscreen, list(app.canvas.get_physical_size())]
-        except BaseException:
-            result["exception"] = traceback.format_exc()
-        finally:
-            (out / "result.json").write_text(json.dumps(result, indent=1))
-            app.close()
+        # the panel drag above focused the path field, so keys now go to imgui: F types an "f"
+        typed_before = app.path_input
+        submit("key_down", key="f")
+        submit("char", data="f", char_str="f")
+        submit("key_up", key="f")
+        await frames(3)
+        # (the drag selected part of the path; the "f" replaced it)
+        result["f_typed_into_field"] = app.path_input != typed_before and "f" in app.path_input and not app.is_fullscreen
+        # with the panels hidden, F toggles fullscreen (the Xvfb screen is 1280x800) and back
+        app.show_panels = False
+        submit("key_down", key="f")
+        submit("key_up", key="f")
+        await frames(3)
+        await wait_until(lambda: tuple(app.canvas.get_physical_size()) != SIZE, "the fullscreen size", 20)
+        result["fullscreen"] = [app.is_fullscreen, list(app.canvas.get_physical_size())]
+        submit("key_down", key="f")
+        submit("key_up", key="f")
+        await frames(3)
+        await wait_until(lambda: tuple(app.canvas.get_physical_size()) == SIZE, "the windowed size", 20)
+        result["windowed"] = [app.is_fullscreen, list(app.canvas.get_physical_size())]
 
-    loop.add_task(script)
-    app.run()
+    driver.run(script, result)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -217,8 +215,6 @@ SIZE = (200, 150)
 def drive(out_dir: str, model_path: str):
     """Child process: open the window on nothing, open the MIP model through the path field's
     ``open``, capture; orbit with a mouse drag, capture again."""
-    from rendercanvas.glfw import loop
-
     from brushpy.viewer.app import ViewerApp
 
     out = Path(out_dir)
@@ -237,33 +233,26 @@ def drive(out_dir: str, model_path: str):
         app.canvas.submit_event(ev)
 
     async def script():
-        try:
-            await frames(2)
-            await capture("empty")
-            app.path_input = model_path  # what the Open button does with the path field
-            result["opened"] = app.open(app.path_input.strip())
-            result["scene"] = type(app.scene).__name__ if app.scene is not None else None
-            result["error"] = app.error
-            await frames(2)
-            await capture("model")
-            app.controller.settings.damping = 0.0
-            submit("pointer_move", 100.0, 75.0)
-            submit("pointer_down", 100.0, 75.0, button=1, buttons=(1,))
+        await frames(2)
+        await capture("empty")
+        app.path_input = model_path  # what the Open button does with the path field
+        result["opened"] = app.open(app.path_input.strip())
+        result["scene"] = type(app.scene).__name__ if app.scene is not None else None
+        result["error"] = app.error
+        await frames(2)
+        await capture("model")
+        app.controller.settings.damping = 0.0
+        submit("pointer_move", 100.0, 75.0)
+        submit("pointer_down", 100.0, 75.0, button=1, buttons=(1,))
+        await frames(1)
+        for i in range(1, 5):
+            submit("pointer_move", 100.0 + 15 * i, 75.0, buttons=(1,))
             await frames(1)
-            for i in range(1, 5):
-                submit("pointer_move", 100.0 + 15 * i, 75.0, buttons=(1,))
-                await frames(1)
-            submit("pointer_up", 160.0, 75.0, button=1)
-            await frames(3)
-            await capture("orbit")
-        except BaseException:
-            result["exception"] = traceback.format_exc()
-        finally:
-            (out / "result.json").write_text(json.dumps(result, indent=1))
-            app.close()
+        submit("pointer_up", 160.0, 75.0, button=1)
+        await frames(3)
+        await capture("orbit")
 
-    loop.add_task(script)
-    app.run()
+    driver.run(script, result)
 
 
 @pytest.mark.gui

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -110,8 +109,6 @@ def test_looks_like_dataset(tmp_path):
 def drive(out_dir: str):
     import asyncio
 
-    from rendercanvas.glfw import loop
-
     from brushpy.viewer.app import ViewerApp
 
     out = Path(out_dir)
@@ -128,69 +125,62 @@ def drive(out_dir: str):
 
 
     async def script():
-        try:
-            # opening a dataset in the window starts live training
-            app.open(str(LEGO))
-            await wait_until(lambda: app.training is not None, "training to start")
-            tr = app.training
-            result["dataset"] = [len(app.dataset.train_views), len(app.dataset.eval_views)]
-            await wait_until(lambda: tr.step >= 4, "4 training steps")
-            result["frames_while_training"] = app.frame_count
-            result["loss_points"] = len(tr.loss_values)
-            result["scene_is_trainer_splats"] = app.scene.splats is tr.trainer.splats or tr.step > app.session.shown_step
-            tr.evaluate_now()
-            await frames(3)
-            await capture("training")
+        # opening a dataset in the window starts live training
+        app.open(str(LEGO))
+        await wait_until(lambda: app.training is not None, "training to start")
+        tr = app.training
+        result["dataset"] = [len(app.dataset.train_views), len(app.dataset.eval_views)]
+        await wait_until(lambda: tr.step >= 4, "4 training steps")
+        result["frames_while_training"] = app.frame_count
+        result["loss_points"] = len(tr.loss_values)
+        result["scene_is_trainer_splats"] = app.scene.splats is tr.trainer.splats or tr.step > app.session.shown_step
+        tr.evaluate_now()
+        await frames(3)
+        await capture("training")
 
-            # pause: no more steps while frames go on
-            app.pause_training(True)
-            await frames(1)
-            s0 = tr.step
-            await frames(3)
-            await asyncio.sleep(0.5)
-            result["paused_steps"] = [s0, tr.step]
-            app.pause_training(False)
-            await wait_until(lambda: tr.step > s0, "steps after resuming")
-            result["resumed"] = True
+        # pause: no more steps while frames go on
+        app.pause_training(True)
+        await frames(1)
+        s0 = tr.step
+        await frames(3)
+        await asyncio.sleep(0.5)
+        result["paused_steps"] = [s0, tr.step]
+        app.pause_training(False)
+        await wait_until(lambda: tr.step > s0, "steps after resuming")
+        result["resumed"] = True
 
-            # export now writes a PLY into the export folder
-            path = tr.export_now()
-            result["export_now"] = str(path)
+        # export now writes a PLY into the export folder
+        path = tr.export_now()
+        result["export_now"] = str(path)
 
-            # the dataset panel: jump to eval view 1 (the camera becomes that view's)
-            app.jump_to_view("eval", 1)
-            await frames(3)
-            cam = app.current_camera()
-            ref = app.dataset.eval_views[1].camera
-            result["jump_w2c_err"] = float(np.abs(cam.world_to_camera - ref.world_to_camera).max())
-            result["jump_aspect"] = [cam.width / cam.height, ref.width / ref.height]
-            result["gt_texture"] = app.panels.gt_texture is not None and app.panels.gt_texture[4]
-            await capture("dataset_view")
+        # the dataset panel: jump to eval view 1 (the camera becomes that view's)
+        app.jump_to_view("eval", 1)
+        await frames(3)
+        cam = app.current_camera()
+        ref = app.dataset.eval_views[1].camera
+        result["jump_w2c_err"] = float(np.abs(cam.world_to_camera - ref.world_to_camera).max())
+        result["jump_aspect"] = [cam.width / cam.height, ref.width / ref.height]
+        result["gt_texture"] = app.panels.gt_texture is not None and app.panels.gt_texture[4]
+        await capture("dataset_view")
 
-            # closing while training asks first (the window's close button)
-            steps_before_close = tr.step
-            app._glfw_callbacks[2](app.canvas._window)
-            await frames(2)
-            result["prompt_open"] = app.close_prompt_open
-            result["still_open"] = not app.canvas.get_closed()
-            await capture("close_prompt")
-            result["exports_before_close"] = sorted(p.name for p in exports.glob("*.ply"))
-            result["step_at_close"] = tr.step
-            result["steps_before_close"] = steps_before_close
-            (out / "result.json").write_text(json.dumps(result, indent=1))
-            app.answer_close_prompt("export")
-        except BaseException:
-            result["exception"] = traceback.format_exc()
-            app.close()
-        finally:
-            (out / "result.json").write_text(json.dumps(result, indent=1))
+        # closing while training asks first (the window's close button)
+        steps_before_close = tr.step
+        app._glfw_callbacks[2](app.canvas._window)
+        await frames(2)
+        result["prompt_open"] = app.close_prompt_open
+        result["still_open"] = not app.canvas.get_closed()
+        await capture("close_prompt")
+        result["exports_before_close"] = sorted(p.name for p in exports.glob("*.ply"))
+        result["step_at_close"] = tr.step
+        result["steps_before_close"] = steps_before_close
+        driver.save(result)
+        app.answer_close_prompt("export")
 
-    loop.add_task(script)
-    app.run()
+    driver.run(script, result, close=False)
     result["closed_with"] = app.closed_with
     result["exports_after_close"] = sorted(p.name for p in exports.glob("*.ply"))
     result["final_step"] = app.training.step if app.training else None
-    (out / "result.json").write_text(json.dumps(result, indent=1))
+    driver.save(result)
 
 
 @pytest.fixture(scope="module")

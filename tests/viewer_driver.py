@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,31 @@ class WindowDriver:
         np.save(self.out / f"{name}.npy", self.app.last_capture)
         Image.fromarray(self.app.last_capture).save(self.out / f"{name}.png")
         return self.app.last_capture
+
+    def save(self, result: dict) -> None:
+        """Write ``result`` to ``out_dir/result.json``, what :func:`run_drive` reads back."""
+        (self.out / "result.json").write_text(json.dumps(result, indent=1))
+
+    def run(self, script, result: dict, close: bool = True) -> None:
+        """Run the coroutine function ``script`` in the window's event loop until the window closes.
+
+        When ``script`` ends, ``result`` is saved (:meth:`save`), with the traceback
+        under ``"exception"`` if it raised; the window is then closed, or, with
+        ``close=False`` (the script closes it its own way), only if it raised.
+        """
+        from rendercanvas.glfw import loop
+
+        async def scripted():
+            failed = False
+            try:
+                await script()
+            except BaseException:
+                result["exception"] = traceback.format_exc()
+                failed = True
+            finally:
+                self.save(result)
+                if close or failed:
+                    self.app.close()
+
+        loop.add_task(scripted)
+        self.app.run()

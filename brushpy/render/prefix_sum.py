@@ -74,13 +74,22 @@ class _ScanState:
         return self.sums[level]
 
 
-def _check_u32(t: GpuTensor, name: str, count: int) -> None:
+def check_u32(t: GpuTensor, name: str, count: int) -> None:
+    """Raise unless ``t`` is a uint32 :class:`GpuTensor` of at least ``count`` elements.
+
+    ``name`` leads the message (the argument, with its function where wanted);
+    :func:`brushpy.render.sort.radix_sort_pairs` checks its keys and values with it too.
+
+    Raises:
+        TypeError: ``t`` is not a GpuTensor, or not uint32.
+        ValueError: ``t`` holds fewer than ``count`` elements.
+    """
     if not isinstance(t, GpuTensor):
         raise TypeError(f"{name} must be a GpuTensor, got {type(t).__name__}")
     if t.dtype != np.uint32:
         raise TypeError(f"{name} ({t.label!r}) must be uint32, got {t.dtype}")
     if t.numel < count:
-        raise ValueError(f"{name} ({t.label!r}) holds {t.numel} values but count={count}")
+        raise ValueError(f"{name} ({t.label!r}) holds {t.numel} elements but count={count}")
 
 
 def level_sizes(count: int) -> list[int]:
@@ -119,10 +128,10 @@ def inclusive_prefix_sum(rec: Recorder, values: GpuTensor, count: int, out: GpuT
     count = int(count)
     if count < 0:
         raise ValueError(f"inclusive_prefix_sum: count must be >= 0, got {count}")
-    _check_u32(values, "values", count)
+    check_u32(values, "values", count)
     if out is None:
         out = GpuTensor.empty((max(count, 0),), np.uint32, "prefix_sum.out", rec.ctx)
-    _check_u32(out, "out", count)
+    check_u32(out, "out", count)
     if count == 0:
         return out
     st = rec.ctx.cache(_ScanState, _ScanState)

@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from ..gpu import GpuContext, GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
-from .prefix_sum import inclusive_prefix_sum
+from .prefix_sum import check_u32, inclusive_prefix_sum
 
 #: Bits per radix digit (16 buckets).
 DIGIT_BITS = 4
@@ -124,12 +124,7 @@ def radix_sort_pairs(
     count = int(count)
     num_bits = int(num_bits)
     for t, name in ((keys, "keys"), (values, "values")):
-        if not isinstance(t, GpuTensor):
-            raise TypeError(f"radix_sort_pairs: {name} must be a GpuTensor, got {type(t).__name__}")
-        if t.dtype != np.uint32:
-            raise TypeError(f"radix_sort_pairs: {name} ({t.label!r}) must be uint32, got {t.dtype}")
-        if t.numel < count:
-            raise ValueError(f"radix_sort_pairs: {name} ({t.label!r}) holds {t.numel} elements but count={count}")
+        check_u32(t, f"radix_sort_pairs: {name}", count)
     if count < 0:
         raise ValueError(f"radix_sort_pairs: count must be >= 0, got {count}")
     if not 0 <= num_bits <= 32:

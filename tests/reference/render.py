@@ -109,6 +109,62 @@ def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
     )
 
 
+def splat_inputs(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera):
+    """The splat parameters as float64 arrays of their shapes, and the camera's rotation and translation.
+
+    Returns ``(means [N,3], rotations [N,4], log_scales [N,3], sh [N,K,3],
+    raw_opacities [N], R [3,3], t [3])`` with ``p_cam = R @ p_world + t``.
+    """
+    means = np.asarray(means, np.float64)
+    n = means.shape[0]
+    rotations = np.asarray(rotations, np.float64).reshape(n, 4)
+    log_scales = np.asarray(log_scales, np.float64).reshape(n, 3)
+    sh = np.asarray(sh_coeffs, np.float64).reshape(n, -1, 3)
+    raw_op = np.asarray(raw_opacities, np.float64).reshape(n)
+    w2c = np.asarray(world_to_camera, np.float64)
+    return means, rotations, log_scales, sh, raw_op, w2c[:3, :3], w2c[:3, 3]
+
+
+def covariance_3d(rotations: np.ndarray, log_scales: np.ndarray):
+    """``Σ = M Mᵀ`` with ``M = R(q/|q|) diag(exp(log_scales))``.
+
+    Returns ``(rot [N,3,3], s [N,3], M [N,3,3], cov3d [N,3,3])`` (the backward needs the parts).
+    """
+    rot = quat_to_rotmat(rotations)
+    s = np.exp(log_scales)
+    M = rot * s[:, None, :]
+    return rot, s, M, M @ np.transpose(M, (0, 2, 1))
+
+
+def clamped_jacobian(p_cam: np.ndarray, intrinsics, width: int, height: int):
+    """The projection's Jacobian ``J [N,2,3]`` at camera-space points ``p_cam [N,3]``.
+
+    ``x/z`` and ``y/z`` are clamped to ``[(-0.15 W - cx)/fx, (1.15 W - cx)/fx]``
+    (likewise y) first: ``J = [[fx/z, 0, -fx tx/z²], [0, fy/z, -fy ty/z²]]`` with
+    ``tx = z clamp(x/z)``, ``ty = z clamp(y/z)``.
+
+    Returns ``(J, tx, ty, clip_x, clip_y)``; ``clip_x``/``clip_y`` [N] bool are
+    where the clamp is active.
+    """
+    fx, fy, cx, cy = intrinsics
+    z = p_cam[:, 2]
+    lim_x_pos = (1.15 * width - cx) / fx
+    lim_x_neg = (-0.15 * width - cx) / fx
+    lim_y_pos = (1.15 * height - cy) / fy
+    lim_y_neg = (-0.15 * height - cy) / fy
+    ux, uy = p_cam[:, 0] / z, p_cam[:, 1] / z
+    clip_x = (ux < lim_x_neg) | (ux > lim_x_pos)
+    clip_y = (uy < lim_y_neg) | (uy > lim_y_pos)
+    tx = z * np.clip(ux, lim_x_neg, lim_x_pos)
+    ty = z * np.clip(uy, lim_y_neg, lim_y_pos)
+    J = np.zeros((p_cam.shape[0], 2, 3))
+    J[:, 0, 0] = fx / z
+    J[:, 0, 2] = -fx * tx / (z * z)
+    J[:, 1, 1] = fy / z
+    J[:, 1, 2] = -fy * ty / (z * z)
+    return J, tx, ty, clip_x, clip_y
+
+
 def project(
     means,  # [N,3]
     rotations,  # [N,4] (w,x,y,z)
@@ -128,34 +184,17 @@ def project(
     ``cov2d [N,3]``, ``color [N,3]``, ``opacity [N]``, ``depth [N]``, ``visible [N] bool``,
     ``extent [N,2]`` (half-size in pixels of the 1/255 box).
     """
-    means = np.asarray(means, np.float64)
+    means, rotations, log_scales, sh, raw_op, R, t = splat_inputs(
+        means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera
+    )
     n = means.shape[0]
-    rotations = np.asarray(rotations, np.float64).reshape(n, 4)
-    log_scales = np.asarray(log_scales, np.float64).reshape(n, 3)
-    sh = np.asarray(sh_coeffs, np.float64).reshape(n, -1, 3)
-    raw_op = np.asarray(raw_opacities, np.float64).reshape(n)
-    w2c = np.asarray(world_to_camera, np.float64)
     fx, fy, cx, cy = (float(v) for v in intrinsics)
-    R, t = w2c[:3, :3], w2c[:3, 3]
 
     with np.errstate(all="ignore"):
         p_cam = means @ R.T + t
         z = p_cam[:, 2]
-        rot = quat_to_rotmat(rotations)
-        s = np.exp(log_scales)
-        M = rot * s[:, None, :]
-        cov3d = M @ np.transpose(M, (0, 2, 1))
-        lim_x_pos = (1.15 * width - cx) / fx
-        lim_x_neg = (-0.15 * width - cx) / fx
-        lim_y_pos = (1.15 * height - cy) / fy
-        lim_y_neg = (-0.15 * height - cy) / fy
-        tx = z * np.clip(p_cam[:, 0] / z, lim_x_neg, lim_x_pos)
-        ty = z * np.clip(p_cam[:, 1] / z, lim_y_neg, lim_y_pos)
-        J = np.zeros((n, 2, 3))
-        J[:, 0, 0] = fx / z
-        J[:, 0, 2] = -fx * tx / (z * z)
-        J[:, 1, 1] = fy / z
-        J[:, 1, 2] = -fy * ty / (z * z)
+        _, _, _, cov3d = covariance_3d(rotations, log_scales)
+        J, _, _, _, _ = clamped_jacobian(p_cam, (fx, fy, cx, cy), width, height)
         T = J @ R[None]
         cov = T @ cov3d @ np.transpose(T, (0, 2, 1))
         low_pass = LOW_PASS_MIP if mip else LOW_PASS
@@ -214,6 +253,33 @@ def project(
     }
 
 
+def blend_step(xy, conic, opacity, px, py, T, done) -> dict:
+    """One splat's front-to-back blend test at the pixel centres ``(px, py)``.
+
+    ``xy`` [2], ``conic`` (a, b, c), ``opacity``: the projected splat; ``T`` the
+    transmittance so far and ``done`` where the pixels have stopped (arrays of
+    the pixels' shape). Returns a dict of arrays of that shape: ``dx``, ``dy``
+    (splat centre minus pixel centre), ``g_val = exp(-σ)``, ``raw_alpha = o g_val``,
+    ``alpha = min(0.999, raw_alpha)``, ``use`` (the splat is blended: not done,
+    ``σ >= 0``, ``alpha >= 1/255`` and not stopping), ``stop`` (the splat would
+    take the transmittance to ``<= 1e-4``: the pixel stops before it) and
+    ``next_T = T (1 - alpha)``.
+    """
+    dx = xy[0] - px
+    dy = xy[1] - py
+    a, b, c = conic
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    with np.errstate(over="ignore"):
+        g_val = np.exp(-sigma)
+    raw_alpha = opacity * g_val
+    alpha = np.minimum(MAX_ALPHA, raw_alpha)
+    use = (~done) & (sigma >= 0) & (alpha >= ALPHA_THRESHOLD)
+    next_T = T * (1.0 - alpha)
+    stop = use & (next_T <= TRANSMITTANCE_STOP)
+    return {"dx": dx, "dy": dy, "g_val": g_val, "raw_alpha": raw_alpha, "alpha": alpha, "use": use & ~stop,
+            "stop": stop, "next_T": next_T}
+
+
 def rasterize_projected(xy, conic, color, opacity, depth, visible, width, height, background=(0.0, 0.0, 0.0)):
     """Blend projected splats per pixel. Returns (image [H,W,4] float64, info dict).
 
@@ -231,16 +297,9 @@ def rasterize_projected(xy, conic, color, opacity, depth, visible, width, height
     done = np.zeros((height, width), bool)
     count = np.zeros((height, width), np.int64)
     for g in order:
-        dx = xy[g, 0] - px
-        dy = xy[g, 1] - py
-        a, b, c = conic[g]
-        sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-        alpha = np.minimum(MAX_ALPHA, opacity[g] * np.exp(-sigma))
-        use = (~done) & (sigma >= 0) & (alpha >= ALPHA_THRESHOLD)
-        next_T = T * (1.0 - alpha)
-        stop = use & (next_T <= TRANSMITTANCE_STOP)
-        done |= stop
-        use &= ~stop
+        step = blend_step(xy[g], conic[g], opacity[g], px, py, T, done)
+        alpha, use, next_T = step["alpha"], step["use"], step["next_T"]
+        done |= step["stop"]
         w = np.where(use, alpha * T, 0.0)
         rgb += w[..., None] * color[g][None, None, :]
         T = np.where(use, next_T, T)

@@ -41,15 +41,16 @@ from __future__ import annotations
 import numpy as np
 
 from .render import (
-    ALPHA_THRESHOLD,
     LOW_PASS,
     LOW_PASS_MIP,
     MAX_ALPHA,
-    TRANSMITTANCE_STOP,
+    blend_step,
+    clamped_jacobian,
+    covariance_3d,
     project,
-    quat_to_rotmat,
     sh_basis,
     sh_degree_from_coeffs,
+    splat_inputs,
 )
 
 
@@ -84,20 +85,10 @@ def rasterize_projected_vjp(xy, conic, color, opacity, depth, visible, width, he
     rgb = np.zeros((height, width, 3))
     saved = []
     for g in order:
-        dx = xy[g, 0] - px
-        dy = xy[g, 1] - py
-        a, b, c = conic[g]
-        sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-        with np.errstate(over="ignore"):
-            g_val = np.exp(-sigma)
-        raw_alpha = opacity[g] * g_val
-        alpha = np.minimum(MAX_ALPHA, raw_alpha)
-        use = (~done) & (sigma >= 0) & (alpha >= ALPHA_THRESHOLD)
-        next_T = T * (1.0 - alpha)
-        stop = use & (next_T <= TRANSMITTANCE_STOP)
-        done |= stop
-        use &= ~stop
-        saved.append((g, dx, dy, g_val, raw_alpha, alpha, use, T.copy()))
+        st = blend_step(xy[g], conic[g], opacity[g], px, py, T, done)
+        alpha, use, next_T = st["alpha"], st["use"], st["next_T"]
+        done |= st["stop"]
+        saved.append((g, st["dx"], st["dy"], st["g_val"], st["raw_alpha"], alpha, use, T.copy()))
         rgb += np.where(use, alpha * T, 0.0)[..., None] * color[g][None, None, :]
         T = np.where(use, next_T, T)
     T_final = T
@@ -181,15 +172,11 @@ def project_vjp(
     float64 gradients ``means [N,3]``, ``rotations [N,4]``, ``log_scales [N,3]``,
     ``sh_coeffs [N,K,3]``, ``raw_opacities [N]`` (exactly zero where not visible).
     """
-    means = np.asarray(means, np.float64)
+    means, quats, log_scales, sh, raw_op, R, t = splat_inputs(
+        means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera
+    )
     n = means.shape[0]
-    quats = np.asarray(rotations, np.float64).reshape(n, 4)
-    log_scales = np.asarray(log_scales, np.float64).reshape(n, 3)
-    sh = np.asarray(sh_coeffs, np.float64).reshape(n, -1, 3)
-    raw_op = np.asarray(raw_opacities, np.float64).reshape(n)
-    w2c = np.asarray(world_to_camera, np.float64)
     fx, fy, cx, cy = (float(v) for v in intrinsics)
-    R, t = w2c[:3, :3], w2c[:3, 3]
     degree = sh_degree_from_coeffs(sh.shape[1])
     vis = np.asarray(visible, bool)
     out = {
@@ -233,24 +220,8 @@ def project_vjp(
     v_p[:, 2] += -(fx * x * vxy[:, 0] + fy * y * vxy[:, 1]) / (z * z)
 
     # conic -> 2D covariance
-    rot = quat_to_rotmat(q)
-    s = np.exp(ls)
-    M = rot * s[:, None, :]
-    cov3d = M @ np.transpose(M, (0, 2, 1))
-    lim_x_pos = (1.15 * width - cx) / fx
-    lim_x_neg = (-0.15 * width - cx) / fx
-    lim_y_pos = (1.15 * height - cy) / fy
-    lim_y_neg = (-0.15 * height - cy) / fy
-    ux, uy = x / z, y / z
-    clip_x = (ux < lim_x_neg) | (ux > lim_x_pos)
-    clip_y = (uy < lim_y_neg) | (uy > lim_y_pos)
-    tx = z * np.clip(ux, lim_x_neg, lim_x_pos)
-    ty = z * np.clip(uy, lim_y_neg, lim_y_pos)
-    J = np.zeros((k, 2, 3))
-    J[:, 0, 0] = fx / z
-    J[:, 0, 2] = -fx * tx / (z * z)
-    J[:, 1, 1] = fy / z
-    J[:, 1, 2] = -fy * ty / (z * z)
+    rot, s, M, cov3d = covariance_3d(q, ls)
+    J, tx, ty, clip_x, clip_y = clamped_jacobian(p, (fx, fy, cx, cy), width, height)
     Tm = J @ R[None]
     cov = Tm @ cov3d @ np.transpose(Tm, (0, 2, 1))
     low_pass = LOW_PASS_MIP if mip else LOW_PASS
@@ -419,17 +390,10 @@ def forward_buffers(
             done = np.zeros(px.shape, bool)
             for i in range(s, e):
                 c = compact_from_isect[i]
-                dx = pr[c, 0] - (px + 0.5)
-                dy = pr[c, 1] - (py + 0.5)
-                sigma = 0.5 * (pr[c, 2] * dx * dx + pr[c, 4] * dy * dy) + pr[c, 3] * dx * dy
-                with np.errstate(over="ignore"):
-                    alpha = np.minimum(MAX_ALPHA, pr[c, 8] * np.exp(-sigma))
-                use = (~done) & (sigma >= 0) & (alpha >= ALPHA_THRESHOLD)
-                next_T = T * (1 - alpha)
-                stop = use & (next_T <= TRANSMITTANCE_STOP)
-                fin[stop] = i
-                done |= stop
-                use &= ~stop
+                st = blend_step(pr[c, 0:2], pr[c, 2:5], pr[c, 8], px + 0.5, py + 0.5, T, done)
+                alpha, use, next_T = st["alpha"], st["use"], st["next_T"]
+                fin[st["stop"]] = i
+                done |= st["stop"]
                 rgb += np.where(use, alpha * T, 0.0)[..., None] * pr[c, 5:8]
                 T = np.where(use, next_T, T)
             image[py, px, :3] = rgb + T[..., None] * bg
