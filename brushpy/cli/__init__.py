@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -85,6 +86,26 @@ class ReportedError(click.ClickException):
               help="Show the full traceback of an error instead of one line (also BRUSHPY_DEBUG=1).")
 def main(debug: bool):
     """brushpy: 3D Gaussian Splatting on WebGPU."""
+    _show_warnings()
+
+
+class _EchoWarnings(logging.Handler):
+    """Shows brushpy's logged warnings on stderr as ``warning: <message>``, once each (the one
+    place the command line prints them; without a handler Python's last-resort handler would
+    print them bare, beside any copy the command printed itself)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def _show_warnings() -> None:
+    """Attach :class:`_EchoWarnings` to the ``brushpy`` logger (once per process)."""
+    logger = logging.getLogger("brushpy")
+    if not any(isinstance(h, _EchoWarnings) for h in logger.handlers):
+        logger.addHandler(_EchoWarnings(logging.WARNING))
 
 
 def register(command: click.Command) -> click.Command:
