@@ -146,7 +146,7 @@ def test_render_not_a_splat_file(tmp_path):
     bad = tmp_path / "garbage.ply"
     bad.write_text("not a ply\n")
     result = run("render", bad, "-o", tmp_path / "out.png")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input (an InputError), see brushpy.errors
     assert "garbage.ply" in result.output
 
 

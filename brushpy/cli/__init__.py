@@ -20,7 +20,7 @@ import click
 import numpy as np
 
 from .. import __version__
-from ..errors import BrushpyError
+from ..errors import BrushpyError, OptionError
 
 #: Lazily loaded subcommands: name -> module that defines a click command ``name``.
 SUBCOMMAND_MODULES = {
@@ -236,13 +236,13 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
 
     from ..gpu import BufferTooLargeError, NoAdapterError
     from ..io.framing import framing_camera
-    from ..io.ply import PlyFormatError, read_ply
+    from ..io.ply import read_ply
 
     if output.suffix.lower() != ".png":
         raise click.BadParameter(f"{output} must end in .png", param_hint="'-o' / '--output'")
     try:
-        data = read_ply(scene)
-    except (PlyFormatError, FileNotFoundError) as exc:
+        data = read_ply(scene)  # a PlyFormatError (an InputError) reaches the group: `Error: …`, exit 2
+    except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
     if sh_degree is not None and sh_degree > data.sh_degree:
         raise click.BadParameter(
@@ -252,7 +252,7 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
     try:
         camera = framing_camera(data.means, width, height, fov, position=position, look_at=look_at, up=up)
     except ValueError as exc:
-        raise click.ClickException(f"camera: {exc} (options --position/--look-at/--up)") from exc
+        raise OptionError(f"camera: {exc} (options --position/--look-at/--up)") from exc
     rasterize = _load_rasterize()
     try:
         image = rasterize(

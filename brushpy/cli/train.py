@@ -197,8 +197,9 @@ def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool,
             click.echo("NeRF-synthetic scene: white background (as usual for these scenes; --background-color changes it)")
         click.echo(f"{scene.name}: {len(scene.train_views)} training views, {len(scene.eval_views)} eval views")
         if viewer:
-            from ..viewer import run_training_viewer
-            from ..viewer.app import NoDisplayError
+            from .view import import_viewer
+
+            _, run_training_viewer, NoDisplayError = import_viewer()
 
             try:
                 run_training_viewer(scene, train_cfg, process_cfg, resume=resume)
