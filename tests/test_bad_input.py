@@ -320,3 +320,10 @@ def test_bad_input_errors_are_input_errors():
 
     for cls in (DatasetError, ColmapFormatError, TransformsFormatError, OptionError, MipModelError, ViewerNotInstalled):
         assert issubclass(cls, InputError) and cls.exit_code == 2
+
+
+def test_debug_shows_the_error_itself(tmp_path):
+    p = tmp_path / "model.npz"
+    p.write_bytes(b"garbage")
+    res = CliRunner().invoke(main, ["--debug", "mip", "export", str(p), "-o", str(tmp_path / "m.ply")])
+    assert isinstance(res.exception, InputError) and "model.npz" in str(res.exception)

@@ -30,7 +30,28 @@ SUBCOMMAND_MODULES = {
 }
 
 
-class _LazyGroup(click.Group):
+class ReportingGroup(click.Group):
+    """A click group that prints brushpy's own errors as one ``Error: …`` line with the error's
+    exit code (see :mod:`brushpy.errors`), also when used on its own (``mip_group`` in tests);
+    ``--debug`` on the ``brushpy`` group or ``BRUSHPY_DEBUG=1`` re-raises them instead."""
+
+    def invoke(self, ctx):
+        """Run the subcommand; brushpy's own errors become one ``Error: …`` line (see :mod:`brushpy.errors`)."""
+        try:
+            return super().invoke(ctx)
+        except BrushpyError as exc:
+            if ctx.find_root().params.get("debug") or _env_debug():
+                raise
+            raise ReportedError(exc) from exc
+
+
+def _env_debug() -> bool:
+    import os
+
+    return os.environ.get("BRUSHPY_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+class _LazyGroup(ReportingGroup):
     """A click group that imports :data:`SUBCOMMAND_MODULES` on demand.
 
     A module that does not exist hides its subcommand; any other import error is
@@ -60,16 +81,6 @@ class _LazyGroup(click.Group):
     def get_command(self, ctx, name):
         cmd = super().get_command(ctx, name)
         return cmd if cmd is not None else self._load(name)
-
-    def invoke(self, ctx):
-        """Run the subcommand; brushpy's own errors become one ``Error: …`` line (see :mod:`brushpy.errors`)."""
-        try:
-            return super().invoke(ctx)
-        except BrushpyError as exc:
-            if ctx.params.get("debug"):
-                raise
-            raise ReportedError(exc) from exc
-
 
 class ReportedError(click.ClickException):
     """A :class:`~brushpy.errors.BrushpyError` as click shows it: ``Error: <message>``, exit code

@@ -19,6 +19,7 @@ import click
 import numpy as np
 
 from ..mip.camera import AXES, orbit_cameras
+from . import ReportingGroup
 
 
 def _parse_angles(text: str) -> list[float]:
@@ -65,7 +66,7 @@ def _save_png(img: np.ndarray, path: Path) -> None:
     Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
 
 
-@click.group("mip")
+@click.group("mip", cls=ReportingGroup)
 def mip_group():
     """MIP mode: emissive 3D Gaussians fitted to maximum intensity projections of a volume."""
 
