@@ -15,7 +15,7 @@ The existing specific errors keep their names and their builtin base classes
 
 from __future__ import annotations
 
-__all__ = ["BrushpyError", "InputError", "RunError", "EXIT_INPUT", "EXIT_RUN"]
+__all__ = ["BrushpyError", "InputError", "OptionError", "RunError", "EXIT_INPUT", "EXIT_RUN"]
 
 #: Exit code of a run stopped by bad input (a file or an option), as click's usage errors.
 EXIT_INPUT = 2
@@ -33,6 +33,11 @@ class InputError(BrushpyError, ValueError):
     """Bad input: a file that cannot be used or an option out of range (the message names it)."""
 
     exit_code = EXIT_INPUT
+
+
+class OptionError(InputError):
+    """An option value out of range or unreadable (the message names the flag, and ``args.txt``
+    when the value came from there)."""
 
 
 class RunError(BrushpyError, RuntimeError):

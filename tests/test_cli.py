@@ -146,7 +146,7 @@ def test_render_not_a_splat_file(tmp_path):
     bad = tmp_path / "garbage.ply"
     bad.write_text("not a ply\n")
     result = run("render", bad, "-o", tmp_path / "out.png")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input (an InputError), see brushpy.errors
     assert "garbage.ply" in result.output
 
 
@@ -176,12 +176,12 @@ def test_render_bad_output_and_camera(tmp_path):
     _small_scene(tmp_path / "s.ply")
     result = run("render", tmp_path / "s.ply", "-o", tmp_path / "out.jpg")
     assert result.exit_code == 2 and ".png" in result.output
-    # up parallel to the viewing direction
+    # up parallel to the viewing direction: bad options, exit 2
     result = run("render", tmp_path / "s.ply", "-o", tmp_path / "o.png", "--position", 0, 0, 0, "--look-at", 0, 0, 5,
                  "--up", 0, 0, 1)
-    assert result.exit_code == 1 and "up" in result.output
+    assert result.exit_code == 2 and "up" in result.output
     result = run("render", tmp_path / "s.ply", "-o", tmp_path / "o.png", "--position", 1, 2, 3, "--look-at", 1, 2, 3)
-    assert result.exit_code == 1 and "coincide" in result.output
+    assert result.exit_code == 2 and "coincide" in result.output
     assert run("render", tmp_path / "s.ply", "-o", tmp_path / "o.png", "--fov", 180).exit_code == 2
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import click
 import numpy as np
 
 from .. import __version__
-from ..errors import BrushpyError
+from ..errors import BrushpyError, OptionError
 
 #: Lazily loaded subcommands: name -> module that defines a click command ``name``.
 SUBCOMMAND_MODULES = {
@@ -29,7 +30,28 @@ SUBCOMMAND_MODULES = {
 }
 
 
-class _LazyGroup(click.Group):
+class ReportingGroup(click.Group):
+    """A click group that prints brushpy's own errors as one ``Error: …`` line with the error's
+    exit code (see :mod:`brushpy.errors`), also when used on its own (``mip_group`` in tests);
+    ``--debug`` on the ``brushpy`` group or ``BRUSHPY_DEBUG=1`` re-raises them instead."""
+
+    def invoke(self, ctx):
+        """Run the subcommand; brushpy's own errors become one ``Error: …`` line (see :mod:`brushpy.errors`)."""
+        try:
+            return super().invoke(ctx)
+        except BrushpyError as exc:
+            if ctx.find_root().params.get("debug") or _env_debug():
+                raise
+            raise ReportedError(exc) from exc
+
+
+def _env_debug() -> bool:
+    import os
+
+    return os.environ.get("BRUSHPY_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+class _LazyGroup(ReportingGroup):
     """A click group that imports :data:`SUBCOMMAND_MODULES` on demand.
 
     A module that does not exist hides its subcommand; any other import error is
@@ -60,16 +82,6 @@ class _LazyGroup(click.Group):
         cmd = super().get_command(ctx, name)
         return cmd if cmd is not None else self._load(name)
 
-    def invoke(self, ctx):
-        """Run the subcommand; brushpy's own errors become one ``Error: …`` line (see :mod:`brushpy.errors`)."""
-        try:
-            return super().invoke(ctx)
-        except BrushpyError as exc:
-            if ctx.params.get("debug"):
-                raise
-            raise ReportedError(exc) from exc
-
-
 class ReportedError(click.ClickException):
     """A :class:`~brushpy.errors.BrushpyError` as click shows it: ``Error: <message>``, exit code
     ``exc.exit_code`` (2 bad input, 1 a failed run)."""
@@ -85,6 +97,26 @@ class ReportedError(click.ClickException):
               help="Show the full traceback of an error instead of one line (also BRUSHPY_DEBUG=1).")
 def main(debug: bool):
     """brushpy: 3D Gaussian Splatting on WebGPU."""
+    _show_warnings()
+
+
+class _EchoWarnings(logging.Handler):
+    """Shows brushpy's logged warnings on stderr as ``warning: <message>``, once each (the one
+    place the command line prints them; without a handler Python's last-resort handler would
+    print them bare, beside any copy the command printed itself)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def _show_warnings() -> None:
+    """Attach :class:`_EchoWarnings` to the ``brushpy`` logger (once per process)."""
+    logger = logging.getLogger("brushpy")
+    if not any(isinstance(h, _EchoWarnings) for h in logger.handlers):
+        logger.addHandler(_EchoWarnings(logging.WARNING))
 
 
 def register(command: click.Command) -> click.Command:
@@ -215,13 +247,13 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
 
     from ..gpu import BufferTooLargeError, NoAdapterError
     from ..io.framing import framing_camera
-    from ..io.ply import PlyFormatError, read_ply
+    from ..io.ply import read_ply
 
     if output.suffix.lower() != ".png":
         raise click.BadParameter(f"{output} must end in .png", param_hint="'-o' / '--output'")
     try:
-        data = read_ply(scene)
-    except (PlyFormatError, FileNotFoundError) as exc:
+        data = read_ply(scene)  # a PlyFormatError (an InputError) reaches the group: `Error: …`, exit 2
+    except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
     if sh_degree is not None and sh_degree > data.sh_degree:
         raise click.BadParameter(
@@ -231,7 +263,7 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
     try:
         camera = framing_camera(data.means, width, height, fov, position=position, look_at=look_at, up=up)
     except ValueError as exc:
-        raise click.ClickException(f"camera: {exc} (options --position/--look-at/--up)") from exc
+        raise OptionError(f"camera: {exc} (options --position/--look-at/--up)") from exc
     rasterize = _load_rasterize()
     try:
         image = rasterize(

@@ -19,6 +19,7 @@ import click
 import numpy as np
 
 from ..mip.camera import AXES, orbit_cameras
+from . import ReportingGroup
 
 
 def _parse_angles(text: str) -> list[float]:
@@ -65,7 +66,7 @@ def _save_png(img: np.ndarray, path: Path) -> None:
     Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
 
 
-@click.group("mip")
+@click.group("mip", cls=ReportingGroup)
 def mip_group():
     """MIP mode: emissive 3D Gaussians fitted to maximum intensity projections of a volume."""
 
@@ -107,12 +108,9 @@ def train_cmd(volume, iterations, lr, lambda_mse, lambda_ssim, num_views, eval_v
     from ..mip.camera import box_extents
     from ..mip.model import MipGaussians, export_ply, init_from_volume, init_random
     from ..mip.train import MipTrainConfig, MipTrainer, evaluate
-    from ..mip.volume import VolumeError, load_projection_image, load_volume, true_mips
+    from ..mip.volume import load_projection_image, load_volume, true_mips
 
-    try:
-        vol = load_volume(volume)
-    except VolumeError as exc:
-        raise click.ClickException(str(exc)) from exc
+    vol = load_volume(volume)  # a VolumeError (an InputError) reaches the group's handler: `Error: …`, exit 2
     if num_views < 1:
         raise click.BadParameter(f"must be >= 1, got {num_views}", param_hint="--num-views")
     E = box_extents(vol.shape, voxel_size)
@@ -130,10 +128,7 @@ def train_cmd(volume, iterations, lr, lambda_mse, lambda_ssim, num_views, eval_v
     ev_targets = true_mips(vol, ev_cams)
     resume_adam = {}
     if checkpoint is not None:
-        try:
-            model, extra = MipGaussians.load(checkpoint)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from exc
+        model, extra = MipGaussians.load(checkpoint)  # MipModelError: `Error: …`, exit 2
         resume_adam = {k[len("adam."):]: v for k, v in extra.items() if k.startswith("adam.")}
     else:
         p = init_from_volume(vol, num_gaussians, threshold, seed, E) if init_mode == "volume" else init_random(num_gaussians, seed)

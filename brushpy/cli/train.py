@@ -18,7 +18,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ..data import LoadConfig
+from ..data import DatasetError, LoadConfig
+from ..errors import BrushpyError
 from ..data.config import convert_option
 from ..train.config import ProcessConfig, RunConfigs, TrainConfig, option_fields, resolve_configs
 
@@ -101,11 +102,16 @@ def _given_values(ctx: click.Context, opts: dict) -> dict:
 
 
 def _resolve(dataset, given: dict, note_unknown: bool = True) -> RunConfigs:
-    """:func:`resolve_configs` with its errors as click errors and unknown args.txt options reported."""
+    """:func:`resolve_configs` with unknown args.txt options reported.
+
+    Raises:
+        OptionError: a bad option value (names the flag, and args.txt when set there); the
+            ``brushpy`` group prints it as ``Error: …`` with exit code 2.
+    """
     try:
         configs = resolve_configs(dataset, given)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise DatasetError(f"{dataset}: cannot read the dataset ({exc})") from exc
     if note_unknown and configs.unknown:
         click.echo(f"note: {dataset}/args.txt sets options brushpy does not know: "
                    + ", ".join("--" + u.replace("_", "-") for u in configs.unknown), err=True)
@@ -182,9 +188,7 @@ def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool,
     given = _given_values(ctx, opts)
     load_cfg = _resolve(Path(dataset), given).load
     try:
-        scene = load_dataset(dataset, replace(load_cfg, progress=not quiet))
-        for w in scene.warnings:
-            click.echo(f"warning: {w}", err=True)
+        scene = load_dataset(dataset, replace(load_cfg, progress=not quiet))  # logs its warnings (shown once)
         configs = _resolve(scene, given, note_unknown=False)  # + the options the dataset's format implies
         train_cfg, process_cfg = configs.train, configs.process
         if embedded:
@@ -193,8 +197,9 @@ def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool,
             click.echo("NeRF-synthetic scene: white background (as usual for these scenes; --background-color changes it)")
         click.echo(f"{scene.name}: {len(scene.train_views)} training views, {len(scene.eval_views)} eval views")
         if viewer:
-            from ..viewer import run_training_viewer
-            from ..viewer.app import NoDisplayError
+            from .view import import_viewer
+
+            _, run_training_viewer, NoDisplayError = import_viewer()
 
             try:
                 run_training_viewer(scene, train_cfg, process_cfg, resume=resume)
@@ -202,6 +207,8 @@ def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool,
                 raise click.ClickException(f"{exc} (or train without --viewer)") from exc
             return
         run_training(scene, train_cfg, process_cfg, resume=resume, progress=not quiet, log=click.echo)
+    except BrushpyError:
+        raise  # the brushpy group prints it: `Error: …`, exit 2 for bad input, 1 for a failed run
     except (DatasetError, TrainingError, GpuError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
 

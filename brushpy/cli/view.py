@@ -4,6 +4,37 @@ from __future__ import annotations
 
 import click
 
+from ..errors import InputError
+
+#: The modules of the ``viewer`` extra (``pip install 'brushpy[viewer]'``).
+VIEWER_MODULES = ("imgui_bundle", "rendercanvas", "glfw")
+
+
+class ViewerNotInstalled(InputError):
+    """The desktop viewer was asked for but the ``viewer`` extra is not installed."""
+
+
+def import_viewer():
+    """``(run_viewer, run_training_viewer, NoDisplayError)`` from :mod:`brushpy.viewer`.
+
+    Raises:
+        ViewerNotInstalled: a module of the viewer extra is missing (the message says how to
+            install it).
+    """
+    import importlib
+
+    try:
+        for name in VIEWER_MODULES:  # the window imports them lazily: check up front, before any work
+            importlib.import_module(name)
+        from ..viewer import run_training_viewer, run_viewer
+        from ..viewer.app import NoDisplayError
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in VIEWER_MODULES:
+            raise ViewerNotInstalled(f"the viewer needs the viewer extra: pip install 'brushpy[viewer]' "
+                                     f"(module {exc.name} is missing)") from None
+        raise
+    return run_viewer, run_training_viewer, NoDisplayError
+
 
 @click.command("view")
 @click.argument("path", required=False, type=click.Path(path_type=str))
@@ -19,9 +50,7 @@ def view_command(path, width, height):
     wheel zoom, W/A/S/D/Q/E fly (Shift faster), Home frames the scene,
     F toggles fullscreen, H hides the panels. Drop a file on the window to open it.
     """
-    from ..viewer import run_viewer
-    from ..viewer.app import NoDisplayError
-
+    run_viewer, _, NoDisplayError = import_viewer()
     if width < 1 or height < 1:
         raise click.BadParameter("the window must be at least 1x1 pixels", param_hint="--width/--height")
     try:

@@ -16,6 +16,7 @@ import os
 import shlex
 from typing import Any, Mapping
 
+from ..errors import OptionError
 from .config import LoadConfig
 from .source import DatasetSource
 
@@ -31,18 +32,18 @@ def parse_args_txt(text: str, origin: str = ARGS_FILE) -> dict[str, str | bool]:
     options). A later repetition of a flag wins.
 
     Raises:
-        ValueError: a token that is not part of a ``--flag`` (names ``origin``).
+        OptionError: a token that is not part of a ``--flag`` (names ``origin``).
     """
     try:
         tokens = shlex.split(text, comments=True)
     except ValueError as exc:
-        raise ValueError(f"{origin}: cannot split into arguments ({exc})") from None
+        raise OptionError(f"{origin}: cannot split into arguments ({exc})") from None
     out: dict[str, str | bool] = {}
     i = 0
     while i < len(tokens):
         tok = tokens[i]
         if not tok.startswith("--") or len(tok) == 2:
-            raise ValueError(
+            raise OptionError(
                 f"{origin}: unexpected {tok!r}; write options as kebab-case flags, e.g. `--max-resolution 800`"
             )
         body = tok[2:]
@@ -68,12 +69,19 @@ def read_args_txt(dataset: str | os.PathLike | DatasetSource) -> dict[str, str |
     """Options from the dataset's root ``args.txt`` (empty dict when there is none).
 
     ``dataset`` is a dataset folder, a .zip of one, or an open ``DatasetSource``.
+
+    Raises:
+        OptionError: the file is not UTF-8 text or not a list of ``--flag [value]`` (names it).
     """
     source = dataset if isinstance(dataset, DatasetSource) else DatasetSource(dataset)
     rel = source.resolve(ARGS_FILE)
     if rel is None:
         return {}
-    return parse_args_txt(source.read_bytes(rel).decode("utf-8"), source.display_path(rel))
+    try:
+        text = source.read_bytes(rel).decode("utf-8")
+    except UnicodeDecodeError:
+        raise OptionError(f"{source.display_path(rel)}: not UTF-8 text; write the options as plain text") from None
+    return parse_args_txt(text, source.display_path(rel))
 
 
 def merge_options(base: Mapping[str, Any], explicit: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,7 +98,7 @@ def resolve_load_config(dataset: str | os.PathLike | DatasetSource, explicit: Ma
     """The LoadConfig for ``dataset``: defaults < args.txt < ``explicit`` (None values skipped).
 
     Raises:
-        ValueError: a bad value in args.txt or ``explicit`` (names the flag).
+        OptionError: a bad value in args.txt or ``explicit`` (names the flag).
     """
     base = base or LoadConfig()
     return base.with_overrides(merge_options(read_args_txt(dataset), explicit or {}))

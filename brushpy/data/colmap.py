@@ -130,23 +130,40 @@ class _Reader:
         self.pos += size
         return out
 
-    def cstring(self) -> str:
+    def cstring(self, what: str = "image name") -> str:
         end = bytes(self.data[self.pos:self.pos + 65536]).find(b"\0")
         if end < 0:
-            raise ColmapFormatError(f"{self.origin}: unterminated image name")
-        out = bytes(self.data[self.pos:self.pos + end]).decode("utf-8")
+            raise ColmapFormatError(f"{self.origin}: unterminated {what}")
+        raw = bytes(self.data[self.pos:self.pos + end])
+        try:
+            out = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ColmapFormatError(f"{self.origin}: {what} {raw!r} is not UTF-8; rename the image (and its "
+                                    "entry) to a UTF-8 name, e.g. re-export the model with COLMAP") from None
         self.pos += end + 1
         return out
+
+    def count(self, what: str, min_record: int) -> int:
+        """The leading uint64 entry count, checked against the bytes left (``min_record`` bytes
+        per entry at least) before anything is allocated for it."""
+        (num,) = self.take("<Q")
+        room = (len(self.data) - self.pos) // min_record
+        if num > room:
+            raise ColmapFormatError(
+                f"{self.origin}: the header says {num} {what}, but the file's {len(self.data)} bytes hold at most "
+                f"{room} (truncated or not a COLMAP binary file); re-export the model")
+        return num
 
 
 def read_cameras_binary(data: bytes, origin: str = "cameras.bin") -> dict[int, ColmapCamera]:
     """Parse ``cameras.bin`` bytes into ``{camera_id: ColmapCamera}``.
 
     Raises:
-        ColmapFormatError: truncated file or unknown model id (names ``origin``).
+        ColmapFormatError: truncated file, a count larger than the file, or unknown model id
+            (names ``origin``).
     """
     r = _Reader(data, origin)
-    (num,) = r.take("<Q")
+    num = r.count("cameras", struct.calcsize("<iiQQ") + 8 * min(n for _, n in CAMERA_MODELS.values()))
     cams = {}
     for _ in range(num):
         cam_id, model_id, width, height = r.take("<iiQQ")
@@ -158,16 +175,21 @@ def read_cameras_binary(data: bytes, origin: str = "cameras.bin") -> dict[int, C
 
 
 def read_images_binary(data: bytes, origin: str = "images.bin") -> dict[int, ColmapImage]:
-    """Parse ``images.bin`` bytes into ``{image_id: ColmapImage}``."""
+    """Parse ``images.bin`` bytes into ``{image_id: ColmapImage}``.
+
+    Raises:
+        ColmapFormatError: truncated file, a count larger than the file, or an image name that
+            is not UTF-8 (names ``origin``).
+    """
     r = _Reader(data, origin)
-    (num,) = r.take("<Q")
-    images = {}
     obs_dtype = np.dtype([("x", "<f8"), ("y", "<f8"), ("id", "<i8")])
+    num = r.count("images", struct.calcsize("<i4d3di") + 1 + 8)
+    images = {}
     for _ in range(num):
         vals = r.take("<i4d3di")
         image_id, qvec, tvec, cam_id = vals[0], np.array(vals[1:5]), np.array(vals[5:8]), vals[8]
-        name = r.cstring()
-        (m,) = r.take("<Q")
+        name = r.cstring(f"name of image {image_id}")
+        (m,) = r.take("<Q")  # r.array checks m against the bytes left before allocating
         obs = r.array(obs_dtype, m)
         xys = np.stack([obs["x"], obs["y"]], axis=1) if m else np.zeros((0, 2))
         images[image_id] = ColmapImage(image_id, qvec, tvec, cam_id, name, xys, obs["id"].astype(np.int64))
@@ -175,15 +197,19 @@ def read_images_binary(data: bytes, origin: str = "images.bin") -> dict[int, Col
 
 
 def read_points3d_binary(data: bytes, origin: str = "points3D.bin", with_tracks: bool = True) -> ColmapPoints:
-    """Parse ``points3D.bin`` bytes."""
+    """Parse ``points3D.bin`` bytes.
+
+    Raises:
+        ColmapFormatError: truncated file or a count larger than the file (names ``origin``).
+    """
     r = _Reader(data, origin)
-    (num,) = r.take("<Q")
+    rec = struct.Struct("<Q3d3BdQ")
+    num = r.count("points", rec.size)
     ids = np.empty(num, np.int64)
     xyz = np.empty((num, 3))
     rgb = np.empty((num, 3), np.uint8)
     err = np.empty(num)
     tracks = []
-    rec = struct.Struct("<Q3d3BdQ")
     buf = r.data
     pos = r.pos
     n = len(buf)
@@ -401,11 +427,19 @@ def read_model(source, folder: str, binary: bool, with_points: bool = True) -> C
         pts = (read_points3d_binary(source.read_bytes(pts_rel), source.display_path(pts_rel), with_tracks=False)
                if with_points and pts_rel else None)
     else:
-        cams = read_cameras_text(source.read_bytes(cam_rel).decode("utf-8"), source.display_path(cam_rel))
-        imgs = read_images_text(source.read_bytes(img_rel).decode("utf-8"), source.display_path(img_rel))
-        pts = (read_points3d_text(source.read_bytes(pts_rel).decode("utf-8"), source.display_path(pts_rel), with_tracks=False)
+        cams = read_cameras_text(_read_text(source, cam_rel), source.display_path(cam_rel))
+        imgs = read_images_text(_read_text(source, img_rel), source.display_path(img_rel))
+        pts = (read_points3d_text(_read_text(source, pts_rel), source.display_path(pts_rel), with_tracks=False)
                if with_points and pts_rel else None)
     return ColmapModel(cams, imgs, pts, folder, binary)
+
+
+def _read_text(source, rel: str) -> str:
+    try:
+        return source.read_bytes(rel).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ColmapFormatError(f"{source.display_path(rel)}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                "re-export the model with COLMAP") from None
 
 
 def find_models(source) -> list[tuple[str, bool]]:
@@ -429,7 +463,7 @@ def count_images(source, folder: str, binary: bool) -> int:
         if len(data) < 8:
             raise ColmapFormatError(f"{source.display_path(rel)}: file ends early")
         return struct.unpack_from("<Q", data, 0)[0]
-    return len(read_images_text(data.decode("utf-8"), source.display_path(rel)))
+    return len(read_images_text(_read_text(source, rel), source.display_path(rel)))
 
 
 # ------------------------------------------------------------ scene loading
@@ -474,11 +508,14 @@ def load_colmap_scene(source, config, alpha_mode: str, report):
         (views, init_points or None, model folder) or None when the dataset has no COLMAP model.
 
     Raises:
-        ColmapFormatError / UnsupportedCameraModel: bad model files or camera models.
+        ColmapFormatError: bad model files: unparsable, a non-finite or zero rotation quaternion or
+            translation, a non-positive or non-finite focal length, a zero image size, non-finite
+            points (names the file and the image or camera).
+        UnsupportedCameraModel: camera models brushpy cannot undistort.
     """
     from .images import find_mask, mask_index
     from .init_points import InitPoints
-    from .scene import make_view, natural_key, select_frames
+    from .scene import camera_problem, make_view, natural_key, select_frames
     from .undistort import colmap_camera_intrinsics
 
     chosen = select_model(source)
@@ -487,6 +524,7 @@ def load_colmap_scene(source, config, alpha_mode: str, report):
     folder, binary = chosen
     model = read_model(source, folder, binary)
     cam_origin = source.display_path(model_files(folder, binary)[0])
+    img_origin = source.display_path(model_files(folder, binary)[1])
     masks = mask_index(source)
     entries = []
     for im in sorted(model.images.values(), key=lambda im: natural_key(im.name)):
@@ -500,13 +538,33 @@ def load_colmap_scene(source, config, alpha_mode: str, report):
         cam = model.cameras.get(im.camera_id)
         if cam is None:
             raise ColmapFormatError(
-                f"{source.display_path(model_files(folder, binary)[1])}: image {im.name} uses camera {im.camera_id}, "
+                f"{img_origin}: image {im.name} uses camera {im.camera_id}, "
                 f"which {cam_origin} does not define"
             )
+        q = np.asarray(im.qvec, np.float64)
+        if not np.all(np.isfinite(q)) or np.linalg.norm(q) < 1e-8:
+            raise ColmapFormatError(
+                f"{img_origin}: image {im.name} (id {im.id}) has rotation quaternion (w, x, y, z) = "
+                f"({', '.join(f'{v:g}' for v in q)}), which is not a rotation; fix its pose or remove the image "
+                "from the model")
+        if not np.all(np.isfinite(im.tvec)):
+            raise ColmapFormatError(
+                f"{img_origin}: image {im.name} (id {im.id}) has a non-finite translation "
+                f"({', '.join(f'{v:g}' for v in im.tvec)}); fix its pose or remove the image from the model")
         fx, fy, cx, cy, dist = colmap_camera_intrinsics(cam.model, cam.params, cam_origin)
+        problem = camera_problem((fx, fy, cx, cy), (cam.width, cam.height))
+        if problem:
+            raise ColmapFormatError(f"{cam_origin}: camera {cam.id} ({cam.model}, used by {im.name}): {problem}")
         views.append(make_view(source, rel, im.world_to_camera(), (fx, fy, cx, cy), (cam.width, cam.height), dist,
                                cam.model, config, alpha_mode, find_mask(source, rel, masks), report))
     points = None
     if model.points is not None and len(model.points) > 0:
+        bad = ~np.all(np.isfinite(model.points.xyz), axis=1)
+        if bad.any():
+            pts_origin = source.display_path(source.resolve(model_files(folder, binary)[2]) or model_files(folder, binary)[2])
+            raise ColmapFormatError(
+                f"{pts_origin}: {int(bad.sum())} of {len(bad)} point(s) have NaN or infinite coordinates "
+                f"(first: point {int(model.points.ids[bad][0])}); remove them, or remove the file to start "
+                "from random points")
         points = InitPoints(model.points.xyz, model.points.rgb.astype(np.float32) / 255.0).subsample(config.subsample_points)
     return views, points, folder

@@ -13,12 +13,14 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+from ..errors import OptionError
+
 ALPHA_MODES = ("masked", "transparent")
 
 
 def _opt(default, help: str, **kw):
     """A field with ``metadata["help"]`` (CLI help text); ``cli=False`` marks options that are
-    programmatic only."""
+    programmatic only; ``min``/``max`` bound a number (checked by :func:`convert_option`)."""
     return field(default=default, metadata={"help": help, **kw})
 SYNTHETIC_EVAL_SPLITS = ("test", "val")
 
@@ -47,30 +49,28 @@ class LoadConfig:
         progress: show a tqdm progress bar while decoding.
     """
 
-    max_frames: int | None = _opt(None, "Load at most this many frames.")
-    max_resolution: int = _opt(1920, "Downscale images so the long edge is at most this many pixels.")
-    eval_split_every: int | None = _opt(None, "Every n-th image (after sorting by name) goes to the eval set.")
-    subsample_frames: int | None = _opt(None, "Load only every n-th frame.")
-    subsample_points: int | None = _opt(None, "Load only every n-th initial point.")
+    max_frames: int | None = _opt(None, "Load at most this many frames.", min=1)
+    max_resolution: int = _opt(1920, "Downscale images so the long edge is at most this many pixels.", min=1)
+    eval_split_every: int | None = _opt(None, "Every n-th image (after sorting by name) goes to the eval set.", min=1)
+    subsample_frames: int | None = _opt(None, "Load only every n-th frame.", min=1)
+    subsample_points: int | None = _opt(None, "Load only every n-th initial point.", min=1)
     alpha_mode: str | None = _opt(None, "`masked` (mask multiplies the loss) or `transparent` (train alpha); "
                                         "default: masked when a masks/ folder exists.", choices=ALPHA_MODES)
     invert_masks: bool = _opt(False, "Masks are white where pixels should be ignored.")
     synthetic_eval_split: str = _opt("test", "NeRF-synthetic eval file: `test` or `val` (the other when absent).",
                                      choices=SYNTHETIC_EVAL_SPLITS, brush_flag=False, brush_default="val")
-    num_workers: int | None = _opt(None, "Image decoding threads (default: all cores).", brush_flag=False)
+    num_workers: int | None = _opt(None, "Image decoding threads (default: all cores).", brush_flag=False, min=1)
     progress: bool = _opt(True, "Show a progress bar while decoding.", cli=False)
 
     def __post_init__(self):
-        for name in ("max_frames", "eval_split_every", "subsample_frames", "subsample_points", "num_workers"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ValueError(f"--{_kebab(name)} must be a positive integer or unset, got {v!r}")
-        if not isinstance(self.max_resolution, int) or self.max_resolution < 1:
-            raise ValueError(f"--max-resolution must be a positive integer, got {self.max_resolution!r}")
-        if self.alpha_mode is not None and self.alpha_mode not in ALPHA_MODES:
-            raise ValueError(f"--alpha-mode must be one of {', '.join(ALPHA_MODES)} (or unset for auto), got {self.alpha_mode!r}")
-        if self.synthetic_eval_split not in SYNTHETIC_EVAL_SPLITS:
-            raise ValueError(f"synthetic_eval_split must be 'test' or 'val', got {self.synthetic_eval_split!r}")
+        """Check every field (:func:`check_option`).
+
+        Raises:
+            OptionError: a value out of range or of the wrong type (names the flag).
+        """
+        for f in fields(self):
+            if f.name != "progress":
+                check_option(type(self), f.name, getattr(self, f.name))
 
     def replace(self, **changes) -> "LoadConfig":
         """A copy with some fields changed (validated)."""
@@ -89,7 +89,7 @@ class LoadConfig:
         are converted to the field's type (``"none"`` clears an optional field).
 
         Raises:
-            ValueError: a value that cannot be converted (names the flag).
+            OptionError: a value that cannot be converted or is out of range (names the flag).
         """
         known = {f.name for f in fields(self)}
         changes = {}
@@ -117,11 +117,53 @@ def convert_option(cls, name: str, value: Any) -> Any:
     a bare flag in args.txt is ``True``), ``int``, ``float``, ``str`` (one of
     ``metadata["choices"]`` when given), ``tuple`` (``R,G,B``: three comma-separated floats);
     ``none`` or ``auto`` clear an optional (``X | None``) field. Other values pass through, except
-    an integral float for an ``int`` field, which becomes an ``int``.
+    an integral float for an ``int`` field, which becomes an ``int``. The result is checked by
+    :func:`check_option` (type, ``choices``, the field's ``min``/``max``).
 
     Raises:
-        ValueError: a value that cannot be read (names the flag: ``--max-frames: ...``).
+        OptionError: a value that cannot be read or is out of range (names the flag:
+            ``--max-frames: ...``).
     """
+    return check_option(cls, name, _convert(cls, name, value))
+
+
+def check_option(cls, name: str, value: Any) -> Any:
+    """``value`` if it suits field ``name`` of the option dataclass ``cls`` (an ``int``/``float`` for
+    number fields, within ``metadata["min"]``/``["max"]``; one of ``metadata["choices"]``; ``None``
+    only for optional fields); the one range check of option values.
+
+    Raises:
+        OptionError: naming the flag, the value and what to give instead.
+    """
+    f = {f.name: f for f in fields(cls)}[name]
+    kind, optional = _field_kind(cls, name)
+    flag = f"--{_kebab(name)}"
+    unset = " (or leave it unset)" if optional else ""
+    if value is None:
+        if optional:
+            return value
+        raise OptionError(f"{flag}: a value is required")
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    if kind in (int, float):
+        wrong = isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int)
+        if wrong or (kind is float and value != value):
+            what = "an integer" if kind is int else "a number"
+            raise OptionError(f"{flag}: {value!r} is not {what}; give {what}{unset}")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            if hi is None:
+                want = "a positive integer" if (kind is int and lo == 1) else f"a value >= {lo}"
+            elif lo is None:
+                want = f"a value <= {hi}"
+            else:
+                want = f"a value in {lo}..{hi}" if kind is int else f"a value in [{lo}, {hi}]"
+            raise OptionError(f"{flag}: {value!r} is out of range; give {want}{unset}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise OptionError(f"{flag}: {value!r} is not one of {', '.join(map(str, choices))}{unset}")
+    return value
+
+
+def _convert(cls, name: str, value: Any) -> Any:
     f = {f.name: f for f in fields(cls)}[name]
     kind, optional = _field_kind(cls, name)
     flag = f"--{_kebab(name)}"
@@ -151,10 +193,7 @@ def convert_option(cls, name: str, value: Any) -> Any:
                 raise ValueError(text)
             return out
     except ValueError:
-        raise ValueError(f"{flag}: cannot read {value!r} as a value for this option") from None
-    choices = f.metadata.get("choices")
-    if choices and text not in choices:
-        raise ValueError(f"{flag}: {value!r} is not one of {', '.join(map(str, choices))}")
+        raise OptionError(f"{flag}: cannot read {value!r} as a value for this option") from None
     return text
 
 

@@ -20,13 +20,12 @@ from __future__ import annotations
 import logging
 import os
 
-from ..errors import InputError
 from . import colmap, nerf_synthetic, nerfstudio
 from .config import LoadConfig
 from .images import has_masks_folder
 from .init_points import InitPoints
 from .scene import LoadReport, Scene, split_every
-from .source import DatasetSource
+from .source import DatasetError, DatasetSource  # noqa: F401  (DatasetError: re-exported)
 
 log = logging.getLogger("brushpy.data")
 
@@ -34,10 +33,6 @@ LOOKED_FOR = (
     "a COLMAP model (cameras.bin/.txt + images.bin/.txt in sparse/N/ or the root), "
     "transforms.json (nerfstudio / instant-ngp) or transforms_train.json (NeRF-synthetic)"
 )
-
-
-class DatasetError(InputError):
-    """A dataset that cannot be used (the message names the folder and what is wrong)."""
 
 
 def load_dataset(path: str | os.PathLike | DatasetSource, config: LoadConfig | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -37,14 +38,24 @@ class ImageDecodeError(InputError):
 def read_image_header(source: DatasetSource, rel: str) -> tuple[int, int, int]:
     """``(stored_width, stored_height, exif_orientation)`` from an image's header (no pixel decode).
 
+    An image larger than Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``)
+    is refused here, before any pixel is decoded.
+
     Raises:
-        ImageDecodeError: the file is not a readable image (names the file).
+        ImageDecodeError: the file is not a readable image, or has more pixels than Pillow's
+            decompression-bomb limit (names the file).
     """
     try:
-        with Image.open(source.open_for_pil(rel)) as im:
-            w, h = im.size
-            orientation = _header_orientation(im)
-    except (UnidentifiedImageError, OSError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source.open_for_pil(rel)) as im:
+                w, h = im.size
+                orientation = _header_orientation(im)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(
+            f"image {source.display_path(rel)}: {exc} Refusing to decode it; downscale the image "
+            "(or raise PIL.Image.MAX_IMAGE_PIXELS in your own script if the file is trusted)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"cannot read image {source.display_path(rel)}: {exc}") from None
     return w, h, orientation
 
@@ -176,6 +187,27 @@ class ImageSpec:
         return np.ascontiguousarray(arr), mask
 
 
+#: Single-channel modes with more than 8 bits, and the value that maps to white.
+_WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": None, "F": 1.0}
+
+
+def to_8bit(im: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float greyscale image as 8-bit ``L``, scaled (not clipped):
+    16-bit codes by 255/65535; ``I`` (32-bit) by 255/65535 when no value exceeds 65535 (Pillow
+    opens 16-bit PNGs so), else by 255/(2^31-1); ``F`` taken as [0, 1]; negatives become 0.
+    Other modes unchanged.
+    (Pillow's own ``convert`` clips these to 0..255.)
+    """
+    if im.mode not in _WIDE_MODES:
+        return im
+    arr = np.asarray(im).astype(np.float64)
+    white = _WIDE_MODES[im.mode]
+    if white is None:
+        white = 65535.0 if arr.size == 0 or arr.max() <= 65535 else 2147483647.0
+    arr = np.nan_to_num(arr / white, nan=0.0, posinf=1.0, neginf=0.0)
+    return Image.fromarray(np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8), "L")
+
+
 def _load_rgb_or_rgba(source: DatasetSource, rel: str, target: tuple[int, int] | None = None,
                       apply_exif: bool = True) -> Image.Image:
     try:
@@ -186,11 +218,12 @@ def _load_rgb_or_rgba(source: DatasetSource, rel: str, target: tuple[int, int] |
                 _jpeg_draft(im, t)
             if orientation != 1:
                 im = ImageOps.exif_transpose(im)
+            im = to_8bit(im)
             has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)
             im = im.convert("RGBA" if has_alpha else "RGB")
             im.load()
             return im
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageDecodeError(f"cannot decode image {source.display_path(rel)}: {exc}") from None
 
 
@@ -201,11 +234,11 @@ def _load_mask(source: DatasetSource, rel: str, size: tuple[int, int]) -> np.nda
             if im.mode in ("RGBA", "LA", "PA"):
                 im = im.getchannel("A")
             else:
-                im = im.convert("L")
+                im = to_8bit(im).convert("L")
             if im.size != size:
                 im = im.resize(size, Image.Resampling.BILINEAR)
             return np.asarray(im, np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageDecodeError(f"cannot decode mask {source.display_path(rel)}: {exc}") from None
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io.ply import read_ply_points
+from ..io.ply import PlyFormatError, read_ply_points
 
 #: Colour of points whose file has none (RGB in [0, 1]).
 DEFAULT_POINT_COLOR = 0.5
@@ -49,7 +49,12 @@ class InitPoints:
         has no colours.
 
         Raises:
-            ValueError: not a PLY with a vertex element holding x, y, z (names ``origin``).
+            PlyFormatError: not a PLY with a vertex element holding x, y, z, or positions that are
+                NaN or infinite (names ``origin``).
         """
         positions, colors = read_ply_points(data, origin)
+        bad = ~np.all(np.isfinite(np.asarray(positions, np.float64).reshape(-1, 3)), axis=1)
+        if bad.any():
+            raise PlyFormatError(f"{origin}: {int(bad.sum())} of {len(bad)} point(s) have NaN or infinite "
+                                 "coordinates; remove them, or remove the file to start from random points")
         return cls(positions, np.full_like(positions, DEFAULT_POINT_COLOR) if colors is None else colors)

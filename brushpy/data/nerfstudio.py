@@ -84,12 +84,37 @@ def _distortion(frame: dict, scene: dict, origin: str) -> tuple[Distortion | Non
     )
 
 
-def _focal(frame: dict, scene: dict, fl_key: str, angle_key: str, size: float | None) -> float | None:
+def _number(value, key: str, where: str) -> float:
+    """``value`` of ``key`` as a finite float, or a TransformsFormatError naming ``where`` and the key."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        out = math.nan
+    if isinstance(value, bool) or not math.isfinite(out):
+        raise TransformsFormatError(f"{where}: `{key}` is {json.dumps(value)}, not a finite number; give a number")
+    return out
+
+
+def _focal(frame: dict, scene: dict, fl_key: str, angle_key: str, size: float | None, where: str) -> float | None:
+    """Focal length in pixels from ``fl_key`` or the full field of view ``angle_key`` (radians);
+    None when neither is given.
+
+    Raises:
+        TransformsFormatError: a value that is not a number, a focal length <= 0 or a field of
+            view outside (0, pi) (names ``where`` and the key).
+    """
     for src in (frame, scene):
         if src.get(fl_key) is not None:
-            return float(src[fl_key])
+            f = _number(src[fl_key], fl_key, where)
+            if f <= 0.0:
+                raise TransformsFormatError(f"{where}: `{fl_key}` = {f:g}; the focal length must be > 0 pixels")
+            return f
         if src.get(angle_key) is not None and size is not None:
-            return 0.5 * size / math.tan(0.5 * float(src[angle_key]))
+            a = _number(src[angle_key], angle_key, where)
+            if not 0.0 < a < math.pi:
+                raise TransformsFormatError(
+                    f"{where}: `{angle_key}` = {a:g}; the field of view must be in (0, pi) radians")
+            return 0.5 * size / math.tan(0.5 * a)
     return None
 
 
@@ -111,7 +136,9 @@ def load_transforms_views(source, json_rel: str, config, alpha_mode: str, report
     Frames whose image is missing are counted in ``report.missing`` (skipped).
 
     Raises:
-        TransformsFormatError: a frame without focal length or transform (names the file).
+        TransformsFormatError: a frame without focal length or transform, a value that is not a
+            number, a non-positive focal length or size, a field of view outside (0, pi), a
+            non-finite ``transform_matrix`` (names the file and the frame).
     """
     data = read_json(source, json_rel) if data is None else data
     origin = source.display_path(json_rel)
@@ -128,11 +155,17 @@ def load_transforms_views(source, json_rel: str, config, alpha_mode: str, report
     entries.sort(key=lambda e: natural_key(e[0]))
     views = []
     for rel, frame in select_frames(entries, config):
+        where = f"{origin}: frame {frame.get('file_path')!r}"
         w, h = _get(frame, data, "w"), _get(frame, data, "h")
-        declared = (int(round(float(w))), int(round(float(h)))) if w is not None and h is not None else None
+        declared = None
+        if w is not None and h is not None:
+            declared = (int(round(_number(w, "w", where))), int(round(_number(h, "h", where))))
+            if min(declared) < 1:
+                raise TransformsFormatError(f"{where}: image size w x h = {declared[0]}x{declared[1]}; "
+                                            "give the image's width and height in pixels (or leave them out)")
         size = declared if declared is not None else read_image_size(source, rel)
-        fx = _focal(frame, data, "fl_x", "camera_angle_x", size[0])
-        fy = _focal(frame, data, "fl_y", "camera_angle_y", size[1])
+        fx = _focal(frame, data, "fl_x", "camera_angle_x", size[0], where)
+        fy = _focal(frame, data, "fl_y", "camera_angle_y", size[1], where)
         if fx is None and fy is None:
             raise TransformsFormatError(
                 f"{origin}: frame {frame.get('file_path')!r} has no focal length (fl_x/fl_y or camera_angle_x/y)"
@@ -141,15 +174,18 @@ def load_transforms_views(source, json_rel: str, config, alpha_mode: str, report
         fy = fx if fy is None else fy
         cx = _get(frame, data, "cx")
         cy = _get(frame, data, "cy")
-        cx = size[0] / 2.0 if cx is None else float(cx)
-        cy = size[1] / 2.0 if cy is None else float(cy)
+        cx = size[0] / 2.0 if cx is None else _number(cx, "cx", where)
+        cy = size[1] / 2.0 if cy is None else _number(cy, "cy", where)
         dist, model = _distortion(frame, data, origin)
         try:
-            w2c = opengl_c2w_to_world_to_camera(frame["transform_matrix"])
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            raise TransformsFormatError(f"{origin}: frame {frame.get('file_path')!r}: {exc}") from None
+            c2w = np.asarray(frame["transform_matrix"], np.float64)
+            if not np.all(np.isfinite(c2w)):
+                raise ValueError("transform_matrix has NaN or infinite entries; fix or remove this frame")
+            w2c = opengl_c2w_to_world_to_camera(c2w)
+        except (ValueError, TypeError, np.linalg.LinAlgError) as exc:
+            raise TransformsFormatError(f"{where}: {exc}") from None
         if not np.all(np.isfinite(w2c)):
-            raise TransformsFormatError(f"{origin}: frame {frame.get('file_path')!r} has a non-finite transform_matrix")
+            raise TransformsFormatError(f"{where}: transform_matrix is not invertible; fix or remove this frame")
         views.append(make_view(source, rel, w2c, (fx, fy, cx, cy), declared, dist, model, config, alpha_mode,
                                find_mask(source, rel, masks), report))
     return views
@@ -159,14 +195,16 @@ def load_ply_init(source, json_rel: str, data: dict, config) -> InitPoints | Non
     """Points from the file's ``ply_file_path`` (None when unset).
 
     Raises:
-        FileNotFoundError: the named PLY does not exist (names it).
+        TransformsFormatError: the named PLY does not exist in the dataset (names both).
     """
     ply = data.get("ply_file_path")
     if not ply:
         return None
-    rel = source.resolve(posixpath.normpath(posixpath.join(posixpath.dirname(json_rel), ply)))
+    rel = source.resolve(posixpath.normpath(posixpath.join(posixpath.dirname(json_rel), str(ply))))
     if rel is None:
-        raise FileNotFoundError(f"{source.display_path(json_rel)}: ply_file_path {ply!r} not found in the dataset")
+        raise TransformsFormatError(
+            f"{source.display_path(json_rel)}: ply_file_path {ply!r} not found in the dataset; "
+            "fix the path (relative to the json's folder) or remove the key to start from random points")
     pts = InitPoints.from_ply(source.read_bytes(rel), source.display_path(rel))
     log.info("initial points from %s (%d points)", source.display_path(rel), len(pts))
     return pts.subsample(config.subsample_points)

@@ -198,6 +198,22 @@ class LoadReport:
         self.lines.append(msg)
 
 
+def camera_problem(intrinsics, size) -> str | None:
+    """What is wrong with a camera from a file, or None: focal lengths must be positive and finite,
+    the principal point finite, the size (when known) positive. Loaders raise their own error
+    naming the file with this text.
+    """
+    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    for name, f in (("fx", fx), ("fy", fy)):
+        if not (np.isfinite(f) and f > 0.0):
+            return f"focal length {name} = {f:g} must be a positive number of pixels; fix the calibration"
+    if not (np.isfinite(cx) and np.isfinite(cy)):
+        return f"principal point ({cx:g}, {cy:g}) must be finite; fix the calibration"
+    if size is not None and not all(np.isfinite(v) and v >= 1 for v in size):
+        return f"image size {size[0]}x{size[1]} must be at least 1x1; give the image's width and height in pixels"
+    return None
+
+
 @lru_cache(maxsize=256)
 def _cached_plan(intrinsics, size, distortion):
     return plan_undistort(intrinsics, size, distortion)

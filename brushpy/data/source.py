@@ -11,7 +11,14 @@ from __future__ import annotations
 import os
 import threading
 import zipfile
+import zlib
 from pathlib import Path
+
+from ..errors import InputError
+
+
+class DatasetError(InputError):
+    """A dataset that cannot be used (the message names the folder and what is wrong)."""
 
 
 class DatasetSource:
@@ -22,7 +29,10 @@ class DatasetSource:
 
     Raises:
         FileNotFoundError: when ``path`` does not exist.
-        ValueError: when ``path`` is a file that is not a zip archive.
+        DatasetError: when ``path`` is a file that is not a readable zip archive.
+
+    Folders are walked following symbolic links, each real folder once (a link back to a
+    folder above does not loop).
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -33,16 +43,15 @@ class DatasetSource:
         self._lock = threading.Lock()
         self._prefix = ""
         if self.path.is_dir():
-            files = []
-            for root, _dirs, names in os.walk(self.path, followlinks=True):
-                rel_root = os.path.relpath(root, self.path)
-                for name in names:
-                    rel = name if rel_root == "." else f"{rel_root}/{name}"
-                    files.append(rel.replace(os.sep, "/"))
+            files = _walk_files(self.path)
         else:
             if not zipfile.is_zipfile(self.path):
-                raise ValueError(f"dataset {self.path} is a file but not a zip archive: give a folder or a .zip")
-            self._zip = zipfile.ZipFile(self.path)
+                raise DatasetError(f"dataset {self.path} is a file but not a zip archive: give a folder or a .zip")
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise DatasetError(f"dataset {self.path}: cannot open the zip archive ({exc}); "
+                                   "re-create the zip or give the unpacked folder") from None
             members = [n for n in self._zip.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")]
             tops = {n.split("/", 1)[0] for n in members}
             if len(tops) == 1 and all("/" in n for n in members):
@@ -83,13 +92,19 @@ class DatasetSource:
 
         Raises:
             FileNotFoundError: naming the dataset and the file.
+            DatasetError: a zip member that cannot be read back (CRC error, corrupt or
+                unsupported compression), naming it.
         """
         if rel not in self._file_set:
             raise FileNotFoundError(f"{self.display_path(rel)} not found")
         if self._zip is None:
             return (self.path / rel).read_bytes()
-        with self._lock:
-            return self._zip.read(self._prefix + rel)
+        try:
+            with self._lock:
+                return self._zip.read(self._prefix + rel)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as exc:
+            raise DatasetError(f"{self.display_path(rel)}: the zip member is corrupt ({exc}); "
+                               "re-create the zip or give the unpacked folder") from None
 
     def open_for_pil(self, rel: str):
         """A path (folder) or an in-memory stream (zip) that ``PIL.Image.open`` accepts."""
@@ -112,3 +127,25 @@ class DatasetSource:
 
     def __repr__(self) -> str:
         return f"DatasetSource({str(self.path)!r}, {len(self.files)} files)"
+
+
+def _walk_files(top: Path) -> list[str]:
+    """Files below ``top`` as ``/``-separated relative paths, following symbolic links to folders,
+    except a link to a folder the walk is already inside (a link loop), which is skipped."""
+    files = []
+    inside = {str(top): frozenset([os.path.realpath(top)])}  # walk path -> real folders on the way there
+    for root, dirs, names in os.walk(top, followlinks=True):
+        above = inside.pop(root, frozenset([os.path.realpath(root)]))
+        keep = []
+        for d in dirs:
+            child = os.path.join(root, d)
+            real = os.path.realpath(child)
+            if real not in above:
+                keep.append(d)
+                inside[child] = above | {real}
+        dirs[:] = keep
+        rel_root = os.path.relpath(root, top)
+        for name in names:
+            rel = name if rel_root == "." else f"{rel_root}/{name}"
+            files.append(rel.replace(os.sep, "/"))
+    return files

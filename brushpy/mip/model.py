@@ -17,12 +17,66 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..gpu import GpuTensor
 
 #: the MIP model's trainable tensors, in input order (owner: :attr:`MipGaussians.PARAM_NAMES`)
 PARAM_NAMES = ("means", "log_scales", "rotations", "log_amplitudes")
 LOG_SCALE_RANGE = (-6.0, 0.0)
 LOG_AMPLITUDE_RANGE = (-10.0, 6.0)
+
+
+class MipModelError(InputError):
+    """A MIP model ``.npz`` that cannot be used (the message names the file and what is wrong)."""
+
+
+def read_model_file(path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The parameter arrays and the other arrays of a model ``.npz`` (as :meth:`MipGaussians.save`
+    writes it), checked on the host: shapes [K,3], [K,3], [K,4], [K] with one K >= 1, numbers,
+    finite.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        MipModelError: not a readable ``.npz`` (truncated, corrupt, pickled objects), a missing
+            or malformed parameter array (names the file).
+    """
+    import zipfile
+    import zlib
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"MIP model {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise MipModelError(f"MIP model {path}: a single array, not an .npz of {', '.join(PARAM_NAMES)}; "
+                                    "give a model.npz written by `brushpy mip train`")
+            missing = [n for n in PARAM_NAMES if n not in z.files]
+            if missing:
+                raise MipModelError(f"MIP model {path}: missing arrays {missing} (expected {PARAM_NAMES}); "
+                                    "give a model.npz written by `brushpy mip train`")
+            params = {n: z[n] for n in PARAM_NAMES}
+            extra = {k: z[k] for k in z.files if k not in PARAM_NAMES}
+    except MipModelError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise MipModelError(f"MIP model {path}: cannot read it ({exc}); the file is corrupt or not an .npz "
+                            "written by `brushpy mip train`") from None
+    widths = {"means": 3, "log_scales": 3, "rotations": 4, "log_amplitudes": None}
+    k = None
+    for n, a in params.items():
+        want = (k if k is not None else "K",) + ((widths[n],) if widths[n] else ())
+        bad_shape = a.ndim != len(want) or (widths[n] and a.shape[-1] != widths[n]) or (k is not None and a.shape[0] != k)
+        if a.dtype.kind not in "fiu" or bad_shape:
+            raise MipModelError(f"MIP model {path}: `{n}` is {a.dtype} {list(a.shape)}, expected float32 "
+                                f"{list(want)}; the file is corrupt or not written by `brushpy mip train`")
+        if not np.all(np.isfinite(a)):
+            raise MipModelError(f"MIP model {path}: `{n}` contains NaN or infinite values (a diverged run?); "
+                                "use an earlier checkpoint")
+        k = a.shape[0]
+    if not k:
+        raise MipModelError(f"MIP model {path}: no Gaussians")
+    return params, extra
 
 
 @dataclass
@@ -87,17 +141,10 @@ class MipGaussians:
         """Read a model ``.npz`` (as written by :meth:`save`); returns (model, other arrays).
 
         Raises:
-            ValueError: the file lacks one of the parameter arrays (names them).
+            FileNotFoundError: ``path`` does not exist.
+            MipModelError: an unreadable or malformed file (:func:`read_model_file`; names it).
         """
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"MIP model {path} does not exist")
-        with np.load(path, allow_pickle=False) as z:
-            missing = [n for n in PARAM_NAMES if n not in z.files]
-            if missing:
-                raise ValueError(f"MIP model {path}: missing arrays {missing} (expected {PARAM_NAMES})")
-            params = {n: z[n] for n in PARAM_NAMES}
-            extra = {k: z[k] for k in z.files if k not in PARAM_NAMES}
+        params, extra = read_model_file(path)
         return cls.from_numpy(**params), extra
 
 

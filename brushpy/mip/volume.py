@@ -28,23 +28,35 @@ def load_volume(path) -> np.ndarray:
     """Read a (Z, Y, X) volume from ``.tif``/``.tiff`` or ``.npy``; float32 in [0, 1].
 
     Raises:
-        VolumeError: unknown extension, not 3D (after dropping singleton axes),
-            non-finite values, or an empty (constant, e.g. all-zero) volume;
-            the message names the file.
+        VolumeError: unknown extension, an unreadable file (corrupt, truncated, a pickled
+            object array), not 3D (after dropping singleton axes), not numbers, non-finite
+            values, or an empty (constant, e.g. all-zero) volume; the message names the file.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.exists():
         raise VolumeError(f"volume file {path} does not exist")
-    if suffix in (".tif", ".tiff"):
+    if suffix not in (".tif", ".tiff", ".npy"):
+        raise VolumeError(f"volume file {path}: unsupported extension {suffix!r}; use a .tif/.tiff stack or a .npy (Z, Y, X) array")
+    return normalise_volume(_read_array(path, "volume file"), str(path))
+
+
+def _read_array(path: Path, what: str) -> np.ndarray:
+    """The array in a ``.npy`` or ``.tif``/``.tiff`` file (no pickles), or a VolumeError naming it."""
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(str(path), allow_pickle=False)
         import tifffile
 
-        arr = tifffile.imread(str(path))
-    elif suffix == ".npy":
-        arr = np.load(str(path), allow_pickle=False)
-    else:
-        raise VolumeError(f"volume file {path}: unsupported extension {suffix!r}; use a .tif/.tiff stack or a .npy (Z, Y, X) array")
-    return normalise_volume(arr, str(path))
+        return tifffile.imread(str(path))
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise VolumeError(f"{what} {path}: holds Python objects (an object-dtype array), not numbers; "
+                              "save a numeric array, e.g. np.save(path, volume.astype(np.float32))") from None
+        raise VolumeError(f"{what} {path}: cannot read it ({exc}); the file is corrupt or not an array") from None
+    except (OSError, EOFError) as exc:  # (tifffile's TiffFileError is a ValueError)
+        raise VolumeError(f"{what} {path}: cannot read it ({type(exc).__name__}: {exc}); the file is corrupt "
+                          "or not an array") from None
 
 
 def normalise_volume(arr, name: str = "volume") -> np.ndarray:
@@ -119,19 +131,24 @@ def load_projection_image(path, resolution=None) -> np.ndarray:
     8/16-bit integers are divided by their maximum code; floats are used as is
     (clipped to [0, 1]); colour images are averaged. ``resolution`` (H, W)
     resizes with bilinear filtering when given.
+
+    Raises:
+        VolumeError: an unreadable file, not a 2D numeric image, or NaN/infinite values (names it).
     """
     path = Path(path)
-    if path.suffix.lower() == ".npy":
-        arr = np.load(str(path))
-    elif path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        arr = tifffile.imread(str(path))
+    if path.suffix.lower() in (".npy", ".tif", ".tiff"):
+        arr = _read_array(path, "projection image")
     else:
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
 
-        arr = np.asarray(Image.open(path))
+        try:
+            with Image.open(path) as im:
+                arr = np.asarray(im)
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise VolumeError(f"projection image {path}: cannot read it ({exc})") from None
     arr = np.asarray(arr)
+    if arr.dtype.kind not in "uifb":
+        raise VolumeError(f"projection image {path}: unsupported pixel type {arr.dtype}; give a numeric image")
     if arr.ndim == 3:
         arr = arr[..., :3].mean(axis=-1) if arr.shape[-1] in (3, 4) else arr.max(axis=0)
     if arr.ndim != 2:

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from ..data import DatasetSource, LoadConfig, Scene, read_args_txt
 from ..data.args_txt import ARGS_FILE
 from ..data.config import convert_option
+from ..errors import OptionError
 from ..optim import AdamConfig
 
 
@@ -35,7 +36,7 @@ def _opt(default, help: str, group: str | None = None, **kw):
 class TrainConfig:
     """Optimisation options (learning rates, refine schedule, loss weights)."""
 
-    total_steps: int = _opt(AdamConfig.total_steps, "Steps to train.")
+    total_steps: int = _opt(AdamConfig.total_steps, "Steps to train.", min=1)
     render_mode: str = _opt("default", "`default` or `mip` (2D filter 0.1 with opacity compensation).", choices=("default", "mip"))
     min_scale_factor: float = _opt(0.1, "3D filter (Mip-Splatting): per-splat scale floor √factor · min over training views of "
                                         "depth / focal, rendered in training and folded into exports; 0 disables.",
@@ -51,22 +52,26 @@ class TrainConfig:
     lr_opac: float = _opt(AdamConfig.lr_opac, "Learning rate of the opacity logits.", brush_default=0.012)
     lr_scale: float = _opt(AdamConfig.lr_scale, "Learning rate of the log scales.", brush_default=5e-3)
     lr_rotation: float = _opt(AdamConfig.lr_rotation, "Learning rate of the quaternions.")
-    max_splats: int = _opt(10_000_000, "Upper bound on the number of splats.")
-    refine_every: int = _opt(200, "Refine period in steps.")
+    max_splats: int = _opt(10_000_000, "Upper bound on the number of splats.", min=1)
+    refine_every: int = _opt(200, "Refine period in steps.", min=1)
     growth_grad_threshold: float = _opt(0.0025, "Growth threshold on the accumulated screen-space gradient statistic.")
     growth_select_fraction: float = _opt(0.25, "Fraction of growth candidates that grow.")
     growth_stop_iter: int = _opt(15000, "No growth after this step.")
     split_at_screen_size: float = _opt(0.5, "Force-split splats larger than this fraction of the image; 0 disables.")
-    ssim_weight: float = _opt(0.2, "Loss = (1−w)·L1 + w·(1−SSIM).")
+    ssim_weight: float = _opt(0.2, "Loss = (1−w)·L1 + w·(1−SSIM).", min=0.0, max=1.0)
     opac_decay: float = _opt(0.004, "Opacity decay per refine, fading to 0 at the end.")
     match_alpha_weight: float = _opt(0.1, "Weight of the L1 loss on alpha when the input has transparency.")
     background_color: tuple = _opt((0.0, 0.0, 0.0), "Training background colour R,G,B in [0,1].")
     background_noise_strength: float = _opt(0.1, "Uniform noise added to the background each step.")
-    sh_degree: int = _opt(3, "Spherical-harmonic degree, 0..4 (all bands trained from step 0).")
+    sh_degree: int = _opt(3, "Spherical-harmonic degree, 0..4 (all bands trained from step 0).", min=0, max=4)
     random_init_scene_scale: float | None = _opt(None, "Scene scale for random init (default: 3 × mean nearest-camera distance, min 1).")
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the option when a value is out of range."""
+        """Check the options that depend on each other or have open bounds.
+
+        Raises:
+            OptionError: a value out of range (names the option).
+        """
         checks = [
             (self.total_steps >= 1, "--total-steps must be ≥ 1"),
             (self.refine_every >= 1, "--refine-every must be ≥ 1"),
@@ -82,7 +87,7 @@ class TrainConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(msg)
+                raise OptionError(msg)
 
 
 @dataclass
@@ -90,9 +95,9 @@ class ProcessConfig:
     """Run options: seed, evaluation and export."""
 
     seed: int = _opt(42, "Random seed (initialisation, view order, refine, noise).")
-    eval_every: int = _opt(1000, "Evaluate PSNR/SSIM on the eval split every this many steps.")
+    eval_every: int = _opt(1000, "Evaluate PSNR/SSIM on the eval split every this many steps.", min=0)
     eval_save_to_disk: bool = _opt(False, "Save evaluation renders as PNG.")
-    export_every: int = _opt(5000, "Write a PLY every this many steps.")
+    export_every: int = _opt(5000, "Write a PLY every this many steps.", min=0)
     export_path: str = _opt("./{dataset}_exports/", "Folder for exports ({dataset} = dataset name).")
     export_name: str = _opt("export_{iter}.ply", "Export file name ({iter} = step).")
 
@@ -158,8 +163,9 @@ def resolve_configs(dataset: "Scene | str | os.PathLike | DatasetSource",
         :class:`RunConfigs`. ``train`` is validated (:meth:`TrainConfig.validate`).
 
     Raises:
-        ValueError: an unknown name in ``cli_values``; a value that cannot be read or is out of
-            range (names the flag, and ``args.txt`` when it came from there).
+        OptionError: an unknown name in ``cli_values``; a value that cannot be read or is out of
+            range (names the flag, and ``args.txt`` when it came from there); also a malformed
+            ``args.txt``.
     """
     source = dataset.source if isinstance(dataset, Scene) else (
         dataset if isinstance(dataset, DatasetSource) else DatasetSource(dataset))
@@ -169,7 +175,7 @@ def resolve_configs(dataset: "Scene | str | os.PathLike | DatasetSource",
     all_names = {f.name for cls in CONFIG_CLASSES for f in fields(cls)}
     bad = sorted(set(given) - all_names)
     if bad:
-        raise ValueError("not an option of brushpy train: " + ", ".join("--" + b.replace("_", "-") for b in bad))
+        raise OptionError("not an option of brushpy train: " + ", ".join("--" + b.replace("_", "-") for b in bad))
     configs, user_set = {}, set()
     for cls in CONFIG_CLASSES:
         values = {}
@@ -177,8 +183,8 @@ def resolve_configs(dataset: "Scene | str | os.PathLike | DatasetSource",
             if f.name in from_file and f.name not in given:
                 try:
                     values[f.name] = convert_option(cls, f.name, from_file[f.name])
-                except ValueError as exc:
-                    raise ValueError(f"{where}: {exc}") from None
+                except OptionError as exc:
+                    raise OptionError(f"{where}: {exc}") from None
         names = {f.name for f in fields(cls)}
         values.update({k: convert_option(cls, k, v) for k, v in given.items() if k in names})
         user_set |= set(values)
@@ -188,6 +194,12 @@ def resolve_configs(dataset: "Scene | str | os.PathLike | DatasetSource",
     if isinstance(dataset, Scene):
         implied = {k: v for k, v in dataset_train_defaults(dataset).items() if k not in user_set}
         train = replace(train, **implied)
-    train.validate()
+    try:
+        train.validate()
+    except OptionError as exc:
+        from_args = [n for n in from_file if n not in given and f"--{n.replace('_', '-')} " in f"{exc} "]
+        if from_args:
+            raise OptionError(f"{where}: {exc}") from None
+        raise
     unknown = tuple(sorted(set(from_file) - {f.name for cls in CONFIG_CLASSES for f in option_fields(cls)}))
     return RunConfigs(load, train, process, frozenset(user_set), implied, unknown)
