@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -38,20 +37,20 @@ class ImageDecodeError(InputError):
 def read_image_header(source: DatasetSource, rel: str) -> tuple[int, int, int]:
     """``(stored_width, stored_height, exif_orientation)`` from an image's header (no pixel decode).
 
-    An image larger than Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``)
-    is refused here, before any pixel is decoded.
+    An image with more than twice Pillow's decompression-bomb limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``, about 179 MP by default) is refused here, before any
+    pixel is decoded; between the limit and twice it (large but real photos, e.g. 100 MP)
+    it loads, with Pillow's ``DecompressionBombWarning``.
 
     Raises:
-        ImageDecodeError: the file is not a readable image, or has more pixels than Pillow's
-            decompression-bomb limit (names the file).
+        ImageDecodeError: the file is not a readable image, or has more than twice Pillow's
+            decompression-bomb limit of pixels (names the file).
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source.open_for_pil(rel)) as im:
-                w, h = im.size
-                orientation = _header_orientation(im)
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        with Image.open(source.open_for_pil(rel)) as im:
+            w, h = im.size
+            orientation = _header_orientation(im)
+    except Image.DecompressionBombError as exc:
         raise ImageDecodeError(
             f"image {source.display_path(rel)}: {exc} Refusing to decode it; downscale the image "
             "(or raise PIL.Image.MAX_IMAGE_PIXELS in your own script if the file is trusted)") from None
