@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import statistics
-from pathlib import Path
 
 
 def machine(ctx=None) -> dict:
@@ -73,8 +72,8 @@ def emit(report: dict, out: str | os.PathLike | None = None) -> str:
     text = json.dumps(report, indent=2, default=str)
     print(text, flush=True)
     if out:
-        path = Path(out)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(path)
+        from brushpy.io.atomic import atomic_write
+
+        with atomic_write(out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
     return text

@@ -246,6 +246,7 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
     from PIL import Image
 
     from ..gpu import BufferTooLargeError, NoAdapterError
+    from ..io.atomic import atomic_write
     from ..io.framing import framing_camera
     from ..io.ply import read_ply
 
@@ -278,8 +279,8 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
     except BufferTooLargeError as exc:
         raise click.ClickException(f"{exc} (options --width/--height)") from exc
     pixels = to_png_array(image, alpha)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels, "RGBA" if alpha else "RGB").save(output)
+    with atomic_write(output, option="-o/--output") as f:
+        Image.fromarray(pixels, "RGBA" if alpha else "RGB").save(f, format="PNG")
     pos = ", ".join(f"{v:.3g}" for v in camera.position)
     click.echo(f"wrote {output} ({width}x{height}, {data.num_splats} splats, SH degree "
                f"{data.sh_degree if sh_degree is None else sh_degree}, camera at ({pos}))")

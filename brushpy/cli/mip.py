@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..io.atomic import atomic_write, ensure_writable_dir
 from ..mip.camera import AXES, orbit_cameras
 from . import ReportingGroup
 
@@ -63,7 +64,8 @@ def held_out_angles(num_views: int, num_eval: int, span: float = 180.0) -> list[
 def _save_png(img: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    with atomic_write(path, option="-o/--output") as f:
+        Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(f, format="PNG")
 
 
 @click.group("mip", cls=ReportingGroup)
@@ -139,7 +141,7 @@ def train_cmd(volume, iterations, lr, lambda_mse, lambda_ssim, num_views, eval_v
     trainer = MipTrainer(model, cams, targets, cfg)
     if resume_adam:
         trainer.adam.load_state_dict(resume_adam)
-    output.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(output, "-o/--output")
     meta = dict(extents=E, axis=np.array(axis), resolution=np.array(res), temperature=np.array(temperature),
                 perspective=np.array(perspective), fov=np.array(fov), volume_shape=np.array(vol.shape))
     t0 = time.perf_counter()
@@ -171,7 +173,8 @@ def train_cmd(volume, iterations, lr, lambda_mse, lambda_ssim, num_views, eval_v
         "mean_psnr": float(np.mean([r["psnr"] for r in results])) if results else None,
         "mean_ssim": float(np.mean([r["ssim"] for r in results])) if results else None,
     }
-    (output / "eval.json").write_text(json.dumps(summary, indent=2))
+    with atomic_write(output / "eval.json", "w", encoding="utf-8", option="-o/--output") as f:
+        f.write(json.dumps(summary, indent=2))
     click.echo(f"model: {final}")
     if results:
         click.echo(f"held-out PSNR {summary['mean_psnr']:.2f} dB, SSIM {summary['mean_ssim']:.4f} over {len(results)} views")
@@ -202,7 +205,7 @@ def render_cmd(model_path, angles, output, resolution, axis, temperature):
     fov = float(_meta(extra, "fov", 30.0))
     cams = orbit_cameras(E, _parse_angles(angles), res, axis, persp, fov)
     r = MipRenderer(model.num_gaussians, res[0], res[1], temperature)
-    output.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(output, "-o/--output")
     for cam in cams:
         path = output / f"mip_{cam.angle:g}.png"
         _save_png(r.render(model, cam), path)

@@ -216,7 +216,10 @@ def options_doc(output: Path | None):
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        from ..io.atomic import atomic_write
+
+        with atomic_write(output, "w", encoding="utf-8", option="-o/--output") as f:
+            f.write(text)
 
 
 if __name__ == "__main__":  # pragma: no cover

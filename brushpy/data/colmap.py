@@ -403,18 +403,20 @@ def write_model(folder, model: ColmapModel, binary: bool) -> None:
     """Write ``model`` into the directory ``folder`` (a filesystem path) as .bin or .txt files."""
     from pathlib import Path
 
+    from ..io.atomic import atomic_write
+
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     if binary:
-        (folder / "cameras.bin").write_bytes(write_cameras_binary(model.cameras))
-        (folder / "images.bin").write_bytes(write_images_binary(model.images))
+        files = {"cameras.bin": write_cameras_binary(model.cameras), "images.bin": write_images_binary(model.images)}
         if model.points is not None:
-            (folder / "points3D.bin").write_bytes(write_points3d_binary(model.points))
+            files["points3D.bin"] = write_points3d_binary(model.points)
     else:
-        (folder / "cameras.txt").write_text(write_cameras_text(model.cameras))
-        (folder / "images.txt").write_text(write_images_text(model.images))
+        files = {"cameras.txt": write_cameras_text(model.cameras), "images.txt": write_images_text(model.images)}
         if model.points is not None:
-            (folder / "points3D.txt").write_text(write_points3d_text(model.points))
+            files["points3D.txt"] = write_points3d_text(model.points)
+    for name, content in files.items():  # each file atomically (a failed write keeps the old one)
+        with atomic_write(folder / name) as f:
+            f.write(content if isinstance(content, bytes) else content.encode("utf-8"))
 
 
 def read_model(source, folder: str, binary: bool, with_points: bool = True) -> ColmapModel:

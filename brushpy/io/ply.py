@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 from ..errors import InputError
+from .atomic import atomic_write
 
 try:  # plyfile >= 1.0 names its parse error class like this
     from plyfile import PlyData, PlyElement, PlyParseError
@@ -437,7 +438,7 @@ def read_ply_points(source: str | os.PathLike | bytes, origin: str | None = None
 # --------------------------------------------------------------------------- writing
 
 
-def write_ply(path: str | os.PathLike, data, ascii: bool = False, comments=()) -> None:
+def write_ply(path: str | os.PathLike, data, ascii: bool = False, comments=(), option: str | None = None) -> None:
     """Write ``data`` as an INRIA 3DGS PLY (binary little-endian float32, or ascii).
 
     ``data`` is a :class:`SplatData` or a GPU :class:`brushpy.render.splats.Splats`
@@ -450,8 +451,12 @@ def write_ply(path: str | os.PathLike, data, ascii: bool = False, comments=()) -
     ``comments``: extra header comment lines (e.g. ``"SplatRenderMode: mip"``); a
     :class:`SplatData` whose ``render_mode`` is ``"mip"`` gets that line automatically.
 
+    The file is written atomically (:func:`brushpy.io.atomic.atomic_write`): an
+    interrupted or failed write leaves the previous file, if any, intact.
+    ``option``: the command-line option that chose ``path`` (named in a write error).
+
     Raises:
-        OSError: the file cannot be written.
+        WriteError: the file cannot be written (full disk, no permission...).
     """
     path = Path(path)
     if not isinstance(data, SplatData):
@@ -479,12 +484,12 @@ def write_ply(path: str | os.PathLike, data, ascii: bool = False, comments=()) -
     if data.render_mode == "mip" and not any(str(c).replace(" ", "").lower() == "splatrendermode:mip" for c in header):
         header.append("SplatRenderMode: mip")
     ply = PlyData([element], text=ascii, byte_order="<", comments=header)
-    if not ascii:
-        ply.write(str(path))
-        return
-    # plyfile writes ascii one row at a time; the header is its, the body written here
-    # in one call (9 significant digits round-trip float32 exactly).
-    with open(path, "wb") as f:
+    with atomic_write(path, option=option) as f:
+        if not ascii:
+            ply.write(f)
+            return
+        # plyfile writes ascii one row at a time; the header is its, the body written here
+        # in one call (9 significant digits round-trip float32 exactly).
         f.write(ply.header.encode("ascii") + b"\n")
         if n:
             table = np.stack([arr[name].astype(np.float64) for name, _ in columns], axis=1)

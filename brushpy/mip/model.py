@@ -128,12 +128,18 @@ class MipGaussians:
 
     # -- files ------------------------------------------------------------------
     def save(self, path, **extra) -> Path:
-        """Write an ``.npz`` with the four parameter arrays plus ``extra`` metadata arrays."""
+        """Write an ``.npz`` with the four parameter arrays plus ``extra`` metadata arrays.
+
+        Written atomically: a failed write raises :class:`~brushpy.io.atomic.WriteError`
+        and keeps the previous file.
+        """
+        from ..io.atomic import atomic_write
+
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **self.to_numpy(), **{k: np.asarray(v) for k, v in extra.items()})
+        with atomic_write(path) as f:
+            np.savez(f, **self.to_numpy(), **{k: np.asarray(v) for k, v in extra.items()})
         return path
 
     @classmethod
@@ -303,6 +309,5 @@ def export_ply(params: dict[str, np.ndarray], path, extents=(1.0, 1.0, 1.0)) -> 
         normals=np.zeros((k, 3), np.float32),  # the INRIA layout's (unused) nx, ny, nz
     )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_ply(path, data)
+    write_ply(path, data)  # atomic; creates the folder
     return path

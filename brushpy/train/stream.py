@@ -33,6 +33,12 @@ by the dataset name), by :class:`RunOutputs`:
 * ``metrics.jsonl``, one JSON line per evaluation:
   ``{"step", "psnr", "ssim", "num_splats", "elapsed_s", "steps_per_s"}``;
 * ``eval_{step}/`` renders when ``--eval-save-to-disk``.
+
+Every file is written atomically (:mod:`brushpy.io.atomic`: a temp file, then a
+rename), so an interrupted or failed write keeps the previous file; a folder that
+cannot be created or written to fails when :class:`RunOutputs` is made, before
+training, naming ``--export-path``. ``metrics.jsonl`` lines are appended and
+fsync'd one at a time; :func:`read_metrics` skips a line torn by a crash.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from pathlib import Path
 from typing import Iterator, Union
 
 from ..gpu import gpu_memory_stats
+from ..io.atomic import append_line, ensure_writable_dir, read_jsonl
 from .config import ProcessConfig
 from .trainer import RunSummary, StepInfo, Trainer
 
@@ -64,6 +71,11 @@ def export_dir_for(process: ProcessConfig, dataset_name: str) -> Path:
     return Path(process.export_path.replace("{dataset}", dataset_name))
 
 
+def read_metrics(path) -> list[dict]:
+    """The lines of a ``metrics.jsonl``, skipping one torn by a crash mid-append."""
+    return [line for line in read_jsonl(path) if isinstance(line, dict)]
+
+
 class RunOutputs:
     """The files of one run: exports, checkpoint, ``metrics.jsonl``, and the :class:`RunSummary`.
 
@@ -76,13 +88,15 @@ class RunOutputs:
         dataset_name: fills ``{dataset}`` in the export path.
         clock: seconds of training so far (default: wall time since this
             object was made; the viewer passes one that stops while paused).
+
+    Raises:
+        InputError: the export folder cannot be created or written to (names ``--export-path``).
     """
 
     def __init__(self, trainer: Trainer, process: ProcessConfig, dataset_name: str, clock=None):
         self.trainer = trainer
         self.process = process
-        self.out_dir = export_dir_for(process, dataset_name)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = ensure_writable_dir(export_dir_for(process, dataset_name), "--export-path")
         self.metrics_path = self.out_dir / "metrics.jsonl"
         self.summary = RunSummary(steps=trainer.step_count, elapsed_s=0.0, num_splats=trainer.splats.num_splats)
         self.start_step = trainer.step_count
@@ -116,8 +130,7 @@ class RunOutputs:
             "elapsed_s": round(elapsed, 3),
             "steps_per_s": round(steps_done / max(elapsed, 1e-9), 3),
         }
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps(line) + "\n")
+        append_line(self.metrics_path, json.dumps(line), option="--export-path")  # fsync'd; read back with read_metrics
         self.summary.history.append(line)
         self.summary.psnr, self.summary.ssim = res["psnr"], res["ssim"]
         return line

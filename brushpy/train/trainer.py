@@ -340,11 +340,13 @@ class Trainer:
         if save_dir is not None:
             from PIL import Image
 
+            from ..io.atomic import atomic_write
+
             d = Path(save_dir)
-            d.mkdir(parents=True, exist_ok=True)
             for name, image in renders:
                 rgb = np.clip(image.numpy()[..., :3], 0.0, 1.0)
-                Image.fromarray((rgb * 255.0 + 0.5).astype(np.uint8)).save(d / f"{Path(name).stem}.png")
+                with atomic_write(d / f"{Path(name).stem}.png", option="--export-path") as f:
+                    Image.fromarray((rgb * 255.0 + 0.5).astype(np.uint8)).save(f, format="PNG")
         finite = [m["psnr"] for m in per_view if math.isfinite(m["psnr"])]
         return {
             "psnr": float(np.mean(finite)) if finite else float("inf"),
@@ -381,15 +383,19 @@ class Trainer:
         from ..io.ply import write_ply
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = self.filter3d.bake(self.splats) if self.filter3d is not None else self.splats
-        write_ply(path, data, comments=[f"SplatRenderMode: {self.config.render_mode}"])
+        write_ply(path, data, comments=[f"SplatRenderMode: {self.config.render_mode}"], option="--export-path")
         return path
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Save the full state (parameters, Adam moments, refine statistics, step, random state) as ``.npz``."""
+        """Save the full state (parameters, Adam moments, refine statistics, step, random state) as ``.npz``.
+
+        Written atomically: a failed save (e.g. a full disk) raises
+        :class:`~brushpy.io.atomic.WriteError` and keeps the previous checkpoint.
+        """
+        from ..io.atomic import atomic_write
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"param.{k}": v for k, v in self.splats.numpy().items()}
         arrays.update({f"adam.{k}": v for k, v in self.adam.state_dict().items()})
         arrays.update({f"stats.{k}": v for k, v in self.stats.state_dict().items()})
@@ -405,9 +411,8 @@ class Trainer:
             "dataset": self.scene.name,
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+        with atomic_write(path, option="--export-path") as f:  # the old checkpoint stays until this one is whole
+            np.savez(f, **arrays)
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:

@@ -101,6 +101,8 @@ def render_camera_path(
     """
     from PIL import Image
 
+    from ..io.atomic import atomic_write
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cameras = list(cameras)
@@ -116,7 +118,8 @@ def render_camera_path(
             if viewer.app.error:
                 raise RuntimeError(viewer.app.error)
             path = out / name_format.format(i)
-            Image.fromarray(np.ascontiguousarray(rgba[..., :3])).save(path)
+            with atomic_write(path) as f:
+                Image.fromarray(np.ascontiguousarray(rgba[..., :3])).save(f, format="PNG")
             written.append(path)
     finally:
         viewer.close()

@@ -207,9 +207,12 @@ class LiveTraining:
 
         Scheduled evaluations and exports run as in ``brushpy train``; reaching
         the total steps runs the final export and evaluation. A
-        :class:`~brushpy.train.trainer.TrainingError` stops the run and lands in :attr:`error`.
+        :class:`~brushpy.train.trainer.TrainingError` or a failed scheduled write
+        (:class:`~brushpy.io.atomic.WriteError`, e.g. a full disk; the previous files are
+        kept) stops the run and lands in :attr:`error`.
         Returns the number of steps run.
         """
+        from ..io.atomic import WriteError
         from ..train.stream import StepEvent
         from ..train.trainer import TrainingError
 
@@ -229,7 +232,7 @@ class LiveTraining:
                 self._step_s = dt if self._step_s == 0 else 0.8 * self._step_s + 0.2 * dt
                 if now - t0 + self._step_s > budget_s:  # the next step would overrun the budget
                     break
-        except TrainingError as exc:
+        except (TrainingError, WriteError) as exc:
             self.error = str(exc)
         now = time.perf_counter()
         self.steps_run += n
