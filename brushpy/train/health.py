@@ -70,6 +70,21 @@ class HealthReport:
                 f"checkpoint are kept). Lower the learning rate ({options}) and train again.")
 
 
+def count_non_finite(arrays: dict) -> HealthReport:
+    """The host-side count of :class:`HealthCheck` (and its reference in the tests).
+
+    Args:
+        arrays: ``{name: array [N, ...]}`` for every name in ``Splats.PARAM_NAMES``
+            (NumPy arrays, or anything with those attributes, e.g. a ``SplatData``).
+    """
+    get = arrays.get if isinstance(arrays, dict) else lambda name: getattr(arrays, name)
+    rows = {name: ~np.isfinite(np.asarray(get(name))).reshape(len(np.asarray(get(name))), -1).all(axis=1)
+            for name in Splats.PARAM_NAMES}
+    n = len(rows["means"])
+    return HealthReport(n, {name: int(r.sum()) for name, r in rows.items()},
+                        int(np.logical_or.reduce(list(rows.values())).sum()) if n else 0)
+
+
 class HealthCheck:
     """Counts splats with non-finite parameters on the GPU (one pass, six ``u32`` read back).
 

@@ -33,7 +33,7 @@ from ..render.splats import Splats
 from .config import ProcessConfig, TrainConfig
 from .errors import CheckpointError, TrainingError
 from .filter3d import Filter3D, Filter3DOp
-from .health import HealthCheck, NonFiniteSplatsError
+from .health import HealthCheck, NonFiniteSplatsError, count_non_finite
 from .init import scene_initial_splats
 from .refine import RefineStats, refine, scene_bounds, stream_key
 
@@ -400,7 +400,12 @@ class Trainer:
         self.health.check(self.splats, self.step_count)  # never write a diverged run's splats
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.filter3d.bake(self.splats) if self.filter3d is not None else self.splats
+        data = self.splats
+        if self.filter3d is not None:
+            data = self.filter3d.bake(self.splats)
+            report = count_non_finite(data)  # huge but finite values can overflow when the filter is folded in
+            if not report.ok:
+                raise NonFiniteSplatsError(report.message(self.step_count))
         write_ply(path, data, comments=[f"SplatRenderMode: {self.config.render_mode}"])
         return path
 
