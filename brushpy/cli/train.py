@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ..data import DatasetError, LoadConfig
+from ..data import LoadConfig
 from ..errors import BrushpyError
 from ..data.config import convert_option
 from ..train.config import ProcessConfig, RunConfigs, TrainConfig, option_fields, resolve_configs
@@ -135,6 +135,8 @@ def _train_params():
     extra = [
         click.Option(["--resume"], type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="Continue from a checkpoint.npz written by an earlier run."),
+        click.Option(["--overwrite"], is_flag=True,
+                     help="Train into an --export-path that holds another run's checkpoint (its metrics start afresh)."),
         click.Option(["--viewer"], is_flag=True, help="Show training live in the desktop window."),
         click.Option(["--quiet", "-q"], is_flag=True, help="No progress bar."),
     ]
@@ -165,19 +167,34 @@ def _embedded_defaults(user_set: set, train_cfg: TrainConfig, process_cfg: Proce
     return replace(train_cfg, **t), replace(process_cfg, **p)
 
 
-def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool, **opts):
+def _train(dataset: Path | None, resume: Path | None, overwrite: bool, viewer: bool, quiet: bool, **opts):
     """Train Gaussian splats on DATASET (a COLMAP project, a nerfstudio transforms.json
     folder, a NeRF-synthetic scene, or a .zip of one) and export a PLY.
 
     Without DATASET, trains on the embedded 100x100 lego scene (NeRF-synthetic,
     CC BY 3.0) in a few minutes, even on a CPU-only machine.
+
+    Ctrl-C (SIGINT) or SIGTERM stop after the current step, save an export and a
+    checkpoint, and exit with 130 or 143; a second signal exits at once.
     """
-    from ..data import DatasetError, load_dataset
-    from ..gpu import GpuError
-    from ..train.run import run_training
-    from ..train.trainer import TrainingError
+    from ..train.run import StopRequested, StopSignals
 
     ctx = click.get_current_context()
+    try:
+        with StopSignals() as stops:
+            summary = _train_run(ctx, dataset, resume, overwrite, viewer, quiet, stops, opts)
+    except StopRequested as stop:  # while loading (training stops between steps and returns)
+        click.echo(str(stop), err=True)
+        ctx.exit(stop.exit_code)
+    if summary is not None and summary.stop_signal is not None:
+        ctx.exit(128 + summary.stop_signal)
+
+
+def _train_run(ctx, dataset, resume, overwrite, viewer, quiet, stops, opts):
+    """Load, resolve the options and train; returns the run's summary (None with the viewer)."""
+    from ..data import load_dataset
+    from ..train.run import run_training
+
     embedded = dataset is None
     if embedded:
         dataset = default_dataset()
@@ -205,11 +222,12 @@ def _train(dataset: Path | None, resume: Path | None, viewer: bool, quiet: bool,
                 run_training_viewer(scene, train_cfg, process_cfg, resume=resume)
             except NoDisplayError as exc:
                 raise click.ClickException(f"{exc} (or train without --viewer)") from exc
-            return
-        run_training(scene, train_cfg, process_cfg, resume=resume, progress=not quiet, log=click.echo)
+            return None
+        return run_training(scene, train_cfg, process_cfg, resume=resume, progress=not quiet, log=click.echo,
+                            overwrite=overwrite, stop_signals=stops)
     except BrushpyError:
-        raise  # the brushpy group prints it: `Error: …`, exit 2 for bad input, 1 for a failed run
-    except (DatasetError, TrainingError, GpuError, ValueError) as exc:
+        raise  # the brushpy group prints it as "Error: …" (exit 2 bad input, 1 a failed run)
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
 
 

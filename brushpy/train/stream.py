@@ -50,8 +50,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
 
+import numpy as np
+
+from ..errors import InputError
 from ..gpu import gpu_memory_stats
-from ..io.atomic import append_line, ensure_writable_dir, read_jsonl
+from ..io.atomic import append_line, atomic_write, ensure_writable_dir, read_jsonl
 from .config import ProcessConfig
 from .trainer import RunSummary, StepInfo, Trainer
 
@@ -76,6 +79,66 @@ def read_metrics(path) -> list[dict]:
     return [line for line in read_jsonl(path) if isinstance(line, dict)]
 
 
+#: The training state file of a run, beside its exports.
+CHECKPOINT_NAME = "checkpoint.npz"
+#: One JSON line per evaluation.
+METRICS_NAME = "metrics.jsonl"
+
+
+def claim_run_folder(out_dir: Path, resume: str | Path | None = None, overwrite: bool = False) -> None:
+    """Make ``out_dir`` ready for a run, refusing to mix two runs in one folder.
+
+    * A folder without a checkpoint is used as it is.
+    * Resuming from the folder's own checkpoint continues the run: ``metrics.jsonl``
+      keeps its lines up to the checkpoint's step (later ones, written after the
+      checkpoint by a run that was then killed, are dropped) and the resumed run
+      appends to it.
+    * ``overwrite`` starts a new run there: ``metrics.jsonl`` starts empty and the
+      checkpoint is replaced at the first export (old exports stay until rewritten).
+    * Anything else (a checkpoint of another run, and no ``--resume`` of it) is refused.
+
+    Raises:
+        brushpy.errors.InputError: the folder holds another run; the message names
+            ``--resume``, ``--overwrite`` and ``--export-path``.
+    """
+    ckpt = Path(out_dir) / CHECKPOINT_NAME
+    metrics = Path(out_dir) / METRICS_NAME
+    if overwrite:
+        if metrics.exists():
+            metrics.unlink()
+        return
+    if not ckpt.exists():
+        return
+    if resume is not None and Path(resume).resolve() == ckpt.resolve():
+        step = _checkpoint_step(ckpt)
+        if step is not None and metrics.exists():
+            _keep_metrics_until(metrics, step)
+        return
+    step = _checkpoint_step(ckpt)
+    at = f" (saved at step {step})" if step is not None else ""
+    raise InputError(
+        f"--export-path {out_dir} already holds another run's {CHECKPOINT_NAME}{at}: continue that run with "
+        f"--resume {ckpt}, start over there with --overwrite, or choose another --export-path")
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    """The step a checkpoint was saved at (None if it cannot be read)."""
+    try:
+        with np.load(path) as data:
+            return int(json.loads(bytes(data["meta"]).decode())["step"])
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is reported by the resume itself
+        return None
+
+
+def _keep_metrics_until(metrics: Path, step: int) -> None:
+    """Drop the lines of ``metrics`` after ``step`` (and a torn line), rewriting it atomically."""
+    lines = read_metrics(metrics)
+    kept = [line for line in lines if isinstance(line.get("step"), int) and line["step"] <= step]
+    if len(kept) != len(metrics.read_text(encoding="utf-8", errors="replace").splitlines()):
+        with atomic_write(metrics, "w", encoding="utf-8", option="--export-path") as f:
+            f.writelines(json.dumps(line) + "\n" for line in kept)
+
+
 class RunOutputs:
     """The files of one run: exports, checkpoint, ``metrics.jsonl``, and the :class:`RunSummary`.
 
@@ -97,7 +160,7 @@ class RunOutputs:
         self.trainer = trainer
         self.process = process
         self.out_dir = ensure_writable_dir(export_dir_for(process, dataset_name), "--export-path")
-        self.metrics_path = self.out_dir / "metrics.jsonl"
+        self.metrics_path = self.out_dir / METRICS_NAME
         self.summary = RunSummary(steps=trainer.step_count, elapsed_s=0.0, num_splats=trainer.splats.num_splats)
         self.start_step = trainer.step_count
         t0 = time.perf_counter()
@@ -108,9 +171,9 @@ class RunOutputs:
         trainer = self.trainer
         name = self.process.export_name.replace("{iter}", str(trainer.step_count))
         path = trainer.export_ply(self.out_dir / name)
-        trainer.save_checkpoint(self.out_dir / "checkpoint.npz")
+        trainer.save_checkpoint(self.out_dir / CHECKPOINT_NAME)
         self.summary.export = str(path)
-        self.summary.checkpoint = str(self.out_dir / "checkpoint.npz")
+        self.summary.checkpoint = str(self.out_dir / CHECKPOINT_NAME)
         return path
 
     def evaluate(self) -> dict | None:

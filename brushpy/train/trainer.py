@@ -14,6 +14,7 @@ itself lives in :mod:`brushpy.train.refine`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
@@ -21,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RunError
 from ..autodiff import Tape
 from ..gpu import BufferTooLargeError, GpuTensor, Kernel, Recorder, UniformLayout, get_context, workgroups_for
 from ..data import ViewOrder
@@ -31,7 +31,9 @@ from ..render.backward import RenderBackward, RenderOp, SplatGrads
 from ..render.forward import release_forward_state, render_forward
 from ..render.splats import Splats
 from .config import ProcessConfig, TrainConfig
+from .errors import CheckpointError, TrainingError
 from .filter3d import Filter3D, Filter3DOp
+from .health import HealthCheck, NonFiniteSplatsError, count_non_finite
 from .init import scene_initial_splats
 from .refine import RefineStats, refine, scene_bounds, stream_key
 
@@ -47,10 +49,6 @@ NOISE_PARAMS = UniformLayout("Params", [
     ("scale", "f32", "lr_mean · mean_noise_weight"),
     ("clamp_to", "f32", "scene extent"),
 ])
-
-
-class TrainingError(RunError):
-    """Training cannot go on (non-finite loss, a scene too large for the device)."""
 
 
 @dataclass
@@ -131,9 +129,10 @@ class Trainer:
         capacity = max_splats_for_device(config.sh_degree, self.ctx)
         # refine grows at most to what one GPU buffer holds
         self._refine_config = replace(config, max_splats=min(int(config.max_splats), capacity))
-        self.capacity_note = None
+        #: things the user should know about this run's options (``brushpy train`` prints them)
+        self.notes: list[str] = []
         if config.max_splats > capacity:
-            self.capacity_note = (
+            self.notes.append(
                 f"--max-splats {config.max_splats:,} is more than one GPU buffer holds at SH degree "
                 f"{config.sh_degree} on this device ({self.ctx.max_binding_bytes / 2**20:.0f} MiB per binding): "
                 f"growth stops at {capacity:,} splats"
@@ -141,10 +140,16 @@ class Trainer:
 
         init = initial if initial is not None else scene_initial_splats(scene, config.random_init_scene_scale, process.seed)
         n0 = int(np.asarray(init["means"]).shape[0])
+        if n0 > config.max_splats:  # the cap holds from the start: keep an even subset of the initial splats
+            keep = np.unique(np.linspace(0, n0 - 1, int(config.max_splats)).round().astype(np.int64))
+            init = {k: np.asarray(v)[keep] for k, v in init.items()}
+            self.notes.append(f"--max-splats {config.max_splats:,}: training starts from {keep.size:,} of the "
+                              f"{n0:,} initial splats")
+            n0 = keep.size
         if n0 > capacity:
             raise TrainingError(
                 f"the initial point cloud has {n0:,} splats but this device's buffers hold at most {capacity:,} at "
-                f"SH degree {config.sh_degree}: lower --subsample-points or --sh-degree"
+                f"SH degree {config.sh_degree}: lower --subsample-points, --max-splats or --sh-degree"
             )
         self.splats = Splats.from_numpy(
             init["means"], init["rotations"], init["log_scales"],
@@ -163,6 +168,7 @@ class Trainer:
         self._views: list[_TrainView] = []
         self._eval_gt: dict[int, GpuTensor] = {}
         self._noise_kernel = Kernel("mean_noise.wgsl", structs=[NOISE_PARAMS])
+        self.health = HealthCheck()
         self._grads: SplatGrads | None = None  # reused every step; reallocated when N changes
         self._v_images: dict[tuple[int, int], GpuTensor] = {}
         self.order = ViewOrder(len(scene.train_views), seed=process.seed)
@@ -215,6 +221,8 @@ class Trainer:
         Raises:
             TrainingError: the loss became non-finite (names the step), or a view
                 needs more GPU memory than one buffer holds.
+            NonFiniteSplatsError: (a TrainingError) when the loss is read back, some
+                splats hold NaN or ±inf (names the step, tensors and learning-rate options).
         """
         c = self.config
         step = self.step_count  # 0-based index of this step
@@ -239,18 +247,24 @@ class Trainer:
         lrs = self.adam.step(rec, splats, grads, step)
         self._record_noise(rec, render.grads.visible, lrs["means"], step)
         self.last_ops = tuple(op.name for op in tape.ops)
+        read_back = (step + 1) % self.log_every == 0 or step + 1 == c.total_steps
+        if read_back:  # with the loss, count non-finite splats (a diverged run's loss can stay finite)
+            self.health.record(rec, splats)
         release_forward_state(state, rec)  # its buffers return to the renderer's pool at submit
         rec.submit()
         self.step_count += 1
 
         loss = None
-        if self.step_count % self.log_every == 0 or self.step_count == c.total_steps:
+        if read_back:
             loss = self.loss_fn.read_loss()
             if not math.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss} at step {self.step_count}; stopping (the last export is kept). "
                     "Try lower learning rates (e.g. --lr-mean) or check the input images."
                 )
+            report = self.health.read()
+            if not report.ok:
+                raise NonFiniteSplatsError(report.message(self.step_count))
             self.last_loss = loss
         info = StepInfo(self.step_count, loss, self.splats.num_splats, state.num_visible, lrs["means"])
         if self.refine_due(self.step_count):
@@ -379,11 +393,20 @@ class Trainer:
         file renders as training did); the header says ``SplatRenderMode: default|mip``
         as Brush's exports do (a mip-trained file is meant for a renderer with the 0.1
         2D filter and opacity compensation).
+
+        Raises:
+            NonFiniteSplatsError: the splats hold NaN or ±inf (training diverged); nothing is written.
         """
         from ..io.ply import write_ply
 
+        self.health.check(self.splats, self.step_count)  # never write a diverged run's splats
         path = Path(path)
-        data = self.filter3d.bake(self.splats) if self.filter3d is not None else self.splats
+        data = self.splats
+        if self.filter3d is not None:
+            data = self.filter3d.bake(self.splats)
+            report = count_non_finite(data)  # huge but finite values can overflow when the filter is folded in
+            if not report.ok:
+                raise NonFiniteSplatsError(report.message(self.step_count))
         write_ply(path, data, comments=[f"SplatRenderMode: {self.config.render_mode}"], option="--export-path")
         return path
 
@@ -392,9 +415,14 @@ class Trainer:
 
         Written atomically: a failed save (e.g. a full disk) raises
         :class:`~brushpy.io.atomic.WriteError` and keeps the previous checkpoint.
+
+        Raises:
+            NonFiniteSplatsError: the splats hold NaN or ±inf (training diverged); nothing is written.
+            brushpy.io.atomic.WriteError: the file cannot be written (the previous one is kept).
         """
         from ..io.atomic import atomic_write
 
+        self.health.check(self.splats, self.step_count)
         path = Path(path)
         arrays = {f"param.{k}": v for k, v in self.splats.numpy().items()}
         arrays.update({f"adam.{k}": v for k, v in self.adam.state_dict().items()})
@@ -409,17 +437,25 @@ class Trainer:
             "noise_rng": self.noise_rng.bit_generator.state,
             "bounds": [self.bounds.center.tolist(), self.bounds.half_extent.tolist()],
             "dataset": self.scene.name,
+            "train_views": self._views_digest(),
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
         with atomic_write(path, option="--export-path") as f:  # the old checkpoint stays until this one is whole
             np.savez(f, **arrays)
         return path
 
+    def _views_digest(self) -> dict:
+        """Which training views this run uses: their count and a SHA-1 of their names in order
+        (a checkpoint records it; resuming on other views is refused)."""
+        names = "\n".join(v.name for v in self.scene.train_views)
+        return {"count": len(self.scene.train_views), "sha1": hashlib.sha1(names.encode()).hexdigest()}
+
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a :meth:`save_checkpoint` file; training continues from its step.
 
         Raises:
-            TrainingError: the file is not a brushpy checkpoint or does not match the SH degree.
+            CheckpointError: (a TrainingError) the file is not a brushpy checkpoint, or was
+                saved by a run on another dataset (name or training views), or with another SH degree.
         """
         from .refine import SceneBounds
 
@@ -428,14 +464,21 @@ class Trainer:
             data = np.load(path)
             meta = json.loads(bytes(data["meta"]).decode())
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
-            raise TrainingError(f"{path} is not a readable brushpy checkpoint ({exc})") from exc
+            raise CheckpointError(f"--resume {path}: not a readable brushpy checkpoint ({exc})") from exc
         if meta.get("format") != "brushpy-checkpoint-1":
-            raise TrainingError(f"{path} is not a brushpy checkpoint (format {meta.get('format')!r})")
+            raise CheckpointError(f"--resume {path}: not a brushpy checkpoint (format {meta.get('format')!r})")
+        theirs = meta.get("train_views")
+        if meta.get("dataset") != self.scene.name or (theirs is not None and theirs != self._views_digest()):
+            raise CheckpointError(
+                f"--resume {path}: saved by a run on dataset {meta.get('dataset')!r} "
+                f"({(theirs or {}).get('count', '?')} training views), but this run trains {self.scene.name!r} "
+                f"({len(self.scene.train_views)} training views); resume with the dataset (and split options) "
+                "it was trained on")
         p = {k: data[f"param.{k}"] for k in Splats.PARAM_NAMES}
         k = p["sh_coeffs"].shape[1]
         if k != (self.config.sh_degree + 1) ** 2:
-            raise TrainingError(f"{path} holds SH degree {int(round(math.sqrt(k))) - 1} but --sh-degree is "
-                                f"{self.config.sh_degree}; resume with the same --sh-degree")
+            raise CheckpointError(f"--resume {path}: holds SH degree {int(round(math.sqrt(k))) - 1} but --sh-degree "
+                                  f"is {self.config.sh_degree}; resume with the same --sh-degree")
         self.splats = Splats.from_numpy(*(p[name] for name in Splats.PARAM_NAMES))
         self.adam.load_state_dict({key[5:]: data[key] for key in data.files if key.startswith("adam.")})
         self.stats = RefineStats.from_state_dict({key[6:]: data[key] for key in data.files if key.startswith("stats.")})
@@ -463,6 +506,8 @@ class RunSummary:
     export: str | None = None
     checkpoint: str | None = None
     interrupted: bool = False
+    #: the signal that stopped the run (SIGINT 2, SIGTERM 15), None when it ran to the end
+    stop_signal: int | None = None
     history: list = field(default_factory=list)
     #: peak bytes held by GPU tensor buffers during the run, MiB (``gpu_memory_stats``)
     peak_gpu_mib: float | None = None

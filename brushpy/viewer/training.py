@@ -122,8 +122,8 @@ class LiveTraining:
         self.finished = False
         self.error: str | None = None
         self.message: str = f"resumed from {resume} at step {self.trainer.step_count}" if resume else ""
-        if self.trainer.capacity_note:
-            self.message = f"note: {self.trainer.capacity_note}"
+        if self.trainer.notes:
+            self.message = "note: " + "; ".join(self.trainer.notes)
         self._train_time = 0.0  # wall time not paused, since the start
         self._resumed_at: float | None = time.perf_counter()
         self.outputs = RunOutputs(self.trainer, self.process, scene.name, clock=self.elapsed)
