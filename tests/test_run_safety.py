@@ -99,6 +99,26 @@ def test_diverged_run_stops_with_step_tensor_and_option(gpu, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_run_whose_splats_all_left_the_views_stops(gpu):
+    """`--lr-mean 1e9`: every value stays finite but the means fly out of the cameras' views (the run
+    exited 0 with the background's 9.64 dB); with nothing visible no gradient can bring them back."""
+    from brushpy.train.config import ProcessConfig
+    from brushpy.train.health import NothingVisibleError, blind_steps_limit
+    from brushpy.train.trainer import Trainer
+
+    scene = tiny_scene()
+    tr = Trainer(scene, tiny_config(lr_mean=1e9, total_steps=200), ProcessConfig())
+    with pytest.raises(NothingVisibleError) as err:
+        for _ in range(200):
+            tr.step()
+    assert tr.step_count < 100
+    assert f"no splat was visible in the last {blind_steps_limit(len(scene.train_views))} training views" in str(err.value)
+    assert "--lr-mean" in str(err.value)
+    # a healthy run of the same length never trips it
+    ok = Trainer(scene, tiny_config(total_steps=200), ProcessConfig())
+    assert min(ok.step().num_visible for _ in range(tr.step_count + 5)) > 0
+
+
 def test_diverged_run_is_a_cli_error_and_keeps_the_last_good_export(gpu, tmp_path):
     """`brushpy train` with a diverging LR: exit 1, one `Error:` line, no traceback, the earlier export kept."""
     from brushpy.io.ply import read_ply

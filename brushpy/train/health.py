@@ -9,6 +9,12 @@ value in each parameter tensor. The trainer records it whenever it reads the
 loss back and before every export or checkpoint, and stops with
 :class:`NonFiniteSplatsError` naming the step, the tensors and the learning-rate
 options to lower; the last export and checkpoint written stay as they were.
+
+Finite splats can be lost too: ``--lr-mean 1e9`` moves every centre about 1e9
+scene extents in the first step, out of every camera (measured: exit 0 and
+"9.64 dB", the background alone). With no splat visible no gradient reaches
+them again, so a run that renders no splat for :func:`blind_steps_limit` steps
+in a row stops with :class:`NothingVisibleError`.
 """
 
 from __future__ import annotations
@@ -37,8 +43,33 @@ LR_OPTION = {
 }
 
 
-class NonFiniteSplatsError(TrainingError):
+class DivergedError(TrainingError):
+    """Training diverged (the message names the step and the options to lower)."""
+
+
+class NonFiniteSplatsError(DivergedError):
     """Training diverged: some splats hold NaN or ±inf (the message names the step, tensors and options)."""
+
+
+class NothingVisibleError(DivergedError):
+    """No splat was visible in any view for a whole window of steps: no gradient reaches the
+    splats any more, so the run cannot recover (typically the means were flung out of every
+    camera's view by a too-high ``--lr-mean``)."""
+
+
+def blind_steps_limit(num_train_views: int) -> int:
+    """How many steps in a row may render no splat before :class:`NothingVisibleError`:
+    an epoch's worth of views (at least 10), so one view that sees nothing never trips it."""
+    return max(10, int(num_train_views))
+
+
+def nothing_visible_message(step: int, blind_steps: int, num_splats: int, largest_mean: float) -> str:
+    """The error text of :class:`NothingVisibleError`."""
+    return (f"training diverged at step {step}: no splat was visible in the last {blind_steps} training views, so "
+            f"no gradient reaches the {num_splats:,} splats and the run cannot recover (the farthest splat centre "
+            f"is {largest_mean:.3g} from the origin; a too-high learning rate flings splats out of the cameras' "
+            "views, and refine then prunes them); stopping without writing them (the last export and checkpoint "
+            "are kept). Lower the learning rate (--lr-mean) and train again.")
 
 
 @dataclass(frozen=True)

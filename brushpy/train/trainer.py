@@ -33,7 +33,8 @@ from ..render.splats import Splats
 from .config import ProcessConfig, TrainConfig
 from .errors import CheckpointError, TrainingError
 from .filter3d import Filter3D, Filter3DOp
-from .health import HealthCheck, NonFiniteSplatsError, count_non_finite
+from .health import (HealthCheck, NonFiniteSplatsError, NothingVisibleError, blind_steps_limit, count_non_finite,
+                     nothing_visible_message)
 from .init import scene_initial_splats
 from .refine import RefineStats, refine, scene_bounds, stream_key
 
@@ -169,6 +170,7 @@ class Trainer:
         self._eval_gt: dict[int, GpuTensor] = {}
         self._noise_kernel = Kernel("mean_noise.wgsl", structs=[NOISE_PARAMS])
         self.health = HealthCheck()
+        self._blind_steps = 0  # steps in a row that rendered no splat (a run whose splats all left the views)
         self._grads: SplatGrads | None = None  # reused every step; reallocated when N changes
         self._v_images: dict[tuple[int, int], GpuTensor] = {}
         self.order = ViewOrder(len(scene.train_views), seed=process.seed)
@@ -223,6 +225,8 @@ class Trainer:
                 needs more GPU memory than one buffer holds.
             NonFiniteSplatsError: (a TrainingError) when the loss is read back, some
                 splats hold NaN or ±inf (names the step, tensors and learning-rate options).
+            NothingVisibleError: (a TrainingError) no splat was visible for
+                :func:`~brushpy.train.health.blind_steps_limit` steps in a row.
         """
         c = self.config
         step = self.step_count  # 0-based index of this step
@@ -266,6 +270,11 @@ class Trainer:
             if not report.ok:
                 raise NonFiniteSplatsError(report.message(self.step_count))
             self.last_loss = loss
+        self._blind_steps = self._blind_steps + 1 if state.num_visible == 0 and splats.num_splats else 0
+        if self._blind_steps >= blind_steps_limit(len(self._views)):
+            largest = float(np.abs(self.splats.means.numpy()).max())
+            raise NothingVisibleError(nothing_visible_message(self.step_count, self._blind_steps, self.splats.num_splats,
+                                                              largest))
         info = StepInfo(self.step_count, loss, self.splats.num_splats, state.num_visible, lrs["means"])
         if self.refine_due(self.step_count):
             info.refine = self.refine()
