@@ -20,21 +20,19 @@ from click.testing import CliRunner
 
 from tests.conftest import REPO
 
-LEGO = REPO / "assets" / "lego_small"
+from tests.test_train import LEGO
+from tests.test_train import tiny_config as _train_config
+from tests.test_train import tiny_scene as _train_scene
 
 
 def tiny_scene(max_frames=4, resolution=16):
-    from brushpy.data import LoadConfig, load_dataset
-
-    return load_dataset(LEGO, LoadConfig(max_frames=max_frames, max_resolution=resolution, progress=False))
+    """test_train's tiny lego, smaller still (4 views at 16 px)."""
+    return _train_scene(max_frames=max_frames, resolution=resolution)
 
 
 def tiny_config(**kw):
-    from brushpy.train.config import TrainConfig
-
-    base = dict(total_steps=30, background_color=(1.0, 1.0, 1.0), refine_every=10, growth_stop_iter=20, sh_degree=1)
-    base.update(kw)
-    return TrainConfig(**base)
+    """test_train's config with a short schedule (30 steps, refine every 10)."""
+    return _train_config(**{"total_steps": 30, "refine_every": 10, "growth_stop_iter": 20, **kw})
 
 
 def run_cli(*args):
