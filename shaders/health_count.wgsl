@@ -21,33 +21,41 @@ fn non_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
 }
 
+// 1 if any of the values is non-finite (max of the exponent fields: all ones only for NaN/inf).
+fn any_non_finite4(a: f32, b: f32, c: f32, d: f32) -> bool {
+    let e = max(max(bitcast<u32>(a) & 0x7f800000u, bitcast<u32>(b) & 0x7f800000u),
+                max(bitcast<u32>(c) & 0x7f800000u, bitcast<u32>(d) & 0x7f800000u));
+    return e == 0x7f800000u;
+}
+
+fn count_bad(slot: u32, bad: bool) -> u32 {
+    if bad {
+        atomicAdd(&counts[slot], 1u);
+        return 1u;
+    }
+    return 0u;
+}
+
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup_id(wid, nwg) * 256u + lid;
+fn main(inv: Thread) {
+    let i = thread_index(inv);
     if i >= params.num_splats {
         return;
     }
-    var bad = array<bool, 5>(false, false, false, false, false);
-    for (var c = 0u; c < 3u; c++) {
-        bad[0] = bad[0] || non_finite(means[3u * i + c]);
-        bad[2] = bad[2] || non_finite(log_scales[3u * i + c]);
-    }
-    for (var c = 0u; c < 4u; c++) {
-        bad[1] = bad[1] || non_finite(rotations[4u * i + c]);
-    }
+    let bad_means = any_non_finite4(means[3u * i], means[3u * i + 1u], means[3u * i + 2u], 0.0);
+    let bad_rotations = any_non_finite4(rotations[4u * i], rotations[4u * i + 1u], rotations[4u * i + 2u],
+                                        rotations[4u * i + 3u]);
+    let bad_scales = any_non_finite4(log_scales[3u * i], log_scales[3u * i + 1u], log_scales[3u * i + 2u], 0.0);
+    var exp_max = 0u;
+    let base = params.sh_row_len * i;
     for (var c = 0u; c < params.sh_row_len; c++) {
-        bad[3] = bad[3] || non_finite(sh_coeffs[params.sh_row_len * i + c]);
+        exp_max = max(exp_max, bitcast<u32>(sh_coeffs[base + c]) & 0x7f800000u);
     }
-    bad[4] = non_finite(raw_opacities[i]);
-    var any_bad = false;
-    for (var t = 0u; t < 5u; t++) {
-        if bad[t] {
-            atomicAdd(&counts[t], 1u);
-            any_bad = true;
-        }
-    }
-    if any_bad {
+    let bad_sh = exp_max == 0x7f800000u;
+    let bad_opacity = non_finite(raw_opacities[i]);
+    let any_bad = count_bad(0u, bad_means) + count_bad(1u, bad_rotations) + count_bad(2u, bad_scales)
+                + count_bad(3u, bad_sh) + count_bad(4u, bad_opacity);
+    if any_bad > 0u {
         atomicAdd(&counts[5], 1u);
     }
 }

@@ -80,19 +80,25 @@ def test_health_check_counts_non_finite_values_per_tensor(gpu, seed):
 def test_diverged_run_stops_with_step_tensor_and_option(gpu, tmp_path):
     """Huge learning rates: the loss stays finite but the splats do not; the trainer says so."""
     from brushpy.train.config import ProcessConfig
-    from brushpy.train.health import NonFiniteSplatsError
+    from brushpy.train.health import HEALTH_EVERY, DivergedError, NonFiniteSplatsError
     from brushpy.train.trainer import Trainer
 
-    tr = Trainer(tiny_scene(), tiny_config(lr_mean=1e38, lr_scale=1e38), ProcessConfig())
-    with pytest.raises(NonFiniteSplatsError) as err:
-        for _ in range(30):
+    tr = Trainer(tiny_scene(), tiny_config(lr_mean=1e38, lr_scale=1e38, total_steps=60), ProcessConfig())
+    for _ in range(3):
+        tr.step()
+    with pytest.raises(NonFiniteSplatsError) as err:  # checked before every write, whatever the cadence
+        tr.export_ply(tmp_path / "x.ply")
+    assert "training diverged at step 3" in str(err.value) and "--lr-" in str(err.value)
+    tr = Trainer(tiny_scene(), tiny_config(lr_mean=1e38, lr_scale=1e38, total_steps=60), ProcessConfig())
+    with pytest.raises(DivergedError) as err:
+        for _ in range(60):
             tr.step()
     msg = str(err.value)
-    assert f"step {tr.step_count}" in msg and "--lr-" in msg and "non-finite" in msg
-    assert tr.step_count < 30
-    with pytest.raises(NonFiniteSplatsError):  # and nothing diverged is ever written
+    assert f"training diverged at step {tr.step_count}" in msg and "--lr-" in msg
+    assert tr.step_count <= HEALTH_EVERY
+    with pytest.raises(DivergedError):  # and nothing diverged is ever written, even once refine pruned it
         tr.export_ply(tmp_path / "x.ply")
-    with pytest.raises(NonFiniteSplatsError):
+    with pytest.raises(DivergedError):
         tr.save_checkpoint(tmp_path / "c.npz")
     assert not list(tmp_path.iterdir())
 

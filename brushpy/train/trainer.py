@@ -33,7 +33,7 @@ from ..render.splats import Splats
 from .config import ProcessConfig, TrainConfig
 from .errors import CheckpointError, TrainingError
 from .filter3d import Filter3D, Filter3DOp
-from .health import (HealthCheck, NonFiniteSplatsError, NothingVisibleError, blind_steps_limit, count_non_finite,
+from .health import (HEALTH_EVERY, DivergedError, HealthCheck, NonFiniteSplatsError, NothingVisibleError, blind_steps_limit, count_non_finite,
                      nothing_visible_message)
 from .init import scene_initial_splats
 from .refine import RefineStats, refine, scene_bounds, stream_key
@@ -171,6 +171,9 @@ class Trainer:
         self._noise_kernel = Kernel("mean_noise.wgsl", structs=[NOISE_PARAMS])
         self.health = HealthCheck()
         self._blind_steps = 0  # steps in a row that rendered no splat (a run whose splats all left the views)
+        self._health_step = 0  # the step of the last health check
+        #: the DivergedError that stopped training, if it did (exports and checkpoints then refuse)
+        self.divergence: DivergedError | None = None
         self._grads: SplatGrads | None = None  # reused every step; reallocated when N changes
         self._v_images: dict[tuple[int, int], GpuTensor] = {}
         self.order = ViewOrder(len(scene.train_views), seed=process.seed)
@@ -223,8 +226,10 @@ class Trainer:
         Raises:
             TrainingError: the loss became non-finite (names the step), or a view
                 needs more GPU memory than one buffer holds.
-            NonFiniteSplatsError: (a TrainingError) when the loss is read back, some
-                splats hold NaN or ±inf (names the step, tensors and learning-rate options).
+            NonFiniteSplatsError: (a TrainingError) some splats hold NaN or ±inf (names the
+                step, tensors and learning-rate options); checked with the loss read-back at most
+                every :data:`~brushpy.train.health.HEALTH_EVERY` steps, at the last step, and before
+                every export and checkpoint.
             NothingVisibleError: (a TrainingError) no splat was visible for
                 :func:`~brushpy.train.health.blind_steps_limit` steps in a row.
         """
@@ -252,8 +257,12 @@ class Trainer:
         self._record_noise(rec, render.grads.visible, lrs["means"], step)
         self.last_ops = tuple(op.name for op in tape.ops)
         read_back = (step + 1) % self.log_every == 0 or step + 1 == c.total_steps
-        if read_back:  # with the loss, count non-finite splats (a diverged run's loss can stay finite)
+        # with the loss (not more often than every HEALTH_EVERY steps: the pass costs about as much
+        # as Adam), count non-finite splats: a diverged run's loss can stay finite
+        check_health = read_back and (step + 1 - self._health_step >= HEALTH_EVERY or step + 1 == c.total_steps)
+        if check_health:
             self.health.record(rec, splats)
+            self._health_step = step + 1
         release_forward_state(state, rec)  # its buffers return to the renderer's pool at submit
         rec.submit()
         self.step_count += 1
@@ -266,15 +275,15 @@ class Trainer:
                     f"the loss became {loss} at step {self.step_count}; stopping (the last export is kept). "
                     "Try lower learning rates (e.g. --lr-mean) or check the input images."
                 )
-            report = self.health.read()
-            if not report.ok:
+            report = self.health.read() if check_health else None
+            if report is not None and not report.ok:
                 raise NonFiniteSplatsError(report.message(self.step_count))
             self.last_loss = loss
         self._blind_steps = self._blind_steps + 1 if state.num_visible == 0 and splats.num_splats else 0
         if self._blind_steps >= blind_steps_limit(len(self._views)):
             largest = float(np.abs(self.splats.means.numpy()).max())
-            raise NothingVisibleError(nothing_visible_message(self.step_count, self._blind_steps, self.splats.num_splats,
-                                                              largest))
+            raise self._diverged(NothingVisibleError(nothing_visible_message(
+                self.step_count, self._blind_steps, self.splats.num_splats, largest)))
         info = StepInfo(self.step_count, loss, self.splats.num_splats, state.num_visible, lrs["means"])
         if self.refine_due(self.step_count):
             info.refine = self.refine()
@@ -408,14 +417,14 @@ class Trainer:
         """
         from ..io.ply import write_ply
 
-        self.health.check(self.splats, self.step_count)  # never write a diverged run's splats
+        self._check_writable()  # never write a diverged run's splats
         path = Path(path)
         data = self.splats
         if self.filter3d is not None:
             data = self.filter3d.bake(self.splats)
             report = count_non_finite(data)  # huge but finite values can overflow when the filter is folded in
             if not report.ok:
-                raise NonFiniteSplatsError(report.message(self.step_count))
+                raise self._diverged(NonFiniteSplatsError(report.message(self.step_count)))
         write_ply(path, data, comments=[f"SplatRenderMode: {self.config.render_mode}"], option="--export-path")
         return path
 
@@ -431,7 +440,7 @@ class Trainer:
         """
         from ..io.atomic import atomic_write
 
-        self.health.check(self.splats, self.step_count)
+        self._check_writable()
         path = Path(path)
         arrays = {f"param.{k}": v for k, v in self.splats.numpy().items()}
         arrays.update({f"adam.{k}": v for k, v in self.adam.state_dict().items()})
@@ -452,6 +461,20 @@ class Trainer:
         with atomic_write(path, option="--export-path") as f:  # the old checkpoint stays until this one is whole
             np.savez(f, **arrays)
         return path
+
+    def _diverged(self, error: DivergedError) -> DivergedError:
+        """Remember that training diverged (exports and checkpoints refuse from now on); returns ``error``."""
+        self.divergence = error
+        return error
+
+    def _check_writable(self) -> None:
+        """Raise the divergence again if training diverged, else count non-finite splats now."""
+        if self.divergence is not None:
+            raise type(self.divergence)(str(self.divergence))
+        try:
+            self.health.check(self.splats, self.step_count)
+        except NonFiniteSplatsError as exc:
+            raise self._diverged(exc)
 
     def _views_digest(self) -> dict:
         """Which training views this run uses: their count and a SHA-1 of their names in order
