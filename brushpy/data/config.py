@@ -45,6 +45,11 @@ class LoadConfig:
         synthetic_eval_split: which NeRF-synthetic file is the eval set when both
             exist: ``"test"`` (default: the split published numbers are measured
             on) or ``"val"`` (Brush's choice). The other is used when one is absent.
+        depth_scale: multiplies raw depth-map values to get metres (scene units); None = the
+            dataset's ``depth_unit_scale_factor`` (nerfstudio) or the format's default (0.001
+            for 16-bit PNG in millimetres, 1 for float ``.npy`` / TIFF in metres).
+        depth_from_points: COLMAP datasets: views without a depth map get sparse depth from
+            the points3D they observe (``depth.sparse_depth``).
         num_workers: image decoding threads (None: ``os.cpu_count()``).
         progress: show a tqdm progress bar while decoding.
     """
@@ -59,6 +64,12 @@ class LoadConfig:
     invert_masks: bool = _opt(False, "Masks are white where pixels should be ignored.")
     synthetic_eval_split: str = _opt("test", "NeRF-synthetic eval file: `test` or `val` (the other when absent).",
                                      choices=SYNTHETIC_EVAL_SPLITS, brush_flag=False, brush_default="val")
+    depth_scale: float | None = _opt(None, "Multiply raw depth-map values by this to get metres (scene units); "
+                                           "default: the dataset's `depth_unit_scale_factor`, else 0.001 for "
+                                           "16-bit PNG (millimetres), 1 for `.npy`/TIFF (metres).",
+                                     brush_flag=False, min=1e-12)
+    depth_from_points: bool = _opt(False, "COLMAP: views without a depth map get sparse depth from the "
+                                          "points3D each image observes.", brush_flag=False)
     num_workers: int | None = _opt(None, "Image decoding threads (default: all cores).", brush_flag=False, min=1)
     progress: bool = _opt(True, "Show a progress bar while decoding.", cli=False)
 
