@@ -83,45 +83,7 @@ def read_depth_size(source: DatasetSource, rel: str) -> tuple[int, int]:
     Raises:
         DepthMapError: unreadable, not a 16-bit PNG / 2D array, or an unsupported format (names the file).
     """
-    kind = _kind(source, rel)
-    where = source.display_path(rel)
-    try:
-        if kind == "png":
-            with Image.open(source.open_for_pil(rel)) as im:
-                _check_png_mode(im, where)
-                return im.size
-        if kind == "npy":
-            f = io.BytesIO(source.read_bytes(rel))
-            version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, _, dtype = read_header(f)
-            return _shape_size(shape, dtype, where)
-        import tifffile
-
-        with tifffile.TiffFile(io.BytesIO(source.read_bytes(rel))) as tif:
-            page = tif.pages[0]
-            return _shape_size(page.shape, page.dtype, where)
-    except DepthMapError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
-        raise DepthMapError(f"cannot read depth map {where}: {exc}") from None
-
-
-def _check_png_mode(im: Image.Image, where: str) -> None:
-    if im.mode not in _PNG_MODES:
-        raise DepthMapError(f"depth map {where}: a PNG depth map must be 16-bit greyscale (millimetres), "
-                            f"this one is mode {im.mode}; convert it, or remove it from the depth folder")
-
-
-def _shape_size(shape, dtype, where: str) -> tuple[int, int]:
-    shape = tuple(shape)
-    if len(shape) == 3 and shape[2] == 1:
-        shape = shape[:2]
-    if len(shape) != 2 or np.dtype(dtype).kind not in "fiu":
-        raise DepthMapError(f"depth map {where}: expected a 2D array of numbers, got shape {shape} "
-                            f"of {np.dtype(dtype)}")
-    return int(shape[1]), int(shape[0])
+    return _read(source, rel, header=True)
 
 
 def read_depth_raw(source: DatasetSource, rel: str) -> np.ndarray:
@@ -130,28 +92,58 @@ def read_depth_raw(source: DatasetSource, rel: str) -> np.ndarray:
     Raises:
         DepthMapError: unreadable file (names it).
     """
+    return _read(source, rel, header=False)
+
+
+def _read(source: DatasetSource, rel: str, header: bool):
+    """The size (``header``) or the raw float32 values of a depth file."""
     kind = _kind(source, rel)
     where = source.display_path(rel)
     try:
         if kind == "png":
             with Image.open(source.open_for_pil(rel)) as im:
-                _check_png_mode(im, where)
-                raw = np.asarray(im)
-            raw = raw.astype(np.float32)
+                if im.mode not in _PNG_MODES:
+                    raise DepthMapError(
+                        f"depth map {where}: a PNG depth map must be 16-bit greyscale (millimetres), this one "
+                        f"is mode {im.mode}; convert it, or remove it from the depth folder")
+                if header:
+                    return im.size
+                raw = np.asarray(im).astype(np.float32)
             raw[raw == _PNG_INVALID] = 0.0
             return raw
+        data = io.BytesIO(source.read_bytes(rel))
         if kind == "npy":
-            arr = np.load(io.BytesIO(source.read_bytes(rel)), allow_pickle=False)
+            if header:
+                version = np.lib.format.read_magic(data)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(data)
+                return _shape_size(shape, dtype, where)
+            arr = np.load(data, allow_pickle=False)
         else:
             import tifffile
 
-            arr = tifffile.imread(io.BytesIO(source.read_bytes(rel)))
-        _shape_size(arr.shape, arr.dtype, where)
-        return np.asarray(arr, np.float32).reshape(arr.shape[0], arr.shape[1])
+            if header:
+                with tifffile.TiffFile(data) as tif:
+                    return _shape_size(tif.pages[0].shape, tif.pages[0].dtype, where)
+            arr = tifffile.imread(data)
+        w, h = _shape_size(arr.shape, arr.dtype, where)
+        return np.asarray(arr, np.float32).reshape(h, w)
     except DepthMapError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
         raise DepthMapError(f"cannot read depth map {where}: {exc}") from None
+
+
+def _shape_size(shape, dtype, where: str) -> tuple[int, int]:
+    """(width, height) of a [H,W] or [H,W,1] array of numbers."""
+    shape = tuple(shape)
+    if len(shape) == 3 and shape[2] == 1:
+        shape = shape[:2]
+    if len(shape) != 2 or np.dtype(dtype).kind not in "fiu":
+        raise DepthMapError(f"depth map {where}: expected a 2D array of numbers, got shape {shape} "
+                            f"of {np.dtype(dtype)}")
+    return int(shape[1]), int(shape[0])
 
 
 def check_depth_size(source: DatasetSource, depth_rel: str, image_rel: str, image_size: tuple[int, int],
