@@ -491,20 +491,43 @@ def select_model(source) -> tuple[str, bool] | None:
     return models[best]
 
 
+_NOT_IMAGE_FOLDERS = ("masks", "depth", "depths")
+
+
 def find_image_file(source, name: str) -> str | None:
     """Resolve a COLMAP image name: ``images/<name>``, ``<name>``, then any file ending in
-    ``/<name>`` outside ``masks/`` folders (shortest path first)."""
+    ``/<name>`` outside ``masks/`` and ``depth(s)/`` folders (shortest path first)."""
     for cand in (f"images/{name}", name):
         hit = source.resolve(cand)
         if hit is not None:
             return hit
     suffix = "/" + name.lower()
-    hits = [f for f in source.files if f.lower().endswith(suffix) and "masks" not in f.lower().split("/")[:-1]]
+    hits = [f for f in source.files
+            if f.lower().endswith(suffix) and not set(_NOT_IMAGE_FOLDERS) & set(f.lower().split("/")[:-1])]
     return min(hits, key=lambda f: (len(f), f)) if hits else None
+
+
+def observed_points(model: ColmapModel) -> dict[int, np.ndarray]:
+    """``{image_id: world points [N,3]}``: the points3D each image observes (its 2D observations'
+    point ids, the image side of COLMAP's tracks). Ids missing from points3D are skipped."""
+    out = {}
+    if model.points is None or len(model.points) == 0:
+        return out
+    order = np.argsort(model.points.ids)
+    ids = model.points.ids[order]
+    for im in model.images.values():
+        pid = np.unique(im.point3d_ids[im.point3d_ids >= 0])
+        pos = np.minimum(np.searchsorted(ids, pid), len(ids) - 1)
+        rows = order[pos[ids[pos] == pid]]
+        out[im.id] = model.points.xyz[rows]
+    return out
 
 
 def load_colmap_scene(source, config, alpha_mode: str, report):
     """Views (sorted by name, frame options applied) and initial points of the dataset's COLMAP model.
+
+    Depth: a map in a ``depth/`` (``depths/``) folder matched by image stem; else, with
+    ``config.depth_from_points``, sparse depth from the points3D the image observes.
 
     Returns:
         (views, init_points or None, model folder) or None when the dataset has no COLMAP model.
@@ -514,7 +537,9 @@ def load_colmap_scene(source, config, alpha_mode: str, report):
             translation, a non-positive or non-finite focal length, a zero image size, non-finite
             points (names the file and the image or camera).
         UnsupportedCameraModel: camera models brushpy cannot undistort.
+        depth.DepthMapError: an unreadable depth map or one of another aspect than its image.
     """
+    from .depth import depth_index, find_depth
     from .images import find_mask, mask_index
     from .init_points import InitPoints
     from .scene import camera_problem, make_view, natural_key, select_frames
@@ -528,6 +553,10 @@ def load_colmap_scene(source, config, alpha_mode: str, report):
     cam_origin = source.display_path(model_files(folder, binary)[0])
     img_origin = source.display_path(model_files(folder, binary)[1])
     masks = mask_index(source)
+    depths = depth_index(source)
+    observed = observed_points(model) if config.depth_from_points else {}
+    if config.depth_from_points and not observed:
+        report.warn(f"{source.path}: --depth-from-points: the COLMAP model has no points3D; no sparse depth")
     entries = []
     for im in sorted(model.images.values(), key=lambda im: natural_key(im.name)):
         rel = find_image_file(source, im.name)
@@ -558,7 +587,8 @@ def load_colmap_scene(source, config, alpha_mode: str, report):
         if problem:
             raise ColmapFormatError(f"{cam_origin}: camera {cam.id} ({cam.model}, used by {im.name}): {problem}")
         views.append(make_view(source, rel, im.world_to_camera(), (fx, fy, cx, cy), (cam.width, cam.height), dist,
-                               cam.model, config, alpha_mode, find_mask(source, rel, masks), report))
+                               cam.model, config, alpha_mode, find_mask(source, rel, masks), report,
+                               depth_path=find_depth(rel, depths), depth_points=observed.get(im.id)))
     points = None
     if model.points is not None and len(model.points) > 0:
         bad = ~np.all(np.isfinite(model.points.xyz), axis=1)

@@ -20,7 +20,8 @@ ALPHA_MODES = ("masked", "transparent")
 
 def _opt(default, help: str, **kw):
     """A field with ``metadata["help"]`` (CLI help text); ``cli=False`` marks options that are
-    programmatic only; ``min``/``max`` bound a number (checked by :func:`convert_option`)."""
+    programmatic only; ``min``/``max`` bound a number, ``positive=True`` asks for a finite number
+    > 0 (checked by :func:`convert_option`)."""
     return field(default=default, metadata={"help": help, **kw})
 SYNTHETIC_EVAL_SPLITS = ("test", "val")
 
@@ -45,6 +46,11 @@ class LoadConfig:
         synthetic_eval_split: which NeRF-synthetic file is the eval set when both
             exist: ``"test"`` (default: the split published numbers are measured
             on) or ``"val"`` (Brush's choice). The other is used when one is absent.
+        depth_scale: multiplies raw depth-map values to get metres (scene units); None = the
+            dataset's ``depth_unit_scale_factor`` (nerfstudio) or the format's default (0.001
+            for 16-bit PNG in millimetres, 1 for float ``.npy`` / TIFF in metres).
+        depth_from_points: COLMAP datasets: views without a depth map get sparse depth from
+            the points3D they observe (``depth.sparse_depth``).
         num_workers: image decoding threads (None: ``os.cpu_count()``).
         progress: show a tqdm progress bar while decoding.
     """
@@ -59,6 +65,12 @@ class LoadConfig:
     invert_masks: bool = _opt(False, "Masks are white where pixels should be ignored.")
     synthetic_eval_split: str = _opt("test", "NeRF-synthetic eval file: `test` or `val` (the other when absent).",
                                      choices=SYNTHETIC_EVAL_SPLITS, brush_flag=False, brush_default="val")
+    depth_scale: float | None = _opt(None, "Multiply raw depth-map values by this to get metres (scene units); "
+                                           "default: the dataset's `depth_unit_scale_factor`, else 0.001 for "
+                                           "16-bit PNG (millimetres), 1 for `.npy`/TIFF (metres).",
+                                     brush_flag=False, positive=True)
+    depth_from_points: bool = _opt(False, "COLMAP: views without a depth map get sparse depth from the "
+                                          "points3D each image observes.", brush_flag=False)
     num_workers: int | None = _opt(None, "Image decoding threads (default: all cores).", brush_flag=False, min=1)
     progress: bool = _opt(True, "Show a progress bar while decoding.", cli=False)
 
@@ -149,6 +161,8 @@ def check_option(cls, name: str, value: Any) -> Any:
         if wrong or (kind is float and value != value):
             what = "an integer" if kind is int else "a number"
             raise OptionError(f"{flag}: {value!r} is not {what}; give {what}{unset}")
+        if f.metadata.get("positive") and not 0 < value < float("inf"):
+            raise OptionError(f"{flag}: {value!r} is out of range; give a positive number{unset}")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             if hi is None:
                 want = "a positive integer" if (kind is int and lo == 1) else f"a value >= {lo}"

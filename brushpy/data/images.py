@@ -250,28 +250,42 @@ def find_mask(source: DatasetSource, image_rel: str, index: dict[str, list[str]]
     ``index`` (from ``mask_index``) avoids rescanning the file list per image.
     """
     index = mask_index(source) if index is None else index
-    name = image_rel.rsplit("/", 1)[-1].lower()
-    stem = name.rsplit(".", 1)[0]
-    image_dir = image_rel.rsplit("/", 1)[0].lower().split("/") if "/" in image_rel else []
-    for key in (name, stem, stem + ".mask"):
-        for cand in index.get(key, ()):
-            parts = cand.lower().split("/")
-            i = parts.index("masks")
-            sub = parts[i + 1:-1]
-            if not sub or image_dir[-len(sub):] == sub:
-                return cand
-    return None
+    return find_companion(image_rel, index, ("masks",), ".mask")
 
 
 def mask_index(source: DatasetSource) -> dict[str, list[str]]:
     """``{lowercase stem: [mask paths]}`` for every file below a ``masks`` folder."""
+    return companion_index(source, ("masks",))
+
+
+def companion_index(source: DatasetSource, folders: tuple[str, ...]) -> dict[str, list[str]]:
+    """``{lowercase stem: [paths]}`` for every file below a folder named one of ``folders``
+    (lowercase): the per-image files that sit in a folder beside the images (masks, depth maps)."""
     out: dict[str, list[str]] = {}
     for f in source.files:
         parts = f.lower().split("/")
-        if "masks" in parts[:-1]:
+        if any(p in folders for p in parts[:-1]):
             stem = parts[-1].rsplit(".", 1)[0]
             out.setdefault(stem, []).append(f)
     return out
+
+
+def find_companion(image_rel: str, index: dict[str, list[str]], folders: tuple[str, ...],
+                   suffix: str) -> str | None:
+    """The file of ``index`` (``companion_index``) belonging to an image: its stem is the image's
+    name, stem or stem + ``suffix``; subfolders after the companion folder must match the end of
+    the image's folder. None when absent."""
+    name = image_rel.rsplit("/", 1)[-1].lower()
+    stem = name.rsplit(".", 1)[0]
+    image_dir = image_rel.rsplit("/", 1)[0].lower().split("/") if "/" in image_rel else []
+    for key in (name, stem, stem + suffix):
+        for cand in index.get(key, ()):
+            parts = cand.lower().split("/")
+            i = max(k for k, p in enumerate(parts[:-1]) if p in folders)
+            sub = parts[i + 1:-1]
+            if not sub or image_dir[-len(sub):] == sub:
+                return cand
+    return None
 
 
 def has_masks_folder(source: DatasetSource) -> bool:

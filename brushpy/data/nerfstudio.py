@@ -14,6 +14,11 @@ camera's y and z axes are flipped: ``c2w_cv = c2w_gl @ diag(1, -1, -1, 1)``.
 
 ``file_path`` is relative to the json's folder; a path without extension gets
 ``.png`` (NeRF-synthetic). ``ply_file_path`` names an initial point cloud.
+
+Depth (``depth.py``): a frame's ``depth_file_path`` (relative to the json's folder), else a
+file in a ``depth/`` (``depths/``) folder matched by image stem. ``depth_unit_scale_factor``
+(top level or per frame) turns raw values into metres, as in nerfstudio, unless
+``--depth-scale`` is given.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import posixpath
 import numpy as np
 
 from ..errors import InputError
+from .depth import depth_index, find_depth
 from .images import find_mask, mask_index, read_image_size
 from .init_points import InitPoints
 from .scene import LoadReport, View, make_view, natural_key, select_frames
@@ -138,11 +144,14 @@ def load_transforms_views(source, json_rel: str, config, alpha_mode: str, report
     Raises:
         TransformsFormatError: a frame without focal length or transform, a value that is not a
             number, a non-positive focal length or size, a field of view outside (0, pi), a
-            non-finite ``transform_matrix`` (names the file and the frame).
+            non-finite ``transform_matrix``, a ``depth_file_path`` that is missing, a
+            ``depth_unit_scale_factor`` that is not a positive number (names the file and the frame).
+        depth.DepthMapError: an unreadable depth map or one of another aspect than its image.
     """
     data = read_json(source, json_rel) if data is None else data
     origin = source.display_path(json_rel)
     masks = mask_index(source)
+    depths = depth_index(source)
     entries = []
     for i, frame in enumerate(data["frames"]):
         if "file_path" not in frame or "transform_matrix" not in frame:
@@ -186,9 +195,29 @@ def load_transforms_views(source, json_rel: str, config, alpha_mode: str, report
             raise TransformsFormatError(f"{where}: {exc}") from None
         if not np.all(np.isfinite(w2c)):
             raise TransformsFormatError(f"{where}: transform_matrix is not invertible; fix or remove this frame")
+        depth_rel, depth_scale = _frame_depth(source, json_rel, frame, data, where)
         views.append(make_view(source, rel, w2c, (fx, fy, cx, cy), declared, dist, model, config, alpha_mode,
-                               find_mask(source, rel, masks), report))
+                               find_mask(source, rel, masks), report,
+                               depth_path=depth_rel or find_depth(rel, depths), depth_scale=depth_scale))
     return views
+
+
+def _frame_depth(source, json_rel: str, frame: dict, data: dict, where: str) -> tuple[str | None, float | None]:
+    """(the frame's ``depth_file_path`` resolved, or None; ``depth_unit_scale_factor`` or None)."""
+    factor = _get(frame, data, "depth_unit_scale_factor")
+    if factor is not None:
+        factor = _number(factor, "depth_unit_scale_factor", where)
+        if factor <= 0.0:
+            raise TransformsFormatError(f"{where}: `depth_unit_scale_factor` = {factor:g}; give a positive "
+                                        "number (raw depth x factor = metres)")
+    named = frame.get("depth_file_path")
+    if not named:
+        return None, factor
+    _, rel = frame_image_path(source, json_rel, str(named))
+    if rel is None:
+        raise TransformsFormatError(f"{where}: depth_file_path {named!r} not found in the dataset; fix the path "
+                                    "(relative to the json's folder) or remove the key")
+    return rel, factor
 
 
 def load_ply_init(source, json_rel: str, data: dict, config) -> InitPoints | None:

@@ -15,6 +15,8 @@ Camera pipeline per view (``make_view``):
 3. downscale so the long edge is at most ``max_resolution``, intrinsics scaled;
 4. distorted lens models are undistorted to pinhole at that size
    (``undistort.plan_undistort``), border cropped.
+
+A view's depth map (``depth.py``) follows the image through steps 3 and 4 (nearest).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 
 from ..render.camera import Camera
 from .config import LoadConfig
+from .depth import DepthSpec, check_depth_size, default_scale
 from .images import ImageSpec, decode_all, is_transposing, pack_rgba8, read_image_header, scaled_size
 from .init_points import InitPoints
 from .source import DatasetSource
@@ -45,15 +48,19 @@ class View:
         image_path: where the image lives (``<folder>/<rel>`` or ``<zip>:<rel>``).
         camera: pinhole ``Camera`` (OpenCV axes, world_to_camera) matching the decoded image.
         spec: how the pixels are decoded (``images.ImageSpec``).
+        depth_spec: how the depth map is made (``depth.DepthSpec``), or None (no depth).
     """
 
-    def __init__(self, name: str, image_path: str, camera: Camera, spec: ImageSpec):
+    def __init__(self, name: str, image_path: str, camera: Camera, spec: ImageSpec,
+                 depth_spec: DepthSpec | None = None):
         self.name = name
         self.image_path = image_path
         self.camera = camera
         self.spec = spec
+        self.depth_spec = depth_spec
         self._image: np.ndarray | None = None
         self._mask: np.ndarray | None = None
+        self._depth: np.ndarray | None = None
         self._lock = threading.Lock()
 
     @property
@@ -65,7 +72,7 @@ class View:
         return self._image is not None
 
     def load(self) -> "View":
-        """Decode the pixels now (no-op when already decoded). Returns self."""
+        """Decode the pixels (and the depth map, if any) now (no-op when already decoded). Returns self."""
         with self._lock:
             if self._image is None:
                 image, mask = self.spec.decode()
@@ -75,13 +82,14 @@ class View:
                         f"{self.image_path}: decoded {w}x{h} but the camera is "
                         f"{self.camera.width}x{self.camera.height} (the file changed while loading?)"
                     )
-                self._image, self._mask = image, mask
+                depth = self.depth_spec.decode(self.camera) if self.depth_spec is not None else None
+                self._image, self._mask, self._depth = image, mask, depth
         return self
 
     def unload(self) -> None:
-        """Drop the decoded pixels (they are decoded again on next access)."""
+        """Drop the decoded pixels and depth (they are decoded again on next access)."""
         with self._lock:
-            self._image = self._mask = None
+            self._image = self._mask = self._depth = None
 
     @property
     def image(self) -> np.ndarray:
@@ -94,6 +102,15 @@ class View:
         """uint8 [H,W], 255 = pixel counts in the loss (masked alpha mode only), or None."""
         self.load()
         return self._mask
+
+    @property
+    def depth(self) -> np.ndarray | None:
+        """float32 [H,W] depth in metres (scene units), 0 = invalid, the size of ``image``; None
+        when the view has no depth. Decoded with the image."""
+        if self.depth_spec is None:
+            return None
+        self.load()
+        return self._depth
 
     @property
     def has_alpha(self) -> bool:
@@ -122,8 +139,8 @@ class Scene:
         source: the open dataset (views decode lazily from it).
         warnings: the warning lines emitted while loading.
         config: the options used.
-        kind: the dataset format: ``"colmap"``, ``"nerfstudio"`` or ``"nerf-synthetic"``
-            (empty for scenes built by hand).
+        kind: the dataset format: ``"colmap"``, ``"nerfstudio"``, ``"nerf-synthetic"`` or
+            ``"rgbd"`` (7-Scenes frames; empty for scenes built by hand).
     """
 
     name: str
@@ -154,6 +171,11 @@ class Scene:
         return self
 
     @property
+    def has_depth(self) -> bool:
+        """Whether any training view has depth (a depth map or sparse depth; decodes nothing)."""
+        return any(v.depth_spec is not None for v in self.train_views)
+
+    @property
     def has_alpha(self) -> bool:
         """Whether training views carry alpha (decodes them if needed)."""
         return self.alpha_mode == "transparent" and any(v.has_alpha for v in self.train_views)
@@ -167,6 +189,7 @@ class LoadReport:
         self.size_mismatch: list[str] = []
         self.exif_ignored: list[str] = []
         self.undistorted: dict[str, int] = {}
+        self.depth_resized: list[str] = []
         self.lines: list[str] = []
 
     def flush(self, folder: str) -> list[str]:
@@ -186,12 +209,22 @@ class LoadReport:
                 f"{folder}: {len(self.exif_ignored)} image(s) carry an EXIF rotation but their camera matches the "
                 f"stored pixels; the rotation is ignored for them ({sample(self.exif_ignored)})"
             )
+        if self.depth_resized:
+            self._warn(
+                f"{folder}: {len(self.depth_resized)} depth map(s) differ in size from their image (same aspect); "
+                f"resized with the image, nearest ({sample(self.depth_resized)})"
+            )
         for model, n in self.undistorted.items():
             msg = f"{folder}: {n} image(s) with {model} cameras are undistorted to pinhole (border cropped)"
             log.info(msg)
             self.lines.append(msg)
         self.missing, self.size_mismatch, self.exif_ignored, self.undistorted = [], [], [], {}
+        self.depth_resized = []
         return self.lines
+
+    def warn(self, msg: str) -> None:
+        """Log a warning now and keep it in the scene's warnings."""
+        self._warn(msg)
 
     def _warn(self, msg: str) -> None:
         log.warning(msg)
@@ -222,11 +255,19 @@ def _cached_plan(intrinsics, size, distortion):
 def make_view(source: DatasetSource, rel: str, world_to_camera: np.ndarray,
               intrinsics: tuple[float, float, float, float], declared_size: tuple[int, int] | None,
               distortion: Distortion | None, model_name: str, config: LoadConfig, alpha_mode: str,
-              mask_path: str | None, report: LoadReport) -> View:
+              mask_path: str | None, report: LoadReport, depth_path: str | None = None,
+              depth_scale: float | None = None, depth_points: np.ndarray | None = None) -> View:
     """Build a view whose camera matches the decoded image (see the module docstring).
 
     ``intrinsics`` are (fx, fy, cx, cy) in pixels at ``declared_size`` (or at the image's
     real size when ``declared_size`` is None), brushpy pixel convention.
+
+    Depth: ``depth_path`` names the view's depth map (raw value x ``config.depth_scale``, else
+    ``depth_scale``, else the format's default = metres); without one, ``depth_points`` (world
+    points [N,3]) give sparse depth. The map's size is checked here (``depth.check_depth_size``).
+
+    Raises:
+        depth.DepthMapError: an unreadable depth map, or one of another aspect than its image.
     """
     sw, sh, orientation = read_image_header(source, rel)
     apply_exif = True
@@ -256,9 +297,16 @@ def make_view(source: DatasetSource, rel: str, world_to_camera: np.ndarray,
         w1, h1 = plan.out_size
         report.undistorted[model_name] = report.undistorted.get(model_name, 0) + 1
     camera = Camera(world_to_camera, fx, fy, cx, cy, w1, h1)
-    spec = ImageSpec(source, rel, mask_path, scaled_size(w0, h0, config.max_resolution), plan, alpha_mode,
-                     config.invert_masks, apply_exif)
-    return View(rel.rsplit("/", 1)[-1], source.display_path(rel), camera, spec)
+    size = scaled_size(w0, h0, config.max_resolution)
+    spec = ImageSpec(source, rel, mask_path, size, plan, alpha_mode, config.invert_masks, apply_exif)
+    depth = None
+    if depth_path is not None:
+        check_depth_size(source, depth_path, rel, (w0, h0), report.depth_resized)
+        scale = config.depth_scale or depth_scale or default_scale(depth_path)
+        depth = DepthSpec(source, depth_path, scale, size, plan)
+    elif depth_points is not None:
+        depth = DepthSpec(source, None, 1.0, size, plan, np.asarray(depth_points, np.float64))
+    return View(rel.rsplit("/", 1)[-1], source.display_path(rel), camera, spec, depth)
 
 
 _DIGITS = re.compile(r"(\d+)")
