@@ -113,7 +113,9 @@ def test_several_loss_seeds_as_a_list_of_dicts(gpu):
     rec.submit()
     np.testing.assert_allclose(grads[x].numpy(), 2.0 - 2.5)
     # a pair in the list works too, and mixing both forms
-    grads = tape.backward(Recorder(), [{a.outputs["out"]: sa}, (b.outputs["out"], sb)])
+    rec = Recorder()
+    grads = tape.backward(rec, [{a.outputs["out"]: sa}, (b.outputs["out"], sb)])
+    rec.submit()
     np.testing.assert_allclose(grads[x].numpy(), -0.5)
 
 
