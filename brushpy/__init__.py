@@ -5,6 +5,7 @@ loaded lazily, so ``import brushpy`` does not start the GPU:
 
 * :func:`brushpy.rasterize` — render splats to an RGBA image (``brushpy.render.forward``).
 * :func:`brushpy.rasterize_vjp` — gradients of ``sum(image * v_image)`` (``brushpy.render.backward``).
+* :func:`brushpy.lift_depth` — initial splats from RGB-D views (``brushpy.train.lift``).
 """
 
 __version__ = "0.1.0"
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "rasterize": ("brushpy.render.forward", "rasterize"),
     "rasterize_vjp": ("brushpy.render.backward", "rasterize_vjp"),
+    "lift_depth": ("brushpy.train.lift", "lift_depth"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -85,24 +85,34 @@ class Op:
 
 
 class FusedLossOp(Op):
-    """Base of loss ops whose kernels compute ``dL/d image`` in the same pass as the loss.
+    """Base of loss ops whose kernels compute ``dL/d input`` in the same pass as the loss.
 
-    The backward records nothing: it returns the precomputed ``v_image``. That is the
-    gradient for a seed of exactly 1, so the op must be seeded with :attr:`seed` (the
-    loss's own unit tensor, never written); any other seed raises, since a loss used
+    The backward records nothing: it returns the precomputed gradient of the input. That
+    is the gradient for a seed of exactly 1, so the op must be seeded with :attr:`seed`
+    (the loss's own unit tensor, never written); any other seed raises, since a loss used
     twice or scaled needs an op per use. Subclasses record the loss in ``__init__`` and
     call :meth:`_set` with what it produced.
 
-    inputs: ``{"image": image}``; outputs: ``{"loss": loss_value}`` float32 [1].
+    inputs: ``{input_name: tensor}`` (``input_name`` is a class attribute: ``"image"`` for
+    the image losses, ``"depth"`` for :class:`brushpy.loss.DepthLossOp`);
+    outputs: ``{"loss": loss_value}`` float32 [1].
+
+    Several losses on one tape: each has its own output tensor and unit seed, so seed
+    the tape with all of them, ``tape.backward(rec, [a.seed, b.seed])`` (see
+    :meth:`Tape.backward`); gradients reaching one tensor from both are summed.
     """
 
     name = "loss"
+    #: the name of the one differentiable input
+    input_name = "image"
 
-    def _set(self, image: GpuTensor, loss_value: GpuTensor, unit_seed: GpuTensor, v_image: GpuTensor) -> None:
-        self.inputs = {"image": image}
+    def _set(self, input: GpuTensor, loss_value: GpuTensor, unit_seed: GpuTensor, grad_input: GpuTensor) -> None:
+        self.inputs = {self.input_name: input}
         self.outputs = {"loss": loss_value}
         self.unit_seed = unit_seed
-        self.v_image = v_image
+        #: the precomputed ``dL/d input`` (``v_image`` for the image losses)
+        self.grad_input = grad_input
+        self.v_image = grad_input
 
     @property
     def seed(self) -> dict:
@@ -113,7 +123,7 @@ class FusedLossOp(Op):
         if grad_outputs["loss"] is not self.unit_seed:
             raise ValueError(f"{type(self).__name__}'s gradient is precomputed for a seed of 1: seed the tape with "
                              "op.seed (a loss used twice or scaled needs a loss op per use)")
-        return {"image": self.v_image}
+        return {self.input_name: self.grad_input}
 
 
 class Gradients:
@@ -156,6 +166,20 @@ def _new_add_kernel(ctx) -> Kernel:
 
 #: the ``ctx.cache`` key of the gradient-sum kernel
 _add_kernel_key = "autodiff.grad_accumulate"
+
+
+def _seed_pairs(seed_grads) -> list:
+    """``(tensor, gradient)`` pairs of a seed: a dict, a list of pairs, or a list of dicts."""
+    if isinstance(seed_grads, dict):
+        return list(seed_grads.items())
+    pairs = []
+    for item in seed_grads:
+        if isinstance(item, dict):
+            pairs.extend(item.items())
+        else:
+            tensor, grad = item
+            pairs.append((tensor, grad))
+    return pairs
 
 
 class Tape:
@@ -209,15 +233,18 @@ class Tape:
 
         Args:
             rec: recorder the backward kernels are recorded into (not submitted).
-            seed_grads: ``{output tensor: gradient}`` (or a list of pairs), the
-                gradients to start from, e.g. ``{loss: ones}`` or a fused loss
-                op's ``seed`` (:class:`brushpy.loss.ImageLossOp`).
+            seed_grads: ``{output tensor: gradient}``, a list of ``(tensor, gradient)``
+                pairs, or a list of such dicts: the gradients to start from, e.g.
+                ``{loss: ones}`` or a fused loss op's ``seed``
+                (:class:`brushpy.loss.ImageLossOp`). Several losses are several seeds
+                (``[image_loss.seed, depth_loss.seed]``): the backward then gives the
+                gradient of their sum. Seeds given twice for one tensor are summed.
 
         Returns:
             :class:`Gradients` for every tensor reached (op inputs and outputs).
             The seed tensors are used as they are, never written to.
         """
-        pairs = seed_grads.items() if isinstance(seed_grads, dict) else seed_grads
+        pairs = _seed_pairs(seed_grads)
         grads: dict = {}
         owned: set = set()
         for tensor, grad in pairs:

@@ -97,6 +97,28 @@ def test_seed_reaching_a_tensor_twice_is_summed_without_writing_the_seed(gpu):
     np.testing.assert_array_equal(seed.numpy(), 1.0)
 
 
+def test_several_loss_seeds_as_a_list_of_dicts(gpu):
+    """Several losses = several seeds (``[a.seed, b.seed]``): the gradient of their sum."""
+    from brushpy.gpu import GpuTensor, Recorder
+
+    x = GpuTensor.from_numpy(np.arange(4, dtype=np.float32), "x")
+    log = []
+    tape = Tape()
+    a = tape.record(Affine(x, 2.0, log))
+    b = tape.record(Affine(x, -5.0, log))
+    sa = GpuTensor.from_numpy(np.ones(4, np.float32), "seed a")
+    sb = GpuTensor.from_numpy(np.full(4, 0.5, np.float32), "seed b")
+    rec = Recorder()
+    grads = tape.backward(rec, [{a.outputs["out"]: sa}, {b.outputs["out"]: sb}])
+    rec.submit()
+    np.testing.assert_allclose(grads[x].numpy(), 2.0 - 2.5)
+    # a pair in the list works too, and mixing both forms
+    rec = Recorder()
+    grads = tape.backward(rec, [{a.outputs["out"]: sa}, (b.outputs["out"], sb)])
+    rec.submit()
+    np.testing.assert_allclose(grads[x].numpy(), -0.5)
+
+
 def test_backward_checks_gradient_count(gpu):
     from brushpy.gpu import GpuTensor, Recorder
 

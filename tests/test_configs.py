@@ -158,3 +158,31 @@ def test_trainer_random_init_uses_train_config_scale_and_process_seed(gpu):
     want = scene_initial_splats(scene, 2.0, 3)
     np.testing.assert_array_equal(tr.splats.means.numpy(), want["means"])
     np.testing.assert_allclose(tr.splats.log_scales.numpy(), np.log(2.0 / 10000 ** (1 / 3)), rtol=1e-6)
+
+
+def test_depth_loss_weight_schedule():
+    """--depth-loss-weight: constant unless --depth-loss-weight-end is set, then the means'
+    exponential schedule (brushpy.optim.exponential_schedule) from one to the other."""
+    from brushpy.errors import OptionError
+    from brushpy.optim import exponential_schedule, mean_lr
+    from brushpy.train.config import TrainConfig
+
+    assert TrainConfig().depth_loss_weight_at(0) == 0.0  # off by default
+    c = TrainConfig(total_steps=1000, depth_loss_weight=0.5)
+    assert c.depth_loss_weight_at(0) == c.depth_loss_weight_at(999) == 0.5
+    c = TrainConfig(total_steps=1000, depth_loss_weight=1.0, depth_loss_weight_end=0.01)
+    assert c.depth_loss_weight_at(0) == pytest.approx(1.0)
+    assert c.depth_loss_weight_at(500) == pytest.approx(0.1)  # geometric mean
+    assert c.depth_loss_weight_at(1000) == pytest.approx(0.01)
+    assert c.depth_loss_weight_at(5000) == pytest.approx(0.01)  # clamped
+    for step in (0, 123, 1000):  # the same curve as the means' learning rate
+        assert c.depth_loss_weight_at(step) == pytest.approx(mean_lr(step, 1000, 1.0, 0.01, 1.0), rel=1e-12)
+    assert TrainConfig(depth_loss_weight=0.0, depth_loss_weight_end=0.1).depth_loss_weight_at(5) == 0.0
+    with pytest.raises(ValueError, match="start and end > 0"):
+        exponential_schedule(0, 10, 1.0, 0.0)
+    for bad, msg in (({"depth_loss_weight": -1.0}, "--depth-loss-weight must"),
+                     ({"depth_loss_weight_end": 0.0}, "--depth-loss-weight-end must be > 0"),
+                     ({"init": "lidar"}, "--init must be one of auto, points, random, depth"),
+                     ({"init_stride": 0}, "--init-stride must")):
+        with pytest.raises(OptionError, match=msg):
+            TrainConfig(**bad).validate()

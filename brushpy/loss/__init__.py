@@ -1,5 +1,6 @@
-"""Training loss (fused L1 + SSIM, forward and backward) and image metrics on the GPU."""
+"""Training losses (fused L1 + SSIM; inverse-depth L1), forward and backward, and image metrics on the GPU."""
 
+from .depth_loss import DEPTH_EPS, DepthLoss, DepthLossOp, DepthTargets, gt_depth_tensor, sanitize_depth
 from .image_loss import (
     ALPHA_MODES,
     ImageLoss,
@@ -13,14 +14,20 @@ from .metrics import ImageMetrics, evaluate, psnr, ssim
 
 __all__ = [
     "ALPHA_MODES",
+    "DEPTH_EPS",
+    "DepthLoss",
+    "DepthLossOp",
+    "DepthTargets",
     "ImageLoss",
     "ImageLossOp",
     "ImageMetrics",
     "evaluate",
     "gaussian_window",
+    "gt_depth_tensor",
     "l1_ssim_loss",
     "noisy_background",
     "pack_rgba8",
     "psnr",
+    "sanitize_depth",
     "ssim",
 ]

@@ -78,24 +78,40 @@ def _adam_params(count: int, row_len: int, first_cols: int, lr_first: float, lr_
         1.0 - c.beta1, 1.0 - c.beta2, 0.0, 0.0))
 
 
+def exponential_schedule(step: int, total_steps: int, start: float, end: float) -> float:
+    """``start · (end / start)^(step / total_steps)``, ``step`` clamped to ``[0, total_steps]``.
+
+    The exponential decay (or growth) of Brush's and INRIA 3DGS's schedulers: ``start`` at
+    step 0, the geometric mean at ``total_steps/2``, ``end`` at ``total_steps``. Used by
+    :func:`mean_lr` and the depth-loss weight
+    (:meth:`brushpy.train.config.TrainConfig.depth_loss_weight_at`).
+
+    Raises:
+        ValueError: ``total_steps`` < 1 or a non-positive ``start`` / ``end``.
+    """
+    if total_steps < 1:
+        raise ValueError(f"total_steps (--total-steps) must be >= 1, got {total_steps}")
+    if not (start > 0 and end > 0):
+        raise ValueError(f"an exponential schedule needs start and end > 0, got {start} and {end}")
+    frac = min(max(int(step), 0), int(total_steps)) / float(total_steps)
+    return float(start) * (float(end) / float(start)) ** frac
+
+
 def mean_lr(step: int, total_steps: int, lr_start: float, lr_end: float, extent: float) -> float:
     """Learning rate of the means at training step ``step`` (0-based).
 
     ``extent · lr_start · (lr_end / lr_start)^(step / total_steps)``, with ``step``
-    clamped to ``[0, total_steps]``: ``lr_start·extent`` at step 0, the geometric
-    mean at ``total_steps/2`` and ``lr_end·extent`` at ``total_steps`` (the same
-    per-step factor ``(lr_end/lr_start)^(1/total_steps)`` as Brush's exponential
+    clamped to ``[0, total_steps]`` (:func:`exponential_schedule`): ``lr_start·extent`` at
+    step 0, the geometric mean at ``total_steps/2`` and ``lr_end·extent`` at ``total_steps``
+    (the same per-step factor ``(lr_end/lr_start)^(1/total_steps)`` as Brush's exponential
     scheduler).
 
     Raises:
         ValueError: ``total_steps`` < 1 or non-positive learning rates.
     """
-    if total_steps < 1:
-        raise ValueError(f"total_steps (--total-steps) must be >= 1, got {total_steps}")
     if lr_start <= 0 or lr_end <= 0:
         raise ValueError(f"--lr-mean and --lr-mean-end must be > 0, got {lr_start} and {lr_end}")
-    frac = min(max(int(step), 0), int(total_steps)) / float(total_steps)
-    return float(extent) * float(lr_start) * (float(lr_end) / float(lr_start)) ** frac
+    return float(extent) * exponential_schedule(step, total_steps, lr_start, lr_end)
 
 
 @dataclass

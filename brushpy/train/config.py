@@ -21,7 +21,10 @@ from ..data import DatasetSource, LoadConfig, Scene, read_args_txt
 from ..data.args_txt import ARGS_FILE
 from ..data.config import convert_option
 from ..errors import OptionError
-from ..optim import AdamConfig
+from ..optim import AdamConfig, exponential_schedule
+
+#: ``--init`` values: the initial splats' source (``brushpy.train.init.scene_initial_splats``)
+INIT_MODES = ("auto", "points", "random", "depth")
 
 
 def _opt(default, help: str, group: str | None = None, **kw):
@@ -61,10 +64,21 @@ class TrainConfig:
     ssim_weight: float = _opt(0.2, "Loss = (1−w)·L1 + w·(1−SSIM).", min=0.0, max=1.0)
     opac_decay: float = _opt(0.004, "Opacity decay per refine, fading to 0 at the end.")
     match_alpha_weight: float = _opt(0.1, "Weight of the L1 loss on alpha when the input has transparency.")
+    depth_loss_weight: float = _opt(0.0, "Weight of the inverse-depth L1 loss against the dataset's depth maps "
+                                         "(mean over pixels with a depth of |1/rendered − 1/sensor|); 0 disables.",
+                                    brush_flag=False)
+    depth_loss_weight_end: float | None = _opt(None, "End weight of the depth loss: decays exponentially from "
+                                                     "--depth-loss-weight over training (like --lr-mean → "
+                                                     "--lr-mean-end); unset keeps it constant.",
+                                               brush_flag=False)
     background_color: tuple = _opt((0.0, 0.0, 0.0), "Training background colour R,G,B in [0,1].")
     background_noise_strength: float = _opt(0.1, "Uniform noise added to the background each step.")
     sh_degree: int = _opt(3, "Spherical-harmonic degree, 0..4 (all bands trained from step 0).", min=0, max=4)
     random_init_scene_scale: float | None = _opt(None, "Scene scale for random init (default: 3 × mean nearest-camera distance, min 1).")
+    init: str = _opt("auto", "Initial splats: `auto` (the dataset's points, else random), `points`, `random`, or "
+                             "`depth` (one splat per pixel of the training views' depth maps, merged per voxel).",
+                     choices=INIT_MODES, brush_flag=False)
+    init_stride: int = _opt(1, "`--init depth`: lift every N-th pixel in x and y.", min=1, brush_flag=False)
 
     def validate(self) -> None:
         """Check the options that depend on each other or have open bounds.
@@ -84,10 +98,31 @@ class TrainConfig:
             (len(self.background_color) == 3, "--background-color takes three values R,G,B"),
             (self.random_init_scene_scale is None or self.random_init_scene_scale > 0,
              "--random-init-scene-scale must be > 0"),
+            (self.depth_loss_weight >= 0.0, "--depth-loss-weight must be ≥ 0 (0 disables the depth loss)"),
+            (self.depth_loss_weight_end is None or self.depth_loss_weight_end > 0,
+             "--depth-loss-weight-end must be > 0 (an exponential decay cannot reach 0; leave it unset for a "
+             "constant weight)"),
+            (self.init in INIT_MODES, f"--init must be one of {', '.join(INIT_MODES)}"),
+            (self.init_stride >= 1, "--init-stride must be ≥ 1"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise OptionError(msg)
+
+    def depth_loss_weight_at(self, step: int) -> float:
+        """The depth-loss weight at training step ``step`` (0-based).
+
+        ``--depth-loss-weight`` when ``--depth-loss-weight-end`` is unset (or the weight is 0:
+        the loss is off); else the exponential decay from one to the other over
+        ``--total-steps``, the schedule of the means' learning rate
+        (:func:`brushpy.optim.exponential_schedule`; INRIA 3DGS decays its depth weight the
+        same way, 1 → 0.01).
+        """
+        if self.depth_loss_weight <= 0:
+            return 0.0
+        if self.depth_loss_weight_end is None:
+            return float(self.depth_loss_weight)
+        return exponential_schedule(step, self.total_steps, self.depth_loss_weight, self.depth_loss_weight_end)
 
 
 @dataclass

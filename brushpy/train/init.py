@@ -1,4 +1,5 @@
-"""Initial splats: from a point cloud (COLMAP points3D or a PLY) or random in the camera frustums.
+"""Initial splats: from a point cloud (COLMAP points3D or a PLY), random in the camera frustums,
+or lifted from depth maps (``--init depth``: :mod:`brushpy.train.lift`).
 
 Algorithms and defaults follow Brush (``docs/options.md`` lists the options):
 
@@ -39,6 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data import InitPoints
+from ..errors import InputError
 from ..io.ply import SH_C0
 from ..render.camera import Camera
 
@@ -196,17 +198,61 @@ def initial_splats(points: InitPoints | None, cameras: Sequence[Camera], scene_s
     if points is not None and len(points) > 0:
         log.info("initialising %d splats from the point cloud", len(points))
         return splats_from_points(points)
+    return _random_init(cameras, scene_scale, seed, "no initial points")
+
+
+def _random_init(cameras: Sequence[Camera], scene_scale: float | None, seed: int, why: str) -> dict[str, np.ndarray]:
     focus = camera_focus(cameras) if scene_scale is None else None
     if focus is not None:
         half = FOCUS_BOX_FRACTION * focus[1]
-        log.info("no initial points: %d random splats in a %.3g-wide box around the cameras' focus point",
-                 RANDOM_INIT_COUNT, 2 * half)
+        log.info("%s: %d random splats in a %.3g-wide box around the cameras' focus point",
+                 why, RANDOM_INIT_COUNT, 2 * half)
         return focus_box_splats(focus[0], half, RANDOM_INIT_COUNT, seed)
-    log.info("no initial points: %d random splats in the camera frustums", RANDOM_INIT_COUNT)
+    log.info("%s: %d random splats in the camera frustums", why, RANDOM_INIT_COUNT)
     return random_splats(cameras, RANDOM_INIT_COUNT, scene_scale, seed)
 
 
-def scene_initial_splats(scene, scene_scale: float | None = None, seed: int = 42) -> dict[str, np.ndarray]:
-    """:func:`initial_splats` of a :class:`brushpy.data.Scene`: its ``init_points`` and the cameras
-    of its training views."""
-    return initial_splats(scene.init_points, [v.camera for v in scene.train_views], scene_scale, seed)
+def scene_initial_splats(scene, scene_scale: float | None = None, seed: int = 42, *, init: str = "auto",
+                         stride: int = 1, voxel_size: float | None = None) -> dict[str, np.ndarray]:
+    """The initial splats of a :class:`brushpy.data.Scene` (``--init``), from its training views.
+
+    Args:
+        scene: the scene (``init_points``, ``train_views`` with ``camera``, ``image`` and,
+            for ``"depth"``, ``depth``: float32 [H, W], 0 = invalid, or None).
+        scene_scale, seed: of the random init (``--random-init-scene-scale``, ``--seed``).
+        init: ``"auto"`` (:func:`initial_splats`: the points if any, else random),
+            ``"points"``, ``"random"`` or ``"depth"`` (:func:`brushpy.train.lift.lift_depth`
+            over the training views that have a depth map).
+        stride, voxel_size: of :func:`~brushpy.train.lift.lift_depth` (``--init-stride``).
+
+    Raises:
+        InputError: ``"points"`` without a point cloud, ``"depth"`` without any depth map,
+            an unknown ``init``.
+    """
+    cameras = [v.camera for v in scene.train_views]
+    name = getattr(scene, "name", "")
+    if init == "auto":
+        return initial_splats(scene.init_points, cameras, scene_scale, seed)
+    if init == "random":
+        return _random_init(cameras, scene_scale, seed, "--init random")
+    if init == "points":
+        if scene.init_points is None or len(scene.init_points) == 0:
+            raise InputError(f"--init points: dataset {name!r} has no point cloud (points3D or a PLY); "
+                             "use --init auto or random")
+        log.info("initialising %d splats from the point cloud", len(scene.init_points))
+        return splats_from_points(scene.init_points)
+    if init == "depth":
+        from .lift import lift_depth
+
+        views = [v for v in scene.train_views if getattr(v, "depth", None) is not None]
+        if not views:
+            raise InputError(f"--init depth: dataset {name!r} has no depth maps for its training views; "
+                             "use --init auto, points or random")
+        out = lift_depth([v.image for v in views], [v.depth for v in views], [v.camera for v in views],
+                         stride=stride, voxel_size=voxel_size)
+        if len(out["means"]) == 0:
+            raise InputError(f"--init depth: the depth maps of dataset {name!r} have no valid pixel (all 0)")
+        log.info("--init depth: %d splats lifted from the depth maps of %d views (stride %d)",
+                 len(out["means"]), len(views), stride)
+        return out
+    raise InputError(f"--init must be one of auto, points, random, depth; got {init!r}")
