@@ -139,7 +139,8 @@ class Trainer:
                 f"growth stops at {capacity:,} splats"
             )
 
-        init = initial if initial is not None else scene_initial_splats(scene, config.random_init_scene_scale, process.seed)
+        init = initial if initial is not None else scene_initial_splats(
+            scene, config.random_init_scene_scale, process.seed, init=config.init, stride=config.init_stride)
         n0 = int(np.asarray(init["means"]).shape[0])
         if n0 > config.max_splats:  # the cap holds from the start: keep an even subset of the initial splats
             keep = np.unique(np.linspace(0, n0 - 1, int(config.max_splats)).round().astype(np.int64))
