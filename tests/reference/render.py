@@ -323,19 +323,8 @@ def with_depth_channel(color, depth, background):
     return np.concatenate([color, depth[:, None]], -1), tuple(np.asarray(background, np.float64)) + (0.0,)
 
 
-def render_depth(
-    means,
-    rotations,
-    log_scales,
-    sh_coeffs,
-    raw_opacities,
-    world_to_camera,
-    intrinsics,
-    width: int,
-    height: int,
-    background=(0.0, 0.0, 0.0),
-    mip: bool = False,
-) -> dict:
+def render_depth(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width: int,
+                 height: int, background=(0.0, 0.0, 0.0), mip: bool = False) -> dict:
     """Reference render of every output: ``image`` [H,W,4] (RGB + alpha), ``D`` [H,W]
     (``Σ wᵢ zᵢ``, depth rendered as a 4th colour channel with background 0), ``ED`` [H,W]
     (``D / max(alpha, 1e-10)``) and ``MD`` [H,W] (median depth), float64."""
