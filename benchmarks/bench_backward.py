@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_backward.py [--sizes 10000,100000,1000000] [--res 256x256,1920x1080]
                                         [--repeats 3] [--out bench_backward.json]
+                                        [--outputs RGB,RGB+ED]
 
 Scene: N random splats in the view frustum of a 60° camera (depth 2..8,
 anisotropic scales, random rotations, opacities 0.1..0.9, SH degree 3 or the
@@ -12,7 +13,11 @@ is rendered at every resolution.
 
 Each repeat records the GPU forward (``brushpy.render.forward.render_forward``,
 its own stages) and the backward (stages ``rasterize_backward`` and
-``project_backward``) into one recorder.
+``project_backward``) into one recorder. ``--outputs`` (comma-separated, e.g.
+``RGB,RGB+ED``) renders each configuration with those ``outputs=`` in turn and,
+for a depth output, backpropagates a random depth cotangent too; every output
+after the first gets ``forward_ratio`` / ``backward_ratio`` against the first
+(same scene, same process: the cost of depth).
 
 Output: JSON list, one record per (N, resolution): GPU milliseconds per stage
 (timestamp queries, median over repeats), forward and backward totals and
@@ -67,7 +72,7 @@ def camera(width: int, height: int) -> Camera:
     return Camera(np.eye(4), fy, fy, width / 2.0, height / 2.0, width, height)
 
 
-def bench(n: int, width: int, height: int, repeats: int, ppt: int | None = None) -> dict:
+def bench(n: int, width: int, height: int, repeats: int, ppt: int | None = None, outputs: str = "RGB") -> dict:
     ctx = get_context()
     degree = 3
     while degree > 0 and n * (degree + 1) ** 2 * 12 > ctx.max_binding_bytes:
@@ -76,17 +81,20 @@ def bench(n: int, width: int, height: int, repeats: int, ppt: int | None = None)
     cam = camera(width, height)
     splats = Splats.from_numpy(*(sp[k] for k in Splats.PARAM_NAMES))
     v_image = GpuTensor.from_numpy(np.random.default_rng(1).normal(size=(height, width, 4)).astype(np.float32) * 1e-3, "v_image")
+    depth = "D" in outputs.split("+") or "ED" in outputs.split("+")
+    v_depth = GpuTensor.from_numpy(np.random.default_rng(2).normal(size=(height, width)).astype(np.float32) * 1e-3,
+                                   "v_depth") if depth else None
     kb = RenderBackward(defines={"PIXELS_PER_THREAD": ppt} if ppt else None)
     stages: dict[str, list] = {}
     walls = []
     for it in range(repeats + 1):
         prof = Profiler()
         rec = Recorder(profiler=prof)
-        state = render_forward(splats, cam, rec=rec)  # its own stages: project, depth_sort, ..., rasterize
+        state = render_forward(splats, cam, rec=rec, outputs=outputs)  # its own stages: project, depth_sort, ..., rasterize
         rec.submit()
         ctx.device.queue.read_buffer(state.image.buffer, 0, 16)  # wait
         t0 = time.perf_counter()
-        grads = kb.record(rec, state, splats, v_image)
+        grads = kb.record(rec, state, splats, v_image, v_depth=v_depth)
         rec.submit()
         ctx.device.queue.read_buffer(grads.means.buffer, 0, 16)
         wall = (time.perf_counter() - t0) * 1e3
@@ -102,6 +110,7 @@ def bench(n: int, width: int, height: int, repeats: int, ppt: int | None = None)
     fwd_ms = sum(v for k, v in med.items() if k not in backward_stages)
     return {
         "splats": n,
+        "outputs": outputs,
         "width": width,
         "height": height,
         "sh_degree": degree,
@@ -125,14 +134,24 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="write the JSON here too")
     ap.add_argument("--pixels-per-thread", type=int, default=None,
                     help="rasterize-backward pixels per thread (default: the device's, see default_pixels_per_thread)")
+    ap.add_argument("--outputs", default="RGB",
+                    help="comma-separated render outputs to compare, e.g. RGB,RGB+ED (the first is the baseline)")
     args = ap.parse_args(argv)
     out = []
     for n in (int(s) for s in args.sizes.split(",")):
         for res in args.res.split(","):
             w, h = (int(v) for v in res.lower().split("x"))
-            rec = bench(n, w, h, args.repeats, args.pixels_per_thread)
-            print(json.dumps(rec), flush=True)
-            out.append(rec)
+            first = None
+            for outputs in args.outputs.split(","):
+                rec = bench(n, w, h, args.repeats, args.pixels_per_thread, outputs)
+                if first is None:
+                    first = rec
+                else:
+                    rec["forward_ratio"] = rec["forward_gpu_ms"] / max(first["forward_gpu_ms"], 1e-9)
+                    rec["backward_ratio"] = rec["backward_gpu_ms"] / max(first["backward_gpu_ms"], 1e-9)
+                    rec["baseline_outputs"] = first["outputs"]
+                print(json.dumps(rec), flush=True)
+                out.append(rec)
     emit({"benchmark": "render_backward", **machine(), "results": out}, args.out)
     return out
 

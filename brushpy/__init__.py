@@ -3,8 +3,8 @@
 The functional API (numpy in, numpy out) is importable from the top level and
 loaded lazily, so ``import brushpy`` does not start the GPU:
 
-* :func:`brushpy.rasterize` — render splats to an RGBA image (``brushpy.render.forward``).
-* :func:`brushpy.rasterize_vjp` — gradients of ``sum(image * v_image)`` (``brushpy.render.backward``).
+* :func:`brushpy.rasterize` — render splats to an RGBA image, or with ``outputs="RGB+ED"`` etc. a depth too (``brushpy.render.forward``).
+* :func:`brushpy.rasterize_vjp` — gradients of ``sum(image * v_image) + sum(depth * v_depth)`` (``brushpy.render.backward``).
 * :func:`brushpy.lift_depth` — initial splats from RGB-D views (``brushpy.train.lift``).
 """
 

@@ -44,6 +44,9 @@
 @group(0) @binding(14) var<storage, read_write> visible: array<u32>;
 @group(0) @binding(15) var<storage, read> refine_abs: array<f32>;              // [V] compact
 @group(0) @binding(16) var<storage, read_write> refine_weight_abs: array<f32>; // [N] global
+#if ACC_DEPTH
+@group(0) @binding(17) var<storage, read> v_depths: array<f32>;                 // [V] compact: ∂L/∂z
+#endif
 
 const WG: u32 = 128u;
 // LOW_PASS, LOW_PASS_MIP: render_common.wgsl; the SH basis constants SH_C*: sh.wgsl
@@ -237,6 +240,9 @@ fn main(
 
     // 2D mean
     var v_p = vec3<f32>(fx * rz * v_xy.x, fy * rz * v_xy.y, -(fx * p.x * v_xy.x + fy * p.y * v_xy.y) * rz2);
+#if ACC_DEPTH
+    v_p.z += v_depths[cid];   // rendered depth: z = (R mean + t).z
+#endif
 
     // 3D covariance
     let q_len = max(length(q_raw), 1e-12);

@@ -7,6 +7,8 @@
 // and tile_counts_sorted[c] = tile_counts[g]. The 2D mean, conic and opacity are
 // the exact floats project_forward used to count tiles (aux buffer), so the tiles
 // that map_intersections lists agree with the counts.
+// SPLAT_DEPTHS (depth renders only): also depths[c] = the camera z that
+// project_forward computed (its depth_keys hold the bit pattern).
 #include "common.wgsl"
 #include "render_common.wgsl"
 #include "sh.wgsl"
@@ -19,6 +21,10 @@
 @group(0) @binding(5) var<storage, read> tile_counts: array<u32>;           // [N]
 @group(0) @binding(6) var<storage, read_write> projected: array<f32>;       // [V,9]
 @group(0) @binding(7) var<storage, read_write> tile_counts_sorted: array<u32>; // [V]
+#if SPLAT_DEPTHS
+@group(0) @binding(8) var<storage, read> depth_keys: array<u32>;            // [N] bits of z
+@group(0) @binding(9) var<storage, read_write> depths: array<f32>;          // [V]
+#endif
 
 @compute @workgroup_size(256)
 fn main(inv: Thread) {
@@ -53,4 +59,7 @@ fn main(inv: Thread) {
     projected[out + 7u] = color.z;
     projected[out + 8u] = aux[a + 7u];
     tile_counts_sorted[c] = tile_counts[g];
+#if SPLAT_DEPTHS
+    depths[c] = bitcast<f32>(depth_keys[g]);
+#endif
 }

@@ -10,6 +10,12 @@
 //   takes the transmittance T to <= 1e-4. Output rgb + T·background, alpha 1 - T,
 //   and final_index = one past the last intersection index processed before
 //   stopping (the tile's end when the pixel never stopped).
+// Depth variants (brushpy/render/params.py RenderOutputs.kernel_defines; the
+// plain RGB kernel compiles none of it): SPLAT_DEPTHS stages each splat's
+// camera z (depths, from project_visible) in s_color.w; ACC_DEPTH writes
+// depth = Σ alpha·T·z (EXPECTED_DEPTH: divided by max(1 - T, 1e-10));
+// MEDIAN_DEPTH writes median_depth = z of the splat that takes T from >= 0.5
+// to < 0.5 (0 when T never drops below 0.5).
 #include "common.wgsl"
 #include "render_common.wgsl"
 
@@ -19,6 +25,15 @@
 @group(0) @binding(3) var<storage, read> tile_ranges: array<u32>;        // [T,2]
 @group(0) @binding(4) var<storage, read_write> image: array<f32>;        // [H,W,4]
 @group(0) @binding(5) var<storage, read_write> final_index: array<u32>;  // [H,W]
+#if SPLAT_DEPTHS
+@group(0) @binding(6) var<storage, read> depths: array<f32>;             // [V+1] camera z
+#endif
+#if ACC_DEPTH
+@group(0) @binding(7) var<storage, read_write> depth: array<f32>;        // [H,W]
+#endif
+#if MEDIAN_DEPTH
+@group(0) @binding(8) var<storage, read_write> median_depth: array<f32>; // [H,W]
+#endif
 
 const PPT: u32 = {{PIXELS_PER_THREAD}}u;      // pixels per thread
 const WG_SIZE: u32 = {{WG_SIZE}}u;            // = TILE_PIXELS / PPT
@@ -26,7 +41,7 @@ const ROWS_PER_STEP: u32 = WG_SIZE / TILE_SIZE;
 
 var<workgroup> s_mean_opacity: array<vec4<f32>, TILE_PIXELS>; // x, y, opacity, -
 var<workgroup> s_conic: array<vec4<f32>, TILE_PIXELS>;        // a, b, c, -
-var<workgroup> s_color: array<vec4<f32>, TILE_PIXELS>;        // r, g, b, -
+var<workgroup> s_color: array<vec4<f32>, TILE_PIXELS>;        // r, g, b, z (depth variants)
 // "some pixel still blending" flags, alternating between batches so that resetting the
 // next batch's flag never races with reads of the current one
 var<workgroup> s_any_alive: array<u32, 2>;
@@ -45,6 +60,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var T: array<f32, PPT>;
     var rgb: array<vec3<f32>, PPT>;
     var final_idx: array<u32, PPT>;
+#if ACC_DEPTH
+    var acc_depth: array<f32, PPT>;
+#endif
+#if MEDIAN_DEPTH
+    var med_depth: array<f32, PPT>;
+#endif
     var alive = 0u;   // pixels of this thread still blending
     for (var k = 0u; k < PPT; k++) {
         let py = wid.y * TILE_SIZE + lid / TILE_SIZE + k * ROWS_PER_STEP;
@@ -54,6 +75,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         T[k] = 1.0;
         rgb[k] = vec3<f32>(0.0);
         final_idx[k] = end;
+#if ACC_DEPTH
+        acc_depth[k] = 0.0;
+#endif
+#if MEDIAN_DEPTH
+        med_depth[k] = 0.0;
+#endif
     }
 
     let num_batches = (end - start + TILE_PIXELS - 1u) / TILE_PIXELS;
@@ -77,7 +104,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 let o = c * PROJECTED_STRIDE;
                 s_mean_opacity[slot] = vec4<f32>(projected[o], projected[o + 1u], projected[o + 8u], 0.0);
                 s_conic[slot] = vec4<f32>(projected[o + 2u], projected[o + 3u], projected[o + 4u], 0.0);
+#if SPLAT_DEPTHS
+                s_color[slot] = vec4<f32>(projected[o + 5u], projected[o + 6u], projected[o + 7u], depths[c]);
+#else
                 s_color[slot] = vec4<f32>(projected[o + 5u], projected[o + 6u], projected[o + 7u], 0.0);
+#endif
             }
         }
         if (workgroupUniformLoad(&s_any_alive[b & 1u]) == 0u) {
@@ -108,6 +139,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     continue;
                 }
                 rgb[k] += (alpha * T[k]) * s_color[j].xyz;
+#if ACC_DEPTH
+                acc_depth[k] += (alpha * T[k]) * s_color[j].w;
+#endif
+#if MEDIAN_DEPTH
+                if (T[k] >= 0.5 && next_T < 0.5) {
+                    med_depth[k] = s_color[j].w;
+                }
+#endif
                 T[k] = next_T;
             }
             if (alive == 0u) {
@@ -125,6 +164,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             image[4u * p + 2u] = rgb[k].z + T[k] * params.background.z;
             image[4u * p + 3u] = 1.0 - T[k];
             final_index[p] = final_idx[k];
+#if EXPECTED_DEPTH
+            depth[p] = acc_depth[k] / max(1.0 - T[k], 1e-10);
+#else
+#if ACC_DEPTH
+            depth[p] = acc_depth[k];
+#endif
+#endif
+#if MEDIAN_DEPTH
+            median_depth[p] = med_depth[k];
+#endif
         }
     }
 }

@@ -23,6 +23,13 @@
 // compare-and-swap loop on the bit pattern. With subgroups, the subgroup sums
 // its pixels' contributions first and one lane does the atomics.
 //
+// Depth variants (ACC_DEPTH; the plain kernel compiles none of it): the depth
+// D = Σ alpha·T·z is one more colour channel (background 0) with cotangent
+// v_depth; EXPECTED_DEPTH (ED = D / max(A, 1e-10), A = 1 - T_final) turns
+// v_ED into v_D = v_ED / max(A, 1e-10) and adds -v_ED·ED/A to the alpha
+// cotangent (where A > 1e-10). The per-splat gradient w.r.t. z goes to
+// v_depths [V] (compact order); project_backward adds it to the camera z.
+//
 // Maths: tests/reference/render_backward.py (rasterize_projected_vjp).
 
 #include "common.wgsl"
@@ -38,9 +45,22 @@
 @group(0) @binding(5) var<storage, read> image: array<f32>;
 @group(0) @binding(6) var<storage, read> v_image: array<f32>;
 
+#if ACC_DEPTH
+@group(0) @binding(9) var<storage, read> depths: array<f32>;     // [V] camera z
+@group(0) @binding(10) var<storage, read> depth: array<f32>;     // [H,W] forward D or ED
+@group(0) @binding(11) var<storage, read> v_depth: array<f32>;   // [H,W]
+#endif
+
 #if HAS_FLOAT_ATOMICS
 @group(0) @binding(7) var<storage, read_write> v_projected: array<atomic<f32>>;
 @group(0) @binding(8) var<storage, read_write> refine_abs: array<atomic<f32>>;
+#if ACC_DEPTH
+@group(0) @binding(12) var<storage, read_write> v_depths: array<atomic<f32>>;
+
+fn add_depth(i: u32, v: f32) {
+    atomicAdd(&v_depths[i], v);
+}
+#endif
 
 fn add_grad(i: u32, v: f32) {
     atomicAdd(&v_projected[i], v);
@@ -52,6 +72,20 @@ fn add_refine(i: u32, v: f32) {
 #else
 @group(0) @binding(7) var<storage, read_write> v_projected: array<atomic<u32>>;
 @group(0) @binding(8) var<storage, read_write> refine_abs: array<atomic<u32>>;
+#if ACC_DEPTH
+@group(0) @binding(12) var<storage, read_write> v_depths: array<atomic<u32>>;
+
+fn add_depth(i: u32, v: f32) {
+    var old = atomicLoad(&v_depths[i]);
+    loop {
+        let res = atomicCompareExchangeWeak(&v_depths[i], old, bitcast<u32>(bitcast<f32>(old) + v));
+        if res.exchanged {
+            break;
+        }
+        old = res.old_value;
+    }
+}
+#endif
 
 // float add as a compare-and-swap loop on the bit pattern
 fn add_grad(i: u32, v: f32) {
@@ -90,6 +124,9 @@ var<workgroup> batch_id: array<u32, BATCH>;
 var<workgroup> batch_xy: array<vec2<f32>, BATCH>;
 var<workgroup> batch_conic: array<vec3<f32>, BATCH>;
 var<workgroup> batch_color: array<vec4<f32>, BATCH>;   // rgb, opacity
+#if ACC_DEPTH
+var<workgroup> batch_depth: array<f32, BATCH>;
+#endif
 var<workgroup> wg_end: atomic<u32>;
 var<workgroup> wg_range: vec2<u32>;
 
@@ -136,6 +173,10 @@ fn main(
     var v_T_term: array<f32, PPT>;      // (v_rgb . bg - v_alpha_out) * T_final
     var refine_scale: array<f32, PPT>;  // max(W, H) / max(final alpha, 0.001)
     var behind: array<vec3<f32>, PPT>;  // colour blended behind the current splat
+#if ACC_DEPTH
+    var v_d: array<f32, PPT>;           // cotangent of the accumulated depth D
+    var behind_d: array<f32, PPT>;      // depth blended behind the current splat
+#endif
     var thread_end = range.x;
     for (var k = 0u; k < PPT; k++) {
         let py = ty * TILE + lid / TILE + k * ROWS_PER_STEP;
@@ -146,13 +187,28 @@ fn main(
         v_T_term[k] = 0.0;
         refine_scale[k] = 0.0;
         behind[k] = vec3<f32>(0.0);
+#if ACC_DEPTH
+        v_d[k] = 0.0;
+        behind_d[k] = 0.0;
+#endif
         if tile_ok && px < params.width && py < params.height {
             let pix = py * params.width + px;
             my_end[k] = final_index[pix];
             let alpha_final = image[4u * pix + 3u];
             T[k] = 1.0 - alpha_final;
             v_rgb[k] = vec3<f32>(v_image[4u * pix], v_image[4u * pix + 1u], v_image[4u * pix + 2u]);
-            v_T_term[k] = (dot(v_rgb[k], params.background.rgb) - v_image[4u * pix + 3u]) * T[k];
+            var v_alpha_out = v_image[4u * pix + 3u];
+#if ACC_DEPTH
+            v_d[k] = v_depth[pix];
+#if EXPECTED_DEPTH
+            // ED = D / max(A, 1e-10): v_D = v_ED / max(A, 1e-10), v_A -= v_ED · ED / A
+            if alpha_final > 1e-10 {
+                v_alpha_out -= v_d[k] * depth[pix] / alpha_final;
+            }
+            v_d[k] = v_d[k] / max(alpha_final, 1e-10);
+#endif
+#endif
+            v_T_term[k] = (dot(v_rgb[k], params.background.rgb) - v_alpha_out) * T[k];
             refine_scale[k] = f32(max(params.width, params.height)) / max(alpha_final, 0.001);
             thread_end = max(thread_end, my_end[k]);
         }
@@ -186,6 +242,9 @@ fn main(
             batch_xy[slot] = vec2<f32>(projected[b], projected[b + 1u]);
             batch_conic[slot] = vec3<f32>(projected[b + 2u], projected[b + 3u], projected[b + 4u]);
             batch_color[slot] = vec4<f32>(projected[b + 5u], projected[b + 6u], projected[b + 7u], projected[b + 8u]);
+#if ACC_DEPTH
+            batch_depth[slot] = depths[cid];
+#endif
         }
         workgroupBarrier();
 
@@ -199,6 +258,10 @@ fn main(
             var g_rgb = vec3<f32>(0.0);
             var g_op = 0.0;
             var g_refine = 0.0;
+#if ACC_DEPTH
+            let zj = batch_depth[j];
+            var g_z = 0.0;
+#endif
             var has = false;
             for (var k = 0u; k < PPT; k++) {
                 if isect >= my_end[k] {
@@ -217,8 +280,13 @@ fn main(
                     let w = alpha * Tk;
                     let vr = v_rgb[k];
                     g_rgb += w * vr;
-                    let v_alpha = dot(vr, Tk * col.rgb - behind[k] * ra) - v_T_term[k] * ra;
+                    var v_alpha = dot(vr, Tk * col.rgb - behind[k] * ra) - v_T_term[k] * ra;
                     behind[k] += w * col.rgb;
+#if ACC_DEPTH
+                    g_z += w * v_d[k];
+                    v_alpha += v_d[k] * (Tk * zj - behind_d[k] * ra);
+                    behind_d[k] += w * zj;
+#endif
                     let dsigma_dxy = vec2<f32>(conic.x * d.x + conic.y * d.y, conic.y * d.x + conic.z * d.y);
                     let v_xy_any = (-alpha * v_alpha) * dsigma_dxy;   // as if unclamped, for the statistic
                     g_refine += (abs(v_xy_any.x) + abs(v_xy_any.y)) * refine_scale[k];
@@ -238,13 +306,22 @@ fn main(
                 let s_rgb = subgroupAdd(g_rgb);
                 let s_op = subgroupAdd(g_op);
                 let s_refine = subgroupAdd(g_refine);
+#if ACC_DEPTH
+                let s_z = subgroupAdd(g_z);
+#endif
                 if lane == 0u {
                     add_all(batch_id[j], s_xy, s_conic, s_rgb, s_op, s_refine);
+#if ACC_DEPTH
+                    add_depth(batch_id[j], s_z);
+#endif
                 }
             }
 #else
             if has {
                 add_all(batch_id[j], g_xy, g_conic, g_rgb, g_op, g_refine);
+#if ACC_DEPTH
+                add_depth(batch_id[j], g_z);
+#endif
             }
 #endif
         }

@@ -17,6 +17,7 @@ from brushpy.io.framing import DEFAULT_UP, default_forward, framing_camera, robu
 from brushpy.io.ply import SplatData, read_ply, write_ply
 from tests.conftest import REPO, SHARED, requires_shared
 from tests.reference.render import render as reference_render
+from tests.reference.render import render_depth as reference_render_depth
 
 EXAMPLE = REPO / "assets" / "example_scene.ply"
 GUITAR = SHARED / "splats" / "guitar_inria_sh0.ply"
@@ -31,10 +32,15 @@ def run(*args):
 
 
 def reference_rasterize(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics,
-                        width, height, background=(0.0, 0.0, 0.0), sh_degree=None, render_mode="default"):
+                        width, height, background=(0.0, 0.0, 0.0), sh_degree=None, render_mode="default", outputs="RGB"):
     """The float64 NumPy reference with the rasterizer's signature (CLI tests without the GPU)."""
     if sh_degree is not None:
         sh_coeffs = sh_coeffs[:, : (sh_degree + 1) ** 2]
+    if outputs == "RGB+ED":
+        r = reference_render_depth(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics,
+                                   width, height, background, mip=render_mode == "mip")
+        return np.concatenate([r["image"][..., :3], r["ED"][..., None], r["alpha"][..., None]], -1).astype(np.float32)
+    assert outputs == "RGB", outputs
     return reference_render(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics,
                             width, height, background, mip=render_mode == "mip").astype(np.float32)
 
@@ -226,6 +232,53 @@ def test_render_mip_ply_in_mip_mode(tmp_path, reference_rasterizer):
     assert reference_rasterizer[-1]["render_mode"] == "mip"
 
 
+def test_render_depth_npy_and_png(tmp_path, reference_rasterizer):
+    """--depth OUT.npy: the expected depth (0 where alpha < 1/255); OUT.png: turbo or grey between the
+    2nd/98th percentiles, or --depth-near/--depth-far."""
+    _small_scene(tmp_path / "s.ply")
+    base = ("render", tmp_path / "s.ply", "-o", tmp_path / "o.png", "--width", 48, "--height", 36)
+    result = run(*base, "--depth", tmp_path / "d.npy")
+    assert result.exit_code == 0, result.output
+    assert reference_rasterizer[-1]["outputs"] == "RGB+ED"
+    assert "depth" in result.output
+    depth = np.load(tmp_path / "d.npy")
+    assert depth.shape == (36, 48) and depth.dtype == np.float32
+    img = np.asarray(Image.open(tmp_path / "o.png"))
+    assert img.shape == (36, 48, 3)  # the colour image is still RGB
+    covered = depth > 0
+    assert 0.3 < covered.mean() < 1.0 and depth[0, 0] == 0.0
+    # the slab is at z 4.9..5.1 in world; the framing camera looks at it face on from some distance
+    d = depth[covered]
+    assert d.max() - d.min() < 1.0 and d.min() > 0.5
+    # PNG: turbo between the percentiles, then grey with explicit near/far
+    result = run(*base, "--depth", tmp_path / "d.png")
+    assert result.exit_code == 0, result.output
+    turbo = np.asarray(Image.open(tmp_path / "d.png"))
+    assert turbo.shape == (36, 48, 3) and (turbo[~covered] == 0).all() and turbo[covered].max() > 0
+    near, far = float(np.percentile(d, 2)), float(np.percentile(d, 98))
+    result = run(*base, "--depth", tmp_path / "g.png", "--depth-colormap", "grey", "--depth-near", near, "--depth-far", far)
+    assert result.exit_code == 0, result.output
+    grey = np.asarray(Image.open(tmp_path / "g.png")).astype(int)
+    want = np.round(np.clip((depth - near) / (far - near), 0, 1) * 255)
+    assert np.abs(grey[..., 0][covered] - want[covered]).max() <= 1 and (grey[~covered] == 0).all()
+    # errors: suffix, near/far without --depth, far <= near
+    assert run(*base, "--depth", tmp_path / "d.exr").exit_code == 2
+    assert run(*base, "--depth-near", 1.0).exit_code == 2
+    assert run(*base, "--depth", tmp_path / "d.png", "--depth-near", 2.0, "--depth-far", 1.0).exit_code == 2
+
+
+def test_depth_colormap_helpers():
+    depth = np.array([[1.0, 2.0, 3.0, 0.0]])
+    valid = np.array([[True, True, True, False]])
+    lo, hi = cli.depth_range(depth, valid)
+    assert 1.0 <= lo < 1.1 and 2.9 < hi <= 3.0
+    assert cli.depth_range(depth, valid, near=0.5, far=4.0) == (0.5, 4.0)
+    assert cli.depth_range(depth, np.zeros_like(valid))[1] > cli.depth_range(depth, np.zeros_like(valid))[0]
+    px = cli.depth_to_png_array(np.array([[1.2, 2.8, 2.0, 0.0]]), valid, 1.0, 3.0)
+    assert (px[0, 3] == 0).all()
+    assert px[0, 0, 2] > 2 * px[0, 0, 0] and px[0, 1, 0] > 2 * px[0, 1, 2]  # turbo: near blue, far red
+
+
 def test_render_explicit_camera(tmp_path, reference_rasterizer):
     """--position/--look-at/--up reach the rasterizer as the documented world_to_camera."""
     _small_scene(tmp_path / "s.ply")
@@ -349,6 +402,33 @@ def test_example_render_script(tmp_path, gpu):
     assert proc.returncode == 0, proc.stderr
     img = np.asarray(Image.open(out)).astype(int)
     assert (img[0, 0] == 255).all() and img[20:28, 28:36].sum(axis=2).mean() < 700  # white corner, scene centre
+
+
+@requires_forward
+def test_render_depth_on_the_gpu(tmp_path, gpu):
+    """--depth OUT.npy through the real rasterizer equals the reference's expected depth."""
+    _small_scene(tmp_path / "s.ply")
+    calls = []
+    real = cli._load_rasterize()
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    load = cli._load_rasterize
+    try:
+        cli._load_rasterize = lambda: spy
+        result = run("render", tmp_path / "s.ply", "-o", tmp_path / "o.png", "--width", 48, "--height", 36,
+                     "--depth", tmp_path / "d.npy")
+    finally:
+        cli._load_rasterize = load
+    assert result.exit_code == 0, result.output
+    args, kwargs = calls[-1]
+    ref = reference_rasterize(*args, **kwargs)
+    depth = np.load(tmp_path / "d.npy")
+    ok = ref[..., 4] >= cli.DEPTH_MIN_ALPHA
+    np.testing.assert_allclose(depth[ok], ref[..., 3][ok], rtol=1e-4)
+    assert (depth[~ok] == 0).all() and ok.mean() > 0.3
 
 
 @requires_forward

@@ -216,6 +216,60 @@ def to_png_array(image: np.ndarray, alpha: bool) -> np.ndarray:
     return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+#: pixels with a final alpha below this have no depth (0 in the .npy, black in the PNG)
+DEPTH_MIN_ALPHA = 1.0 / 255.0
+#: polynomial fit of Google's Turbo colormap (Ruofei Du's, Apache-2.0): x, x², ..., x⁵ per channel
+_TURBO = np.array([
+    [0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943],
+    [0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604],
+    [0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973],
+])
+
+
+def depth_range(depth: np.ndarray, valid: np.ndarray, near: float | None = None, far: float | None = None):
+    """(near, far) for colouring ``depth``: the 2nd and 98th percentiles of the valid depths,
+    each replaced by ``near``/``far`` when given; far > near always (1 apart when nothing is valid)."""
+    vals = depth[valid]
+    lo, hi = np.percentile(vals, [2.0, 98.0]) if vals.size else (0.0, 1.0)
+    lo = float(lo if near is None else near)
+    hi = float(hi if far is None else far)
+    if not hi > lo:
+        hi = lo + max(abs(lo) * 1e-6, 1e-6)
+    return lo, hi
+
+
+def depth_to_png_array(depth: np.ndarray, valid: np.ndarray, near: float, far: float, colormap: str = "turbo") -> np.ndarray:
+    """Depth [H,W] -> uint8 [H,W,3]: ``t = (depth - near) / (far - near)`` clipped to [0, 1], through
+    Turbo (near blue, far red) or grey (near black, far white); invalid pixels black."""
+    t = np.clip((np.nan_to_num(np.asarray(depth, np.float64)) - near) / (far - near), 0.0, 1.0)
+    if colormap == "grey":
+        rgb = np.repeat(t[..., None], 3, -1)
+    else:
+        powers = np.stack([t ** i for i in range(6)], -1)
+        rgb = np.clip(powers @ _TURBO.T, 0.0, 1.0)
+    rgb[~valid] = 0.0
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
+def write_depth(path: Path, depth: np.ndarray, alpha: np.ndarray, near=None, far=None, colormap: str = "turbo") -> tuple:
+    """Write the expected depth to ``path`` atomically: ``.npy`` float32 [H,W] (scene units,
+    0 where alpha < 1/255) or a colormapped ``.png``. Returns the (near, far) used (PNG) or None."""
+    from PIL import Image
+
+    from ..io.atomic import atomic_write
+
+    valid = (np.asarray(alpha) >= DEPTH_MIN_ALPHA) & np.isfinite(depth)
+    clean = np.where(valid, depth, 0.0).astype(np.float32)
+    if path.suffix.lower() == ".npy":
+        with atomic_write(path, option="--depth") as f:
+            np.save(f, clean)
+        return None
+    lo, hi = depth_range(clean, valid, near, far)
+    with atomic_write(path, option="--depth") as f:
+        Image.fromarray(depth_to_png_array(clean, valid, lo, hi, colormap), "RGB").save(f, format="PNG")
+    return lo, hi
+
+
 @main.command()
 @click.argument("scene", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -236,7 +290,17 @@ def to_png_array(image: np.ndarray, alpha: bool) -> np.ndarray:
 @click.option("--sh-degree", type=click.IntRange(0, 4), default=None,
               help="SH degree to render (<= the file's). Default: all bands in the file.")
 @click.option("--alpha", is_flag=True, help="Write RGBA with straight alpha (the background is then ignored).")
-def render(scene, output, width, height, fov, position, look_at, up, background, sh_degree, alpha):
+@click.option("--depth", "depth_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the expected depth (camera z, scene units): .npy float32 [H,W] with 0 where "
+                   "nothing was rendered, or a colormapped .png.")
+@click.option("--depth-near", type=float, default=None,
+              help="Depth shown as the colormap's near end (PNG). Default: 2nd percentile of the rendered depth.")
+@click.option("--depth-far", type=float, default=None,
+              help="Depth shown as the colormap's far end (PNG). Default: 98th percentile of the rendered depth.")
+@click.option("--depth-colormap", type=click.Choice(["turbo", "grey"]), default="turbo", show_default=True,
+              help="Colormap of a --depth PNG: turbo (near blue, far red) or grey (near black, far white).")
+def render(scene, output, width, height, fov, position, look_at, up, background, sh_degree, alpha, depth_out,
+           depth_near, depth_far, depth_colormap):
     """Render the splat file SCENE (INRIA 3DGS PLY, or PlayCanvas compressed PLY) to a PNG.
 
     The default camera frames the middle 96% of the splat centres (2-98 percentiles
@@ -252,6 +316,12 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
 
     if output.suffix.lower() != ".png":
         raise click.BadParameter(f"{output} must end in .png", param_hint="'-o' / '--output'")
+    if depth_out is not None and depth_out.suffix.lower() not in (".png", ".npy"):
+        raise click.BadParameter(f"{depth_out} must end in .png or .npy", param_hint="'--depth'")
+    if depth_out is None and (depth_near is not None or depth_far is not None):
+        raise click.BadParameter("--depth-near/--depth-far colour a --depth PNG; pass --depth OUT.png", param_hint="'--depth-near'")
+    if depth_near is not None and depth_far is not None and not depth_far > depth_near:
+        raise click.BadParameter(f"--depth-far {depth_far} must exceed --depth-near {depth_near}", param_hint="'--depth-far'")
     try:
         data = read_ply(scene)  # a PlyFormatError (an InputError) reaches the group: `Error: …`, exit 2
     except FileNotFoundError as exc:
@@ -272,18 +342,24 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
             camera.world_to_camera, camera.intrinsics, width, height,
             background=(0.0, 0.0, 0.0) if alpha else background, sh_degree=sh_degree,
             render_mode=data.render_mode,  # as trained (a `SplatRenderMode: mip` header comment)
+            **({"outputs": "RGB+ED"} if depth_out is not None else {}),
         )
     except NoAdapterError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
     except BufferTooLargeError as exc:
         raise click.ClickException(f"{exc} (options --width/--height)") from exc
+    depth_msg = ""
+    if depth_out is not None:  # [H,W,5] = R, G, B, expected depth, alpha
+        depth, image = image[..., 3], image[..., [0, 1, 2, 4]]
+        span = write_depth(depth_out, depth, image[..., 3], depth_near, depth_far, depth_colormap)
+        depth_msg = f"; depth {depth_out}" + (f" (near {span[0]:.4g}, far {span[1]:.4g})" if span else "")
     pixels = to_png_array(image, alpha)
     with atomic_write(output, option="-o/--output") as f:
         Image.fromarray(pixels, "RGBA" if alpha else "RGB").save(f, format="PNG")
     pos = ", ".join(f"{v:.3g}" for v in camera.position)
     click.echo(f"wrote {output} ({width}x{height}, {data.num_splats} splats, SH degree "
-               f"{data.sh_degree if sh_degree is None else sh_degree}, camera at ({pos}))")
+               f"{data.sh_degree if sh_degree is None else sh_degree}, camera at ({pos})){depth_msg}")
 
 
 if __name__ == "__main__":  # pragma: no cover

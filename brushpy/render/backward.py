@@ -19,6 +19,13 @@ alpha clamp and the SH view-direction term). The render mode is the forward's
 (``ForwardState.render_mode``): in ``"mip"`` mode the gradient of the opacity
 compensation ``sqrt(det Σ2D / det(Σ2D + 0.1 I))`` flows to the 2D covariance
 (hence to scales, rotations and means) and to the opacity logit.
+
+Depth (a state rendered with ``outputs`` holding ``"D"`` or ``"ED"``): given a depth
+cotangent ``v_depth`` [H,W], both kernels run in their ``ACC_DEPTH`` variants: the
+depth is differentiated as one more colour channel (gsplat's way), ``ED = D / max(A,
+1e-10)`` exactly as a ratio (into the alpha of every blended splat), and the gradient
+w.r.t. each splat's camera z (``SplatGrads.v_depths`` [V]) reaches the means. Without
+a depth cotangent the plain kernels run, unchanged.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import numpy as np
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, get_context, workgroups_for
 from .camera import Camera
-from .params import RENDER_PARAMS
+from .params import RENDER_PARAMS, RenderOutputs, parse_outputs
 from .forward import raster_defines, render_forward
 from .splats import Splats
 from .state import PROJECTED_STRIDE, ForwardState
@@ -79,6 +86,8 @@ class SplatGrads:
             value, each divided by that pixel's final alpha (the 0.999 clamp is
             ignored for it); 0 for culled splats.
         refine_abs: f32 [V] the same in compact order (what the rasterize backward accumulates).
+        v_depths: f32 [V] gradient w.r.t. each visible splat's camera z (compact order);
+            written only by a backward given a depth cotangent (otherwise stale).
     """
 
     means: GpuTensor
@@ -91,6 +100,7 @@ class SplatGrads:
     v_projected: GpuTensor
     refine_weight_abs: GpuTensor
     refine_abs: GpuTensor
+    v_depths: GpuTensor | None = None
 
     def params(self) -> dict[str, GpuTensor]:
         """``{name: gradient}`` of the five parameters, named and ordered as :attr:`Splats.PARAM_NAMES`."""
@@ -118,6 +128,28 @@ class RenderBackward:
         self.rasterize = Kernel("rasterize_backward.wgsl", defines=rd, ctx=self.ctx, structs=[RASTERIZE_BACKWARD_PARAMS])
         self.project = Kernel("project_backward.wgsl", defines=defines, ctx=self.ctx,
                               structs=[RENDER_PARAMS, PROJECT_BACKWARD_PARAMS])
+        self._defines = dict(defines or {})
+        self._depth_kernels: dict = {}
+        self._zero_images: dict = {}
+
+    def kernels(self, depth_mode: str | None) -> tuple[Kernel, Kernel]:
+        """(rasterize, project) backward kernels: the plain ones, or the ``"D"``/``"ED"`` variant."""
+        if depth_mode is None:
+            return self.rasterize, self.project
+        if depth_mode not in self._depth_kernels:
+            d = {**self._defines, **RenderOutputs(depth=depth_mode).kernel_defines()}
+            self._depth_kernels[depth_mode] = (
+                Kernel("rasterize_backward.wgsl", defines=raster_defines(d, self.ctx), ctx=self.ctx,
+                       structs=[RASTERIZE_BACKWARD_PARAMS]),
+                Kernel("project_backward.wgsl", defines=d, ctx=self.ctx, structs=[RENDER_PARAMS, PROJECT_BACKWARD_PARAMS]),
+            )
+        return self._depth_kernels[depth_mode]
+
+    def _zero_image(self, h: int, w: int) -> GpuTensor:
+        """A zero [H,W,4] image cotangent (for a backward from the depth alone), kept per size."""
+        if (h, w) not in self._zero_images:
+            self._zero_images[(h, w)] = GpuTensor.from_numpy(np.zeros((h, w, 4), np.float32), "zero_v_image", self.ctx)
+        return self._zero_images[(h, w)]
 
     def allocate(self, n: int, num_coeffs: int, num_visible: int) -> SplatGrads:
         """Zeroed gradient buffers for ``n`` splats with ``num_coeffs`` SH coefficients.
@@ -137,6 +169,7 @@ class RenderBackward:
             e((max(num_visible, 1), PROJECTED_STRIDE), np.float32, "v_projected", self.ctx),
             e((n,), np.float32, "refine_weight_abs", self.ctx),
             e((max(num_visible, 1),), np.float32, "refine_abs", self.ctx),
+            e((max(num_visible, 1),), np.float32, "v_depths", self.ctx),
         )
 
     def record(
@@ -147,6 +180,7 @@ class RenderBackward:
         v_image: GpuTensor,
         view_dir_const: bool = False,
         out: SplatGrads | None = None,
+        v_depth: GpuTensor | None = None,
     ) -> SplatGrads:
         """Record the backward pass into ``rec``; see :func:`render_backward`.
 
@@ -155,6 +189,16 @@ class RenderBackward:
         """
         cam = state.camera
         h, w = cam.height, cam.width
+        if v_depth is not None:
+            if state.depth is None:
+                raise ValueError(f"v_depth given but the ForwardState has no depth (outputs={state.outputs!r}); "
+                                 "render with outputs='RGB+D' or 'RGB+ED'")
+            if tuple(v_depth.shape) != (h, w):
+                raise ValueError(f"v_depth has shape {tuple(v_depth.shape)}; expected ({h}, {w}) for this ForwardState")
+        if v_image is None:
+            if v_depth is None:
+                raise ValueError("render backward needs v_image, v_depth or both")
+            v_image = self._zero_image(h, w)
         if tuple(v_image.shape) != (h, w, 4):
             raise ValueError(f"v_image has shape {tuple(v_image.shape)}; expected ({h}, {w}, 4) for this ForwardState")
         n = splats.num_splats
@@ -174,8 +218,14 @@ class RenderBackward:
                     f"out holds {out.v_projected.shape[0]} visible splats but this view has {state.num_visible}; "
                     "allocate it with num_visible = N"
                 )
+        depth_mode = state.depth_mode if v_depth is not None else None
+        if depth_mode is not None and (grads.v_depths is None or grads.v_depths.shape[0] < state.num_visible):
+            grads.v_depths = GpuTensor.empty((max(state.num_visible, 1),), np.float32, "v_depths", self.ctx)
         for t in (*grads.params().values(), grads.refine_weight, grads.visible, grads.v_projected, grads.refine_weight_abs, grads.refine_abs):
             rec.clear(t)
+        if depth_mode is not None:
+            rec.clear(grads.v_depths)
+        k_raster, k_project = self.kernels(depth_mode)
         if state.num_visible == 0:
             return grads
 
@@ -183,10 +233,14 @@ class RenderBackward:
         bg[:3] = np.asarray(state.background, np.float32)[:3]
         raster_params = RASTERIZE_BACKWARD_PARAMS.pack(background=bg, width=w, height=h, tiles_x=state.tiles_x,
                                                        tiles_y=state.tiles_y)
+        raster_binds = {}
+        if depth_mode is not None:
+            raster_binds = {"depths": state.depths, "depth": state.depth, "v_depth": v_depth, "v_depths": grads.v_depths}
         with rec.stage("rasterize_backward"):
             rec.dispatch(
-                self.rasterize,
+                k_raster,
                 {
+                    **raster_binds,
                     "params": raster_params,
                     "compact_from_isect": state.compact_from_isect,
                     "tile_ranges": state.tile_ranges,
@@ -218,7 +272,9 @@ class RenderBackward:
             binds.update(params=proj_params, global_from_compact=state.global_from_compact, v_projected=grads.v_projected,
                          refine_weight=grads.refine_weight, visible=grads.visible, refine_abs=grads.refine_abs,
                          refine_weight_abs=grads.refine_weight_abs)
-            rec.dispatch(self.project, binds, workgroups_for(state.num_visible, _PROJECT_WG, self.ctx))
+            if depth_mode is not None:
+                binds["v_depths"] = grads.v_depths
+            rec.dispatch(k_project, binds, workgroups_for(state.num_visible, _PROJECT_WG, self.ctx))
         return grads
 
 
@@ -238,19 +294,23 @@ def render_backward(
     rec: Recorder,
     view_dir_const: bool = False,
     out: SplatGrads | None = None,
+    v_depth: GpuTensor | None = None,
 ) -> SplatGrads:
-    """Record the gradients of ``sum(image * v_image)`` w.r.t. every splat parameter.
+    """Record the gradients of ``sum(image * v_image) + sum(depth * v_depth)`` w.r.t. every splat parameter.
 
     Args:
         state: what the forward render of ``splats`` kept (:class:`ForwardState`).
         splats: the splat set that was rendered (same N, same values).
-        v_image: f32 [H,W,4] gradient of the loss w.r.t. ``state.image`` (RGB + alpha).
+        v_image: f32 [H,W,4] gradient of the loss w.r.t. ``state.image`` (RGB + alpha),
+            or None (zero) when only ``v_depth`` is given.
         rec: recorder the two backward stages are recorded into (nothing is
             submitted or read back here).
         view_dir_const: treat the SH view direction as a constant (no gradient
             from colour to the means through it), as gsplat's reference data does.
         out: reuse these buffers (from ``RenderBackward.allocate(N, K, N)``) instead
             of allocating; they are cleared, then written.
+        v_depth: f32 [H,W] gradient w.r.t. ``state.depth`` (D or ED, as the forward was
+            asked), or None (zero: the plain kernels run).
 
     The render mode is ``state.render_mode`` (the forward's), so forward and backward
     always agree.
@@ -261,7 +321,7 @@ def render_backward(
     Raises:
         ValueError: when ``v_image``, ``splats`` or ``out`` do not match ``state``.
     """
-    return _kernels(rec.ctx).record(rec, state, splats, v_image, view_dir_const, out)
+    return _kernels(rec.ctx).record(rec, state, splats, v_image, view_dir_const, out, v_depth)
 
 
 def rasterize_vjp(
@@ -279,8 +339,10 @@ def rasterize_vjp(
     sh_degree: int | None = None,
     view_dir_const: bool = False,
     render_mode: str = "default",
+    v_depth=None,
+    outputs: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Gradients of ``sum(rasterize(...) * v_image)`` w.r.t. the splat parameters, as numpy arrays.
+    """Gradients of ``sum(image * v_image) + sum(depth * v_depth)`` w.r.t. the splat parameters, as numpy arrays.
 
     Renders forward on the GPU (:func:`brushpy.render.forward.render_forward`), then
     runs :func:`render_backward`, recorded into one recorder (the forward reads back
@@ -294,6 +356,9 @@ def rasterize_vjp(
         background: RGB behind the splats. sh_degree: degree used (default: all of K).
         view_dir_const: hold the SH view direction constant.
         render_mode: ``"default"`` or ``"mip"`` (see :func:`brushpy.render.forward.render_forward`).
+        v_depth: [H,W] gradient w.r.t. the depth (None: zero). v_image may then be None.
+        outputs: which depth ``v_depth`` is for: ``"RGB+D"``/``"D"`` (accumulated) or
+            ``"RGB+ED"``/``"ED"`` (expected); default ``"RGB"``, which needs ``v_depth`` None.
 
     Returns:
         ``dict(means, rotations, log_scales, sh_coeffs, raw_opacities)`` float32 arrays
@@ -313,7 +378,20 @@ def rasterize_vjp(
         )
     fx, fy, cx, cy = (float(v) for v in intrinsics)
     camera = Camera(np.asarray(world_to_camera, np.float64), fx, fy, cx, cy, width, height)
-    if isinstance(v_image, GpuTensor):
+    want = parse_outputs("RGB" if outputs is None else outputs)
+    want = RenderOutputs(rgb=want.rgb, depth=want.depth)  # the median depth has no gradient
+    v_dep = None
+    if v_depth is not None:
+        if want.depth is None:
+            raise ValueError(f"v_depth given with outputs={want.name!r}; pass outputs='RGB+D' or 'RGB+ED' (which depth)")
+        if isinstance(v_depth, GpuTensor):
+            v_dep = v_depth
+        else:
+            d_np = np.asarray(v_depth, np.float32)
+            if d_np.shape != (height, width):
+                raise ValueError(f"v_depth has shape {d_np.shape}; expected ({height}, {width})")
+            v_dep = GpuTensor.from_numpy(d_np, "v_depth")
+    if v_image is None or isinstance(v_image, GpuTensor):
         v_img = v_image
     else:
         v_np = np.asarray(v_image, np.float32)
@@ -321,8 +399,9 @@ def rasterize_vjp(
             raise ValueError(f"v_image has shape {v_np.shape}; expected ({height}, {width}, 4) (H, W, RGB + alpha)")
         v_img = GpuTensor.from_numpy(v_np, "v_image")
     rec = Recorder()
-    state = render_forward(splats, camera, background=tuple(background), sh_degree=sh_degree, rec=rec, render_mode=render_mode)
-    grads = render_backward(state, splats, v_img, rec, view_dir_const=view_dir_const)
+    state = render_forward(splats, camera, background=tuple(background), sh_degree=sh_degree, rec=rec, render_mode=render_mode,
+                           outputs=want)
+    grads = render_backward(state, splats, v_img, rec, view_dir_const=view_dir_const, v_depth=v_dep)
     rec.submit()
     out = grads.numpy()
     return {k: out[k].reshape(shape) for k, shape in zip(Splats.PARAM_NAMES, shapes)}
@@ -333,8 +412,10 @@ class RenderOp(Op):
 
     inputs: the :class:`Splats` tensors by name (``Splats.PARAM_NAMES``; with a 3D
     filter, ``log_scales`` and ``raw_opacities`` are the filtered ones).
-    outputs: ``{"image": state.image}`` float32 [H,W,4].
-    Its backward records :func:`render_backward`; the full :class:`SplatGrads`
+    outputs: ``{"image": state.image}`` float32 [H,W,4], plus ``"depth": state.depth``
+    float32 [H,W] when the state was rendered with a depth (``outputs="RGB+D"``/``"RGB+ED"``...).
+    Its backward takes the cotangents of either or both (a missing one is zero) and
+    records :func:`render_backward`; the full :class:`SplatGrads`
     (with ``refine_weight_abs`` and ``visible`` for densification and the position
     noise) stays on the op as ``op.grads`` after the tape's backward.
 
@@ -355,9 +436,11 @@ class RenderOp(Op):
         self.out = out
         self.inputs = splats.params()
         self.outputs = {"image": state.image}
+        if state.depth is not None:
+            self.outputs["depth"] = state.depth
         self.grads: SplatGrads | None = None
 
     def backward(self, rec: Recorder, grad_outputs: dict) -> dict:
-        self.grads = _kernels(rec.ctx).record(rec, self.state, self.splats, grad_outputs["image"], self.view_dir_const,
-                                              self.out)
+        self.grads = _kernels(rec.ctx).record(rec, self.state, self.splats, grad_outputs.get("image"), self.view_dir_const,
+                                              self.out, grad_outputs.get("depth"))
         return self.grads.params()

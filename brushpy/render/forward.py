@@ -55,7 +55,9 @@ from .params import (  # noqa: F401  (re-exported: brushpy.render.forward is whe
     _cached_camera_block,
     _camera_block,
     _counts_block,
+    RenderOutputs,
     check_render_mode,
+    parse_outputs,
     render_params,
 )
 from .pool import RenderTooLargeError, _pool, _view, release_forward_state  # noqa: F401  (re-exported)
@@ -110,6 +112,21 @@ def _kernels(ctx=None) -> dict[str, Kernel]:
     return ctx.cache(("brushpy.render.forward", tuple(sorted(_DEFINES.items()))), _new_kernels)
 
 
+def _depth_kernels(ctx, out: RenderOutputs) -> dict[str, Kernel]:
+    """``project_visible`` and ``rasterize`` compiled with the depth defines of ``out`` (cached)."""
+    key = ("brushpy.render.forward.depth", tuple(sorted(_DEFINES.items())), out.depth, out.median)
+
+    def build(ctx):
+        d = {**_DEFINES, **out.kernel_defines()}
+        rp = [RENDER_PARAMS]
+        return {
+            "project_visible": Kernel("project_visible.wgsl", defines=d, ctx=ctx, structs=rp),
+            "rasterize": Kernel("rasterize.wgsl", defines=raster_defines(d, ctx), ctx=ctx, structs=rp),
+        }
+
+    return ctx.cache(key, build)
+
+
 def _new_kernels(ctx) -> dict[str, Kernel]:
     d = dict(_DEFINES)
     rp = [RENDER_PARAMS]
@@ -131,6 +148,7 @@ def render_forward(
     rec: Recorder | None = None,
     profiler=None,
     render_mode: str = "default",
+    outputs: str = "RGB",
 ) -> ForwardState:
     """Render ``splats`` seen by ``camera`` on the GPU; keep every buffer the backward needs.
 
@@ -153,6 +171,13 @@ def render_forward(
         render_mode: ``"default"`` (2D filter 0.3) or ``"mip"`` (Mip-Splatting's 2D filter
             0.1 with opacity compensation; see the module docstring). Recorded in
             ``ForwardState.render_mode`` so the backward uses the same mode.
+        outputs: gsplat's names: ``"RGB"`` (default), ``"D"`` (accumulated depth
+            ``Σ wᵢ zᵢ``, ``wᵢ = αᵢ Tᵢ``), ``"ED"`` (expected depth ``Σ wᵢ zᵢ / Σ wᵢ``),
+            ``"RGB+D"``, ``"RGB+ED"``; any of them (or nothing else) ``+ "MD"`` adds the
+            median depth (forward only). ``zᵢ`` is the camera-space depth of splat i's
+            mean. The RGBA ``image`` is always rendered; a depth goes to
+            ``ForwardState.depth`` [H,W], the median to ``ForwardState.median_depth``
+            [H,W]. Plain ``"RGB"`` runs the kernels without any depth code.
 
     Returns:
         :class:`~brushpy.render.state.ForwardState`; ``image`` is float32 [H,W,4]
@@ -168,6 +193,8 @@ def render_forward(
             message says which and what to lower).
     """
     mode_code = RENDER_MODES[check_render_mode(render_mode)]
+    want = parse_outputs(outputs)
+    with_depths = want.depth is not None or want.median
     n = splats.num_splats
     coeffs = splats.sh_coeffs.shape[1] if len(splats.sh_coeffs.shape) == 3 else -1
     data_degree = _SH_DEGREES.get(coeffs)
@@ -196,6 +223,8 @@ def render_forward(
 
     ctx = get_context()
     ks = _kernels(ctx)
+    if with_depths:
+        ks = {**ks, **_depth_kernels(ctx, want)}
     own = rec is None
     if own:
         rec = Recorder(profiler=profiler)
@@ -209,6 +238,8 @@ def render_forward(
     image = outputs.get("image", (height, width, 4), np.float32, pixel_hint)
     final_index = outputs.get("final_index", (height, width), np.uint32, pixel_hint)
     tile_ranges = outputs.get("tile_ranges", (num_tiles, 2), np.uint32, pixel_hint)
+    depth = outputs.get("depth", (height, width), np.float32, pixel_hint) if want.depth else None
+    median_depth = outputs.get("median_depth", (height, width), np.float32, pixel_hint) if want.median else None
 
     # -- 1. project, cull, count tiles; compact the visible splats ----------------------
     aux = scratch.get("aux", (n, AUX_STRIDE), np.float32, splat_hint)
@@ -259,13 +290,20 @@ def render_forward(
 
     # -- 3. project visible splats in depth order -----------------------------------------
     counts_sorted = scratch.get("tile_counts_sorted", (num_visible,), np.uint32, splat_hint)
+    depth_binds = {}
+    depths = None
+    if with_depths:
+        # one row past V for the null splat (never blended, so its value is never used)
+        depths_rows = outputs.get("depths", (num_visible + 1,), np.float32, splat_hint)
+        depths = _view(depths_rows, num_visible)
+        depth_binds["depths"] = depths_rows
     if num_visible > 0:
         with rec.stage("project_visible"):
             rec.dispatch(
                 ks["project_visible"],
                 {"params": params2, "means": splats.means, "sh_coeffs": splats.sh_coeffs, "aux": aux,
                  "global_from_compact": global_from_compact, "tile_counts": tile_counts, "projected": projected,
-                 "tile_counts_sorted": counts_sorted},
+                 "tile_counts_sorted": counts_sorted, **({"depth_keys": depth_keys, **depth_binds} if with_depths else {})},
                 workgroups_for(num_visible, _WG, ctx),
             )
 
@@ -294,11 +332,15 @@ def render_forward(
     compact_from_isect = compact_ids
 
     # -- 5. rasterize ---------------------------------------------------------------------
+    if depth is not None:
+        depth_binds["depth"] = depth
+    if median_depth is not None:
+        depth_binds["median_depth"] = median_depth
     with rec.stage("rasterize"):
         rec.dispatch(
             ks["rasterize"],
             {"params": params2, "projected": projected, "compact_from_isect": compact_from_isect,
-             "tile_ranges": tile_ranges, "image": image, "final_index": final_index},
+             "tile_ranges": tile_ranges, "image": image, "final_index": final_index, **depth_binds},
             (tiles_x, tiles_y, 1),
         )
     if own:
@@ -323,6 +365,10 @@ def render_forward(
         final_index=final_index,
         sh_degree=sh_degree,
         render_mode=render_mode,
+        outputs=want.name,
+        depth=depth,
+        median_depth=median_depth,
+        depths=depths,
     )
     state._pooled_outputs = (pool, outputs)  # see release_forward_state
     return state
@@ -341,8 +387,9 @@ def rasterize(
     background=(0.0, 0.0, 0.0),
     sh_degree: int | None = None,
     render_mode: str = "default",
+    outputs: str = "RGB",
 ) -> np.ndarray:
-    """Render Gaussian splats given as NumPy arrays; returns float32 [H,W,4] (RGB + alpha).
+    """Render Gaussian splats given as NumPy arrays; returns float32 [H,W,C] (channels + alpha).
 
     Args:
         means: [N,3] world-space centres.
@@ -357,12 +404,19 @@ def rasterize(
         sh_degree: SH degree to evaluate (default: all of ``sh_coeffs``); only the
             coefficients it uses are uploaded.
         render_mode: ``"default"`` or ``"mip"`` (see :func:`render_forward`).
+        outputs: ``"RGB"`` (default), ``"D"``, ``"ED"``, ``"RGB+D"``, ``"RGB+ED"``, each
+            optionally ``+ "MD"`` (see :func:`render_forward`). The channels are stacked
+            as gsplat does, alpha last: ``"RGB"`` → [H,W,4] R,G,B,A; ``"RGB+ED"`` →
+            [H,W,5] R,G,B,depth,A; ``"D"``/``"ED"`` → [H,W,2] depth,A; a median depth
+            comes after the depth: ``"RGB+ED+MD"`` → [H,W,6] R,G,B,ED,MD,A.
 
     Raises:
-        ValueError: inconsistent shapes, bad intrinsics/size, ``sh_degree`` or ``render_mode``.
+        ValueError: inconsistent shapes, bad intrinsics/size, ``sh_degree``, ``render_mode``
+            or ``outputs``.
         RenderTooLargeError: a GPU buffer exceeds the device's binding limit.
     """
     check_render_mode(render_mode)
+    want = parse_outputs(outputs)
     means = np.asarray(means, np.float32).reshape(-1, 3)
     sh = np.asarray(sh_coeffs, np.float32)
     if sh.ndim == 2 and sh.shape[1] == 3:
@@ -386,5 +440,17 @@ def rasterize(
     except BufferTooLargeError as exc:
         hint = "lower the number of splats" + (" or sh_degree" if exc.what == "sh_coeffs" else "")
         raise RenderTooLargeError(exc.what, exc.nbytes, exc.limit, hint) from None
-    state = render_forward(splats, camera, background, render_mode=render_mode)
-    return state.image.numpy()
+    state = render_forward(splats, camera, background, render_mode=render_mode, outputs=want)
+    return stack_outputs(state)
+
+
+def stack_outputs(state: ForwardState) -> np.ndarray:
+    """The state's outputs read back and stacked as gsplat does: the colour channels (when
+    ``"RGB"`` was asked), the depth, the median depth, then alpha (float32 [H,W,C])."""
+    want = parse_outputs(state.outputs)
+    image = state.image.numpy()
+    if want.name == "RGB":
+        return image
+    parts = [image[..., :3]] if want.rgb else []
+    parts += [t.numpy()[..., None] for t in (state.depth, state.median_depth) if t is not None]
+    return np.concatenate(parts + [image[..., 3:4]], -1)

@@ -8,6 +8,7 @@ a fixed set of views; the counts part changes between the stages of one render.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,6 +42,68 @@ def check_render_mode(render_mode: str) -> str:
     if render_mode not in RENDER_MODES:
         raise ValueError(f"render_mode={render_mode!r}; use 'default' (2D filter 0.3) or 'mip' (2D filter 0.1 with opacity compensation)")
     return render_mode
+
+
+#: the outputs a render can produce: colour, one depth (accumulated or expected), median depth
+OUTPUT_TOKENS = ("RGB", "D", "ED", "MD")
+
+
+@dataclass(frozen=True)
+class RenderOutputs:
+    """What ``outputs=`` asked of a render (see :func:`parse_outputs`).
+
+    Attributes:
+        rgb: the colour image was asked for (``ForwardState.image`` is always rendered).
+        depth: ``None``, ``"D"`` (accumulated depth ``Σ wᵢ zᵢ``) or ``"ED"`` (expected
+            depth ``Σ wᵢ zᵢ / Σ wᵢ``), ``wᵢ = αᵢ Tᵢ``, ``zᵢ`` the camera-space depth of
+            splat i's mean; differentiable.
+        median: the median depth (forward only).
+    """
+
+    rgb: bool = True
+    depth: str | None = None
+    median: bool = False
+
+    @property
+    def name(self) -> str:
+        """The canonical ``outputs`` string (``"RGB+ED"``, ``"D+MD"``, ...)."""
+        return "+".join(t for t, on in (("RGB", self.rgb), (self.depth, self.depth is not None), ("MD", self.median)) if on)
+
+    def kernel_defines(self) -> dict:
+        """Template defines of the depth variants (empty for plain RGB: today's kernels)."""
+        d = {}
+        if self.depth is not None or self.median:
+            d["SPLAT_DEPTHS"] = True
+        if self.depth is not None:
+            d["ACC_DEPTH"] = True
+        if self.depth == "ED":
+            d["EXPECTED_DEPTH"] = True
+        if self.median:
+            d["MEDIAN_DEPTH"] = True
+        return d
+
+
+def parse_outputs(outputs) -> RenderOutputs:
+    """Parse ``outputs=``: gsplat's ``"RGB"``, ``"D"``, ``"ED"``, ``"RGB+D"``, ``"RGB+ED"``,
+    optionally with ``"+MD"`` (median depth), e.g. ``"RGB+ED+MD"`` or ``"MD"``.
+
+    A :class:`RenderOutputs` is returned as it is.
+
+    Raises:
+        ValueError: unknown token, a repeated one, both ``D`` and ``ED``, or nothing asked.
+    """
+    if isinstance(outputs, RenderOutputs):
+        return outputs
+    text = str(outputs)
+    tokens = [t.strip().upper() for t in text.split("+")]
+    bad = [t for t in tokens if t not in OUTPUT_TOKENS]
+    if bad or len(set(tokens)) != len(tokens) or ("D" in tokens and "ED" in tokens) or not tokens:
+        raise ValueError(
+            f"outputs={outputs!r}; use 'RGB', 'D', 'ED', 'RGB+D' or 'RGB+ED' (gsplat's render modes), "
+            "optionally with '+MD' for the median depth (forward only)"
+        )
+    depth = "ED" if "ED" in tokens else "D" if "D" in tokens else None
+    return RenderOutputs(rgb="RGB" in tokens, depth=depth, median="MD" in tokens)
 
 
 def render_params(

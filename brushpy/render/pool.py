@@ -118,7 +118,7 @@ def release_forward_state(state: ForwardState, rec: Recorder | None = None) -> N
 
     Lifetime rule: after release, any later :func:`render_forward` may overwrite
     ``state.image``, ``projected``, ``global_from_compact``, ``compact_from_isect``,
-    ``tile_ranges`` and ``final_index`` (and views of them), so release only when
+    ``tile_ranges``, ``final_index``, ``depth``, ``median_depth`` and ``depths`` (and views of them), so release only when
     every command that reads them has been recorded and nothing reads them on the host
     afterwards. Without ``rec``, the commands that read the state must also have been
     submitted already (e.g. call it after the training step's ``rec.submit()``); with

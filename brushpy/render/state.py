@@ -46,6 +46,17 @@ class ForwardState:
         render_mode: ``"default"`` (2D filter 0.3) or ``"mip"`` (filter 0.1, opacity
             times the compensation; ``projected`` then holds the compensated opacity).
             The backward differentiates the mode the forward used.
+        outputs: the ``outputs=`` string the render was asked for (canonical, e.g.
+            ``"RGB+ED"``; see :func:`brushpy.render.params.parse_outputs`).
+        depth: f32 [H,W] or None (no depth asked): the accumulated depth
+            ``D = Σ wᵢ zᵢ`` (``"D"``) or the expected depth ``ED = D / max(Σ wᵢ, 1e-10)``
+            (``"ED"``; 0 where nothing was blended), ``wᵢ = αᵢ Tᵢ`` the blend weights,
+            ``zᵢ`` the camera-space depth of splat i's mean. ``Σ wᵢ`` is ``image[..., 3]``.
+        median_depth: f32 [H,W] or None (not asked, ``"+MD"``): z of the splat whose
+            blend takes the transmittance from ``>= 0.5`` to ``< 0.5``; 0 where it never
+            drops below 0.5. Forward only (no gradient).
+        depths: f32 [V] camera-space z of each visible splat (compact order) when a depth
+            or the median depth was asked, else None (the backward reads it).
     """
 
     camera: Camera
@@ -63,3 +74,14 @@ class ForwardState:
     final_index: GpuTensor
     sh_degree: int
     render_mode: str = "default"
+    outputs: str = "RGB"
+    depth: GpuTensor | None = None
+    median_depth: GpuTensor | None = None
+    depths: GpuTensor | None = None
+
+    @property
+    def depth_mode(self) -> str | None:
+        """``"D"``, ``"ED"`` or None: which depth :attr:`depth` holds."""
+        if self.depth is None:
+            return None
+        return "ED" if "ED" in self.outputs.split("+") else "D"

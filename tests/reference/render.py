@@ -281,10 +281,13 @@ def blend_step(xy, conic, opacity, px, py, T, done) -> dict:
 
 
 def rasterize_projected(xy, conic, color, opacity, depth, visible, width, height, background=(0.0, 0.0, 0.0)):
-    """Blend projected splats per pixel. Returns (image [H,W,4] float64, info dict).
+    """Blend projected splats per pixel. Returns (image [H,W,C+1] float64, info dict).
 
-    ``info["order"]`` is the depth order of visible splats; ``info["num_contrib"] [H,W]``
-    counts the splats blended per pixel.
+    ``color`` [N,C] (C = 3, or 4 with the depth as an extra channel, as gsplat renders
+    depth), ``background`` C values. ``info["order"]`` is the depth order of visible
+    splats; ``info["num_contrib"] [H,W]`` counts the splats blended per pixel;
+    ``info["median_depth"] [H,W]`` is the depth of the splat whose blend takes the
+    transmittance from ``>= 0.5`` to ``< 0.5`` (0 where it never does).
     """
     ids = np.nonzero(visible)[0]
     order = ids[np.argsort(depth[ids], kind="stable")]
@@ -293,19 +296,49 @@ def rasterize_projected(xy, conic, color, opacity, depth, visible, width, height
     px = px.astype(np.float64) + 0.5
     py = py.astype(np.float64) + 0.5
     T = np.ones((height, width))
-    rgb = np.zeros((height, width, 3))
+    rgb = np.zeros((height, width, color.shape[1]))
     done = np.zeros((height, width), bool)
     count = np.zeros((height, width), np.int64)
+    median = np.zeros((height, width))
     for g in order:
         step = blend_step(xy[g], conic[g], opacity[g], px, py, T, done)
         alpha, use, next_T = step["alpha"], step["use"], step["next_T"]
         done |= step["stop"]
         w = np.where(use, alpha * T, 0.0)
         rgb += w[..., None] * color[g][None, None, :]
+        median = np.where(use & (T >= 0.5) & (next_T < 0.5), depth[g], median)
         T = np.where(use, next_T, T)
         count += use
     img = np.concatenate([rgb + T[..., None] * bg, (1.0 - T)[..., None]], -1)
-    return img, {"order": order, "num_contrib": count}
+    return img, {"order": order, "num_contrib": count, "median_depth": median}
+
+
+#: gsplat's ED divides the accumulated depth by ``alpha.clamp(min=1e-10)``
+ED_MIN_ALPHA = 1e-10
+
+
+def with_depth_channel(color, depth, background):
+    """Colour [N,3] and background with the camera z appended as a 4th channel (background 0),
+    the way gsplat renders depth."""
+    return np.concatenate([color, depth[:, None]], -1), tuple(np.asarray(background, np.float64)) + (0.0,)
+
+
+def render_depth(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width: int,
+                 height: int, background=(0.0, 0.0, 0.0), mip: bool = False) -> dict:
+    """Reference render of every output: ``image`` [H,W,4] (RGB + alpha), ``D`` [H,W]
+    (``Σ wᵢ zᵢ``, depth rendered as a 4th colour channel with background 0), ``ED`` [H,W]
+    (``D / max(alpha, 1e-10)``) and ``MD`` [H,W] (median depth), float64."""
+    p = project(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width, height, mip=mip)
+    color, bg = with_depth_channel(p["color"], p["depth"], background)
+    img, info = rasterize_projected(p["xy"], p["conic"], color, p["opacity"], p["depth"], p["visible"], width, height, bg)
+    alpha = img[..., 4]
+    return {
+        "image": img[..., [0, 1, 2, 4]],
+        "D": img[..., 3],
+        "ED": img[..., 3] / np.maximum(alpha, ED_MIN_ALPHA),
+        "MD": info["median_depth"],
+        "alpha": alpha,
+    }
 
 
 def render(

@@ -34,6 +34,11 @@ The chain, splat by splat (gsplat "classic" conventions, DESIGN.md):
   ``∂comp/∂Σ = ((1 - comp²) Σb⁻¹ - 0.1 I / det Σb) / (2 comp)``, the formula
   of gsplat's ``add_blur_vjp`` (which adds 1e-6 to the ``2 comp`` denominator;
   here it is exact, and ``comp >= 1/255`` for every visible splat).
+* depth (``depth_mode="D"`` / ``"ED"``): as gsplat, the camera z is a 4th colour
+  channel (background 0), so ``D = Σ_i α_i T_i z_i`` shares the colour VJP and
+  ``∂L/∂z_i`` is that channel's colour gradient, added to the camera-space z of
+  the mean. ``ED = D / max(A, 1e-10)`` (A the output alpha) is differentiated as a
+  ratio: ``v_D = v_ED / max(A, 1e-10)`` and ``v_A -= v_ED · ED / A`` where A > 1e-10.
 """
 
 from __future__ import annotations
@@ -43,14 +48,17 @@ import numpy as np
 from .render import (
     LOW_PASS,
     LOW_PASS_MIP,
+    ED_MIN_ALPHA,
     MAX_ALPHA,
     blend_step,
     clamped_jacobian,
     covariance_3d,
     project,
+    rasterize_projected,
     sh_basis,
     sh_degree_from_coeffs,
     splat_inputs,
+    with_depth_channel,
 )
 
 
@@ -58,9 +66,9 @@ def rasterize_projected_vjp(xy, conic, color, opacity, depth, visible, width, he
     """VJP of :func:`tests.reference.render.rasterize_projected`.
 
     Args:
-        xy [N,2], conic [N,3], color [N,3] (clamped colour), opacity [N],
-        depth [N], visible [N] bool: projected splats (float64).
-        v_image [H,W,4]: gradient of the loss w.r.t. the image (RGB + alpha).
+        xy [N,2], conic [N,3], color [N,C] (clamped colour; C = 4 with the depth
+        channel), opacity [N], depth [N], visible [N] bool: projected splats (float64).
+        v_image [H,W,C+1]: gradient of the loss w.r.t. the image (channels + alpha).
 
     Returns:
         dict with ``v_xy [N,2]``, ``v_conic [N,3]``, ``v_color [N,3]``,
@@ -71,7 +79,8 @@ def rasterize_projected_vjp(xy, conic, color, opacity, depth, visible, width, he
         (depth order of the visible splats).
     """
     n = xy.shape[0]
-    v_image = np.asarray(v_image, np.float64).reshape(height, width, 4)
+    nc = color.shape[1]
+    v_image = np.asarray(v_image, np.float64).reshape(height, width, nc + 1)
     bg = np.asarray(background, np.float64)
     ids = np.nonzero(visible)[0]
     order = ids[np.argsort(depth[ids], kind="stable")]
@@ -82,7 +91,7 @@ def rasterize_projected_vjp(xy, conic, color, opacity, depth, visible, width, he
     # forward, keeping what the backward needs per splat
     T = np.ones((height, width))
     done = np.zeros((height, width), bool)
-    rgb = np.zeros((height, width, 3))
+    rgb = np.zeros((height, width, nc))
     saved = []
     for g in order:
         st = blend_step(xy[g], conic[g], opacity[g], px, py, T, done)
@@ -94,16 +103,16 @@ def rasterize_projected_vjp(xy, conic, color, opacity, depth, visible, width, he
     T_final = T
     image = np.concatenate([rgb + T_final[..., None] * bg, (1.0 - T_final)[..., None]], -1)
 
-    v_rgb = v_image[..., :3]
+    v_rgb = v_image[..., :nc]
     # d/dα_i of (T_N·(v_rgb·bg) + v_a·(1 - T_N)) = -T_N/(1-α_i)·(v_rgb·bg - v_a)
-    v_T_final = (v_rgb * bg).sum(-1) - v_image[..., 3]
+    v_T_final = (v_rgb * bg).sum(-1) - v_image[..., nc]
     v_xy = np.zeros((n, 2))
     v_conic = np.zeros((n, 3))
-    v_color = np.zeros((n, 3))
+    v_color = np.zeros((n, nc))
     v_opacity = np.zeros(n)
     refine_abs = np.zeros(n)
     refine_scale = max(width, height) / np.maximum(1.0 - T_final, 0.001)
-    behind = np.zeros((height, width, 3))  # Σ_{j>i} α_j T_j c_j
+    behind = np.zeros((height, width, nc))  # Σ_{j>i} α_j T_j c_j
     for g, dx, dy, g_val, raw_alpha, alpha, use, T_i in reversed(saved):
         w = np.where(use, alpha * T_i, 0.0)
         v_color[g] = (w[..., None] * v_rgb).sum((0, 1))
@@ -162,8 +171,11 @@ def project_vjp(
     visible,
     view_dir_const: bool = False,
     mip: bool = False,
+    v_depth=None,
 ):
     """VJP of :func:`tests.reference.render.project` for the visible splats.
+
+    ``v_depth`` [N] (optional): gradient w.r.t. the camera-space depth z of each mean.
 
     ``v_opacity`` is the gradient w.r.t. the projected opacity (``sigmoid(raw)``,
     times the compensation when ``mip``).
@@ -218,6 +230,8 @@ def project_vjp(
     v_p[:, 0] += fx / z * vxy[:, 0]
     v_p[:, 1] += fy / z * vxy[:, 1]
     v_p[:, 2] += -(fx * x * vxy[:, 0] + fy * y * vxy[:, 1]) / (z * z)
+    if v_depth is not None:
+        v_p[:, 2] += np.asarray(v_depth, np.float64)[idx]
 
     # conic -> 2D covariance
     rot, s, M, cov3d = covariance_3d(q, ls)
@@ -301,10 +315,14 @@ def render_vjp(
     background=(0.0, 0.0, 0.0),
     view_dir_const: bool = False,
     mip: bool = False,
+    v_depth=None,
+    depth_mode: str | None = None,
 ) -> dict:
-    """Gradients of ``sum(render(...) * v_image)`` w.r.t. all splat parameters (float64).
+    """Gradients of ``sum(render(...) * v_image) + sum(depth * v_depth)`` w.r.t. all splat parameters (float64).
 
-    ``mip``: the mip render mode (see :func:`project_vjp`).
+    ``mip``: the mip render mode (see :func:`project_vjp`). ``depth_mode``: ``"D"`` or
+    ``"ED"``, the depth ``v_depth`` [H,W] is the cotangent of (see the module docstring);
+    ``v_image`` may be None (zero) then. ``g["depth"]`` is that depth (float64 [H,W]).
 
     Returns the parameter gradients (``means``, ``rotations``, ``log_scales``,
     ``sh_coeffs``, ``raw_opacities``), the intermediate ``v_xy``, ``v_conic``,
@@ -312,14 +330,36 @@ def render_vjp(
     """
     n = np.asarray(means).reshape(-1, 3).shape[0]
     p = project(means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width, height, mip=mip)
-    r = rasterize_projected_vjp(
-        p["xy"], p["conic"], p["color"], p["opacity"], p["depth"], p["visible"], width, height, v_image, background
-    )
+    v_image = np.zeros((height, width, 4)) if v_image is None else np.asarray(v_image, np.float64).reshape(height, width, 4)
+    if depth_mode is None:
+        r = rasterize_projected_vjp(
+            p["xy"], p["conic"], p["color"], p["opacity"], p["depth"], p["visible"], width, height, v_image, background
+        )
+        v_z = None
+    else:
+        assert depth_mode in ("D", "ED"), depth_mode
+        color, bg = with_depth_channel(p["color"], p["depth"], background)
+        v_d = np.asarray(v_depth, np.float64).reshape(height, width)
+        # the accumulated depth and alpha, for the ratio of ED
+        img, _ = rasterize_projected(p["xy"], p["conic"], color, p["opacity"], p["depth"], p["visible"], width, height, bg)
+        alpha, acc = img[..., 4], img[..., 3]
+        v_a = v_image[..., 3].copy()
+        if depth_mode == "ED":
+            safe = np.maximum(alpha, ED_MIN_ALPHA)
+            v_a -= np.where(alpha > ED_MIN_ALPHA, v_d * acc / safe / safe, 0.0)
+            v_d = v_d / safe
+        v5 = np.concatenate([v_image[..., :3], v_d[..., None], v_a[..., None]], -1)
+        r = rasterize_projected_vjp(p["xy"], p["conic"], color, p["opacity"], p["depth"], p["visible"], width, height, v5, bg)
+        v_z = r["v_color"][:, 3]
+        r["v_color"] = r["v_color"][:, :3]
+        r["depth"] = acc if depth_mode == "D" else acc / np.maximum(alpha, ED_MIN_ALPHA)
+        r["v_depth"] = v_z
+        r["image"] = r["image"][..., [0, 1, 2, 4]]
     g = project_vjp(
         means, rotations, log_scales, sh_coeffs, raw_opacities, world_to_camera, intrinsics, width, height,
-        r["v_xy"], r["v_conic"], r["v_color"], r["v_opacity"], p["visible"], view_dir_const, mip,
+        r["v_xy"], r["v_conic"], r["v_color"], r["v_opacity"], p["visible"], view_dir_const, mip, v_z,
     )
-    g.update({k: r[k] for k in ("v_xy", "v_conic", "v_color", "v_opacity", "refine_abs", "image", "order")})
+    g.update({k: r[k] for k in ("v_xy", "v_conic", "v_color", "v_opacity", "refine_abs", "image", "order", "depth", "v_depth") if k in r})
     g["visible"] = p["visible"]
     g["projection"] = p
     assert g["means"].shape[0] == n
