@@ -10,7 +10,7 @@ from .image_loss import (
     noisy_background,
     pack_rgba8,
 )
-from .metrics import ImageMetrics, evaluate, psnr, ssim
+from .metrics import ImageMetrics, depth_abs_rel, evaluate, psnr, ssim
 
 __all__ = [
     "ALPHA_MODES",
@@ -18,6 +18,7 @@ __all__ = [
     "DepthLoss",
     "DepthLossOp",
     "DepthTargets",
+    "depth_abs_rel",
     "ImageLoss",
     "ImageLossOp",
     "ImageMetrics",

@@ -8,6 +8,9 @@
 
 Neither clamps its inputs; alpha channels are ignored (composite first).
 
+- Depth: :func:`depth_abs_rel`, the absolute relative error (AbsRel) of a rendered
+  depth against a sensor depth, on the host.
+
 For evaluation over many views, :class:`ImageMetrics` records any number of
 pairs into one recorder and reads all sums back with a single copy.
 """
@@ -135,3 +138,33 @@ def psnr(image: GpuTensor, gt: GpuTensor) -> float:
 def ssim(image: GpuTensor, gt: GpuTensor) -> float:
     """Mean SSIM over pixels and RGB channels (window 11, σ 1.5, zero padding)."""
     return evaluate(image, gt)["ssim"]
+
+
+def depth_abs_rel(depth, gt_depth) -> tuple[float, int]:
+    """AbsRel of a rendered depth against a sensor depth: ``mean(|d − gt| / gt)`` over the pixels
+    with a valid ``gt`` (finite, > 0), the standard monocular-depth metric (Eigen et al. 2014).
+
+    Pixels the render leaves empty (depth 0) count with error 1, so an incomplete render is not
+    flattered.
+
+    Args:
+        depth: rendered depth, float [H, W] (e.g. ``ForwardState.depth`` with ``outputs="ED"``).
+        gt_depth: sensor depth, float [H, W], same units; 0 (or non-finite) = invalid.
+
+    Returns:
+        ``(abs_rel, valid_pixels)``; ``(nan, 0)`` when no pixel is valid.
+
+    Raises:
+        ValueError: the shapes differ.
+    """
+    d = np.asarray(depth, np.float64)
+    g = np.asarray(gt_depth, np.float64)
+    if d.shape != g.shape:
+        raise ValueError(f"depth {d.shape} and gt_depth {g.shape} must have the same shape")
+    valid = np.isfinite(g) & (g > 0)
+    n = int(valid.sum())
+    if n == 0:
+        return float("nan"), 0
+    dv = np.where(np.isfinite(d[valid]), d[valid], 0.0)
+    return float(np.mean(np.abs(dv - g[valid]) / g[valid])), n
+

@@ -193,6 +193,8 @@ class RunOutputs:
             "elapsed_s": round(elapsed, 3),
             "steps_per_s": round(steps_done / max(elapsed, 1e-9), 3),
         }
+        if "depth_abs_rel" in res:  # eval views with depth maps
+            line["depth_abs_rel"] = res["depth_abs_rel"]
         append_line(self.metrics_path, json.dumps(line), option="--export-path")  # fsync'd; read back with read_metrics
         self.summary.history.append(line)
         self.summary.psnr, self.summary.ssim = res["psnr"], res["ssim"]

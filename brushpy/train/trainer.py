@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from ..autodiff import Tape
+from ..errors import InputError
 from ..gpu import BufferTooLargeError, GpuTensor, Kernel, Recorder, UniformLayout, get_context, workgroups_for
 from ..data import ViewOrder
-from ..loss import ImageLoss, ImageLossOp, ImageMetrics, noisy_background
+from ..loss import (DepthLoss, DepthLossOp, ImageLoss, ImageLossOp, ImageMetrics, depth_abs_rel, gt_depth_tensor,
+                    noisy_background)
 from ..optim import Adam, AdamConfig
 from ..render.backward import RenderBackward, RenderOp, SplatGrads
 from ..render.forward import release_forward_state, render_forward
@@ -78,6 +80,7 @@ class _TrainView:
     camera: object
     gt: GpuTensor  # packed RGBA8 u32 [H,W]
     alpha_mode: str
+    gt_depth: GpuTensor | None = None  # sensor depth f32 [H,W], 0 = invalid (only with the depth loss on)
 
 
 def expand_sh(sh_coeffs: np.ndarray, degree: int) -> np.ndarray:
@@ -164,6 +167,7 @@ class Trainer:
             self.filter3d.update(self.splats.means)
         self.adam = Adam(AdamConfig.from_options(config), scene_extent=self.bounds.median_size)
         self.loss_fn = ImageLoss(config.ssim_weight, config.match_alpha_weight)
+        self.depth_loss_fn = DepthLoss() if config.depth_loss_weight > 0 else None
         self.stats = RefineStats(self.splats.num_splats)
         self.step_count = 0
         self.noise_rng = np.random.default_rng(process.seed)
@@ -208,7 +212,14 @@ class Trainer:
             except BufferTooLargeError as exc:
                 raise TrainingError(f"image {view.name} ({w}x{h}) is too large for one GPU buffer: "
                                     f"lower --max-resolution ({exc})") from exc
-            self._views.append(_TrainView(view.camera, gt, mode))
+            gt_depth = None
+            if self.config.depth_loss_weight > 0 and view.depth is not None:
+                gt_depth = gt_depth_tensor(view.depth, f"gt depth {view.name}")
+            self._views.append(_TrainView(view.camera, gt, mode, gt_depth))
+        if self.config.depth_loss_weight > 0 and not any(v.gt_depth is not None for v in self._views):
+            raise InputError(f"--depth-loss-weight {self.config.depth_loss_weight:g}: dataset {self.scene.name!r} has "
+                             "no depth maps (a depth/ folder, depth_file_path, an RGB-D layout) to supervise with; "
+                             "for a COLMAP dataset add --depth-from-points, or leave the depth loss off")
 
     # -- the step ----------------------------------------------------------------
     @property
@@ -243,16 +254,23 @@ class Trainer:
         tape = Tape()
         # record ops: 3D filter -> render -> loss (each op's forward is recorded as it is built)
         render_splats = splats if self.filter3d is None else tape.record(Filter3DOp(self.filter3d, rec, splats)).filtered
+        depth_weight = c.depth_loss_weight_at(step) if view.gt_depth is not None else 0.0
         try:
             state = render_forward(render_splats, view.camera, background=bg, sh_degree=c.sh_degree, rec=rec,
-                                   render_mode=c.render_mode)
+                                   render_mode=c.render_mode, outputs="RGB+ED" if depth_weight > 0 else "RGB")
         except BufferTooLargeError as exc:
             raise TrainingError(f"step {step + 1}: {exc}. Lower --max-resolution or --max-splats.") from exc
         render = tape.record(RenderOp(state, render_splats, out=self._grad_buffers()))
         image_loss = tape.record(ImageLossOp(self.loss_fn, rec, render.outputs["image"], view.gt, background=bg,
                                        alpha_mode=view.alpha_mode, v_image=self._v_image(view.camera)))
+        seeds = [image_loss.seed]
+        if depth_weight > 0:  # inverse-depth L1 against the sensor depth (--depth-loss-weight)
+            depth_loss = tape.record(DepthLossOp(self.depth_loss_fn, rec, render.outputs["depth"], view.gt_depth,
+                                                 alpha=render.outputs["image"], weight=depth_weight,
+                                                 v_depth=self._v_image(view.camera, channels=None)))
+            seeds.append(depth_loss.seed)
         # backward through the tape, then Adam on the parameter group
-        grads = tape.backward(rec, image_loss.seed)
+        grads = tape.backward(rec, seeds)
         self.stats.accumulate(rec, state, render.grads.refine_weight_abs)
         lrs = self.adam.step(rec, splats, grads, step)
         self._record_noise(rec, render.grads.visible, lrs["means"], step)
@@ -298,12 +316,13 @@ class Trainer:
             self._grads = RenderBackward(ctx=self.ctx).allocate(n, self.splats.sh_coeffs.shape[1], n)
         return self._grads
 
-    def _v_image(self, camera) -> GpuTensor:
-        """The loss gradient buffer f32 [H,W,4] for this image size (one per size, reused)."""
-        hw = (camera.height, camera.width)
-        v_image = self._v_images.get(hw)
+    def _v_image(self, camera, channels: int | None = 4) -> GpuTensor:
+        """A loss gradient buffer f32 [H,W,channels] ([H,W] for None: the depth's) for this image
+        size (one per size and shape, reused every step)."""
+        shape = (camera.height, camera.width) + ((channels,) if channels else ())
+        v_image = self._v_images.get(shape)
         if v_image is None:
-            v_image = self._v_images[hw] = GpuTensor.empty(hw + (4,), np.float32, "v_image")
+            v_image = self._v_images[shape] = GpuTensor.empty(shape, np.float32, "v_image" if channels else "v_depth")
         return v_image
 
     def _record_noise(self, rec: Recorder, visible: GpuTensor, lr_mean: float, step: int) -> None:
@@ -345,7 +364,9 @@ class Trainer:
         Renders use ``--background-color`` with no noise; images with alpha are
         composited over the same colour. Returns ``{"psnr", "ssim", "views": [...]}``
         (means over views; per-view dicts with name, psnr, ssim), or an empty
-        dict when there is nothing to evaluate.
+        dict when there is nothing to evaluate. Views with a depth map also get
+        ``depth_abs_rel`` (:func:`brushpy.loss.depth_abs_rel` of the rendered expected
+        depth), and the result its mean over those views.
         """
         views = self.scene.eval_views if views is None else views
         if not views:
@@ -353,6 +374,7 @@ class Trainer:
         bg = np.asarray(self.config.background_color, np.float32).reshape(3)
         metrics = ImageMetrics(capacity=len(views))
         renders = []
+        depth_errors: dict[int, float] = {}
         for i, view in enumerate(views):
             gt = self._eval_gt.get(id(view))
             if gt is None:
@@ -362,14 +384,22 @@ class Trainer:
                 gt = GpuTensor.from_numpy(np.ascontiguousarray(img[..., :3]), label=f"eval gt {view.name}")
                 self._eval_gt[id(view)] = gt
             rec = Recorder()
+            gt_depth = view.depth  # AbsRel of the expected depth where the view has a depth map
             state = render_forward(self._render_splats(rec), view.camera, background=tuple(bg), sh_degree=self.config.sh_degree,
-                                   rec=rec, render_mode=self.config.render_mode)
+                                   rec=rec, render_mode=self.config.render_mode,
+                                   outputs="RGB" if gt_depth is None else "RGB+ED")
             metrics.record(rec, state.image, gt)
             rec.submit()
+            if gt_depth is not None:
+                abs_rel, valid = depth_abs_rel(state.depth.numpy(), gt_depth)
+                if valid:
+                    depth_errors[i] = abs_rel
             if save_dir is not None:
                 renders.append((view.name, state.image))
         per_view = metrics.read()
         out_views = [{"name": v.name, **m} for v, m in zip(views, per_view)]
+        for i, abs_rel in depth_errors.items():
+            out_views[i]["depth_abs_rel"] = abs_rel
         if save_dir is not None:
             from PIL import Image
 
@@ -381,11 +411,14 @@ class Trainer:
                 with atomic_write(d / f"{Path(name).stem}.png", option="--export-path") as f:
                     Image.fromarray((rgb * 255.0 + 0.5).astype(np.uint8)).save(f, format="PNG")
         finite = [m["psnr"] for m in per_view if math.isfinite(m["psnr"])]
-        return {
+        out = {
             "psnr": float(np.mean(finite)) if finite else float("inf"),
             "ssim": float(np.mean([m["ssim"] for m in per_view])),
             "views": out_views,
         }
+        if depth_errors:
+            out["depth_abs_rel"] = float(np.mean(list(depth_errors.values())))
+        return out
 
     def display_splats(self) -> Splats:
         """The splats as training renders them (3D filter applied when it is on), for viewers.
