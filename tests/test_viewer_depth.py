@@ -152,6 +152,13 @@ def test_colour_view_is_unchanged(gpu):
         assert np.abs(depth_img[..., :3].astype(np.int32) - img[..., :3]).max() > 50
         settings.view_mode = "color"
         assert np.array_equal(viewer.render(), img)
+        # the V key toggles the view (handled on the next frame)
+        for expected in ("depth", "color"):
+            viewer.app.input.handle({"event_type": "key_down", "key": "v", "modifiers": ()})
+            viewer.app.input.handle({"event_type": "key_up", "key": "v", "modifiers": ()})
+            frame = viewer.render()
+            assert settings.view_mode == expected
+            assert np.array_equal(frame, depth_img if expected == "depth" else img)
     finally:
         viewer.close()
 

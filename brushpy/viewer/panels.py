@@ -21,7 +21,8 @@ HELP_TEXT = (
     "Left drag: orbit    Right drag: look around\n"
     "Middle drag / Ctrl+left drag: pan    Wheel: zoom\n"
     "W/A/S/D fly, Q/E down/up, Shift faster\n"
-    "Home: frame scene    F: fullscreen    H: hide panels"
+    "Home: frame scene    F: fullscreen    H: hide panels\n"
+    "V: colour / depth view"
 )
 CLOSE_PROMPT = "Close while training?"
 
