@@ -23,7 +23,7 @@ nothing changes.
 
 Keys: left drag orbit, right drag look around, middle drag / Ctrl + left drag
 pan, wheel zoom, W/A/S/D/Q/E fly (Shift: faster), F fullscreen, Home frame
-the scene, H hide / show the panels. A path dropped on the window opens it.
+the scene, H hide / show the panels, V colour / depth view. A path dropped on the window opens it.
 
 Live training: opening a dataset (or :meth:`ViewerApp.start_training`, used
 by ``brushpy train --viewer``) trains in this process between frames (see
@@ -403,6 +403,9 @@ class ViewerApp:
                 self.frame_scene()
             elif action == "toggle_panels":
                 self.show_panels = not self.show_panels
+            elif action == "toggle_view_mode":  # colour <-> depth
+                self.settings.view_mode = "depth" if self.settings.view_mode == "color" else "color"
+                self.request_draw()
 
     # -- drawing -----------------------------------------------------------------------------
     def _view_moving(self) -> bool:

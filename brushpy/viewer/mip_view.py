@@ -132,7 +132,6 @@ class MipView:
         self.extents = np.asarray(extents, np.float64).reshape(3)
         self.display = display or MipDisplaySettings()
         self._renderer = None
-        self._kernel = None
         self._key = None
         self.image: GpuTensor | None = None  # the colour image
         self.mip: np.ndarray | None = None
@@ -183,12 +182,7 @@ class MipView:
         h, w = camera.height, camera.width
         if self.image is None or tuple(self.image.shape) != (h, w, 4):
             self.image = GpuTensor.empty((h, w, 4), np.float32, "viewer mip rgba")
-        if self._kernel is None:
-            self._kernel = Kernel("viewer_mip_colormap.wgsl", structs=[COLORMAP_PARAMS])
-        rec = Recorder()
-        rec.dispatch(self._kernel, {"params": colormap_params(h * w, d.gain, d.colormap, bg), "mip": mip, "rgba": self.image},
-                     workgroups_for(h * w, 256))
-        rec.submit()
+        apply_colormap(mip, self.image, stride=4, gain=d.gain, colormap=d.colormap, background=bg)
         self._key = key
         self.last_was_cached = False
         self.renders += 1
@@ -202,29 +196,49 @@ class MipView:
 #: shaders/viewer_mip_colormap.wgsl
 COLORMAP_PARAMS = UniformLayout("Params", [
     ("count", "u32", "pixels"),
-    ("gain", "f32"),
+    ("gain", "f32", "v = clamp(gain * (m - offset), 0, 1)"),
     ("num_knots", "u32", "2..8"),
-    ("_pad", "u32"),
+    ("offset", "f32", "value shown as the colormap's first knot (0 for a MIP, near for depth)"),
     ("background", "vec4<f32>", "rgb, 1"),
     ("knots", "array<vec4<f32>, 8>", "rgb, 0 each; unused knots 0"),
 ])
 
 
-def colormap_params(count: int, gain: float, colormap: str, background):
+def colormap_params(count: int, gain: float, colormap: str, background, offset: float = 0.0):
     """The uniform block of ``viewer_mip_colormap.wgsl`` (:data:`COLORMAP_PARAMS`), a Uniform."""
     knots = np.zeros((8, 4), np.float32)
     c = np.asarray(COLORMAPS[colormap], np.float32)
     knots[:len(c), :3] = c
     bg = np.ones(4, np.float32)
     bg[:3] = np.asarray(background, np.float32)[:3]
-    return COLORMAP_PARAMS.pack(count=count, gain=gain, num_knots=len(c), background=bg, knots=knots)
+    return COLORMAP_PARAMS.pack(count=count, gain=gain, num_knots=len(c), offset=offset, background=bg, knots=knots)
 
 
-def colormap_numpy(mip: np.ndarray, gain: float = 1.0, colormap: str = "grey", background=(0.0, 0.0, 0.0)) -> np.ndarray:
-    """NumPy twin of the colormap kernel: MIP values [H,W] -> RGB float [H,W,3] (for tests)."""
+def apply_colormap(values: GpuTensor, rgba: GpuTensor, *, stride: int, gain: float, colormap: str, background,
+                   offset: float = 0.0, rec: Recorder | None = None) -> None:
+    """Colour a single-channel GPU image on the GPU (``shaders/viewer_mip_colormap.wgsl``).
+
+    Pixel i's value is ``m = values[stride * i]`` (stride 4: the MIP renderer's ``(m, m, m, 1)``
+    image; stride 1: a ``[H,W]`` depth). ``m <= 0`` shows ``background``; else
+    ``v = clamp(gain * (m - offset), 0, 1)`` through ``COLORMAPS[colormap]``. Writes ``rgba``
+    (f32 ``[H,W,4]``, alpha 1; its pixel count is the count). Submits ``rec`` (a new one by default).
+    """
+    h, w = rgba.shape[:2]
+    kernel = Kernel("viewer_mip_colormap.wgsl", defines={"STRIDE": int(stride)}, structs=[COLORMAP_PARAMS])
+    own = rec is None
+    rec = rec or Recorder()
+    rec.dispatch(kernel, {"params": colormap_params(h * w, gain, colormap, background, offset), "mip": values, "rgba": rgba},
+                 workgroups_for(h * w, 256))
+    if own:
+        rec.submit()
+
+
+def colormap_numpy(mip: np.ndarray, gain: float = 1.0, colormap: str = "grey", background=(0.0, 0.0, 0.0),
+                   offset: float = 0.0) -> np.ndarray:
+    """NumPy twin of the colormap kernel: values [H,W] -> RGB float [H,W,3] (for tests)."""
     knots = np.asarray(COLORMAPS[colormap], np.float64)
     m = np.asarray(mip, np.float64)
-    v = np.clip(gain * m, 0, 1) * (len(knots) - 1)
+    v = np.clip(gain * (m - offset), 0, 1) * (len(knots) - 1)
     k = np.minimum(np.floor(v).astype(int), len(knots) - 2)
     f = (v - k)[..., None]
     rgb = knots[k] * (1 - f) + knots[k + 1] * f
@@ -359,6 +373,7 @@ __all__ = [
     "MipDisplaySettings",
     "MipScene",
     "MipView",
+    "apply_colormap",
     "colormap_numpy",
     "is_mip_model",
     "mip_camera_from_viewer",

@@ -21,7 +21,8 @@ HELP_TEXT = (
     "Left drag: orbit    Right drag: look around\n"
     "Middle drag / Ctrl+left drag: pan    Wheel: zoom\n"
     "W/A/S/D fly, Q/E down/up, Shift faster\n"
-    "Home: frame scene    F: fullscreen    H: hide panels"
+    "Home: frame scene    F: fullscreen    H: hide panels\n"
+    "V: colour / depth view"
 )
 CLOSE_PROMPT = "Close while training?"
 
@@ -137,6 +138,8 @@ class ViewerPanels:
         if scene is not None and scene.settings_panel(imgui):  # e.g. a MIP scene's temperature, gain
             app.retry_render()
         s = app.settings
+        if scene is None or scene.view_for(app.view) is app.view:  # splat scenes (a MIP scene has its own view)
+            self.view_mode_panel(imgui)
         max_sh = scene.sh_degree if scene is not None else 0
         current = max_sh if s.sh_degree is None else min(s.sh_degree, max_sh)
         changed, v = imgui.slider_int("SH degree", current, 0, max_sh)
@@ -161,6 +164,41 @@ class ViewerPanels:
         changed, v = imgui.slider_float("Fly speed", fly.fly_speed, 1e-3, 1e3, "%.3g", imgui.SliderFlags_.logarithmic)
         if changed:
             fly.fly_speed = v
+
+    def view_mode_panel(self, imgui) -> None:
+        """"Show: colour / depth"; in depth view the near / far depths (scene units; "auto" = the
+        frame's 2nd / 98th depth percentile, shown greyed) and the colormap."""
+        from .mip_view import COLORMAPS
+
+        app, s = self.app, self.app.settings
+        imgui.text("Show:")
+        imgui.same_line()
+        if imgui.radio_button("colour", s.view_mode == "color"):
+            s.view_mode = "color"
+        imgui.same_line()
+        if imgui.radio_button("depth", s.view_mode == "depth"):
+            s.view_mode = "depth"
+        if s.view_mode != "depth":
+            return
+        shown = app.view.depth_range or (0.0, 1.0)
+        for i, (label, attr) in enumerate((("Near", "depth_near"), ("Far", "depth_far"))):
+            value = getattr(s, attr)
+            changed, auto = imgui.checkbox(f"auto##{attr}", value is None)
+            if changed:
+                value = None if auto else float(shown[i])
+            imgui.same_line()
+            imgui.begin_disabled(value is None)
+            edited, v = imgui.input_float(label, float(shown[i] if value is None else value), 0.0, 0.0, "%.4g")
+            imgui.end_disabled()
+            if edited and value is not None:
+                value = max(float(v), 0.0)
+            setattr(s, attr, value)
+        if s.depth_near is not None and s.depth_far is not None and not s.depth_far > s.depth_near:
+            s.depth_far = s.depth_near + max(abs(s.depth_near) * 1e-3, 1e-6)  # keep the settings valid
+        names = list(COLORMAPS)
+        changed, idx = imgui.combo("Depth colours", names.index(s.depth_colormap), names)
+        if changed:
+            s.depth_colormap = names[idx]
 
     def stats_panel(self, imgui) -> None:
         """Frame rate and times, visible splats, render size, the GPU and its backend."""

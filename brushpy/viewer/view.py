@@ -7,6 +7,18 @@ scene changed. :class:`Blitter` shows such a tensor on any colour target
 (window surface or offscreen texture) with a fullscreen triangle whose
 fragment shader reads the storage buffer directly, so the image never visits
 the CPU. The window and the offscreen renderer share both.
+
+Depth view (``RenderSettings.view_mode == "depth"``): the splats are rendered
+with ``outputs="RGB+ED"`` and the expected depth ``ED = Σ wᵢ zᵢ / Σ wᵢ``
+(camera-space z of the splat means, scene units; 0 where nothing was blended,
+see docs/DEVELOPING.md "Render contract") is coloured on the GPU by the MIP
+viewer's colormap kernel (:func:`brushpy.viewer.mip_view.apply_colormap`):
+``near`` is the colormap's first knot, ``far`` its last (clamped beyond), empty
+pixels show the background colour. Automatic near/far (``depth_near`` /
+``depth_far`` None) are the 2nd / 98th percentile of the current frame's
+nonzero depths (:func:`auto_depth_range`), recomputed for every new render
+(no running estimate: the range follows the view at once). That costs one
+read-back of the ``[H,W]`` float depth per new render; cached frames cost nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +67,12 @@ class RenderSettings:
         moving_render_scale: the same while the camera is moving (the full
             ``render_scale`` image follows once it stops); keeps slow devices
             responsive. 1 = no change.
+        view_mode: ``"color"`` (the splats' colours) or ``"depth"`` (expected depth through
+            ``depth_colormap``; see the module docstring). MIP scenes ignore it.
+        depth_near, depth_far: camera-space depths (scene units, along the view axis) shown as
+            the colormap's first / last colour; None = automatic, the 2nd / 98th percentile
+            of the current frame's depth (:func:`auto_depth_range`). Each may be set alone.
+        depth_colormap: a key of :data:`brushpy.viewer.mip_view.COLORMAPS`.
     """
 
     sh_degree: int | None = None
@@ -63,6 +81,10 @@ class RenderSettings:
     background: tuple = (0.0, 0.0, 0.0)
     render_scale: float = 1.0
     moving_render_scale: float = 1.0
+    view_mode: str = "color"
+    depth_near: float | None = None
+    depth_far: float | None = None
+    depth_colormap: str = "inferno"
 
     def key(self) -> tuple:
         return tuple(tuple(v) if isinstance(v, (list, tuple, np.ndarray)) else v for v in (getattr(self, f.name) for f in fields(self)))
@@ -79,6 +101,59 @@ class RenderSettings:
             raise ValueError(f"fov_y_deg must be in (0, 180), got {self.fov_y_deg}")
         if len(self.background) != 3:
             raise ValueError(f"background must be (r, g, b), got {self.background}")
+        if self.view_mode not in VIEW_MODES:
+            raise ValueError(f"view_mode must be one of {VIEW_MODES}, got {self.view_mode!r}")
+        from .mip_view import COLORMAPS
+
+        if self.depth_colormap not in COLORMAPS:
+            raise ValueError(f"depth_colormap must be one of {sorted(COLORMAPS)}, got {self.depth_colormap!r}")
+        for name in ("depth_near", "depth_far"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be None (auto) or a finite depth >= 0, got {v}")
+        if self.depth_near is not None and self.depth_far is not None and not self.depth_far > self.depth_near:
+            raise ValueError(f"depth_far must be > depth_near, got near {self.depth_near}, far {self.depth_far}")
+
+
+#: RenderSettings.view_mode values.
+VIEW_MODES = ("color", "depth")
+
+#: Percentiles of the frame's nonzero depths used as automatic near / far.
+AUTO_DEPTH_PERCENTILES = (2.0, 98.0)
+
+
+def auto_depth_range(depth: np.ndarray, max_samples: int = 1 << 16) -> tuple[float, float] | None:
+    """Automatic (near, far) of a depth image: the :data:`AUTO_DEPTH_PERCENTILES` of its
+    values > 0 (empty pixels are 0), from at most ``max_samples`` evenly strided pixels.
+
+    Returns None when no pixel has a depth; far > near always (a flat range is widened).
+    """
+    d = np.asarray(depth, np.float32).reshape(-1)
+    d = d[d > 0]
+    if d.size == 0:
+        return None
+    if d.size > max_samples:
+        d = d[:: -(-d.size // max_samples)]
+    near, far = (float(v) for v in np.percentile(d, AUTO_DEPTH_PERCENTILES))
+    if not far > near:
+        far = near + max(abs(near) * 1e-3, 1e-6)
+    return near, far
+
+
+def depth_range(settings: "RenderSettings", depth: np.ndarray | None) -> tuple[float, float]:
+    """The (near, far) the depth view uses: the settings' fixed values, automatic ones where None.
+
+    ``depth`` (the frame's [H,W] depth on the CPU) is only needed when one is automatic.
+    """
+    near, far = settings.depth_near, settings.depth_far
+    if near is None or far is None:
+        auto = auto_depth_range(depth) if depth is not None else None
+        a_near, a_far = auto if auto is not None else (0.0, 1.0)
+        if near is None:
+            near = a_near if far is None else min(a_near, far * 0.999)
+        if far is None:
+            far = max(a_far, near + max(abs(near) * 1e-3, 1e-6))
+    return float(near), float(far)
 
 
 class SplatView:
@@ -89,6 +164,10 @@ class SplatView:
     equal settings returns the cached tensor without GPU work
     (:attr:`last_was_cached`). Call :meth:`invalidate` after changing the
     splats' contents in place (e.g. a training step).
+
+    In depth view (``settings.view_mode == "depth"``) the returned tensor is the
+    colormapped depth (:attr:`depth_image`), :attr:`depth_range` the (near, far)
+    it used, ``state.depth`` the [H,W] expected depth.
     """
 
     def __init__(self):
@@ -97,6 +176,8 @@ class SplatView:
         self._key = None
         self.image: GpuTensor | None = None
         self.state = None  # the last ForwardState
+        self.depth_image: GpuTensor | None = None  # the depth view's colours [H,W,4]
+        self.depth_range: tuple[float, float] | None = None  # (near, far) of the last depth view
         self.last_was_cached = False
         self.renders = 0
 
@@ -129,6 +210,8 @@ class SplatView:
 
         ``render_mode`` (``"default"`` or ``"mip"``) is the renderer's mode, the one
         the splats were trained in (:func:`brushpy.render.forward.render_forward`).
+        Colour view renders ``outputs="RGB"`` exactly as before the depth view existed;
+        depth view renders ``"RGB+ED"`` and returns the colormapped depth.
         """
         from ..render.forward import render_forward
 
@@ -136,15 +219,38 @@ class SplatView:
         sh = splats.sh_degree if settings.sh_degree is None else max(0, min(int(settings.sh_degree), splats.sh_degree))
         bg = tuple(float(c) for c in settings.background)
         key = (id(splats), self._camera_key(camera), sh, float(settings.splat_scale), bg, render_mode)
+        depth_view = settings.view_mode == "depth"
+        if depth_view:
+            key += ("depth", settings.depth_near, settings.depth_far, settings.depth_colormap)
         if key == self._key and self.image is not None:
             self.last_was_cached = True
             return self.image
         view_splats = self._scaled_splats(splats, float(settings.splat_scale))
-        state = render_forward(view_splats, camera, background=bg, sh_degree=sh, render_mode=render_mode)
-        self.state, self.image, self._key = state, state.image, key
+        if not depth_view:
+            state = render_forward(view_splats, camera, background=bg, sh_degree=sh, render_mode=render_mode)
+            self.state, self.image, self._key = state, state.image, key
+            self.depth_range = None
+        else:
+            state = render_forward(view_splats, camera, background=bg, sh_degree=sh, render_mode=render_mode,
+                                   outputs="RGB+ED")
+            self.state, self.image, self._key = state, self._color_depth(state.depth, settings, bg), key
         self.last_was_cached = False
         self.renders += 1
         return self.image
+
+    def _color_depth(self, depth: GpuTensor, settings: RenderSettings, background) -> GpuTensor:
+        """The depth view of a [H,W] expected depth: colormapped on the GPU into :attr:`depth_image`."""
+        from .mip_view import apply_colormap
+
+        h, w = depth.shape
+        if self.depth_image is None or tuple(self.depth_image.shape) != (h, w, 4):
+            self.depth_image = GpuTensor.empty((h, w, 4), np.float32, "viewer depth rgba")
+        auto = settings.depth_near is None or settings.depth_far is None
+        near, far = depth_range(settings, depth.numpy() if auto else None)
+        self.depth_range = (near, far)
+        apply_colormap(depth, self.depth_image, stride=1, gain=1.0 / (far - near), offset=near,
+                       colormap=settings.depth_colormap, background=background)
+        return self.depth_image
 
     def invalidate(self):
         """Forget the cached image (next render draws again), e.g. after the splats changed in place."""
