@@ -103,6 +103,31 @@ def test_diverged_run_stops_with_step_tensor_and_option(gpu, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_few_non_finite_splats_are_left_out_not_fatal(gpu, tmp_path, caplog):
+    """Below DIVERGED_FRACTION non-finite splats are inert: training goes on with a warning, the
+    checkpoint keeps them (a resume is exact), exports leave them out."""
+    import logging
+
+    from brushpy.io.ply import read_ply
+    from brushpy.train.config import ProcessConfig
+    from brushpy.train.health import HEALTH_EVERY, count_non_finite
+    from brushpy.train.trainer import Trainer
+
+    tr = Trainer(tiny_scene(), tiny_config(total_steps=60, refine_every=1000), ProcessConfig())
+    n = tr.splats.num_splats
+    means = tr.splats.means.numpy()
+    means[[3, 700]] = np.nan
+    tr.splats.means.write(means)
+    with caplog.at_level(logging.WARNING, logger="brushpy"):
+        for _ in range(HEALTH_EVERY + 1):
+            tr.step()
+    assert any(f"2 of {n:,} splats have non-finite parameters" in r.message for r in caplog.records)
+    assert tr.divergence is None
+    tr.save_checkpoint(tmp_path / "c.npz")
+    data = read_ply(tr.export_ply(tmp_path / "x.ply"))
+    assert data.num_splats == n - 2 and count_non_finite(data).ok
+
+
 def test_run_whose_splats_all_left_the_views_stops(gpu):
     """`--lr-mean 1e9`: every value stays finite but the means fly out of the cameras' views (the run
     exited 0 with the background's 9.64 dB); with nothing visible no gradient can bring them back."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -35,10 +36,12 @@ from ..render.splats import Splats
 from .config import ProcessConfig, TrainConfig
 from .errors import CheckpointError, TrainingError
 from .filter3d import Filter3D, Filter3DOp
-from .health import (HEALTH_EVERY, DivergedError, HealthCheck, NonFiniteSplatsError, NothingVisibleError, blind_steps_limit, count_non_finite,
-                     nothing_visible_message)
+from .health import (HEALTH_EVERY, DivergedError, HealthCheck, NonFiniteSplatsError, NothingVisibleError,
+                     blind_steps_limit, count_non_finite, finite_rows, nothing_visible_message)
 from .init import scene_initial_splats
 from .refine import RefineStats, refine, scene_bounds, stream_key
+
+log = logging.getLogger("brushpy.train")
 
 #: Refine runs until this fraction of training (Brush).
 REFINE_STOP_FRACTION = 0.95
@@ -177,6 +180,7 @@ class Trainer:
         self.health = HealthCheck()
         self._blind_steps = 0  # steps in a row that rendered no splat (a run whose splats all left the views)
         self._health_step = 0  # the step of the last health check
+        self._bad_splats_seen = 0  # non-finite splats at the last check (warned about when it changes)
         #: the DivergedError that stopped training, if it did (exports and checkpoints then refuse)
         self.divergence: DivergedError | None = None
         self._grads: SplatGrads | None = None  # reused every step; reallocated when N changes
@@ -295,8 +299,12 @@ class Trainer:
                     "Try lower learning rates (e.g. --lr-mean) or check the input images."
                 )
             report = self.health.read() if check_health else None
-            if report is not None and not report.ok:
-                raise NonFiniteSplatsError(report.message(self.step_count))
+            if report is not None and report.diverged:
+                raise self._diverged(NonFiniteSplatsError(report.message(self.step_count)))
+            if report is not None and report.bad_splats != self._bad_splats_seen:
+                self._bad_splats_seen = report.bad_splats
+                if report.bad_splats:
+                    log.warning(report.warning(self.step_count))
             self.last_loss = loss
         self._blind_steps = self._blind_steps + 1 if state.num_visible == 0 and splats.num_splats else 0
         if self._blind_steps >= blind_steps_limit(len(self._views)):
@@ -446,19 +454,24 @@ class Trainer:
         as Brush's exports do (a mip-trained file is meant for a renderer with the 0.1
         2D filter and opacity compensation).
 
+        Splats with a NaN or ±inf (inert: the renderer skips them) are left out, with a warning.
+
         Raises:
-            NonFiniteSplatsError: the splats hold NaN or ±inf (training diverged); nothing is written.
+            NonFiniteSplatsError: training diverged (more than ``DIVERGED_FRACTION`` of the
+                splats are non-finite); nothing is written.
         """
-        from ..io.ply import write_ply
+        from ..io.ply import SplatData, write_ply
 
         self._check_writable()  # never write a diverged run's splats
         path = Path(path)
-        data = self.splats
-        if self.filter3d is not None:
-            data = self.filter3d.bake(self.splats)
-            report = count_non_finite(data)  # huge but finite values can overflow when the filter is folded in
-            if not report.ok:
-                raise self._diverged(NonFiniteSplatsError(report.message(self.step_count)))
+        data = self.filter3d.bake(self.splats) if self.filter3d is not None else SplatData.from_gpu(self.splats)
+        report = count_non_finite(data)  # (huge but finite values can overflow when the filter is folded in)
+        if report.diverged:
+            raise self._diverged(NonFiniteSplatsError(report.message(self.step_count)))
+        if not report.ok:  # a few inert non-finite splats: left out of the file
+            keep = finite_rows(data)
+            data = replace(data, **{name: getattr(data, name)[keep] for name in Splats.PARAM_NAMES})
+            log.warning(f"{path.name}: left out {report.bad_splats:,} splats with non-finite parameters")
         write_ply(path, data, comments=[f"SplatRenderMode: {self.config.render_mode}"], option="--export-path")
         return path
 
