@@ -127,6 +127,17 @@ class HealthReport:
                 f"checkpoint are kept). Lower the learning rate ({options}) and train again.")
 
 
+def _bad_rows(data) -> dict:
+    """``{name: bool [N]}``: the splats of ``data`` (``{name: array}`` or a ``SplatData``) with a
+    non-finite value in each tensor of ``Splats.PARAM_NAMES``."""
+    get = data.get if isinstance(data, dict) else lambda name: getattr(data, name)
+    out = {}
+    for name in Splats.PARAM_NAMES:
+        a = np.asarray(get(name))
+        out[name] = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+    return out
+
+
 def count_non_finite(arrays: dict) -> HealthReport:
     """The host-side count of :class:`HealthCheck` (and its reference in the tests).
 
@@ -134,9 +145,7 @@ def count_non_finite(arrays: dict) -> HealthReport:
         arrays: ``{name: array [N, ...]}`` for every name in ``Splats.PARAM_NAMES``
             (NumPy arrays, or anything with those attributes, e.g. a ``SplatData``).
     """
-    get = arrays.get if isinstance(arrays, dict) else lambda name: getattr(arrays, name)
-    rows = {name: ~np.isfinite(np.asarray(get(name))).reshape(len(np.asarray(get(name))), -1).all(axis=1)
-            for name in Splats.PARAM_NAMES}
+    rows = _bad_rows(arrays)
     n = len(rows["means"])
     return HealthReport(n, {name: int(r.sum()) for name, r in rows.items()},
                         int(np.logical_or.reduce(list(rows.values())).sum()) if n else 0)
@@ -184,10 +193,4 @@ class HealthCheck:
 
 def finite_rows(data) -> np.ndarray:
     """bool [N]: the splats of ``data`` (a ``SplatData`` or ``{name: array}``) whose every value is finite."""
-    get = data.get if isinstance(data, dict) else lambda name: getattr(data, name)
-    mask = None
-    for name in Splats.PARAM_NAMES:
-        a = np.asarray(get(name))
-        rows = np.isfinite(a.reshape(len(a), -1)).all(axis=1)
-        mask = rows if mask is None else mask & rows
-    return mask
+    return ~np.logical_or.reduce(list(_bad_rows(data).values()))
