@@ -81,6 +81,9 @@ class SplatData:
         render_mode: ``"default"`` or ``"mip"``: the render mode the splats were trained
             for, from a ``SplatRenderMode: mip`` header comment (Brush's convention,
             written by brushpy's trainer too); ``"default"`` when the file has none.
+        vertical_axis: the world's up direction when the file says it (``"+y"``, ``"-y"``,
+            ``"+z"``, ...; PLY's ``Vertical axis`` header comment), else None. Viewers use it
+            for their default camera.
 
     Raises:
         ValueError: on construction, when shapes disagree (the message names the array).
@@ -93,6 +96,7 @@ class SplatData:
     raw_opacities: np.ndarray
     normals: np.ndarray | None = field(default=None)
     render_mode: str = field(default="default")
+    vertical_axis: str | None = field(default=None)
 
     def __post_init__(self):
         self.means = np.ascontiguousarray(self.means, np.float32)
@@ -494,3 +498,20 @@ def write_ply(path: str | os.PathLike, data, ascii: bool = False, comments=(), o
         if n:
             table = np.stack([arr[name].astype(np.float64) for name, _ in columns], axis=1)
             np.savetxt(f, table, fmt="%.9g", delimiter=" ", newline="\n")
+
+
+# --------------------------------------------------------------------------- format registry
+# (brushpy.io.formats: sniff / read / write for the INRIA layout)
+
+
+def sniff(head: bytes, path: Path) -> bool:
+    """True for a PLY file (the compressed layout is claimed first by ``ply_compressed``)."""
+    return head[:3] == b"ply"
+
+
+def read(path: Path) -> SplatData:
+    return read_ply(path)
+
+
+def write(path: Path, data: SplatData, option: str | None = None, **options) -> None:
+    write_ply(path, data, option=option, **options)
