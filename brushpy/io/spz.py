@@ -111,12 +111,13 @@ For values inside the representable ranges (outside them the bytes clamp):
   ``SH_C0 * f_dc`` within 0.0037)
 - SH band 1: ``<= 4.5 / 128 = 0.035``; bands 2+: ``<= 8.5 / 128 = 0.066`` inside [-1, 127/128]
 
-brushpy's bytes equal the reference's: splat-transform 2.7.1 (the reference's WebAssembly
-build) writes the same decoded values from the same PLY, and decodes brushpy's files to the
-same floats (tests/test_spz.py). The guitar (90,854 splats, SH degree 0) after a version-3
-round trip renders at 63.3 dB PSNR against the original (800x600, brushpy's default camera;
-67.0 dB from the opposite side). That scene was already 8-bit (it came from a compressed PLY),
-so its colours and opacities survive unchanged; positions and rotations carry the loss.
+brushpy quantises exactly as the reference: splat-transform 2.7.1 (which runs the reference's
+WebAssembly build) writes SPZ files of a PLY that decode to the very values of brushpy's own
+SPZ of it, and it decodes brushpy's files to brushpy's values up to float32 rounding (tests).
+The guitar (90,854 splats, SH degree 0) after a version-3 round trip renders at 63.3 dB PSNR
+against the original (800x600, brushpy's default camera; 67.0 dB from the opposite side). That
+scene came from a compressed PLY, so its opacities were 8-bit already and survive unchanged;
+positions, scales, rotations and colour carry the loss (a few colours and tiny scales clamp).
 """
 
 from __future__ import annotations
