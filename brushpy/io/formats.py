@@ -4,7 +4,7 @@
 format name            extension(s)                module
 =====================  ==========================  ====================================
 ``ply``                ``.ply``                    :mod:`brushpy.io.ply` (INRIA 3DGS)
-``compressed.ply``     ``.compressed.ply``         :mod:`brushpy.io.ply` (PlayCanvas)
+``compressed.ply``     ``.compressed.ply``         :mod:`brushpy.io.ply_compressed` (PlayCanvas)
 ``spz``                ``.spz``                    :mod:`brushpy.io.spz` (Niantic SPZ)
 ``sog``                ``.sog``, ``meta.json``     :mod:`brushpy.io.sog` (PlayCanvas SOG)
 ``splat``              ``.splat``                  :mod:`brushpy.io.splat_file` (antimatter15)
