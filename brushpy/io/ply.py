@@ -618,7 +618,7 @@ def brush_comments(data: SplatData, extra=()) -> list[str]:
 
 def sniff(head: bytes, path: Path) -> bool:
     """True for a PLY file (the compressed layout is claimed first by ``ply_compressed``)."""
-    return head[:3] == b"ply"
+    return head[:4] in (b"ply\n", b"ply\r")
 
 
 def read(path: Path) -> SplatData:

@@ -81,7 +81,7 @@ MAX_SH_DEGREE = 3
 
 def sniff(head: bytes, path: Path) -> bool:
     """A PLY whose header declares a ``chunk`` element and ``packed_position``."""
-    if head[:3] != b"ply":
+    if head[:4] not in (b"ply\n", b"ply\r"):
         return False
     header = head.split(b"end_header", 1)[0]
     return b"element chunk" in header and b"packed_position" in header
@@ -117,7 +117,7 @@ def read_compressed_ply(path: str | os.PathLike) -> SplatData:
     if path.is_file():
         with open(path, "rb") as f:
             head = f.read(4096)
-        if head[:3] == b"ply" and not sniff(head, path):
+        if head[:4] in (b"ply\n", b"ply\r") and not sniff(head, path):
             raise PlyFormatError(f"{path} is a PLY file but not a compressed PLY (no 'chunk' element with "
                                  "'packed_position' in its header)")
     return read_ply(path)
