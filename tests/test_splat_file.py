@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from brushpy.io import formats
-from brushpy.io.ply import SH_C0, PlyFormatError, SplatData, read_ply
+from brushpy.io.ply import PlyFormatError, SplatData, read_ply
 from brushpy.io.splat_file import (
     SplatFileError,
     importance_order,
@@ -174,4 +174,3 @@ def test_guitar_round_trip(tmp_path):
     assert np.array_equal(back.means, data.means[order])
     assert np.abs(back.colors - np.clip(data.colors[order], 0, 1)).max() <= 0.5 / 255 + 1e-6
     assert quat_angle_deg(back.rotations, data.rotations[order]).max() < 0.9
-    assert np.isclose(SH_C0, 0.28209479177387814)
