@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from plyfile import PlyData, PlyElement
 
-from brushpy.io.ply import PlyFormatError, SplatData, read_ply, read_ply_points, write_ply
+from brushpy.io.ply import PlyFormatError, SplatData, read_ply, read_ply_points, vertical_axis_vector, write_ply
 from tests.conftest import SHARED, requires_shared
 
 GUITAR = SHARED / "splats" / "guitar_inria_sh0.ply"
@@ -63,16 +65,149 @@ def test_round_trip_empty(tmp_path):
         assert back.num_splats == 0 and back.sh_coeffs.shape == (0, 9, 3)
 
 
-def test_nonfinite_values_round_trip(tmp_path):
+def test_writer_keeps_nonfinite_values(tmp_path):
+    """write_ply writes what it is given (the reader, not the writer, repairs non-finite values)."""
     data = random_splats(4, 0, False)
     data.means[0, 0] = np.nan
     data.raw_opacities[1] = np.inf
     data.log_scales[2, 1] = -np.inf
     for ascii in (False, True):
         write_ply(tmp_path / "nf.ply", data, ascii=ascii)
-        back = read_ply(tmp_path / "nf.ply")
-        assert np.isnan(back.means[0, 0]) and back.raw_opacities[1] == np.inf and back.log_scales[2, 1] == -np.inf
-        assert np.array_equal(back.means[1:], data.means[1:])
+        raw = PlyData.read(str(tmp_path / "nf.ply"))["vertex"].data
+        assert np.isnan(raw["x"][0]) and raw["opacity"][1] == np.inf and raw["scale_1"][2] == -np.inf
+
+
+def test_nonfinite_values_repaired_or_dropped(tmp_path, caplog):
+    """+-inf opacity -> +-40; -inf log scale -> -30; NaN anywhere, inf means/rotations/SH, +inf scale -> dropped;
+    one warning with the file and the counts."""
+    data = random_splats(12, 1, True)
+    data.raw_opacities[[0, 1]] = np.inf
+    data.raw_opacities[2] = -np.inf
+    data.log_scales[3, 2] = -np.inf
+    data.means[4, 1] = np.nan
+    data.means[5, 0] = -np.inf
+    data.log_scales[6, 0] = np.inf
+    data.rotations[7, 3] = np.nan
+    data.sh_coeffs[8, 2, 1] = np.inf
+    data.raw_opacities[9] = np.nan
+    data.normals[10] = np.nan  # normals are not splat parameters: kept
+    path = tmp_path / "nf.ply"
+    write_ply(path, data)
+    with caplog.at_level(logging.WARNING, logger="brushpy.io"):
+        back = read_ply(path)
+    keep = [0, 1, 2, 3, 10, 11]
+    assert back.num_splats == len(keep)
+    for name in ("means", "rotations", "sh_coeffs"):
+        assert np.array_equal(getattr(back, name), getattr(data, name)[keep]), name
+    assert back.raw_opacities[:3].tolist() == [40.0, 40.0, -40.0]
+    assert np.array_equal(back.raw_opacities[3:], data.raw_opacities[keep[3:]])
+    assert back.log_scales[3, 2] == -30.0 and np.array_equal(back.log_scales[3, :2], data.log_scales[3, :2])
+    assert np.isnan(back.normals[4]).all()
+    for name in ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities"):
+        assert np.isfinite(getattr(back, name)).all(), name
+    records = [r for r in caplog.records if r.name == "brushpy.io"]
+    assert len(records) == 1
+    msg = records[0].getMessage()
+    for part in (str(path), "+inf raw_opacities 2", "-inf raw_opacities 1", "-inf log_scales 1", "dropped 6 of 12",
+                 "NaN means 1", "+-inf means 1", "+inf log_scales 1", "NaN rotations 1", "+-inf sh_coeffs 1",
+                 "NaN raw_opacities 1"):
+        assert part in msg, (part, msg)
+
+
+def test_finite_file_reads_without_warning(tmp_path, caplog):
+    write_ply(tmp_path / "ok.ply", random_splats(5, 0, False))
+    with caplog.at_level(logging.WARNING, logger="brushpy.io"):
+        read_ply(tmp_path / "ok.ply")
+    assert not caplog.records
+
+
+@requires_shared("splats", "guitar.compressed.ply")
+def test_splat_transform_ply_with_inf_opacity(tmp_path, caplog):
+    """splat-transform decodes alpha byte 255 to +inf opacity (667 guitar splats); read_ply keeps them as logit 40
+    and then agrees exactly with brushpy's own decoding of the compressed file."""
+    from tests.splat_transform import run_splat_transform
+
+    out = tmp_path / "guitar.ply"
+    run_splat_transform(GUITAR_COMPRESSED, out)
+    raw = PlyData.read(str(out))["vertex"].data["opacity"]
+    assert (raw == np.inf).sum() == 667
+    with caplog.at_level(logging.WARNING, logger="brushpy.io"):
+        data = read_ply(out)
+    assert data.num_splats == 90_854 and (data.raw_opacities == 40.0).sum() >= 667
+    assert "+inf raw_opacities 667" in caplog.text and str(out) in caplog.text
+    ours = read_ply(GUITAR_COMPRESSED)
+    for name in ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities"):
+        assert np.array_equal(getattr(data, name), getattr(ours, name)), name
+
+
+# --------------------------------------------------------------------------- header comments
+
+
+def _comments(path):
+    return [str(c) for c in PlyData.read(str(path)).comments]
+
+
+@pytest.mark.parametrize("axis, written", [
+    ("-y", "Vertical axis: 0 -1 0"),
+    ("+z", "Vertical axis: 0 0 1"),
+    ("+x", "Vertical axis: 1 0 0"),
+    ("0.123 0.456 -0.789", "Vertical axis: 0.123 0.456 -0.789"),
+])
+def test_vertical_axis_round_trip(tmp_path, axis, written):
+    data = random_splats(3, 2, False)
+    data.vertical_axis = axis
+    write_ply(tmp_path / "a.ply", data)
+    comments = _comments(tmp_path / "a.ply")
+    assert written in comments
+    assert "SH degree: 2" in comments and "SplatRenderMode: default" in comments
+    assert read_ply(tmp_path / "a.ply").vertical_axis == axis
+    vec = vertical_axis_vector(axis)
+    assert np.isclose(np.linalg.norm(vec), 1.0)
+
+
+def test_brush_header_comments_are_read(tmp_path):
+    """Brush's own lines (brush-serde export.rs): ``Vertical axis: y`` means up = -y (its y-down default),
+    ``x`` -> +x, ``z`` -> -z; the last comment of a kind wins; Postshot's ``antialiased 1`` means mip."""
+    data = random_splats(2, 0, False)
+    cases = [
+        (["Exported from Brush", "Vertical axis: y", "SH degree: 0", "SplatRenderMode: mip"], "-y", "mip"),
+        (["Vertical axis: x"], "+x", "default"),
+        (["vertical axis: Z", "splatrendermode: default"], "-z", "default"),
+        (["Vertical axis: [0, 0, -2]", "antialiased 1"], "-z", "mip"),
+        (["Vertical axis: 0 1 0", "Vertical axis: y", "SplatRenderMode: mip", "SplatRenderMode: default"], "-y", "default"),
+        (["Vertical axis: sideways", "Vertical axis: 0 0 0", "SplatRenderMode: 2dgs"], None, "default"),
+    ]
+    for i, (comments, axis, mode) in enumerate(cases):
+        arr = PlyData.read(str(_write(tmp_path / f"p{i}.ply", data))).elements
+        PlyData(arr, comments=comments).write(str(tmp_path / f"c{i}.ply"))
+        back = read_ply(tmp_path / f"c{i}.ply")
+        assert (back.vertical_axis, back.render_mode) == (axis, mode), comments
+
+
+def _write(path, data):
+    write_ply(path, data)
+    return path
+
+
+def test_render_mode_comment_written_once(tmp_path):
+    """The trainer passes its own ``SplatRenderMode`` line: it replaces the automatic one (no duplicate)."""
+    data = random_splats(2, 1, False)
+    data.render_mode = "mip"
+    write_ply(tmp_path / "m.ply", data)
+    assert [c for c in _comments(tmp_path / "m.ply") if c.startswith("SplatRenderMode")] == ["SplatRenderMode: mip"]
+    assert read_ply(tmp_path / "m.ply").render_mode == "mip"
+    write_ply(tmp_path / "t.ply", random_splats(2, 1, False), comments=["SplatRenderMode: mip"])
+    assert [c for c in _comments(tmp_path / "t.ply") if c.startswith("SplatRenderMode")] == ["SplatRenderMode: mip"]
+    assert read_ply(tmp_path / "t.ply").render_mode == "mip"
+    assert read_ply(tmp_path / "t.ply").vertical_axis is None
+    assert not any(c.startswith("Vertical axis") for c in _comments(tmp_path / "t.ply"))
+
+
+def test_vertical_axis_vector_rejects_garbage():
+    for bad in ("up", "0 0 0", "1 2", "nan 0 1"):
+        with pytest.raises(ValueError, match="vertical axis"):
+            vertical_axis_vector(bad)
+    assert np.allclose(vertical_axis_vector("0 0 -5"), [0, 0, -1])
 
 
 def _inria_like_file(path, features_dc, features_rest, extra=(), order=None, dtype="f4", text=False):
@@ -235,59 +370,3 @@ def test_guitar_loads():
     lo, hi = np.percentile(data.means, [2, 98], axis=0)
     assert -4.5 < lo[1] < -3.0 and -0.5 < hi[1] < 0.2
     assert 0.0 < data.opacities.mean() < 1.0
-
-
-@requires_shared("splats", "guitar.compressed.ply")
-@requires_shared("splats", "guitar_inria_sh0.ply")
-def test_compressed_guitar_matches_inria_decoding():
-    """guitar_inria_sh0.ply is the decoded guitar.compressed.ply: our decoder must agree."""
-    a = read_ply(GUITAR)
-    b = read_ply(GUITAR_COMPRESSED)
-    assert b.num_splats == a.num_splats and b.sh_degree == 0 and b.normals is None
-    assert np.allclose(b.means, a.means, atol=1e-6, rtol=0)
-    assert np.allclose(b.log_scales, a.log_scales, atol=1e-5, rtol=0)
-    assert np.allclose(b.sh_coeffs, a.sh_coeffs, atol=1e-5, rtol=0)
-    assert np.allclose(b.raw_opacities, a.raw_opacities, atol=1e-4, rtol=0)
-    qa = a.rotations / np.linalg.norm(a.rotations, axis=1, keepdims=True)
-    qb = b.rotations / np.linalg.norm(b.rotations, axis=1, keepdims=True)
-    assert np.abs(np.abs((qa * qb).sum(axis=1)) - 1).max() < 1e-5
-
-
-def test_compressed_ply_hand_packed(tmp_path):
-    """Old-style compressed PLY (no colour bounds in the chunk) with an 'sh' element, values packed by hand."""
-    n = 300  # two chunks
-    chunk = np.zeros(2, dtype=[(name, "f4") for name in (
-        "min_x", "min_y", "min_z", "max_x", "max_y", "max_z",
-        "min_scale_x", "min_scale_y", "min_scale_z", "max_scale_x", "max_scale_y", "max_scale_z")])
-    chunk[1] = (0, 0, 0, 2, 4, 8, -5, -5, -5, -1, -1, -1)
-    chunk[0] = (-1, -1, -1, 1, 1, 1, -3, -3, -3, -3, -3, -3)
-    vertex = np.zeros(n, dtype=[(p, "u4") for p in ("packed_position", "packed_rotation", "packed_scale", "packed_color")])
-    # splat 256 (chunk 1): position x = 1.0 (all bits), y = 0, z = 0.5-ish
-    vertex["packed_position"][256] = (2047 << 21) | (0 << 11) | 1023
-    vertex["packed_scale"][256] = (0 << 21) | (1023 << 11) | 2047
-    # colour bytes r=255, g=0, b=128, alpha=128
-    vertex["packed_color"][256] = (255 << 24) | (0 << 16) | (128 << 8) | 128
-    # rotation: largest is index 2 (y); fields for (w, x, z): 1023 -> +1/sqrt2, 0 -> -1/sqrt2, 1023 -> +1/sqrt2;
-    # their squares sum to 1.5 > 1, so the reconstructed y is clamped to 0
-    vertex["packed_rotation"][256] = (2 << 30) | (1023 << 20) | (0 << 10) | 1023
-    sh = np.zeros(n, dtype=[(f"f_rest_{i}", "u1") for i in range(9)])
-    sh["f_rest_0"][256] = 0      # -> -4
-    sh["f_rest_3"][256] = 128    # -> 0 (first G coefficient of band 1)
-    sh["f_rest_8"][256] = 255    # -> (255/256 - 0.5) * 8
-    path = tmp_path / "c.ply"
-    PlyData([PlyElement.describe(chunk, "chunk"), PlyElement.describe(vertex, "vertex"),
-             PlyElement.describe(sh, "sh")]).write(str(path))
-    d = read_ply(path)
-    assert d.num_splats == n and d.sh_degree == 1
-    assert np.allclose(d.means[256], [2.0, 0.0, 8 * 1023 / 2047], atol=1e-6)
-    assert np.allclose(d.log_scales[256], [-5.0, -1.0, -1.0], atol=1e-6)
-    assert np.allclose(d.colors[256], [1.0, 0.0, 128 / 255], atol=1e-6)
-    assert np.isclose(d.opacities[256], 128 / 255, atol=1e-6)
-    h = np.sqrt(0.5)
-    assert np.allclose(d.rotations[256], [h, -h, 0.0, h], atol=1e-6)
-    assert np.isclose(d.sh_coeffs[256, 1, 0], -4.0) and np.isclose(d.sh_coeffs[256, 1, 1], 0.0)
-    assert np.isclose(d.sh_coeffs[256, 3, 2], (255 / 256 - 0.5) * 8)
-    # splat 0 (chunk 0): all-zero packing -> min corner, opacity byte 0 -> clamped logit
-    assert np.allclose(d.means[0], [-1, -1, -1]) and d.raw_opacities[0] == -40.0
-    pts, cols = read_ply_points(path)
-    assert np.array_equal(pts, d.means) and cols.shape == (n, 3)

@@ -4,7 +4,7 @@
 format name            extension(s)                module
 =====================  ==========================  ====================================
 ``ply``                ``.ply``                    :mod:`brushpy.io.ply` (INRIA 3DGS)
-``compressed.ply``     ``.compressed.ply``         :mod:`brushpy.io.ply` (PlayCanvas)
+``compressed.ply``     ``.compressed.ply``         :mod:`brushpy.io.ply_compressed` (PlayCanvas)
 ``spz``                ``.spz``                    :mod:`brushpy.io.spz` (Niantic SPZ)
 ``sog``                ``.sog``, ``meta.json``     :mod:`brushpy.io.sog` (PlayCanvas SOG)
 ``splat``              ``.splat``                  :mod:`brushpy.io.splat_file` (antimatter15)
@@ -63,6 +63,17 @@ def _module(fmt: str):
     return importlib.import_module(f".{_MODULES[fmt]}", __package__)
 
 
+def _available(fmt: str) -> bool:
+    """Whether ``fmt``'s module exists in this build (a format still being written is skipped when sniffing)."""
+    try:
+        _module(fmt)
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{__package__}.{_MODULES[fmt]}":
+            return False
+        raise
+    return True
+
+
 def format_from_extension(path: str | os.PathLike) -> str | None:
     """The format a file name asks for (``"ply"``, ``"spz"``, ...) or None."""
     name = Path(path).name.lower()
@@ -87,7 +98,7 @@ def detect_format(path: str | os.PathLike) -> str:
         with open(path, "rb") as f:
             head = f.read(_HEAD_BYTES)
     for fmt in _MODULES:
-        if _module(fmt).sniff(head, path):
+        if _available(fmt) and _module(fmt).sniff(head, path):
             return fmt
     readable = ", ".join(sorted({*EXTENSIONS} - {"meta.json"})) + ", SOG meta.json"
     raise UnknownFormatError(f"{path} is not a splat file brushpy reads (it reads {readable})")

@@ -19,17 +19,37 @@ The SH degree d (0..4) is inferred from M: 0, 9, 24, 45 or 72 ``f_rest_*`` value
 In memory brushpy keeps ``sh_coeffs [N, K, 3]`` (coefficient index, then channel), so
 ``f_rest_{c (K-1) + k - 1}`` is ``sh_coeffs[:, k, c]`` for k >= 1.
 
-PlayCanvas / SuperSplat "compressed PLY": a ``chunk`` element with per-256-splat bounds
-(``min_x .. max_scale_z`` and, in newer files, ``min_r .. max_b``) and a ``vertex``
-element of four packed uint32 per splat (``packed_position``, ``packed_rotation``,
-``packed_scale``, ``packed_color``), optionally an ``sh`` element of uint8
-``f_rest_*``. :func:`read_ply` detects and decodes it (read only). The decoding
-follows PlayCanvas's format description (see :func:`_decode_compressed`).
+Header comments (Brush's convention, brush-serde ``export.rs`` / ``import.rs``; read
+case-insensitively, the last of each kind wins):
+
+=============================  ======================================================
+``Vertical axis: <axis>``      the world's up direction: ``x``, ``y`` or ``z`` (Brush
+                               reads these as +x, -y and -z: ``y`` is the INRIA /
+                               COLMAP y-down default), or a vector ``a b c``.
+                               -> :attr:`SplatData.vertical_axis`
+``SH degree: <d>``             informational (the degree comes from ``f_rest_*``)
+``SplatRenderMode: <mode>``    ``default`` or ``mip`` -> :attr:`SplatData.render_mode`
+                               (Postshot's ``antialiased 1`` / ``antialiased 0`` too)
+=============================  ======================================================
+
+:func:`write_ply` writes ``Vertical axis`` (when known), ``SH degree`` and
+``SplatRenderMode`` as Brush does.
+
+Non-finite values: converters write them (splat-transform writes ``+inf`` opacity for
+splats whose 8-bit alpha is 255 when it turns a compressed PLY or SPZ into a PLY), and
+the renderer culls any splat with a non-finite parameter. :func:`read_ply` therefore
+repairs what has a clear meaning and drops the rest (:func:`clean_non_finite`), with one
+logged warning that gives the counts and the file.
+
+PlayCanvas / SuperSplat "compressed PLY" (a ``chunk`` element and packed uint32
+properties) is decoded by :mod:`brushpy.io.ply_compressed`; :func:`read_ply` delegates to
+it, so one call reads either layout.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -46,8 +66,19 @@ except ImportError:  # pragma: no cover - very old plyfile
 
     PlyParseError = Exception
 
+log = logging.getLogger("brushpy.io")
+
 #: Real SH basis constant of band 0: 1 / (2 sqrt(pi)).
 SH_C0 = 0.28209479177387814
+
+#: Opacity logits are clamped to +-this on reading where a file holds +-inf (or an 8-bit
+#: alpha of 0 or 255): sigmoid(40) == 1.0 and sigmoid(-40) ~ 4e-18 in float32, so nothing
+#: changes on screen, and the value stays finite (PlayCanvas's engine uses the same 40).
+_MAX_LOGIT = 40.0
+
+#: ``-inf`` log scales (a zero extent along an axis: a flat splat) are raised to this on
+#: reading: exp(-30) ~ 1e-13 world units, whose square is still a normal float32.
+_MIN_LOG_SCALE = -30.0
 
 #: Number of ``f_rest_*`` properties for SH degree 0..4 (3 channels x ((d+1)^2 - 1)).
 _REST_COUNT_TO_DEGREE = {3 * ((d + 1) ** 2 - 1): d for d in range(5)}
@@ -81,9 +112,11 @@ class SplatData:
         render_mode: ``"default"`` or ``"mip"``: the render mode the splats were trained
             for, from a ``SplatRenderMode: mip`` header comment (Brush's convention,
             written by brushpy's trainer too); ``"default"`` when the file has none.
-        vertical_axis: the world's up direction when the file says it (``"+y"``, ``"-y"``,
-            ``"+z"``, ...; PLY's ``Vertical axis`` header comment), else None. Viewers use it
-            for their default camera.
+        vertical_axis: the world's up direction when the file says it, else None: a
+            signed axis (``"+y"``, ``"-y"``, ``"+z"``, ...) or, for another direction, its
+            components ``"a b c"`` (PLY's ``Vertical axis`` header comment, Brush's
+            convention). :func:`vertical_axis_vector` turns it into a unit vector.
+            Viewers use it for their default camera.
 
     Raises:
         ValueError: on construction, when shapes disagree (the message names the array).
@@ -200,14 +233,18 @@ def read_ply(path: str | os.PathLike) -> SplatData:
 
     Returns:
         :class:`SplatData` with float32 arrays; ``normals`` set when the file has
-        ``nx, ny, nz``.
+        ``nx, ny, nz``; ``render_mode`` and ``vertical_axis`` from the header comments
+        (see the module docstring). Non-finite values are repaired or their splats
+        dropped (:func:`clean_non_finite`; one logged warning on the ``brushpy.io``
+        logger names the file and gives the counts), so every value is finite.
 
     Raises:
         FileNotFoundError: the file does not exist (message names it).
         PlyFormatError: not a PLY file; no ``vertex`` element; a required property is
             missing (message names the property and the file); a point cloud without
             splat properties (message says so: use it as initial points for training
-            instead); an ``f_rest_*`` count that is not 0/9/24/45/72.
+            instead); an ``f_rest_*`` count that is not 0/9/24/45/72; a malformed
+            compressed PLY (see :func:`brushpy.io.ply_compressed.read_compressed_ply`).
     """
     path = Path(path)
     ply = _open_ply(path)
@@ -216,21 +253,194 @@ def read_ply(path: str | os.PathLike) -> SplatData:
         names = ", ".join(el.name for el in ply.elements) or "none"
         raise PlyFormatError(f"{path} has no 'vertex' element (elements: {names}); not a splat file")
     props = {p.name for p in vertex.properties}
-    if _element(ply, "chunk") is not None and "packed_position" in props:
-        data = _decode_compressed(ply, path)
+    if _is_compressed(ply, props):
+        from .ply_compressed import decode_compressed
+
+        data = decode_compressed(ply, path)
     else:
         data = _decode_inria(vertex, props, path)
-    data.render_mode = _render_mode_comment(ply)
-    return data
+    comments = _header_comments(ply)
+    data.render_mode = render_mode_from_comments(comments)
+    data.vertical_axis = vertical_axis_from_comments(comments)
+    return clean_non_finite(data, path)
 
 
-def _render_mode_comment(ply: PlyData) -> str:
-    """``"mip"`` when a header comment reads ``SplatRenderMode: mip`` (Brush), else ``"default"``."""
-    for c in list(ply.comments) + list(getattr(ply, "obj_info", [])):
-        key, _, value = str(c).partition(":")
-        if key.strip().lower() == "splatrendermode" and value.strip().lower() == "mip":
-            return "mip"
-    return "default"
+def _is_compressed(ply: PlyData, vertex_props: set) -> bool:
+    return _element(ply, "chunk") is not None and "packed_position" in vertex_props
+
+
+def _header_comments(ply: PlyData) -> list[str]:
+    return [str(c) for c in list(ply.comments) + list(getattr(ply, "obj_info", []))]
+
+
+# --------------------------------------------------------------------------- header comments
+
+
+_AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
+#: Brush's one-letter forms (brush-serde import.rs): ``y`` is its y-down default, so -y is up.
+_BRUSH_LETTERS = {"x": "+x", "y": "-y", "z": "-z"}
+
+
+def render_mode_from_comments(comments) -> str:
+    """The render mode PLY header ``comments`` declare: ``"mip"`` or ``"default"``.
+
+    Brush's ``SplatRenderMode: default|mip`` and Postshot's ``antialiased 1|0`` are read,
+    case-insensitively; the last one wins (as Brush and splat-transform do). Other
+    values (e.g. ``2dgs``) are ignored; no comment means ``"default"``.
+    """
+    mode = "default"
+    for c in comments:
+        text = str(c).strip().lower()
+        key, sep, value = text.partition(":")
+        if sep and key.strip() == "splatrendermode" and value.strip() in ("mip", "default"):
+            mode = value.strip()
+        elif text.startswith("antialiased ") and text[len("antialiased "):].strip() in ("0", "1"):
+            mode = "mip" if text.endswith("1") else "default"
+    return mode
+
+
+def vertical_axis_from_comments(comments) -> str | None:
+    """The up direction PLY header ``comments`` declare (``Vertical axis: ...``), or None.
+
+    Returns a signed axis (``"+x"``, ``"-y"``, ...) or, for a direction that is not an
+    axis, its three components as ``"a b c"``. Brush's letters map as Brush reads them:
+    ``x`` -> ``"+x"``, ``y`` -> ``"-y"``, ``z`` -> ``"-z"``; a vector ``a b c`` (also
+    ``[a, b, c]``) is kept as written; brushpy's signed forms (``-y``) are accepted too.
+    The last parsable comment wins; a zero or unparsable vector is ignored.
+    """
+    axis = None
+    for c in comments:
+        key, sep, value = str(c).partition(":")
+        if not sep or key.strip().lower() != "vertical axis":
+            continue
+        value = value.strip().lower()
+        if value in _BRUSH_LETTERS:
+            axis = _BRUSH_LETTERS[value]
+        elif value in _AXES:
+            axis = value
+        else:
+            parts = [t for t in re.split(r"[,\s\[\]]+", value) if t]
+            try:
+                vec = [float(t) for t in parts]
+            except ValueError:
+                continue
+            if len(vec) == 3 and all(np.isfinite(vec)) and any(vec):
+                axis = _axis_name(vec)
+    return axis
+
+
+def _axis_name(vec) -> str:
+    """``"+y"`` etc. for an axis-aligned vector, else ``"a b c"`` (shortest float32 text)."""
+    v = np.asarray(vec, np.float64)
+    for name, e in _AXES.items():
+        if np.allclose(v / np.linalg.norm(v), e, atol=1e-6, rtol=0):
+            return name
+    return " ".join(np.format_float_positional(np.float32(x), trim="-") for x in v)
+
+
+def vertical_axis_vector(axis: str) -> np.ndarray:
+    """The unit vector (float64 [3]) of a :attr:`SplatData.vertical_axis` value.
+
+    ``axis`` is a signed axis (``"+x"`` ... ``"-z"``) or three components ``"a b c"``.
+
+    Raises:
+        ValueError: anything else, or a zero vector (the message quotes it).
+    """
+    text = str(axis).strip().lower()
+    if text in _AXES:
+        return np.asarray(_AXES[text], np.float64)
+    try:
+        vec = np.asarray([float(t) for t in text.replace(",", " ").split()], np.float64)
+    except ValueError:
+        vec = np.zeros(0)
+    if vec.shape != (3,) or not np.isfinite(vec).all() or not vec.any():
+        raise ValueError(f"vertical axis {axis!r} is neither a signed axis (+x, -y, ...) nor a vector 'a b c'")
+    return vec / np.linalg.norm(vec)
+
+
+def _vertical_axis_comment(axis: str) -> str:
+    """Brush's spelling: ``Vertical axis: a b c`` (the components of the up vector)."""
+    if str(axis).strip().lower() in _AXES:
+        vec = _AXES[str(axis).strip().lower()]
+    else:
+        vertical_axis_vector(axis)  # validates
+        vec = [float(t) for t in str(axis).replace(",", " ").split()]
+    return "Vertical axis: " + " ".join(np.format_float_positional(np.float32(x), trim="-") for x in vec)
+
+
+# --------------------------------------------------------------------------- non-finite values
+
+
+def clean_non_finite(data: SplatData, source) -> SplatData:
+    """``data`` with its non-finite values repaired where that has a clear meaning, else dropped.
+
+    ==================  ====================================================
+    ``raw_opacities``   +-inf -> +-40 (:data:`_MAX_LOGIT`; fully opaque / fully
+                        transparent, unchanged on screen); NaN -> dropped
+    ``log_scales``      -inf -> -30 (a zero extent: a flat splat); +inf, NaN
+                        -> dropped
+    ``means``,          +-inf, NaN -> dropped
+    ``rotations``,
+    ``sh_coeffs``
+    ==================  ====================================================
+
+    ``normals`` are not looked at (splatting does not use them). When anything changed,
+    one warning goes to the ``brushpy.io`` logger: the file (``source``) and, per array
+    and kind, how many splats. Returns ``data`` itself when every value is finite, else a
+    new :class:`SplatData` (same ``render_mode`` and ``vertical_axis``).
+    """
+    n = data.num_splats
+    arrays = {
+        "means": data.means,
+        "rotations": data.rotations,
+        "log_scales": data.log_scales,
+        "sh_coeffs": data.sh_coeffs.reshape(n, data.sh_coeffs.shape[1] * 3),
+        "raw_opacities": data.raw_opacities.reshape(n, 1),
+    }
+    if all(np.isfinite(a).all() for a in arrays.values()):
+        return data
+    drop = np.zeros(n, bool)
+    dropped_notes, fixed_notes = [], []
+    for name, a in arrays.items():
+        nan = np.isnan(a).any(axis=1)
+        pos = (a == np.inf).any(axis=1)
+        neg = (a == -np.inf).any(axis=1)
+        if name == "raw_opacities":
+            bad = {"NaN": nan}
+            if pos.any():
+                fixed_notes.append(f"+inf raw_opacities {int(pos.sum()):,} (set to logit +{_MAX_LOGIT:g})")
+            if neg.any():
+                fixed_notes.append(f"-inf raw_opacities {int(neg.sum()):,} (set to logit -{_MAX_LOGIT:g})")
+        elif name == "log_scales":
+            bad = {"NaN": nan, "+inf": pos}
+            if neg.any():
+                fixed_notes.append(f"-inf log_scales {int(neg.sum()):,} (set to {_MIN_LOG_SCALE:g}: flat)")
+        else:
+            bad = {"NaN": nan, "+-inf": pos | neg}
+        for kind, rows in bad.items():
+            if rows.any():
+                dropped_notes.append(f"{kind} {name} {int(rows.sum()):,}")
+                drop |= rows
+    opacities = np.where(np.isinf(data.raw_opacities), np.sign(data.raw_opacities) * _MAX_LOGIT, data.raw_opacities)
+    log_scales = np.where(data.log_scales == -np.inf, _MIN_LOG_SCALE, data.log_scales)
+    keep = ~drop
+    out = SplatData(
+        means=data.means[keep],
+        rotations=data.rotations[keep],
+        log_scales=log_scales[keep],
+        sh_coeffs=data.sh_coeffs[keep],
+        raw_opacities=opacities[keep],
+        normals=None if data.normals is None else data.normals[keep],
+        render_mode=data.render_mode,
+        vertical_axis=data.vertical_axis,
+    )
+    parts = []
+    if fixed_notes:
+        parts.append("repaired " + ", ".join(fixed_notes))
+    if dropped_notes:
+        parts.append(f"dropped {int(drop.sum()):,} of {n:,} splats (" + ", ".join(dropped_notes) + ")")
+    log.warning(f"{source}: non-finite values (splats per kind): " + "; ".join(parts))
+    return out
 
 
 def _decode_inria(vertex, props: set, path: Path) -> SplatData:
@@ -277,121 +487,6 @@ def _decode_inria(vertex, props: set, path: Path) -> SplatData:
     )
 
 
-_CHUNK_BOUNDS = ("min_x", "min_y", "min_z", "max_x", "max_y", "max_z",
-                 "min_scale_x", "min_scale_y", "min_scale_z", "max_scale_x", "max_scale_y", "max_scale_z")
-_CHUNK_COLOR = ("min_r", "min_g", "min_b", "max_r", "max_g", "max_b")
-_PACKED = ("packed_position", "packed_rotation", "packed_scale", "packed_color")
-_CHUNK_SIZE = 256
-_MAX_LOGIT = 40.0
-
-
-def _unorm(v: np.ndarray, shift: int, bits: int) -> np.ndarray:
-    """Unsigned ``bits``-bit field at ``shift`` of uint32 ``v`` as float64 in [0, 1]."""
-    mask = (1 << bits) - 1
-    return ((v >> np.uint32(shift)) & np.uint32(mask)).astype(np.float64) / mask
-
-
-def _decode_compressed(ply: PlyData, path: Path) -> SplatData:
-    """Decode PlayCanvas's compressed PLY.
-
-    Layout (PlayCanvas engine / splat-transform, "compressed PLY"): splat i belongs to
-    chunk ``i // 256``. Per splat:
-
-    - ``packed_position``: 11-10-11 bits (x in bits 21..31, y in 11..20, z in 0..10),
-      unsigned normalised, interpolated between the chunk's ``min_*`` and ``max_*``.
-    - ``packed_scale``: same 11-10-11 packing between ``min_scale_*``/``max_scale_*``
-      (values are log scales).
-    - ``packed_color``: 8-8-8-8 (R in the top byte, then G, B, opacity); R, G, B are
-      interpolated between ``min_r..max_r`` etc. when the chunk has them (else used as
-      is), and are the band-0 colour ``SH_C0 * f_dc + 0.5``; the low byte is the
-      sigmoid opacity; its logit is clamped to [-40, 40] (bytes 0 and 255 would give
-      -inf/+inf).
-    - ``packed_rotation``: "smallest three": bits 30..31 index the largest-magnitude
-      component of (rot_0..rot_3) = (w, x, y, z), the other three in file order in
-      10-bit fields (bits 20..29, 10..19, 0..9), each mapping [0, 1] to
-      ``[-1/sqrt(2), 1/sqrt(2)]``; the largest is ``sqrt(1 - sum of squares)``.
-
-    Optional ``sh`` element: uint8 ``f_rest_*`` (INRIA channel-major order), value
-    ``(q / 256 - 0.5) * 8``.
-    """
-    chunk = _element(ply, "chunk")
-    vertex = _element(ply, "vertex")
-    cprops = {p.name for p in chunk.properties}
-    vprops = {p.name for p in vertex.properties}
-    for name in _CHUNK_BOUNDS:
-        if name not in cprops:
-            raise PlyFormatError(f"{path}: compressed PLY chunk property '{name}' is missing")
-    for name in _PACKED:
-        if name not in vprops:
-            raise PlyFormatError(f"{path}: compressed PLY vertex property '{name}' is missing")
-    n = len(vertex.data)
-    if len(chunk.data) * _CHUNK_SIZE < n:
-        raise PlyFormatError(
-            f"{path}: {len(chunk.data)} chunks cannot hold {n} splats ({_CHUNK_SIZE} per chunk)"
-        )
-    ci = np.arange(n) // _CHUNK_SIZE
-    c = {name: np.asarray(chunk.data[name], np.float64)[ci] for name in cprops}
-    v = {name: np.asarray(vertex.data[name]).astype(np.uint32) for name in _PACKED}
-
-    def lerp(lo, hi, t):
-        return lo * (1.0 - t) + hi * t
-
-    def unpack_111011(val, lo, hi):
-        ts = (_unorm(val, 21, 11), _unorm(val, 11, 10), _unorm(val, 0, 11))
-        return np.stack([lerp(c[lo[i]], c[hi[i]], ts[i]) for i in range(3)], axis=1)
-
-    means = unpack_111011(v["packed_position"], ("min_x", "min_y", "min_z"), ("max_x", "max_y", "max_z"))
-    log_scales = unpack_111011(
-        v["packed_scale"], ("min_scale_x", "min_scale_y", "min_scale_z"), ("max_scale_x", "max_scale_y", "max_scale_z")
-    )
-
-    col = v["packed_color"]
-    rgb = np.stack([_unorm(col, 24, 8), _unorm(col, 16, 8), _unorm(col, 8, 8)], axis=1)
-    if set(_CHUNK_COLOR) <= cprops:
-        lo = np.stack([c["min_r"], c["min_g"], c["min_b"]], axis=1)
-        hi = np.stack([c["max_r"], c["max_g"], c["max_b"]], axis=1)
-        rgb = lerp(lo, hi, rgb)
-    f_dc = (rgb - 0.5) / SH_C0
-    alpha = _unorm(col, 0, 8)
-    with np.errstate(divide="ignore"):
-        raw_opacities = -np.log(1.0 / alpha - 1.0)
-    # alpha 0 and 1 decode to -inf/+inf logits, which the renderer would cull as non-finite;
-    # +-40 is sigmoid-equivalent in float32 (sigmoid(40) == 1.0f).
-    raw_opacities = np.clip(raw_opacities, -_MAX_LOGIT, _MAX_LOGIT)
-
-    rot = v["packed_rotation"]
-    norm = np.sqrt(2.0)  # 1 / (0.5 sqrt 2)
-    small = np.stack([(_unorm(rot, s, 10) - 0.5) * norm for s in (20, 10, 0)], axis=1)
-    largest = np.sqrt(np.maximum(0.0, 1.0 - (small**2).sum(axis=1)))
-    which = (rot >> np.uint32(30)).astype(np.int64)
-    quats = np.empty((n, 4), np.float64)
-    for w in range(4):
-        sel = which == w
-        others = [i for i in range(4) if i != w]
-        quats[sel, w] = largest[sel]
-        quats[np.ix_(sel, others)] = small[sel]
-
-    sh_el = _element(ply, "sh")
-    k = 1
-    rest = None
-    if sh_el is not None:
-        names = [p.name for p in sh_el.properties if re.fullmatch(r"f_rest_\d+", p.name)]
-        m = len(names)
-        if m not in _REST_COUNT_TO_DEGREE:
-            raise PlyFormatError(f"{path}: 'sh' element has {m} f_rest_* properties; expected 0, 9, 24, 45 or 72")
-        if len(sh_el.data) != n:
-            raise PlyFormatError(f"{path}: 'sh' element has {len(sh_el.data)} rows; expected {n}")
-        if m:
-            k = m // 3 + 1
-            q = np.stack([np.asarray(sh_el.data[f"f_rest_{i}"], np.float64) for i in range(m)], axis=1)
-            rest = ((q / 256.0 - 0.5) * 8.0).reshape(n, 3, k - 1).transpose(0, 2, 1)
-    sh = np.empty((n, k, 3), np.float32)
-    sh[:, 0, :] = f_dc
-    if rest is not None:
-        sh[:, 1:, :] = rest
-    return SplatData(means=means, rotations=quats, log_scales=log_scales, sh_coeffs=sh, raw_opacities=raw_opacities)
-
-
 def read_ply_points(source: str | os.PathLike | bytes, origin: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Read a point-cloud PLY (e.g. COLMAP/OpenMVS export): positions and optional colours.
 
@@ -421,8 +516,10 @@ def read_ply_points(source: str | os.PathLike | bytes, origin: str | None = None
     if vertex is None:
         raise PlyFormatError(f"{path} has no 'vertex' element")
     props = {p.name for p in vertex.properties}
-    if _element(ply, "chunk") is not None and "packed_position" in props:
-        d = _decode_compressed(ply, path)
+    if _is_compressed(ply, props):
+        from .ply_compressed import decode_compressed
+
+        d = decode_compressed(ply, path)
         return d.means, np.clip(d.colors, 0.0, 1.0)
     for name in ("x", "y", "z"):
         if name not in props:
@@ -452,8 +549,11 @@ def write_ply(path: str | os.PathLike, data, ascii: bool = False, comments=(), o
     rot_0..3``; normals are written only when ``data.normals`` is set. ``f_rest_*`` are
     channel-major (see the module docstring). Values round-trip exactly through
     :func:`read_ply` in both modes (ascii uses 9 significant digits, enough for float32).
-    ``comments``: extra header comment lines (e.g. ``"SplatRenderMode: mip"``); a
-    :class:`SplatData` whose ``render_mode`` is ``"mip"`` gets that line automatically.
+    Header comments, as Brush writes them (see the module docstring): ``Vertical axis:
+    a b c`` when ``data.vertical_axis`` is set, ``SH degree: d`` and ``SplatRenderMode:
+    default|mip`` (from ``data.render_mode``). ``comments``: extra header comment lines;
+    one of those kinds given there replaces the automatic line (e.g. the trainer's
+    ``"SplatRenderMode: mip"``).
 
     The file is written atomically (:func:`brushpy.io.atomic.atomic_write`): an
     interrupted or failed write leaves the previous file, if any, intact.
@@ -484,9 +584,7 @@ def write_ply(path: str | os.PathLike, data, ascii: bool = False, comments=(), o
     for name, values in columns:
         arr[name] = values
     element = PlyElement.describe(arr, "vertex")
-    header = ["written by brushpy (INRIA 3DGS layout)", *comments]
-    if data.render_mode == "mip" and not any(str(c).replace(" ", "").lower() == "splatrendermode:mip" for c in header):
-        header.append("SplatRenderMode: mip")
+    header = ["written by brushpy (INRIA 3DGS layout)", *brush_comments(data, comments), *comments]
     ply = PlyData([element], text=ascii, byte_order="<", comments=header)
     with atomic_write(path, option=option) as f:
         if not ascii:
@@ -500,13 +598,27 @@ def write_ply(path: str | os.PathLike, data, ascii: bool = False, comments=(), o
             np.savetxt(f, table, fmt="%.9g", delimiter=" ", newline="\n")
 
 
+def brush_comments(data: SplatData, extra=()) -> list[str]:
+    """Brush's header comments for ``data`` (``Vertical axis`` when known, ``SH degree``,
+    ``SplatRenderMode``), leaving out each kind that ``extra`` already has."""
+    keys = {str(c).partition(":")[0].strip().lower() for c in extra if ":" in str(c)}
+    out = []
+    if data.vertical_axis is not None and "vertical axis" not in keys:
+        out.append(_vertical_axis_comment(data.vertical_axis))
+    if "sh degree" not in keys:
+        out.append(f"SH degree: {data.sh_degree}")
+    if "splatrendermode" not in keys:
+        out.append(f"SplatRenderMode: {data.render_mode}")
+    return out
+
+
 # --------------------------------------------------------------------------- format registry
 # (brushpy.io.formats: sniff / read / write for the INRIA layout)
 
 
 def sniff(head: bytes, path: Path) -> bool:
     """True for a PLY file (the compressed layout is claimed first by ``ply_compressed``)."""
-    return head[:3] == b"ply"
+    return head[:4] in (b"ply\n", b"ply\r")
 
 
 def read(path: Path) -> SplatData:
