@@ -46,17 +46,15 @@ AXES = {
 def axis_vector(axis) -> np.ndarray | None:
     """The unit world direction (float64 [3]) a vertical axis names, or None.
 
-    Accepts the names of :data:`AXES` (``"+z"``; a bare ``"z"`` is ``"+z"``; case and spaces
-    ignored), three numbers (``"0 0 1"``, ``"0,0,1"``, or a sequence; normalised), or None.
-    Anything else (an unreadable string, a zero or non-finite vector) gives None: callers then
-    use their default up.
+    Accepts the names of :data:`AXES` (``"+z"``; case and spaces ignored), three numbers
+    (``"0 0 1"``, ``"0,0,1"``, or a sequence; normalised), or None. Anything else gives None
+    (callers then use their default up): an unreadable string, a zero or non-finite vector, and
+    a bare ``"y"``/``"z"``, whose sign is ambiguous (Brush reads ``Vertical axis: y`` as -y).
     """
     if axis is None:
         return None
     if isinstance(axis, str):
         text = axis.strip().lower().replace(" ", "")
-        if text in ("x", "y", "z"):
-            text = "+" + text
         if text in AXES:
             return np.asarray(AXES[text], np.float64)
         parts = axis.replace(",", " ").replace("[", " ").replace("]", " ").split()
