@@ -27,6 +27,7 @@ SUBCOMMAND_MODULES = {
     "train": "brushpy.cli.train",
     "view": "brushpy.cli.view",
     "mip": "brushpy.cli.mip",
+    "convert": "brushpy.cli.convert",
 }
 
 
@@ -282,9 +283,10 @@ def write_depth(path: Path, depth: np.ndarray, alpha: np.ndarray, near=None, far
               help="Camera centre (world). Default: level with the target, facing the scene's broadest side, far enough to frame it.")
 @click.option("--look-at", type=(float, float, float), default=None, metavar="X Y Z",
               help="Point the camera looks at. Default: centre of the scene's 2-98 percentile box.")
-@click.option("--up", type=(float, float, float), default=(0.0, -1.0, 0.0), show_default=True, metavar="X Y Z",
-              help="World direction shown upwards. Default -y (COLMAP/INRIA scenes are y-down); "
-                   "use 0 0 1 for z-up, 0 1 0 for y-up scenes.")
+@click.option("--up", type=(float, float, float), default=None, metavar="X Y Z",
+              help="World direction shown upwards. Default: the file's vertical axis when it names one (e.g. a PLY "
+                   "'Vertical axis' comment, as Brush and brushpy's trainer write), else -y (COLMAP/INRIA scenes are "
+                   "y-down); use 0 0 1 for z-up, 0 1 0 for y-up scenes.")
 @click.option("--background", type=_Background(), default="0,0,0", show_default=True,
               help="Background colour R,G,B in [0,1] (or black/white).")
 @click.option("--sh-degree", type=click.IntRange(0, 4), default=None,
@@ -301,18 +303,18 @@ def write_depth(path: Path, depth: np.ndarray, alpha: np.ndarray, near=None, far
               help="Colormap of a --depth PNG: turbo (near blue, far red) or grey (near black, far white).")
 def render(scene, output, width, height, fov, position, look_at, up, background, sh_degree, alpha, depth_out,
            depth_near, depth_far, depth_colormap):
-    """Render the splat file SCENE (INRIA 3DGS PLY, or PlayCanvas compressed PLY) to a PNG.
+    """Render the splat file SCENE (INRIA or compressed PLY, SPZ, SOG, .splat) to a PNG.
 
     The default camera frames the middle 96% of the splat centres (2-98 percentiles
-    per axis) with -y up, looking horizontally at the scene's broadest side
-    (see brushpy.io.framing).
+    per axis) with the file's vertical axis up (else -y), looking horizontally at the
+    scene's broadest side (see brushpy.io.framing).
     """
     from PIL import Image
 
     from ..gpu import BufferTooLargeError, NoAdapterError
     from ..io.atomic import atomic_write
-    from ..io.framing import framing_camera
-    from ..io.ply import read_ply
+    from ..io.formats import read_splats
+    from ..io.framing import framing_camera, scene_up
 
     if output.suffix.lower() != ".png":
         raise click.BadParameter(f"{output} must end in .png", param_hint="'-o' / '--output'")
@@ -323,7 +325,7 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
     if depth_near is not None and depth_far is not None and not depth_far > depth_near:
         raise click.BadParameter(f"--depth-far {depth_far} must exceed --depth-near {depth_near}", param_hint="'--depth-far'")
     try:
-        data = read_ply(scene)  # a PlyFormatError (an InputError) reaches the group: `Error: …`, exit 2
+        data = read_splats(scene)  # a PlyFormatError (an InputError) reaches the group: `Error: …`, exit 2
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
     if sh_degree is not None and sh_degree > data.sh_degree:
@@ -331,6 +333,8 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
             f"{sh_degree} exceeds the SH degree of {scene} ({data.sh_degree}); use at most {data.sh_degree}",
             param_hint="'--sh-degree'",
         )
+    if up is None:
+        up = scene_up(data.vertical_axis)
     try:
         camera = framing_camera(data.means, width, height, fov, position=position, look_at=look_at, up=up)
     except ValueError as exc:

@@ -170,7 +170,7 @@ def _embedded_defaults(user_set: set, train_cfg: TrainConfig, process_cfg: Proce
 def _train(dataset: Path | None, resume: Path | None, overwrite: bool, viewer: bool, quiet: bool, **opts):
     """Train Gaussian splats on DATASET (a COLMAP project, a nerfstudio transforms.json
     folder, a NeRF-synthetic scene, a 7-Scenes RGB-D frame folder, or a .zip of one) and
-    export a PLY.
+    export the splats (a PLY, or the --export-format).
 
     Without DATASET, trains on the embedded 100x100 lego scene (NeRF-synthetic,
     CC BY 3.0) in a few minutes, even on a CPU-only machine.

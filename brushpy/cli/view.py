@@ -41,9 +41,11 @@ def import_viewer():
 @click.option("--width", default=1280, show_default=True, help="Window width in pixels.")
 @click.option("--height", default=720, show_default=True, help="Window height in pixels.")
 def view_command(path, width, height):
-    """Open a window showing splats: a .ply file, a folder or a .zip of them; a MIP
-    model .npz from `brushpy mip train` (drawn with the MIP blend); or a dataset
-    (COLMAP, transforms.json, NeRF-synthetic), which trains live in the window.
+    """Open a window showing splats: a splat file (.ply, .compressed.ply, .spz, .sog,
+    meta.json, .splat), a folder or a .zip of them; a MIP model .npz from `brushpy mip
+    train` (drawn with the MIP blend); or a dataset (COLMAP, transforms.json,
+    NeRF-synthetic), which trains live in the window. A file that names its vertical
+    axis opens with that axis up.
 
     \b
     Left drag orbit, right drag look around, middle drag (Ctrl+left) pan,

@@ -29,6 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..io.framing import nearest_axis
 from ..render.camera import Camera
 from .config import LoadConfig
 from .depth import DepthSpec, check_depth_size, default_scale
@@ -171,6 +172,11 @@ class Scene:
         return self
 
     @property
+    def vertical_axis(self) -> str | None:
+        """The world's up axis as the training cameras hold it (:func:`cameras_vertical_axis`)."""
+        return cameras_vertical_axis([v.camera for v in self.train_views])
+
+    @property
     def has_depth(self) -> bool:
         """Whether any training view has depth (a depth map or sparse depth; decodes nothing)."""
         return any(v.depth_spec is not None for v in self.train_views)
@@ -179,6 +185,28 @@ class Scene:
     def has_alpha(self) -> bool:
         """Whether training views carry alpha (decodes them if needed)."""
         return self.alpha_mode == "transparent" and any(v.has_alpha for v in self.train_views)
+
+
+def cameras_vertical_axis(cameras) -> str | None:
+    """The world axis closest to the mean *up* direction of ``cameras`` (``"+z"``, ``"-y"``, ...).
+
+    A camera's up is the world direction of its image's up, i.e. of its -y axis (OpenCV
+    axes: +y points down the image), ``-world_to_camera[1, :3]``. People hold cameras
+    upright, so the mean over a capture is the world's vertical; it is snapped to the nearest
+    of ±x, ±y, ±z (:func:`brushpy.io.framing.nearest_axis`). NeRF-synthetic scenes (z-up
+    Blender worlds) give ``"+z"``; COLMAP reconstructions, whose world follows the first
+    camera, usually ``"-y"``. (Brush estimates its up from a PCA of the camera centres; the
+    mean up vector is simpler and does not depend on the capture's path.)
+
+    Returns None for no cameras or when the up vectors cancel out.
+    """
+    ups = [-np.asarray(c.world_to_camera, np.float64)[1, :3] for c in cameras]
+    if not ups:
+        return None
+    mean = np.mean(ups, axis=0)
+    if not np.linalg.norm(mean) > 1e-6:
+        return None
+    return nearest_axis(mean)
 
 
 class LoadReport:

@@ -63,15 +63,15 @@ def _module(fmt: str):
     return importlib.import_module(f".{_MODULES[fmt]}", __package__)
 
 
-def _available(fmt: str) -> bool:
-    """Whether ``fmt``'s module exists in this build (a format still being written is skipped when sniffing)."""
+def _available_module(fmt: str):
+    """The format's module, or None when this build has no such module (a format whose reader is
+    not installed is not detected; any other import error is raised)."""
     try:
-        _module(fmt)
+        return _module(fmt)
     except ModuleNotFoundError as exc:
         if exc.name == f"{__package__}.{_MODULES[fmt]}":
-            return False
+            return None
         raise
-    return True
 
 
 def format_from_extension(path: str | os.PathLike) -> str | None:
@@ -98,7 +98,8 @@ def detect_format(path: str | os.PathLike) -> str:
         with open(path, "rb") as f:
             head = f.read(_HEAD_BYTES)
     for fmt in _MODULES:
-        if _available(fmt) and _module(fmt).sniff(head, path):
+        module = _available_module(fmt)
+        if module is not None and module.sniff(head, path):
             return fmt
     readable = ", ".join(sorted({*EXTENSIONS} - {"meta.json"})) + ", SOG meta.json"
     raise UnknownFormatError(f"{path} is not a splat file brushpy reads (it reads {readable})")

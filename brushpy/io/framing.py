@@ -1,17 +1,25 @@
 """Bounds of a splat scene and a camera that frames them (used by ``brushpy render``).
 
-Default world orientation: brushpy assumes the scene's *up* is world **-y** (``DEFAULT_UP
-= (0, -1, 0)``), as in scenes reconstructed from COLMAP and in most INRIA-layout PLY
-files (their axes follow the OpenCV camera: +y down, +z forward). Scenes in a z-up or
-y-up (OpenGL/NeRF-synthetic) world need ``up=(0, 0, 1)`` / ``(0, 1, 0)``.
+Default world orientation: the scene's own up when its file says it
+(:attr:`SplatData.vertical_axis <brushpy.io.ply.SplatData>`, e.g. a PLY's ``Vertical axis``
+comment, written by Brush and by brushpy's trainer; :func:`scene_up`), else world **-y**
+(``DEFAULT_UP = (0, -1, 0)``), as in scenes reconstructed from COLMAP and in most
+INRIA-layout PLY files (their axes follow the OpenCV camera: +y down, +z forward). Scenes
+in a z-up or y-up (OpenGL/NeRF-synthetic) world without such a note need ``up=(0, 0, 1)``
+/ ``(0, 1, 0)``.
+
+Vertical axes are named ``"+x"``, ``"-x"``, ``"+y"``, ``"-y"``, ``"+z"``, ``"-z"``
+(:data:`AXES`; :func:`axis_vector` reads one, :func:`nearest_axis` snaps a direction to one).
 
 Default view direction (:func:`default_forward`): horizontal (perpendicular to ``up``),
 along the direction in which the bulk of the splat centres is *thinnest*, so the
 scene's broadest side faces the camera (for a flat object such as a guitar: its face).
-Of the two opposite directions, the one with a non-negative world-z component is used
+Of the two opposite directions, the one pointing along the *reference direction* is used
 (front and back cannot be told apart from geometry alone; pass a position to choose).
+The reference is world +z made horizontal, or world +y when up is ±z (a z-up scene is then
+seen from -y looking along +y: Blender's front view, as in NeRF-synthetic scenes).
 When the horizontal spread is nearly round (minor/major variance > 0.9) the thinnest
-direction is ill-defined and world +z (made horizontal) is used instead.
+direction is ill-defined and the reference direction is used instead.
 """
 
 from __future__ import annotations
@@ -24,6 +32,62 @@ from ..render.camera import Camera
 DEFAULT_UP = (0.0, -1.0, 0.0)
 #: Default viewing direction (world), used when no camera position is given.
 DEFAULT_FORWARD = (0.0, 0.0, 1.0)
+#: Reference viewing direction when ``up`` is parallel to :data:`DEFAULT_FORWARD` (z-up scenes).
+DEFAULT_FORWARD_Z_UP = (0.0, 1.0, 0.0)
+
+#: Vertical-axis names (:attr:`brushpy.io.ply.SplatData.vertical_axis`) -> unit world direction.
+AXES = {
+    "+x": (1.0, 0.0, 0.0), "-x": (-1.0, 0.0, 0.0),
+    "+y": (0.0, 1.0, 0.0), "-y": (0.0, -1.0, 0.0),
+    "+z": (0.0, 0.0, 1.0), "-z": (0.0, 0.0, -1.0),
+}
+
+
+def axis_vector(axis) -> np.ndarray | None:
+    """The unit world direction (float64 [3]) a vertical axis names, or None.
+
+    Accepts the names of :data:`AXES` (``"+z"``; case and spaces ignored), three numbers
+    (``"0 0 1"``, ``"0,0,1"``, or a sequence; normalised), or None. Anything else gives None
+    (callers then use their default up): an unreadable string, a zero or non-finite vector, and
+    a bare ``"y"``/``"z"``, whose sign is ambiguous (Brush reads ``Vertical axis: y`` as -y).
+    """
+    if axis is None:
+        return None
+    if isinstance(axis, str):
+        text = axis.strip().lower().replace(" ", "")
+        if text in AXES:
+            return np.asarray(AXES[text], np.float64)
+        parts = axis.replace(",", " ").replace("[", " ").replace("]", " ").split()
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            return None
+    else:
+        try:
+            values = [float(v) for v in np.asarray(axis, np.float64).reshape(-1)]
+        except (TypeError, ValueError):
+            return None
+    v = np.asarray(values, np.float64)
+    if v.shape != (3,) or not np.isfinite(v).all() or not np.linalg.norm(v) > 0:
+        return None
+    return v / np.linalg.norm(v)
+
+
+def nearest_axis(direction) -> str | None:
+    """The name in :data:`AXES` (``"+z"``, ...) closest in angle to ``direction`` (a 3-vector),
+    or None when it is zero or not finite."""
+    d = np.asarray(direction, np.float64).reshape(-1)
+    if d.shape != (3,) or not np.isfinite(d).all() or not np.linalg.norm(d) > 0:
+        return None
+    i = int(np.argmax(np.abs(d)))
+    return ("+" if d[i] > 0 else "-") + "xyz"[i]
+
+
+def scene_up(vertical_axis) -> tuple[float, float, float]:
+    """The default camera's up for a scene: its vertical axis (:func:`axis_vector`) when it has
+    a readable one, else :data:`DEFAULT_UP`."""
+    v = axis_vector(vertical_axis)
+    return DEFAULT_UP if v is None else tuple(float(c) for c in v)
 
 
 def robust_bounds(means: np.ndarray, lo_percentile: float = 2.0, hi_percentile: float = 98.0):
@@ -50,8 +114,9 @@ def default_forward(means: np.ndarray, up=DEFAULT_UP) -> np.ndarray:
     """Default viewing direction (unit float64 [3]); see the module docstring.
 
     Horizontal principal axis of least variance of the centres inside
-    :func:`robust_bounds` (perpendicular to ``up``), oriented to have a non-negative
-    world-z component; world +z (made horizontal) when the spread is nearly round.
+    :func:`robust_bounds` (perpendicular to ``up``), oriented along the reference direction
+    (world +z made horizontal; +y when up is ±z); the reference itself when the spread is
+    nearly round.
 
     Raises:
         ValueError: ``up`` is the zero vector.
@@ -65,9 +130,12 @@ def default_forward(means: np.ndarray, up=DEFAULT_UP) -> np.ndarray:
     e1 = np.cross(u, a)
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(u, e1)
-    fallback = np.asarray(DEFAULT_FORWARD, np.float64)
-    fallback = fallback - fallback.dot(u) * u
+    ref = np.asarray(DEFAULT_FORWARD, np.float64)
+    if np.linalg.norm(ref - ref.dot(u) * u) < 1e-6:  # up is ±z: look along +y
+        ref = np.asarray(DEFAULT_FORWARD_Z_UP, np.float64)
+    fallback = ref - ref.dot(u) * u
     fallback = fallback / np.linalg.norm(fallback) if np.linalg.norm(fallback) > 1e-6 else e1
+    ref = fallback
 
     means = np.asarray(means, np.float64).reshape(-1, 3)
     means = means[np.isfinite(means).all(axis=1)]
@@ -81,7 +149,6 @@ def default_forward(means: np.ndarray, up=DEFAULT_UP) -> np.ndarray:
         return fallback
     forward = vec[0, 0] * e1 + vec[1, 0] * e2
     forward /= np.linalg.norm(forward)
-    ref = np.asarray(DEFAULT_FORWARD, np.float64)
     if forward.dot(ref) < -1e-9 or (abs(forward.dot(ref)) <= 1e-9 and forward.dot(np.cross(u, ref)) < 0):
         forward = -forward
     return forward
@@ -130,7 +197,8 @@ def framing_camera(
         position: camera centre; default: on the line through the target along
             :func:`default_forward`, at the distance that fits the box.
         look_at: target point; default: the centre of the bounds.
-        up: world direction shown upwards (default :data:`DEFAULT_UP`, i.e. -y).
+        up: world direction shown upwards (default :data:`DEFAULT_UP`, i.e. -y; a scene's own
+            is :func:`scene_up` of its ``vertical_axis``).
         margin: multiplies the fitted distance (default 1.1: a small border).
 
     Raises:

@@ -21,6 +21,7 @@ from ..data import DatasetSource, LoadConfig, Scene, read_args_txt
 from ..data.args_txt import ARGS_FILE
 from ..data.config import convert_option
 from ..errors import OptionError
+from ..io.formats import WRITE_FORMATS
 from ..optim import AdamConfig, exponential_schedule
 
 #: ``--init`` values: the initial splats' source (``brushpy.train.init.scene_initial_splats``)
@@ -132,9 +133,13 @@ class ProcessConfig:
     seed: int = _opt(42, "Random seed (initialisation, view order, refine, noise).")
     eval_every: int = _opt(1000, "Evaluate PSNR/SSIM on the eval split every this many steps.", min=0)
     eval_save_to_disk: bool = _opt(False, "Save evaluation renders as PNG.")
-    export_every: int = _opt(5000, "Write a PLY every this many steps.", min=0)
+    export_every: int = _opt(5000, "Write an export every this many steps.", min=0)
     export_path: str = _opt("./{dataset}_exports/", "Folder for exports ({dataset} = dataset name).")
-    export_name: str = _opt("export_{iter}.ply", "Export file name ({iter} = step).")
+    export_name: str = _opt("export_{iter}.ply", "Export file name ({iter} = step); its extension follows "
+                                                 "--export-format.")
+    export_format: str = _opt("ply", "Export file format: `ply` (INRIA 3DGS), `compressed.ply` (PlayCanvas), `spz` "
+                                     "(Niantic), `sog` (PlayCanvas), `splat` (antimatter15).",
+                              choices=WRITE_FORMATS, brush_flag=False, brush_default="ply")
 
 
 def dataset_train_defaults(scene) -> dict:

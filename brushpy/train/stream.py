@@ -14,7 +14,7 @@ plots). The cadence is written here once:
   an evaluation, appended to ``metrics.jsonl`` (:class:`EvalEvent`; none when
   the scene has no eval views);
 * after step ``s < total`` with ``s % export_every == 0`` (``--export-every``):
-  ``export_{iter}.ply`` and ``checkpoint.npz`` (:class:`ExportEvent`, then
+  ``export_{iter}.ply`` (or the ``--export-format``'s extension) and ``checkpoint.npz`` (:class:`ExportEvent`, then
   :class:`CheckpointEvent`);
 * at the last step (or at once when the trainer is already there): the final
   export and checkpoint, the final evaluation (events with ``final=True``), then
@@ -27,7 +27,8 @@ asked for, an evaluation or export when the event after the step's is.
 Files written under the export folder (``--export-path``, ``{dataset}`` replaced
 by the dataset name), by :class:`RunOutputs`:
 
-* ``export_{iter}.ply`` (``--export-name``) every ``--export-every`` steps and at the end;
+* ``export_{iter}.ply`` (``--export-name``; ``.spz``, ``.sog``, ... with ``--export-format``,
+  :func:`export_file_name`) every ``--export-every`` steps and at the end;
 * ``checkpoint.npz``, the full training state, beside every export (and on Ctrl-C,
   by ``run_training``); ``brushpy train --resume <file>`` continues from it;
 * ``metrics.jsonl``, one JSON line per evaluation:
@@ -55,6 +56,7 @@ import numpy as np
 from ..errors import InputError
 from ..gpu import gpu_memory_stats
 from ..io.atomic import append_line, atomic_write, ensure_writable_dir, read_jsonl
+from ..io.edit import with_format_extension
 from .config import ProcessConfig
 from .trainer import RunSummary, StepInfo, Trainer
 
@@ -72,6 +74,13 @@ def peak_rss_mib() -> float | None:
 def export_dir_for(process: ProcessConfig, dataset_name: str) -> Path:
     """The export folder with ``{dataset}`` filled in."""
     return Path(process.export_path.replace("{dataset}", dataset_name))
+
+
+def export_file_name(process: ProcessConfig, step: int) -> str:
+    """The export's file name at ``step``: ``--export-name`` with ``{iter}`` filled in and its
+    extension made ``--export-format``'s (``export_{iter}.ply`` with ``spz`` -> ``export_800.spz``;
+    :func:`brushpy.io.edit.with_format_extension`)."""
+    return with_format_extension(process.export_name.replace("{iter}", str(step)), process.export_format)
 
 
 def read_metrics(path) -> list[dict]:
@@ -167,10 +176,10 @@ class RunOutputs:
         self.elapsed = clock or (lambda: time.perf_counter() - t0)
 
     def export(self) -> Path:
-        """Write ``export_{iter}.ply`` and ``checkpoint.npz``; returns the PLY path."""
+        """Write ``export_{iter}.<ext>`` (:func:`export_file_name`) and ``checkpoint.npz``; returns the export's path."""
         trainer = self.trainer
-        name = self.process.export_name.replace("{iter}", str(trainer.step_count))
-        path = trainer.export_ply(self.out_dir / name)
+        name = export_file_name(self.process, trainer.step_count)
+        path = trainer.export_splats(self.out_dir / name, self.process.export_format)
         trainer.save_checkpoint(self.out_dir / CHECKPOINT_NAME)
         self.summary.export = str(path)
         self.summary.checkpoint = str(self.out_dir / CHECKPOINT_NAME)

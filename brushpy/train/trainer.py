@@ -27,6 +27,7 @@ from ..autodiff import Tape
 from ..errors import InputError
 from ..gpu import BufferTooLargeError, GpuTensor, Kernel, Recorder, UniformLayout, get_context, workgroups_for
 from ..data import ViewOrder
+from ..data.scene import cameras_vertical_axis
 from ..loss import (DepthLoss, DepthLossOp, ImageLoss, ImageLossOp, ImageMetrics, depth_abs_rel, gt_depth_tensor,
                     noisy_background)
 from ..optim import Adam, AdamConfig
@@ -164,6 +165,9 @@ class Trainer:
             expand_sh(init["sh_coeffs"], config.sh_degree), init["raw_opacities"],
         )
         self.bounds = scene_bounds(self.splats.means)
+        #: the world's up axis from the training cameras (``"+z"``, ...; None when they do not say),
+        #: written into exports as their vertical axis (viewers use it for their default camera)
+        self.vertical_axis = cameras_vertical_axis([v.camera for v in scene.train_views])
         # Mip-Splatting's 3D filter: rendered in training, folded into exports (filter3d.py)
         self.filter3d = Filter3D([v.camera for v in scene.train_views], config.min_scale_factor) if config.min_scale_factor > 0 else None
         if self.filter3d is not None:
@@ -447,20 +451,30 @@ class Trainer:
 
     # -- export and checkpoints ------------------------------------------------------
     def export_ply(self, path: str | Path) -> Path:
-        """Write the current splats as an INRIA 3DGS PLY (binary).
+        """Write the current splats as an INRIA 3DGS PLY (binary): :meth:`export_splats` with ``"ply"``."""
+        return self.export_splats(path, "ply")
+
+    def export_splats(self, path: str | Path, format: str = "ply") -> Path:
+        """Write the current splats to ``path`` as ``format`` (one of
+        :data:`brushpy.io.formats.WRITE_FORMATS`, ``--export-format``), through
+        :func:`brushpy.io.formats.write_splats`.
 
         The 3D filter, when on, is folded into the written scales and opacities (so the
-        file renders as training did); the header says ``SplatRenderMode: default|mip``
-        as Brush's exports do (a mip-trained file is meant for a renderer with the 0.1
-        2D filter and opacity compensation).
+        file renders as training did). The splats carry the run's render mode and the
+        world's up axis (:attr:`vertical_axis`, from the training cameras) for the formats
+        that store them; a PLY's header says ``SplatRenderMode: default|mip`` as Brush's
+        exports do (a mip-trained file is meant for a renderer with the 0.1 2D filter and
+        opacity compensation).
 
         Splats with a NaN or ±inf (inert: the renderer skips them) are left out, with a warning.
 
         Raises:
             NonFiniteSplatsError: training diverged (more than ``DIVERGED_FRACTION`` of the
                 splats are non-finite); nothing is written.
+            brushpy.io.atomic.WriteError: the file cannot be written.
         """
-        from ..io.ply import SplatData, write_ply
+        from ..io.formats import write_splats
+        from ..io.ply import SplatData
 
         self._check_writable()  # never write a diverged run's splats
         path = Path(path)
@@ -472,7 +486,9 @@ class Trainer:
             keep = finite_rows(data)
             data = replace(data, **{name: getattr(data, name)[keep] for name in Splats.PARAM_NAMES})
             log.warning(f"{path.name}: left out {report.bad_splats:,} splats with non-finite parameters")
-        write_ply(path, data, comments=[f"SplatRenderMode: {self.config.render_mode}"], option="--export-path")
+        data = replace(data, render_mode=self.config.render_mode, vertical_axis=self.vertical_axis)
+        options = {"comments": [f"SplatRenderMode: {self.config.render_mode}"]} if format == "ply" else {}
+        write_splats(path, data, format=format, option="--export-path", **options)
         return path
 
     def save_checkpoint(self, path: str | Path) -> Path:

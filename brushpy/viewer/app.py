@@ -42,6 +42,7 @@ import numpy as np
 import wgpu
 
 from ..gpu import get_context
+from ..io.framing import scene_up
 from ..render.camera import Camera
 from ..render.splats import Splats
 from .camera import CameraController
@@ -288,15 +289,29 @@ class ViewerApp:
         if self.settings.sh_degree is not None and self.settings.sh_degree > sd:
             self.settings.sh_degree = sd
         if frame_view:
+            self._orient_for(scene)
             self.frame_scene()
         self.view.invalidate()
         self.request_draw()
 
+    def _orient_for(self, scene: ViewerScene) -> None:
+        """Before framing a newly opened scene: a scene that names its vertical axis is seen with
+        that axis up, horizontally at its broadest side (as ``brushpy render``'s default camera);
+        one that does not keeps the current view, with -y up (:data:`brushpy.io.framing.DEFAULT_UP`)."""
+        axis = getattr(scene, "vertical_axis", None)
+        up = np.asarray(scene_up(axis), np.float64)
+        if axis is not None:
+            self.controller.orient(up, getattr(scene, "forward", None))
+        elif not np.allclose(self.controller.up, up):
+            self.controller.orient(up)
+
     def training_started(self, training: LiveTraining) -> None:
-        """Live training began: draw over its background (white for NeRF-synthetic scenes) and
-        drop the previous dataset's ground-truth thumbnail."""
+        """Live training began: draw over its background (white for NeRF-synthetic scenes), drop
+        the previous dataset's ground-truth thumbnail, and orbit about the dataset's up axis (from
+        its cameras, :attr:`Trainer.vertical_axis <brushpy.train.trainer.Trainer>`; -y when they do not say)."""
         self.panels.release_gt_texture()
         self.settings.background = tuple(float(c) for c in training.config.background_color)
+        self.controller.up = scene_up(getattr(training.trainer, "vertical_axis", None))
 
     def wake(self) -> None:
         """Ask for a frame from any thread (a finished background load)."""

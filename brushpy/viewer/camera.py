@@ -247,6 +247,29 @@ class CameraController:
             self.focus_distance = float(focus_distance)
         self.version += 1
 
+    def orient(self, up, forward=None):
+        """Make ``up`` the world up and look horizontally (stops any motion; the position stays).
+
+        The new view direction is ``forward`` (default: the current one) made perpendicular to
+        ``up``; when that is (nearly) parallel to ``up``, some horizontal direction. The camera's
+        down axis becomes ``-up`` (no roll, no pitch).
+
+        Raises:
+            ValueError: a zero ``up``.
+        """
+        self.up = up
+        u = self.up
+        f = self.forward if forward is None else np.asarray(forward, np.float64).reshape(3)
+        f = f - (f @ u) * u
+        if not np.linalg.norm(f) > 1e-6:
+            a = np.eye(3)[int(np.argmin(np.abs(u)))]
+            f = a - (a @ u) * u
+        f = f / np.linalg.norm(f)
+        down = -u
+        self.stop()
+        self.rotation = np.stack([np.cross(down, f), down, f], axis=1)
+        self.version += 1
+
     def jump_to(self, camera: Camera, focus_distance: float | None = None, match_fov: bool = True):
         """Take the pose (and, with ``match_fov``, the vertical field of view) of ``camera``.
 

@@ -3,9 +3,11 @@
 Opening a path (:func:`list_splat_files`, :func:`read_splat_file`) runs on a
 worker thread of the viewer session (file reading and parsing are CPU work); the upload
 (:meth:`SplatData.to_gpu`) happens on the thread that owns the window.
-Accepted paths: a splat ``.ply`` file, a folder of ``.ply`` files, or a
-``.zip`` of ``.ply`` files (a folder or zip is a sequence of frames, e.g. the
-exports of a training run, shown one at a time).
+Accepted paths: a splat file of any format :func:`brushpy.io.formats.read_splats` reads
+(INRIA or compressed ``.ply``, ``.spz``, ``.sog``, an unbundled SOG's ``meta.json``,
+``.splat``; recognised by extension, else by content), a folder of such files, or a
+``.zip`` of them (a folder or zip is a sequence of frames, e.g. the exports of a training
+run, shown one at a time).
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..io.formats import UnknownFormatError, detect_format, format_from_extension
 from ..render.splats import Splats
 from .camera import framing_bounds
+
+#: What the viewer's messages list as openable splat files.
+SPLAT_FILES = ".ply, .compressed.ply, .spz, .sog, meta.json, .splat"
 
 
 class SceneLoadError(RuntimeError):
@@ -42,52 +48,75 @@ class SplatSource:
         return f"{self.path}!{self.member}" if self.member else str(self.path)
 
 
+def _is_splat_name(name: str) -> bool:
+    """A file name with a splat format's extension (:func:`brushpy.io.formats.format_from_extension`)."""
+    return format_from_extension(name) is not None
+
+
 def list_splat_files(path) -> list[SplatSource]:
     """The splat files a path stands for, in name order.
 
+    A folder or a ``.zip`` holds the files whose names end in a splat extension
+    (:data:`SPLAT_FILES`); a single file of another name is accepted when its content is a
+    format brushpy reads.
+
     Raises:
-        SceneLoadError: when the path is missing or holds no ``.ply`` file.
+        SceneLoadError: when the path is missing or holds no splat file.
     """
     p = Path(os.path.expanduser(str(path)))
     if not p.exists():
         raise SceneLoadError(f"{p}: no such file or folder")
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() == ".ply" and f.is_file())
+        files = sorted(f for f in p.iterdir() if _is_splat_name(f.name) and f.is_file())
         if not files:
             raise SceneLoadError(
-                f"{p} is a folder without .ply files. The viewer opens a splat .ply, a folder or a .zip of them "
-                "(a dataset folder holds transforms*.json or a COLMAP sparse/ model)."
+                f"{p} is a folder without .ply or other splat files ({SPLAT_FILES}). The viewer opens a splat "
+                "file, a folder or a .zip of them (a dataset folder holds transforms*.json or a COLMAP sparse/ model)."
             )
         return [SplatSource(f) for f in files]
     if p.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(p) as zf:
-                names = sorted(n for n in zf.namelist() if n.lower().endswith(".ply") and not n.endswith("/"))
+                names = sorted(n for n in zf.namelist() if _is_splat_name(Path(n).name) and not n.endswith("/"))
         except zipfile.BadZipFile as exc:
             raise SceneLoadError(f"{p}: not a readable zip archive ({exc})") from exc
         if not names:
-            raise SceneLoadError(f"{p}: the zip archive holds no .ply file")
+            raise SceneLoadError(f"{p}: the zip archive holds no .ply or other splat file ({SPLAT_FILES})")
         return [SplatSource(p, n) for n in names]
-    if p.suffix.lower() == ".ply":
+    if _is_splat_name(p.name):
         return [SplatSource(p)]
-    raise SceneLoadError(f"{p}: unsupported file type {p.suffix!r}; open a splat .ply, a folder or a .zip of .ply files")
+    try:
+        detect_format(p)
+    except (UnknownFormatError, OSError) as exc:
+        raise SceneLoadError(f"{p}: unsupported file type {p.suffix!r}; open a splat file ({SPLAT_FILES}), "
+                             "a folder or a .zip of them") from exc
+    return [SplatSource(p)]
 
 
 def read_splat_file(source: SplatSource):
-    """Parse one splat file on the CPU; returns the reader's ``SplatData``.
+    """Parse one splat file on the CPU (:func:`brushpy.io.formats.read_splats`); returns its ``SplatData``.
+
+    A zip member is unpacked to a temporary folder first (a ``meta.json`` with the other
+    members of its folder: an unbundled SOG's images).
 
     Raises:
         SceneLoadError: wrapping any reader error, naming the file.
     """
-    from ..io.ply import read_ply
+    from ..io.formats import read_splats
 
     try:
         if source.member is None:
-            return read_ply(source.path)
+            return read_splats(source.path)
         with zipfile.ZipFile(source.path) as zf, tempfile.TemporaryDirectory() as tmp:
             target = Path(tmp) / Path(source.member).name
-            target.write_bytes(zf.read(source.member))
-            return read_ply(target)
+            if target.name.lower() == "meta.json":
+                folder = source.member[: len(source.member) - len(target.name)]
+                for name in zf.namelist():
+                    if name.startswith(folder) and "/" not in name[len(folder):] and not name.endswith("/"):
+                        (Path(tmp) / name[len(folder):]).write_bytes(zf.read(name))
+            else:
+                target.write_bytes(zf.read(source.member))
+            return read_splats(target)
     except SceneLoadError:
         raise
     except Exception as exc:  # the reader's own errors name the problem; add the file
@@ -170,6 +199,10 @@ class SplatScene:
         render_mode: ``"default"`` or ``"mip"``, the mode the splats were trained
             in (a PLY's ``SplatRenderMode: mip`` comment, or the live trainer's
             ``--render-mode``); the viewer renders them the same way.
+        vertical_axis: the world's up axis when the file names one (``"+z"``, ...;
+            :attr:`brushpy.io.ply.SplatData.vertical_axis`), else None (the viewer then keeps -y up).
+        forward: the default viewing direction for ``vertical_axis`` (horizontal, at the scene's
+            broadest side: :func:`brushpy.io.framing.default_forward`), or None.
     """
 
     splats: Splats
@@ -180,6 +213,8 @@ class SplatScene:
     bounds: tuple = (np.zeros(3), np.ones(3))
     extent: tuple = (np.zeros(3), np.ones(3))
     render_mode: str = "default"
+    vertical_axis: str | None = None
+    forward: np.ndarray | None = None
 
     @property
     def num_splats(self) -> int:
@@ -201,6 +236,8 @@ class SplatScene:
         lines = [f"Splats: {self.num_splats:,}", f"SH degree: {self.sh_degree}"]
         if self.render_mode != "default":
             lines.append(f"Render mode: {self.render_mode}")
+        if self.vertical_axis is not None:
+            lines.append(f"Vertical axis: {self.vertical_axis}")
         return lines + bounds_lines(self.bounds, "Bounds (1-99%):")
 
     def settings_panel(self, imgui) -> bool:
@@ -218,4 +255,9 @@ class SplatScene:
             raise SceneLoadError(f"{name}: the splat set has no finite positions")
         bounds = framing_bounds(finite)
         extent = (finite.min(axis=0), finite.max(axis=0))
+        if kw.get("vertical_axis") is not None and kw.get("forward") is None:
+            from ..io.framing import axis_vector, default_forward
+
+            up = axis_vector(kw["vertical_axis"])
+            kw["forward"] = None if up is None else default_forward(finite, up)
         return cls(splats=splats, name=name, bounds=bounds, extent=extent, **kw)

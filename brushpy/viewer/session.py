@@ -163,9 +163,9 @@ class ViewerSession:
         self.set_scene(SplatScene.from_splats(splats, name=name), frame_view)
 
     def open(self, path, frame: int = 0, wait: bool = False) -> bool:
-        """Open a splat ``.ply``, a folder or a ``.zip`` of them, a MIP model ``.npz``
-        (``brushpy mip train`` output, drawn with the MIP blend), or a dataset (starts
-        live training, see :meth:`open_dataset`).
+        """Open a splat file (``.ply``, ``.spz``, ``.sog``, ``meta.json``, ``.splat``), a folder or
+        a ``.zip`` of them, a MIP model ``.npz`` (``brushpy mip train`` output, drawn with the MIP
+        blend), or a dataset (starts live training, see :meth:`open_dataset`).
 
         Reading runs on a worker thread unless ``wait``; a failure shows in the
         window (:attr:`error`) and the current scene stays. Returns False when
@@ -240,7 +240,8 @@ class ViewerSession:
             splats = result.to_gpu()
             means = getattr(result, "means", None)
             scene = SplatScene.from_splats(splats, name=source.name, means=means, source=source, sources=job.sources,
-                                           frame=job.index, render_mode=getattr(result, "render_mode", "default"))
+                                           frame=job.index, render_mode=getattr(result, "render_mode", "default"),
+                                           vertical_axis=getattr(result, "vertical_axis", None))
         except Exception as exc:  # e.g. too large for this device's buffers
             self.error = f"{source}: {exc}"
             return False
