@@ -121,12 +121,22 @@ def test_render_ply_with_vertical_axis_comment(tmp_path, camera_spy):
 
 
 def test_render_unknown_format(tmp_path):
+    bad = tmp_path / "thing.bin"
+    bad.write_bytes(b"\x00\x01 definitely not splats")
+    r = run("render", bad, "-o", tmp_path / "o.png")
+    assert r.exit_code == 2
+    assert r.output.startswith("Error: ") and "thing.bin is not a splat file brushpy reads (it reads" in r.output
+    assert ".ply" in r.output and ".spz" in r.output and not (tmp_path / "o.png").exists()
+
+
+def test_render_corrupt_file_of_a_known_extension(tmp_path):
+    # the extension's own reader claims it and says what is wrong with it
     bad = tmp_path / "thing.spz"
     bad.write_bytes(b"\x00\x01 definitely not splats")
     r = run("render", bad, "-o", tmp_path / "o.png")
     assert r.exit_code == 2
-    assert r.output.startswith("Error: ") and "thing.spz is not a splat file brushpy reads (it reads" in r.output
-    assert ".ply" in r.output and ".spz" in r.output and not (tmp_path / "o.png").exists()
+    assert r.output.startswith("Error: ") and "thing.spz is not an SPZ file" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "o.png").exists()
 
 
 @pytest.mark.parametrize("fmt", WRITE_FORMATS)
