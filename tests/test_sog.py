@@ -161,6 +161,9 @@ def test_degree_4_is_cut_to_3_with_a_warning(tmp_path):
 
 def test_degenerate_scenes(tmp_path):
     """One splat, identical centres (zero span), zero quaternions, constant values."""
+    empty = scene(0, 2)
+    write_sog(tmp_path / "empty.sog", empty)
+    assert read_sog(tmp_path / "empty.sog").num_splats == 0
     one = scene(1, 3)
     write_sog(tmp_path / "one.sog", one)
     out = read_sog(tmp_path / "one.sog")

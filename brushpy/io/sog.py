@@ -825,7 +825,8 @@ def write_sog(path: str | os.PathLike, data, option: str | None = None, order: s
         seed: seed of the SH palette's k-means sampling (the output is deterministic).
 
     The quantisation, the k-means codebooks and the measured round-trip error are in the
-    module docstring. Every file is written atomically.
+    module docstring. Every file is written atomically. An empty scene gives ``count: 0``
+    and 4x4 images (brushpy reads it; splat-transform refuses empty scenes in any format).
 
     Raises:
         ValueError: ``order`` unknown, or splats with non-finite values (SOG cannot store them).
