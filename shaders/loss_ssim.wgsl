@@ -241,9 +241,20 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
             acc0 = acc0 + m_here * ((1.0 - w) * abs(xv - yv) + w * (1.0 - s));
             // d loss / d S for this pixel and channel
             let up = -w * m_here * params.inv_rgb_count;
-            let d_mx = up * s * (2.0 * muy / a - 2.0 * mux / cc - 2.0 * muy / b + 2.0 * mux / d);
+            // dS/d(mu_x, E[x^2], E[xy]) by the quotient rule on S = a b / (cc d):
+            //   dS/dmu_x = S (2 mu_y / a - 2 mu_y / b - 2 mu_x / cc + 2 mu_x / d)
+            //            = 2 mu_y (b - a) / (cc d) + 2 mu_x S (1/d - 1/cc)   (S/a = b/(cc d), S/b = a/(cc d))
+            //   dS/dE[x^2] = -S / d,   dS/dE[xy] = 2 S / b = 2 a / (cc d)
+            // Only the loss's own denominators cc >= C1 and d (~ >= C2) appear, as in
+            // fused-ssim's dm_dmu1 (rahul-goel/fused-ssim). The 1/a, 1/b form gave NaN where
+            // b = 2 s_xy + C2 rounds to exactly 0 (s_xy = -C2/2, an anti-correlated window):
+            // S = 0 there, and S * (2 mu_y / b) and 2 S / b are 0 * inf and 0 / 0, while the loss
+            // itself stays finite. The NaN, blurred by the backward over 11x11 pixels of one
+            // channel, reached every splat blended there (issue 14: 152 splats of a 7-Scenes run).
+            let inv_den = 1.0 / (cc * d);
+            let d_mx = up * (2.0 * muy * (b - a) * inv_den + 2.0 * mux * s * (1.0 / d - 1.0 / cc));
             let d_exx = up * (-s / d);
-            let d_exy = up * (2.0 * s / b);
+            let d_exy = up * (2.0 * a * inv_den);
             let o = (pix * 3u + c) * 3u;
             dmaps[o] = d_mx;
             dmaps[o + 1u] = d_exx;

@@ -138,6 +138,66 @@ def test_gpu_gradient_directional_finite_difference(gpu):
     assert fd == pytest.approx(float((v.astype(np.float64) * d).sum()), rel=2e-3)
 
 
+def _windows_with_zero_ssim_covariance_term(n=256, spacing=12):
+    """An image/gt pair on which ``b = 2 s_xy + C2`` of the SSIM rounds to exactly 0 in float32
+    at some pixels (issue 14: the gradient there was NaN while the loss stayed finite).
+
+    Black image and white gt except isolated impulses (one per 11x11 window, never a tile's
+    first pixel, so every tile shifts its moments by image 0 / gt 1 and the windows' blurred
+    sums are single products, rounded the same with or without fused multiply-add): at an
+    impulse the image is X and the gt ``v/255``, Y = v/255 - 1, and at its own pixel
+    ``s_xy = G(1-G) X Y`` with ``G = g5²`` (the centre tap squared). For each of 30 values of Y,
+    41 consecutive float32 values of X around ``-C2 / (2 G (1-G) Y)`` are used: some of them give
+    s_xy == -C2/2 exactly. Returns (image f32 [n,n,4], gt u8 [n,n,4], number of such candidates
+    by a float32 emulation of the sums, with and without FMA).
+    """
+    from brushpy.loss.image_loss import gaussian_window
+
+    f32 = np.float32
+    g5 = gaussian_window().astype(f32)[5]
+    G = f32(g5 * g5)
+    c2 = f32(ref.C2)
+    image = np.zeros((n, n, 4), f32)
+    image[..., 3] = 1
+    gt = np.full((n, n, 4), 255, np.uint8)
+    slots = [(r, c, ch) for r in range(6, n - 5, spacing) for c in range(6, n - 5, spacing) for ch in range(3)]
+    hits = 0
+    k = 0
+    for v in range(0, 240, 8):
+        y = f32(f32(v / 255) - f32(1))
+        x = f32(-float(c2) / (2 * float(G) * (1 - float(G)) * float(y)))
+        for _ in range(20):
+            x = np.nextafter(x, f32(-1), dtype=f32)
+        for _ in range(41):
+            r, c, ch = slots[k]
+            k += 1
+            image[r, c, ch], gt[r, c, ch] = x, v
+            blur = lambda a: f32(g5 * f32(g5 * a))  # noqa: E731 - one impulse in the window
+            mx, my, exy = blur(x), blur(y), blur(f32(x * y))
+            for s_xy in (f32(np.float64(exy) - np.float64(mx) * np.float64(my)), f32(exy - f32(mx * my))):
+                hits += f32(f32(2) * s_xy + c2) == 0
+            x = np.nextafter(x, f32(1), dtype=f32)
+    return image, gt, hits
+
+
+def test_gradient_finite_where_ssim_covariance_term_is_zero(gpu):
+    """Issue 14 regression: where 2 s_xy + C2 is exactly 0 the SSIM is 0 and its gradient is
+    finite; the old ``S · (2 μy / b)`` and ``2 S / b`` gave 0·inf and 0/0 = NaN over the 11x11
+    pixels the backward blurs that pixel into (seen in a real 7-Scenes step: 121 NaN entries of
+    one channel, loss finite), which then reached every splat blended there."""
+    from brushpy.gpu import GpuTensor
+    from brushpy.loss import l1_ssim_loss, pack_rgba8
+
+    image, gt8, hits = _windows_with_zero_ssim_covariance_term()
+    assert hits > 0  # the construction does hit b == 0 in float32
+    loss, v = l1_ssim_loss(GpuTensor.from_numpy(image), GpuTensor.from_numpy(pack_rgba8(gt8)))
+    v = v.numpy()
+    assert np.isfinite(loss)
+    assert np.isfinite(v).all(), f"{int((~np.isfinite(v)).sum())} non-finite gradient entries"
+    rl, rv = ref.image_loss(image, gt8 / 255.0)
+    _assert_close(loss, v, rl, rv)
+
+
 def test_identical_images_give_zero_loss_and_gradient(gpu):
     from brushpy.gpu import GpuTensor
     from brushpy.loss import l1_ssim_loss

@@ -47,9 +47,11 @@ def ssim_backward(x, y, v_s):
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     s, (mx, my, a, b, c, d) = ssim_map(x, y)
-    d_mx = v_s * s * (2 * my / a - 2 * mx / c - 2 * my / b + 2 * mx / d)
+    # quotient rule on s = a b / (c d), written with s/a = b/(c d) and s/b = a/(c d) so that
+    # only c and d divide (b = 2 s_xy + C2 can be 0; shaders/loss_ssim.wgsl has the same form)
+    d_mx = v_s * (2 * my * (b - a) / (c * d) + 2 * mx * s * (1 / d - 1 / c))
     d_exx = v_s * (-s / d)
-    d_exy = v_s * (2 * s / b)
+    d_exy = v_s * (2 * a / (c * d))
     return blur(d_mx) + 2 * x * blur(d_exx) + y * blur(d_exy)
 
 
