@@ -10,7 +10,7 @@ relative to the scene's extent. Runs on the CPU (no GPU work), so the figures de
 machine and its load, which the report carries.
 
 Usage: ``python benchmarks/bench_formats.py [--counts 100000 1000000] [--source FILE]
-[--formats ply spz ...] [--repeats 3] [--out f.json]``
+[--formats ply spz ...] [--repeats 3] [--sh-degree 3] [--out f.json]``
 """
 
 from __future__ import annotations
@@ -38,8 +38,13 @@ from brushpy.io.ply import SplatData  # noqa: E402
 _EXT = {"ply": ".ply", "compressed.ply": ".compressed.ply", "spz": ".spz", "sog": ".sog", "splat": ".splat"}
 
 
-def make_scene(source: SplatData, n: int, seed: int = 0) -> SplatData:
-    """``n`` splats drawn from ``source`` (see the module docstring)."""
+def make_scene(source: SplatData, n: int, seed: int = 0, sh_degree: int | None = None) -> SplatData:
+    """``n`` splats drawn from ``source`` (see the module docstring).
+
+    ``sh_degree`` above the source's adds the missing bands as Gaussian noise (standard
+    deviation 0.1 / band index), so that the SH paths of each format are timed and sized; no
+    shared file has higher bands.
+    """
     rng = np.random.default_rng(seed)
     m = source.num_splats
     replace = n > m
@@ -48,11 +53,20 @@ def make_scene(source: SplatData, n: int, seed: int = 0) -> SplatData:
     if replace:
         sigma = np.exp(source.log_scales[idx]).max(axis=1, keepdims=True)
         means += rng.standard_normal((n, 3)).astype(np.float32) * sigma
+    sh = source.sh_coeffs[idx]
+    if sh_degree is not None and sh_degree > source.sh_degree:
+        k = (sh_degree + 1) ** 2
+        full = np.zeros((n, k, 3), np.float32)
+        full[:, : sh.shape[1]] = sh
+        for j in range(sh.shape[1], k):
+            band = int(np.floor(np.sqrt(j)))
+            full[:, j] = rng.standard_normal((n, 3)).astype(np.float32) * (0.1 / band)
+        sh = full
     return SplatData(
         means=means,
         rotations=source.rotations[idx],
         log_scales=source.log_scales[idx],
-        sh_coeffs=source.sh_coeffs[idx],
+        sh_coeffs=sh,
         raw_opacities=source.raw_opacities[idx],
     )
 
@@ -95,6 +109,7 @@ def main() -> None:
     ap.add_argument("--source", type=Path, default=SHARED / "splats" / "biker.spz")
     ap.add_argument("--formats", nargs="+", default=list(WRITE_FORMATS), choices=list(WRITE_FORMATS))
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sh-degree", type=int, default=3, help="add synthetic SH bands up to this degree (see make_scene)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -102,7 +117,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.counts:
-            scene = make_scene(source, n)
+            scene = make_scene(source, n, sh_degree=args.sh_degree)
             for fmt in args.formats:
                 row = bench_one(scene, fmt, Path(tmp), args.repeats)
                 row["splats"] = n
@@ -115,6 +130,7 @@ def main() -> None:
         "source_splats": source.num_splats,
         "source_sh_degree": source.sh_degree,
         "repeats": args.repeats,
+        "sh_degree": args.sh_degree,
         "rows": rows,
     }
     emit(report, args.out)

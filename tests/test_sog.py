@@ -180,6 +180,20 @@ def test_degenerate_scenes(tmp_path):
     assert np.allclose(out.log_scales, -3.0)
 
 
+def test_equal_higher_bands_need_one_palette_entry(tmp_path):
+    """A fresh training run's SH bands 1..3 are all zero: the palette must not split them forever
+    (it looped in an export test before the fix)."""
+    n = 6000
+    rng = np.random.default_rng(3)
+    data = SplatData(means=rng.normal(size=(n, 3)), rotations=rng.normal(size=(n, 4)),
+                     log_scales=rng.normal(size=(n, 3)) - 3, sh_coeffs=np.zeros((n, 16, 3)),
+                     raw_opacities=rng.normal(size=n))
+    data.sh_coeffs[:, 0] = rng.normal(size=(n, 3))
+    write_sog(tmp_path / "zero_rest.sog", data)
+    out = read_sog(tmp_path / "zero_rest.sog")
+    assert out.sh_degree == 3 and np.abs(out.sh_coeffs[:, 1:]).max() < 1e-6
+
+
 def test_non_finite_values_are_refused_and_keep_the_old_file(tmp_path):
     path = tmp_path / "s.sog"
     write_sog(path, scene(20, 0))

@@ -650,6 +650,13 @@ def _sh_palette(features: np.ndarray, size: int, rng: np.random.Generator) -> tu
             k = min(_BRANCH, -(-budget // _LEAF_BUDGET))
             _, lab = cluster(x, k)
             pops = np.bincount(lab, minlength=k)
+            if pops.max() == m:
+                # k-means++ seeds distinct points where there are any, so a split that leaves
+                # every member in one cluster means the members are all equal (e.g. the zero
+                # higher bands of a fresh training run): one entry holds them all (re-pushing
+                # the same node would never end).
+                emit(members, x.mean(0, keepdims=True), np.zeros(m, np.int64))
+                continue
             for j, share in enumerate(_shares(pops, budget)):
                 if pops[j]:
                     stack.append((members[lab == j], int(share)))
