@@ -423,3 +423,40 @@ def test_guitar_render_psnr_after_v3_round_trip(gpu, tmp_path):
     assert images[0].mean() > 0.02  # the guitar is in view
     psnr = 10 * np.log10(1 / np.mean((images[0] - images[1]) ** 2))
     assert psnr >= 45, psnr
+
+
+def test_more_sh_bits_cost_size_and_buy_accuracy(tmp_path):
+    from brushpy.io.spz import encode_spz
+
+    rng = np.random.default_rng(7)
+    n = 2000
+    data = SplatData(means=rng.normal(size=(n, 3)), rotations=rng.normal(size=(n, 4)),
+                     log_scales=rng.normal(size=(n, 3)) - 3, sh_coeffs=rng.normal(size=(n, 16, 3)) * 0.1,
+                     raw_opacities=rng.normal(size=n))
+    errs, sizes = [], []
+    for bits in ((5, 4), (8, 8)):
+        write_spz(tmp_path / "s.spz", data, sh_bits=bits)
+        back = read_spz(tmp_path / "s.spz")
+        errs.append(np.abs(back.sh_coeffs[:, 1:] - data.sh_coeffs[:, 1:]).max())
+        sizes.append((tmp_path / "s.spz").stat().st_size)
+    assert errs[1] <= 0.5 / 128 + 1e-6 < errs[0] and sizes[1] > sizes[0]
+    with pytest.raises(ValueError, match="1..8"):
+        encode_spz(data, sh_bits=(9, 4))
+
+
+def test_convert_spz_sh_bits_option(tmp_path):
+    from click.testing import CliRunner
+    from brushpy.cli import main
+
+    rng = np.random.default_rng(8)
+    n = 300
+    data = SplatData(means=rng.normal(size=(n, 3)), rotations=rng.normal(size=(n, 4)),
+                     log_scales=rng.normal(size=(n, 3)) - 3, sh_coeffs=rng.normal(size=(n, 4, 3)) * 0.1,
+                     raw_opacities=rng.normal(size=n))
+    from brushpy.io.ply import write_ply
+    write_ply(tmp_path / "in.ply", data)
+    r = CliRunner().invoke(main, ["convert", str(tmp_path / "in.ply"), str(tmp_path / "o.spz"), "--spz-sh-bits", "8,8"])
+    assert r.exit_code == 0, r.output
+    assert np.abs(read_spz(tmp_path / "o.spz").sh_coeffs[:, 1:] - data.sh_coeffs[:, 1:]).max() <= 0.5 / 128 + 1e-6
+    r = CliRunner().invoke(main, ["convert", str(tmp_path / "in.ply"), str(tmp_path / "o.spz"), "--spz-sh-bits", "9"])
+    assert r.exit_code == 2 and "--spz-sh-bits" in r.output
