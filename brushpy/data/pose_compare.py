@@ -76,6 +76,9 @@ class PoseComparison:
             camera-to-world rotations).
         centre_error: float64 [N] distance of the aligned centre to the reference centre
             (reference units).
+        relative_rotation_error_deg: float64 [N(N-1)/2] per pair of images (i < j), the angle
+            between the estimated and the reference relative rotation ``R_i R_j^T``: free of
+            the alignment, so meaningful also where the centres barely constrain it (a short arc).
         extent: the reference scene's extent: the largest distance between two reference
             camera centres (reference units).
         scale, rotation, translation: the similarity, estimated -> reference world.
@@ -85,6 +88,7 @@ class PoseComparison:
     inliers: np.ndarray
     rotation_error_deg: np.ndarray
     centre_error: np.ndarray
+    relative_rotation_error_deg: np.ndarray
     extent: float
     scale: float
     rotation: np.ndarray
@@ -93,6 +97,10 @@ class PoseComparison:
     @property
     def median_rotation_deg(self) -> float:
         return float(np.median(self.rotation_error_deg))
+
+    @property
+    def median_relative_rotation_deg(self) -> float:
+        return float(np.median(self.relative_rotation_error_deg))
 
     @property
     def median_centre_error(self) -> float:
@@ -140,7 +148,14 @@ def compare_poses(estimated: dict[str, np.ndarray], reference: dict[str, np.ndar
         rel = mr[:3, :3] @ cam_to_world_est  # R_ref_c2w^T @ R_aligned_c2w (R_ref_c2w^T = R_ref_w2c)
         cos = np.clip((np.trace(rel) - 1.0) / 2.0, -1.0, 1.0)
         rot_err[i] = np.degrees(np.arccos(cos))
-    return PoseComparison(names, inliers, rot_err, centre_err, extent, scale, rot, trans)
+    r_est = np.stack([m[:3, :3] for m in est])
+    r_ref = np.stack([m[:3, :3] for m in ref])
+    i, j = np.triu_indices(len(names), 1)
+    rel_est = r_est[i] @ np.transpose(r_est[j], (0, 2, 1))
+    rel_ref = r_ref[i] @ np.transpose(r_ref[j], (0, 2, 1))
+    trace = np.einsum("nab,nab->n", rel_est, rel_ref)  # trace(rel_est^T rel_ref)
+    rel_err = np.degrees(np.arccos(np.clip((trace - 1.0) / 2.0, -1.0, 1.0)))
+    return PoseComparison(names, inliers, rot_err, centre_err, rel_err, extent, scale, rot, trans)
 
 
 def _ransac_inliers(c_est: np.ndarray, c_ref: np.ndarray, threshold: float, trials: int, seed: int) -> np.ndarray:

@@ -12,10 +12,11 @@ brushpy's. The stages, each with a tqdm bar and its wall time in :attr:`SfmResul
    bar moves.
 3. ``matching``: the image pairs of COLMAP's exhaustive or sequential pair generator
    (``auto``: sequential for video frames, exhaustive up to :data:`EXHAUSTIVE_MAX_IMAGES`
-   images, sequential above), matched and geometrically verified in blocks.
+   images, sequential above; sequential = the next :data:`SEQUENTIAL_OVERLAP` images by name),
+   matched and geometrically verified in blocks.
 4. ``mapping``: incremental mapping (COLMAP's ``mapper``) or, where the installed pycolmap has
    it, global mapping (GLOMAP); the model with the most registered images is kept. Fewer
-   registered than :attr:`SfmOptions.min_registered` of the images (or fewer than 3) is an
+   registered than :attr:`SfmOptions.min_registered` of the images (or fewer than 2) is an
    :class:`SfmError` that says what to try.
 5. ``undistortion``: images and cameras undistorted to PINHOLE (COLMAP's image undistorter).
 
@@ -33,6 +34,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import threading
@@ -43,7 +45,8 @@ from pathlib import Path
 from ..errors import BrushpyError, InputError, RunError
 
 __all__ = [
-    "CAMERA_MODELS", "EXHAUSTIVE_MAX_IMAGES", "IMAGE_EXTENSIONS", "MATCHERS", "MAPPERS", "SfmError", "SfmOptions",
+    "CAMERA_MODELS", "EXHAUSTIVE_MAX_IMAGES", "IMAGE_EXTENSIONS", "MATCHERS", "MAPPERS", "SEQUENTIAL_OVERLAP", "SfmError",
+    "SfmOptions",
     "SfmResult", "SfmUnavailableError", "find_images", "input_fingerprint", "mappers_available", "read_sfm_json",
     "require_pycolmap", "run_sfm",
 ]
@@ -58,6 +61,12 @@ MATCHERS = ("auto", "exhaustive", "sequential")
 MAPPERS = ("incremental", "global")
 #: ``auto`` matches every pair up to this many images (video frames: always sequential).
 EXHAUSTIVE_MAX_IMAGES = 100
+#: Sequential matching pairs each image with the next this many (by name). COLMAP's quadratic
+#: overlap (also i+2^k) is off: on the beer orbit (a can printed alike on opposite sides) those
+#: long-range pairs matched opposite sides and folded a segment of the orbit (1 jump in the
+#: camera path at 1024 px), while neighbours alone gave an unbroken path (docs/DEVELOPING.md,
+#: "Structure from motion").
+SEQUENTIAL_OVERLAP = 10
 #: The pycolmap release this module is written for (its 4.x API; tested with 4.2.1).
 MIN_PYCOLMAP = (4, 2)
 #: Folders of a photo folder that never hold photos to reconstruct (as the COLMAP loader skips them).
@@ -283,19 +292,27 @@ def find_images(folder: str | Path) -> list[str]:
     return sorted(out, key=natural_key)
 
 
-def _unreadable(folder: Path, names: list[str]) -> dict[str, str]:
-    """``{name: reason}`` for files Pillow cannot identify as an image or whose size is zero
-    (the header only; COLMAP's reader catches damaged pixel data, see :func:`run_sfm`)."""
+def _unreadable(folder: Path, names: list[str], progress: bool = False) -> dict[str, str]:
+    """``{name: reason}`` for files Pillow cannot decode: not an image, no pixels, or damaged
+    (truncated) data. JPEGs are decoded at 1/8 scale (the whole stream is still read, which is
+    what finds a truncated file; about 6 ms for a 720x1280 photo)."""
     from PIL import Image, UnidentifiedImageError
 
     bad = {}
-    for name in names:
-        try:
-            with Image.open(folder / name) as im:
-                if im.width < 1 or im.height < 1:
-                    bad[name] = "it has no pixels"
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            bad[name] = f"not a readable image ({exc.__class__.__name__}: {exc})"
+    with _bar(len(names), "checking", "image", progress) as bar:
+        for name in names:
+            try:
+                with Image.open(folder / name) as im:
+                    if im.width < 1 or im.height < 1:
+                        bad[name] = "it has no pixels"
+                    else:
+                        im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+                        im.load()
+            except UnidentifiedImageError:
+                bad[name] = "not an image Pillow can identify (a corrupt file, or another format named like an image)"
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                bad[name] = f"damaged image data ({exc})"
+            bar.update(1)
     return bad
 
 
@@ -430,7 +447,10 @@ def _pairs(pycolmap, db_path: Path, matcher: str) -> list[tuple[str, str]]:
     with pycolmap.Database.open(db_path) as db:
         names = {im.image_id: im.name for im in db.read_all_images()}
         if matcher == "sequential":
-            gen = pycolmap.SequentialPairGenerator(pycolmap.SequentialPairingOptions(), db)
+            pairing = pycolmap.SequentialPairingOptions()
+            pairing.overlap = SEQUENTIAL_OVERLAP
+            pairing.quadratic_overlap = False  # see SEQUENTIAL_OVERLAP
+            gen = pycolmap.SequentialPairGenerator(pairing, db)
         else:
             gen = pycolmap.ExhaustivePairGenerator(pycolmap.ExhaustivePairingOptions(), db)
         pairs = gen.all_pairs()
@@ -497,6 +517,11 @@ def _map(pycolmap, db_path: Path, image_root: Path, out: Path, n_images: int, ma
     return models or {}
 
 
+def _needed(total: int, opts: SfmOptions) -> int:
+    """Images that must register: ``min_registered`` of ``total`` (rounded up), and at least 2."""
+    return max(2, math.ceil(opts.min_registered * total - 1e-9))
+
+
 def _too_few(registered: int, total: int, models: int, matcher: str, opts: SfmOptions) -> SfmError:
     tries = ["more photos with more overlap (every part of the scene in 3 or more photos, about 10-20 degrees "
              "apart; avoid blur, plain walls and moving things)"]
@@ -510,7 +535,7 @@ def _too_few(registered: int, total: int, models: int, matcher: str, opts: SfmOp
         tries.append("--camera-per image if the photos come from several cameras or zoom levels")
     split = f" (COLMAP made {models} separate models; the largest is counted)" if models > 1 else ""
     return SfmError(f"only {registered} of {total} images could be placed{split}; "
-                    f"need at least {max(3, int(opts.min_registered * total + 0.999))}. Try: " + "; ".join(tries))
+                    f"need at least {_needed(total, opts)}. Try: " + "; ".join(tries))
 
 
 def _undistort(pycolmap, model_dir: Path, image_root: Path, out: Path, names: list[str], opts: SfmOptions) -> None:
@@ -594,7 +619,7 @@ def run_sfm(source: str | Path, output: str | Path, options: SfmOptions | None =
         if not names:
             raise InputError(f"{source}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} files, also in "
                              "subfolders); give a folder of photos or a video file")
-    skipped = _unreadable(image_root, names)
+    skipped = {} if video else _unreadable(image_root, names, opts.progress)
     for name, why in skipped.items():
         log.warning("%s: skipped: %s", image_root / name, why)
     names = [n for n in names if n not in skipped]
@@ -630,7 +655,7 @@ def run_sfm(source: str | Path, output: str | Path, options: SfmOptions | None =
         best_key = max(models, key=lambda k: models[k].num_reg_images(), default=None)
         best = models[best_key] if best_key is not None else None
         registered = best.num_reg_images() if best is not None else 0
-        need = max(3, int(opts.min_registered * len(names) + 0.999))
+        need = _needed(len(names), opts)
         if registered < need:
             raise _too_few(registered, len(names), len(models), matcher, opts)
         reg_names = sorted(best.images[i].name for i in best.reg_image_ids())

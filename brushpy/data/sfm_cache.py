@@ -6,12 +6,14 @@ poses (no COLMAP model, no ``transforms.json`` / ``transforms_train.json``, no 7
 a folder beside it (``<name>_sfm``, see :func:`default_sfm_dir`) or a folder of the caller's
 choosing, and that COLMAP project is what gets trained. The next run reuses it while its
 ``sfm.json`` says it is complete and the input's fingerprint (every image's name, size and
-modification time) and the SfM options are unchanged; otherwise it is redone in place.
+modification time) is unchanged (and the SfM options, when the caller gives some); otherwise it
+is redone in place.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from .sfm import SfmOptions, SfmResult, find_images, input_fingerprint, read_sfm_json, run_sfm
@@ -54,15 +56,15 @@ def default_sfm_dir(path: str | Path) -> Path:
     return path.resolve().parent / f"{name}_sfm"
 
 
-def cached_sfm(source: str | Path, sfm_dir: str | Path, options: SfmOptions) -> dict | None:
-    """The ``sfm.json`` of a complete earlier run in ``sfm_dir`` made from the same input with the
-    same options, or None (absent, incomplete, or stale)."""
+def cached_sfm(source: str | Path, sfm_dir: str | Path, options: SfmOptions | None = None) -> dict | None:
+    """The ``sfm.json`` of a complete earlier run in ``sfm_dir`` made from the same input (and,
+    when ``options`` is given, with the same options), or None (absent, incomplete, or stale)."""
     record = read_sfm_json(sfm_dir)
     if not record or not record.get("complete"):
         return None
     if record.get("input_fingerprint") != input_fingerprint(source):
         return None
-    if record.get("options") != options.fingerprint():
+    if options is not None and record.get("options") != options.fingerprint():
         return None
     if not (Path(sfm_dir) / "sparse" / "0").is_dir():
         return None
@@ -70,15 +72,17 @@ def cached_sfm(source: str | Path, sfm_dir: str | Path, options: SfmOptions) -> 
 
 
 def ensure_sfm(source: str | Path, sfm_dir: str | Path | None = None, options: SfmOptions | None = None,
-               log_fn=None) -> tuple[Path, SfmResult | None]:
+               log_fn=None, progress: bool = True) -> tuple[Path, SfmResult | None]:
     """The COLMAP project of the photos or video ``source``: reused from ``sfm_dir`` when valid
     (:func:`cached_sfm`), else made there by :func:`~brushpy.data.sfm.run_sfm`.
 
     Args:
         source: a photo folder or video (see :func:`needs_sfm`).
         sfm_dir: where the project lives; None: :func:`default_sfm_dir`.
-        options: SfM options (default :class:`SfmOptions`).
+        options: SfM options; None: :class:`SfmOptions` defaults for a new run, and any complete
+            earlier run of the same input is reused (e.g. one ``brushpy sfm`` made with other options).
         log_fn: called with progress lines; None: the ``brushpy.data`` logger.
+        progress: tqdm bars for each stage (replaces ``options.progress``).
 
     Returns:
         ``(project folder, SfmResult or None when reused)``.
@@ -88,9 +92,9 @@ def ensure_sfm(source: str | Path, sfm_dir: str | Path | None = None, options: S
         naming ``--sfm-dir`` when the folder exists and holds files of something other than an SfM run.
     """
     say = log_fn or (lambda msg: log.info("%s", msg))
-    opts = options or SfmOptions()
+    opts = replace(options or SfmOptions(), progress=progress)
     folder = Path(sfm_dir) if sfm_dir is not None else default_sfm_dir(source)
-    record = cached_sfm(source, folder, opts)
+    record = cached_sfm(source, folder, options)
     if record is not None:
         say(f"{source}: reusing the structure from motion in {folder} ({record.get('registered')}/"
             f"{record.get('images')} images registered; delete that folder to redo it)")
