@@ -116,9 +116,10 @@ def test_train_reuses_the_sfm_beside_the_photos(project, beer12):
 
     out, _ = project
     assert needs_sfm(beer12) and not needs_sfm(out)
-    lines = []
-    folder, result = ensure_sfm(beer12, log_fn=lines.append, progress=False)
-    assert folder == out and result is None and "reusing" in lines[0], lines
+    lines, stages = [], []
+    folder, result = ensure_sfm(beer12, log_fn=lines.append, progress=False,
+                                on_progress=lambda *a: stages.append(a))
+    assert folder == out and result is None and "reusing" in lines[0] and not stages, lines
     photo = beer12 / "0003.jpg"
     st = photo.stat()
     os.utime(photo, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a rewritten photo: the cache is stale
@@ -137,6 +138,19 @@ def test_train_cli_on_photos_uses_the_sfm(project, beer12, gpu, tmp_path):
     assert "reusing the structure from motion" in res.output, res.output
     assert "12 training views" in res.output or "11 training views" in res.output, res.output
     assert (tmp_path / "run" / "export_2.ply").is_file()
+
+
+@needs_pycolmap
+@needs_beer
+def test_viewer_opens_photos_through_the_sfm(project, beer12, gpu):
+    from brushpy.viewer.session import ViewerSession
+    from tests.test_viewer_session import StubHost
+
+    host = StubHost()
+    session = ViewerSession(host)
+    assert session.open(beer12, wait=True), session.error  # no splat files there: photos, reused SfM
+    assert session.dataset is not None and session.dataset.name == "beer12_sfm"
+    assert any(c[0] == "training" for c in host.calls if isinstance(c, tuple))
 
 
 @needs_pycolmap
@@ -247,6 +261,13 @@ def test_two_unrelated_images_do_not_register(tmp_path):
     assert res.exit_code == 1 and "Error:" in res.output, res.output
     assert "of 2 images could be placed" in res.output and "Try:" in res.output, res.output
     assert "--camera-model" in res.output and "Traceback" not in res.output
+    from brushpy.data.sfm import SfmError, SfmOptions, run_sfm
+
+    stages = []
+    with pytest.raises(SfmError):
+        run_sfm(folder, tmp_path / "again", SfmOptions(progress=False, on_progress=lambda *a: stages.append(a)))
+    assert {s[0] for s in stages} == {"checking", "features", "matching", "mapping"}
+    assert ("features", 2, 2) in stages and ("matching", 1, 1) in stages
 
 
 @needs_pycolmap

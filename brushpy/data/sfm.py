@@ -39,7 +39,8 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BrushpyError, InputError, RunError
@@ -103,6 +104,9 @@ class SfmOptions:
         num_threads: CPU threads for COLMAP (-1: all).
         colmap_log: show COLMAP's own log (else only its errors).
         progress: tqdm bars.
+        on_progress: called as ``on_progress(stage, done, total)`` as each stage advances
+            (``stage`` as in :attr:`SfmResult.stage_seconds`, plus ``"checking"``; from COLMAP's
+            threads during mapping); e.g. the viewer's status line.
     """
 
     camera_model: str = "SIMPLE_RADIAL"
@@ -116,13 +120,12 @@ class SfmOptions:
     num_threads: int = -1
     colmap_log: bool = False
     progress: bool = True
+    on_progress: Callable[[str, int, int], None] | None = None
 
     def fingerprint(self) -> dict:
         """The options that change the result (for deciding whether a cached model is still valid)."""
-        d = asdict(self)
-        for k in ("num_threads", "colmap_log", "progress", "min_registered"):
-            d.pop(k)
-        return d
+        return {k: getattr(self, k) for k in ("camera_model", "camera_per", "max_image_size", "matcher", "mapper",
+                                              "fps", "seed")}
 
     def check(self) -> None:
         """Raise :class:`~brushpy.errors.OptionError`-style :class:`InputError` for an option out of range."""
@@ -177,9 +180,10 @@ class SfmResult:
     models: int = 1
 
     def summary(self) -> str:
-        """One line: registered / total, points, mean reprojection error, stage times."""
+        """One line: registered / total (and the images skipped), points, mean reprojection error, stage times."""
         times = ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_seconds.items())
-        return (f"registered {self.registered}/{self.images} images, {self.points:,} points, mean reprojection error "
+        skipped = f" ({len(self.skipped)} more skipped)" if self.skipped else ""
+        return (f"registered {self.registered}/{self.images} images{skipped}, {self.points:,} points, mean reprojection error "
                 f"{self.mean_reprojection_error:.2f} px ({self.matcher} matching, {self.mapper} mapping; {times})")
 
 
@@ -292,14 +296,14 @@ def find_images(folder: str | Path) -> list[str]:
     return sorted(out, key=natural_key)
 
 
-def _unreadable(folder: Path, names: list[str], progress: bool = False) -> dict[str, str]:
+def _unreadable(folder: Path, names: list[str], progress: bool = False, callback=None) -> dict[str, str]:
     """``{name: reason}`` for files Pillow cannot decode: not an image, no pixels, or damaged
     (truncated) data. JPEGs are decoded at 1/8 scale (the whole stream is still read, which is
     what finds a truncated file; about 6 ms for a 720x1280 photo)."""
     from PIL import Image, UnidentifiedImageError
 
     bad = {}
-    with _bar(len(names), "checking", "image", progress) as bar:
+    with _Stage(len(names), "checking", "image", progress, callback) as bar:
         for name in names:
             try:
                 with Image.open(folder / name) as im:
@@ -397,10 +401,37 @@ def _write_json(output: Path, data: dict, option: str) -> None:
 # ------------------------------------------------------------------ stages
 
 
-def _bar(total, desc: str, unit: str, progress: bool):
-    from tqdm import tqdm
+class _Stage:
+    """One stage's progress: a tqdm bar (unless ``progress`` is off) and ``callback(stage, done, total)``."""
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
+    def __init__(self, total: int, desc: str, unit: str, progress: bool, callback=None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
+        self.desc, self.total, self.done, self.callback = desc, int(total), 0, callback
+        self._lock = threading.Lock()
+        self._report()
+
+    def _report(self) -> None:
+        if self.callback is not None:
+            self.callback(self.desc, self.done, self.total)
+
+    def update(self, k: int) -> None:
+        """Advance by ``k`` (at most to the total); safe from COLMAP's threads."""
+        with self._lock:
+            k = max(0, min(int(k), self.total - self.done))
+            self.done += k
+            self.bar.update(k)
+            self._report()
+
+    def set_postfix(self, **kw) -> None:
+        self.bar.set_postfix(**kw)
+
+    def __enter__(self) -> "_Stage":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
 
 
 def _extract(pycolmap, db_path: Path, image_root: Path, names: list[str], opts: SfmOptions) -> dict[str, str]:
@@ -419,7 +450,7 @@ def _extract(pycolmap, db_path: Path, image_root: Path, names: list[str], opts: 
     _call(pycolmap, "features", pycolmap.import_images, db_path, image_root, camera_mode=mode, image_names=names,
           options=reader, cancellable=False)
     chunk = max(4, 2 * (os.cpu_count() or 1))
-    with _bar(len(names), "features", "image", opts.progress) as bar:
+    with _Stage(len(names), "features", "image", opts.progress, opts.on_progress) as bar:
         for i in range(0, len(names), chunk):
             part = names[i:i + chunk]
             _call(pycolmap, "features", pycolmap.extract_features, db_path, image_root, image_names=part,
@@ -471,7 +502,7 @@ def _match(pycolmap, db_path: Path, work: Path, matcher: str, opts: SfmOptions) 
     block = max(50, len(pairs) // 40)
     pair_file = work / "pairs.txt"
     verified = 0
-    with _bar(len(pairs), "matching", "pair", opts.progress) as bar:
+    with _Stage(len(pairs), "matching", "pair", opts.progress, opts.on_progress) as bar:
         for i in range(0, len(pairs), block):
             part = pairs[i:i + block]
             pair_file.write_text("".join(f"{a} {b}\n" for a, b in part), encoding="utf-8")
@@ -490,7 +521,7 @@ def _map(pycolmap, db_path: Path, image_root: Path, out: Path, n_images: int, ma
     """Run the mapper into ``out`` (``out/0``, ``out/1``... one per model). Returns the models (a dict)."""
     out.mkdir(parents=True, exist_ok=True)
     pycolmap.set_random_seed(int(opts.seed))
-    with _bar(n_images, "mapping", "image", opts.progress) as bar:
+    with _Stage(n_images, "mapping", "image", opts.progress, opts.on_progress) as bar:
         if mapper == "global":
             options = pycolmap.GlobalPipelineOptions()
             options.num_threads = int(opts.num_threads)
@@ -503,13 +534,8 @@ def _map(pycolmap, db_path: Path, image_root: Path, out: Path, n_images: int, ma
             options = pycolmap.IncrementalPipelineOptions()
             options.num_threads = int(opts.num_threads)
             options.random_seed = int(opts.seed)
-            lock = threading.Lock()
-
             def registered(k):  # called from COLMAP's thread
-                def cb():
-                    with lock:
-                        bar.update(min(k, max(0, bar.total - bar.n)))
-                return cb
+                return lambda: bar.update(k)
 
             models = _call(pycolmap, "mapping", pycolmap.incremental_mapping, db_path, image_root, out,
                            options=options, initial_image_pair_callback=registered(2),
@@ -541,7 +567,7 @@ def _too_few(registered: int, total: int, models: int, matcher: str, opts: SfmOp
 def _undistort(pycolmap, model_dir: Path, image_root: Path, out: Path, names: list[str], opts: SfmOptions) -> None:
     """Undistort the registered images and the model to PINHOLE into ``out`` (``images/``, ``sparse/``)."""
     chunk = max(4, 2 * (os.cpu_count() or 1))
-    with _bar(len(names), "undistortion", "image", opts.progress) as bar:
+    with _Stage(len(names), "undistortion", "image", opts.progress, opts.on_progress) as bar:
         for i in range(0, len(names), chunk):
             part = names[i:i + chunk]
             _call(pycolmap, "undistortion", pycolmap.undistort_images, out, model_dir, image_root, image_names=part,
@@ -606,7 +632,8 @@ def run_sfm(source: str | Path, output: str | Path, options: SfmOptions | None =
     t0 = time.perf_counter()
     n_frames = 0
     if video:
-        frames = extract_frames(source, output / "frames", fps=opts.fps, progress=opts.progress)
+        frames = extract_frames(source, output / "frames", fps=opts.fps, progress=opts.progress,
+                                on_progress=opts.on_progress)
         times["frames"] = time.perf_counter() - t0
         n_frames = len(frames.frames)
         image_root = output / "frames"
@@ -619,7 +646,7 @@ def run_sfm(source: str | Path, output: str | Path, options: SfmOptions | None =
         if not names:
             raise InputError(f"{source}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} files, also in "
                              "subfolders); give a folder of photos or a video file")
-    skipped = {} if video else _unreadable(image_root, names, opts.progress)
+    skipped = {} if video else _unreadable(image_root, names, opts.progress, opts.on_progress)
     for name, why in skipped.items():
         log.warning("%s: skipped: %s", image_root / name, why)
     names = [n for n in names if n not in skipped]

@@ -72,7 +72,7 @@ def cached_sfm(source: str | Path, sfm_dir: str | Path, options: SfmOptions | No
 
 
 def ensure_sfm(source: str | Path, sfm_dir: str | Path | None = None, options: SfmOptions | None = None,
-               log_fn=None, progress: bool = True) -> tuple[Path, SfmResult | None]:
+               log_fn=None, progress: bool = True, on_progress=None) -> tuple[Path, SfmResult | None]:
     """The COLMAP project of the photos or video ``source``: reused from ``sfm_dir`` when valid
     (:func:`cached_sfm`), else made there by :func:`~brushpy.data.sfm.run_sfm`.
 
@@ -83,6 +83,8 @@ def ensure_sfm(source: str | Path, sfm_dir: str | Path | None = None, options: S
             earlier run of the same input is reused (e.g. one ``brushpy sfm`` made with other options).
         log_fn: called with progress lines; None: the ``brushpy.data`` logger.
         progress: tqdm bars for each stage (replaces ``options.progress``).
+        on_progress: ``on_progress(stage, done, total)`` as each stage advances (replaces
+            ``options.on_progress``; see :class:`~brushpy.data.sfm.SfmOptions`).
 
     Returns:
         ``(project folder, SfmResult or None when reused)``.
@@ -92,7 +94,7 @@ def ensure_sfm(source: str | Path, sfm_dir: str | Path | None = None, options: S
         naming ``--sfm-dir`` when the folder exists and holds files of something other than an SfM run.
     """
     say = log_fn or (lambda msg: log.info("%s", msg))
-    opts = replace(options or SfmOptions(), progress=progress)
+    opts = replace(options or SfmOptions(), progress=progress, on_progress=on_progress)
     folder = Path(sfm_dir) if sfm_dir is not None else default_sfm_dir(source)
     record = cached_sfm(source, folder, options)
     if record is not None:

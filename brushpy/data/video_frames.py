@@ -97,7 +97,7 @@ def _window_length(total: int, video_fps: float, fps: float | None, target: int)
 
 
 def extract_frames(video: str | Path, out_dir: str | Path, fps: float | None = None, target: int = TARGET_FRAMES,
-                   progress: bool = True) -> FrameExtraction:
+                   progress: bool = True, on_progress=None) -> FrameExtraction:
     """Write the sharpest frame of each window of ``video`` to ``out_dir`` (see the module docstring).
 
     Args:
@@ -106,6 +106,8 @@ def extract_frames(video: str | Path, out_dir: str | Path, fps: float | None = N
         fps: frames to keep per second of video; None: enough for about ``target`` frames.
         target: frames to keep when ``fps`` is None.
         progress: show a tqdm bar over the decoded frames.
+        on_progress: called as ``on_progress("frames", decoded, total)`` every 10 frames
+            (``total`` 0 when the file does not state it).
 
     Raises:
         VideoError: the file cannot be opened or holds no decodable frame, or ``fps`` is given
@@ -169,6 +171,8 @@ def extract_frames(video: str | Path, out_dir: str | Path, fps: float | None = N
                     best = (score, index, pixels)
                 index += 1
                 bar.update(1)
+                if on_progress is not None and index % 10 == 0:
+                    on_progress("frames", index, total)
                 bar.set_postfix(kept=len(result.frames), refresh=False)
             flush()
             result.frames_read = index
