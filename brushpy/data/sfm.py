@@ -46,8 +46,8 @@ from pathlib import Path
 from ..errors import BrushpyError, InputError, RunError
 
 __all__ = [
-    "CAMERA_MODELS", "EXHAUSTIVE_MAX_IMAGES", "IMAGE_EXTENSIONS", "MATCHERS", "MAPPERS", "SEQUENTIAL_OVERLAP", "SfmError",
-    "SfmOptions",
+    "CAMERA_MODELS", "EXHAUSTIVE_MAX_IMAGES", "IMAGE_EXTENSIONS", "MATCHERS", "MAPPERS", "SEQUENTIAL_OVERLAP",
+    "SfmError", "SfmOptions",
     "SfmResult", "SfmUnavailableError", "find_images", "input_fingerprint", "mappers_available", "read_sfm_json",
     "require_pycolmap", "run_sfm",
 ]
@@ -183,8 +183,9 @@ class SfmResult:
         """One line: registered / total (and the images skipped), points, mean reprojection error, stage times."""
         times = ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_seconds.items())
         skipped = f" ({len(self.skipped)} more skipped)" if self.skipped else ""
-        return (f"registered {self.registered}/{self.images} images{skipped}, {self.points:,} points, mean reprojection error "
-                f"{self.mean_reprojection_error:.2f} px ({self.matcher} matching, {self.mapper} mapping; {times})")
+        return (f"registered {self.registered}/{self.images} images{skipped}, {self.points:,} points, "
+                f"mean reprojection error {self.mean_reprojection_error:.2f} px ({self.matcher} matching, "
+                f"{self.mapper} mapping; {times})")
 
 
 # ------------------------------------------------------------------ pycolmap
@@ -369,15 +370,17 @@ def _prepare_output(source: Path, output: Path, overwrite: bool, option: str) ->
         raise InputError(f"{option} {output}: the output must not be the photo folder {source} or inside it "
                          "(its images would be read as photos next time); choose a folder beside it")
     if _inside(src, out) and any(_inside(src, out / name) for name in ("images", "frames", _WORK)):
-        raise InputError(f"{option} {output}: the input {source} lies in a folder the SfM writes; choose another folder")
+        raise InputError(f"{option} {output}: the input {source} lies in a folder the SfM writes; "
+                         "choose another folder")
     if out.exists() and not out.is_dir():
         raise InputError(f"{option} {output}: it is a file; give a folder")
     if out.is_dir():
         present = {p.name for p in out.iterdir()}
         previous = read_sfm_json(out)
         if previous is None and present - {_WORK}:
-            raise InputError(f"{option} {output}: the folder exists and holds other files ({', '.join(sorted(present)[:3])}"
-                             f"{', ...' if len(present) > 3 else ''}); give a new or empty folder")
+            listed = ", ".join(sorted(present)[:3]) + (", ..." if len(present) > 3 else "")
+            raise InputError(f"{option} {output}: the folder exists and holds other files ({listed}); "
+                             "give a new or empty folder")
         if previous is not None and not overwrite:
             raise InputError(f"{option} {output}: it holds an earlier SfM run; pass --overwrite to replace it, "
                              "or choose another folder")
@@ -688,7 +691,8 @@ def run_sfm(source: str | Path, output: str | Path, options: SfmOptions | None =
         reg_names = sorted(best.images[i].name for i in best.reg_image_ids())
         unregistered = sorted(set(names) - set(reg_names) - set(featureless))
         if unregistered:
-            shown = ", ".join(unregistered[:5]) + (f" and {len(unregistered) - 5} more" if len(unregistered) > 5 else "")
+            more = len(unregistered) - 5
+            shown = ", ".join(unregistered[:5]) + (f" and {more} more" if more > 0 else "")
             log.warning("%s: %d of %d images could not be placed and are left out: %s", source, len(unregistered),
                         len(names), shown)
         mean_err = float(best.compute_mean_reprojection_error())
