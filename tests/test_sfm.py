@@ -142,12 +142,14 @@ def test_train_cli_on_photos_uses_the_sfm(project, beer12, gpu, tmp_path):
 
 @needs_pycolmap
 @needs_beer
-def test_viewer_opens_photos_through_the_sfm(project, beer12, gpu):
+def test_viewer_opens_photos_through_the_sfm(project, beer12, gpu, tmp_path):
+    from brushpy.train.config import ProcessConfig
     from brushpy.viewer.session import ViewerSession
     from tests.test_viewer_session import StubHost
 
     host = StubHost()
     session = ViewerSession(host)
+    session.dataset_configs = (None, None, ProcessConfig(export_path=str(tmp_path / "exports")))
     assert session.open(beer12, wait=True), session.error  # no splat files there: photos, reused SfM
     assert session.dataset is not None and session.dataset.name == "beer12_sfm"
     assert any(c[0] == "training" for c in host.calls if isinstance(c, tuple))

@@ -39,7 +39,7 @@ from ..data.sfm import CAMERA_MODELS, MAPPERS, MATCHERS, SfmOptions
               help="Fraction of the images that must be placed; fewer is an error.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of COLMAP's RANSAC and mapper.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier SfM run in the output folder.")
-@click.option("--colmap-log", is_flag=True, help="Show COLMAP's own log (default: its errors only).")
+@click.option("--colmap-log", is_flag=True, help="Show COLMAP's own log (default: silent; its failures are reported as brushpy errors).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def sfm(source: Path, output, fps, camera_model, camera_per, max_image_size, matcher, mapper, min_registered, seed,
         overwrite, colmap_log, quiet):

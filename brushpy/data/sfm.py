@@ -25,7 +25,7 @@ nerfstudio): ``images/`` (undistorted), ``sparse/0/`` (``cameras.bin``, ``images
 ``points3D.bin``, and pycolmap's ``rigs.bin`` / ``frames.bin``), ``database.db`` (features and
 matches), ``frames/`` (a video's extracted frames) and ``sfm.json`` (options, input
 fingerprint, counts, stage times; ``"complete": true`` once every stage has finished).
-COLMAP's own log is silenced below errors unless :attr:`SfmOptions.colmap_log`.
+COLMAP's own log is silenced unless :attr:`SfmOptions.colmap_log`.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class SfmOptions:
         min_registered: fraction of the images that must register (below: :class:`SfmError`).
         seed: random seed of COLMAP's RANSAC and mapper.
         num_threads: CPU threads for COLMAP (-1: all).
-        colmap_log: show COLMAP's own log (else only its errors).
+        colmap_log: show COLMAP's own log (else nothing of it: its failures become brushpy's errors).
         progress: tqdm bars.
         on_progress: called as ``on_progress(stage, done, total)`` as each stage advances
             (``stage`` as in :attr:`SfmResult.stage_seconds`, plus ``"checking"``; from COLMAP's
@@ -228,9 +228,10 @@ def mappers_available(pycolmap=None) -> tuple[str, ...]:
 
 @contextlib.contextmanager
 def _colmap_log(pycolmap, show: bool):
-    """COLMAP's (glog) log: errors only unless ``show``; the previous level is put back."""
+    """COLMAP's (glog) log: silenced unless ``show`` (its failures reach the user as brushpy's own
+    errors: exceptions, or too few registered images); the previous level is put back."""
     previous = pycolmap.logging.minloglevel
-    pycolmap.logging.minloglevel = previous if show else max(previous, 2)
+    pycolmap.logging.minloglevel = previous if show else max(previous, 3)  # 3: FATAL only
     try:
         yield
     finally:
@@ -361,7 +362,7 @@ def _prepare_output(source: Path, output: Path, overwrite: bool, option: str) ->
 
     Raises:
         InputError: ``output`` is a file, is or lies inside the photo folder, holds files of
-            something else, or holds an earlier run without ``overwrite``.
+            something else, or holds an earlier finished run without ``overwrite``.
     """
     from ..io.atomic import ensure_writable_dir
 
@@ -381,9 +382,9 @@ def _prepare_output(source: Path, output: Path, overwrite: bool, option: str) ->
             listed = ", ".join(sorted(present)[:3]) + (", ..." if len(present) > 3 else "")
             raise InputError(f"{option} {output}: the folder exists and holds other files ({listed}); "
                              "give a new or empty folder")
-        if previous is not None and not overwrite:
+        if previous is not None and previous.get("complete") and not overwrite:
             raise InputError(f"{option} {output}: it holds an earlier SfM run; pass --overwrite to replace it, "
-                             "or choose another folder")
+                             "or choose another folder")  # an unfinished one is simply redone
         for name in _OWNED:
             p = out / name
             if p.is_dir() and not p.is_symlink():
@@ -588,7 +589,8 @@ def run_sfm(source: str | Path, output: str | Path, options: SfmOptions | None =
     Args:
         source: a folder of photos (searched recursively, see :func:`find_images`) or a video
             file (:data:`brushpy.data.video_frames.VIDEO_EXTENSIONS`).
-        output: the project folder to write (new, empty, or an earlier run's with ``overwrite``).
+        output: the project folder to write (new, empty, an unfinished earlier run's, or a
+            finished earlier run's with ``overwrite``).
         options: :class:`SfmOptions` (defaults: SIMPLE_RADIAL, one camera per folder, 1600 px,
             auto matcher, incremental mapper).
         overwrite: replace an earlier run's output in ``output``.
