@@ -128,7 +128,7 @@ class SfmOptions:
                                               "fps", "seed")}
 
     def check(self) -> None:
-        """Raise :class:`~brushpy.errors.OptionError`-style :class:`InputError` for an option out of range."""
+        """Raise :class:`~brushpy.errors.OptionError` naming the flag of an option out of range."""
         from ..errors import OptionError
 
         if self.camera_model not in CAMERA_MODELS:
