@@ -171,6 +171,24 @@ def test_rerun_needs_overwrite_and_foreign_folders_are_refused(project, beer12, 
     assert res.exit_code == 2 and "inside it" in res.output, res.output
 
 
+@needs_pycolmap
+@needs_beer
+def test_global_mapper(beer12, tmp_path):
+    from brushpy.data.sfm import mappers_available
+
+    if "global" not in mappers_available():
+        pytest.skip("this pycolmap has no global_mapping")
+    small = tmp_path / "small"
+    small.mkdir()
+    for k in range(12):
+        with Image.open(beer12 / f"{k:04d}.jpg") as im:
+            im.resize(SIZE, Image.LANCZOS).save(small / f"{k:04d}.jpg", quality=95)
+    res = cli("sfm", small, "-o", tmp_path / "out", "--mapper", "global", "-q")
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "out" / "sfm.json").read_text())
+    assert record["mapper"] == "global" and record["registered"] >= 9, record
+
+
 # ------------------------------------------------------------------ video
 
 
