@@ -153,7 +153,7 @@ class SfmResult:
 
     Attributes:
         output: the COLMAP project folder.
-        images: images given to COLMAP (after dropping unreadable files).
+        images: images COLMAP worked with (readable, with features; the others are in ``skipped``).
         registered: images with a pose in ``sparse/0``.
         points: 3D points in ``sparse/0``.
         mean_reprojection_error: pixels, over all observations of the mapped model.
@@ -682,21 +682,20 @@ def run_sfm(source: str | Path, output: str | Path, options: SfmOptions | None =
         say(f"matching: {n_verified} of {n_pairs} image pairs verified ({matcher})")
 
         t0 = time.perf_counter()
-        models = _map(pycolmap, db_path, image_root, work / "sparse", len(names), opts.mapper, opts)
+        models = _map(pycolmap, db_path, image_root, work / "sparse", usable, opts.mapper, opts)
         times["mapping"] = time.perf_counter() - t0
         best_key = max(models, key=lambda k: models[k].num_reg_images(), default=None)
         best = models[best_key] if best_key is not None else None
         registered = best.num_reg_images() if best is not None else 0
-        need = _needed(len(names), opts)
-        if registered < need:
-            raise _too_few(registered, len(names), len(models), matcher, opts)
+        if registered < _needed(usable, opts):
+            raise _too_few(registered, usable, len(models), matcher, opts)
         reg_names = sorted(best.images[i].name for i in best.reg_image_ids())
         unregistered = sorted(set(names) - set(reg_names) - set(featureless))
         if unregistered:
             more = len(unregistered) - 5
             shown = ", ".join(unregistered[:5]) + (f" and {more} more" if more > 0 else "")
             log.warning("%s: %d of %d images could not be placed and are left out: %s", source, len(unregistered),
-                        len(names), shown)
+                        usable, shown)
         mean_err = float(best.compute_mean_reprojection_error())
         n_points = int(best.num_points3D())
         model_dir = work / "sparse" / str(best_key)
@@ -711,7 +710,7 @@ def run_sfm(source: str | Path, output: str | Path, options: SfmOptions | None =
     (output / "sparse").mkdir(exist_ok=True)
     os.replace(undistorted / "sparse", output / "sparse" / "0")
     shutil.rmtree(work, ignore_errors=True)
-    result = SfmResult(output, len(names), registered, n_points, mean_err, matcher, opts.mapper, times,
+    result = SfmResult(output, usable, registered, n_points, mean_err, matcher, opts.mapper, times,
                        skipped, unregistered, n_frames, len(models))
     record.update(complete=True, images=result.images, registered=registered, points=n_points,
                   mean_reprojection_error=mean_err, matcher=matcher, mapper=opts.mapper, stage_seconds=times,
