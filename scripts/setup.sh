@@ -3,7 +3,7 @@
 # (Mesa's lavapipe on Linux), Xvfb for the GUI tests (with --test), and the
 # package itself with pip.
 #
-#   bash scripts/setup.sh          # runtime: driver + `pip install .[viewer]`
+#   bash scripts/setup.sh          # runtime: driver + `pip install .[viewer,sfm]`
 #   bash scripts/setup.sh --test   # also Xvfb and the test dependencies
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +34,7 @@ if [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1; then
     fi
 fi
 
-extras="viewer"
-[ "$want_test" = 1 ] && extras="viewer,test"
+extras="viewer,sfm"
+[ "$want_test" = 1 ] && extras="viewer,sfm,test"
 echo "setup: pip install .[$extras]"
 $PY -m pip install -q --disable-pip-version-check ".[$extras]"

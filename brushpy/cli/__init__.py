@@ -28,6 +28,7 @@ SUBCOMMAND_MODULES = {
     "view": "brushpy.cli.view",
     "mip": "brushpy.cli.mip",
     "convert": "brushpy.cli.convert",
+    "sfm": "brushpy.cli.sfm",
 }
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ..data import LoadConfig
+from ..data import DatasetError, LoadConfig
 from ..errors import BrushpyError
 from ..data.config import convert_option
 from ..train.config import ProcessConfig, RunConfigs, TrainConfig, option_fields, resolve_configs
@@ -137,6 +137,9 @@ def _train_params():
                      help="Continue from a checkpoint.npz written by an earlier run."),
         click.Option(["--overwrite"], is_flag=True,
                      help="Train into an --export-path that holds another run's checkpoint (its metrics start afresh)."),
+        click.Option(["--sfm-dir"], type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Photos or a video without poses: the folder structure from motion writes to and reuses "
+                          "(default: DATASET_sfm beside DATASET). Needs pip install 'brushpy[sfm]'."),
         click.Option(["--viewer"], is_flag=True, help="Show training live in the desktop window."),
         click.Option(["--quiet", "-q"], is_flag=True, help="No progress bar."),
     ]
@@ -167,10 +170,15 @@ def _embedded_defaults(user_set: set, train_cfg: TrainConfig, process_cfg: Proce
     return replace(train_cfg, **t), replace(process_cfg, **p)
 
 
-def _train(dataset: Path | None, resume: Path | None, overwrite: bool, viewer: bool, quiet: bool, **opts):
+def _train(dataset: Path | None, resume: Path | None, overwrite: bool, sfm_dir: Path | None, viewer: bool,
+           quiet: bool, **opts):
     """Train Gaussian splats on DATASET (a COLMAP project, a nerfstudio transforms.json
     folder, a NeRF-synthetic scene, a 7-Scenes RGB-D frame folder, or a .zip of one) and
     export the splats (a PLY, or the --export-format).
+
+    A folder of photos without poses, or a video, is first reconstructed with structure
+    from motion (as `brushpy sfm`; pycolmap) into DATASET_sfm beside it (or --sfm-dir),
+    which the next run reuses.
 
     Without DATASET, trains on the embedded 100x100 lego scene (NeRF-synthetic,
     CC BY 3.0) in a few minutes, even on a CPU-only machine.
@@ -183,7 +191,7 @@ def _train(dataset: Path | None, resume: Path | None, overwrite: bool, viewer: b
     ctx = click.get_current_context()
     try:
         with StopSignals() as stops:
-            summary = _train_run(ctx, dataset, resume, overwrite, viewer, quiet, stops, opts)
+            summary = _train_run(ctx, dataset, resume, overwrite, viewer, quiet, stops, opts, sfm_dir)
     except StopRequested as stop:  # while loading (training stops between steps and returns)
         click.echo(str(stop), err=True)
         ctx.exit(stop.exit_code)
@@ -191,7 +199,20 @@ def _train(dataset: Path | None, resume: Path | None, overwrite: bool, viewer: b
         ctx.exit(128 + summary.stop_signal)
 
 
-def _train_run(ctx, dataset, resume, overwrite, viewer, quiet, stops, opts):
+def _poses_for(dataset: Path, sfm_dir: Path | None, quiet: bool) -> Path:
+    """``dataset`` itself when it has camera poses; for photos without poses or a video, the COLMAP
+    project structure from motion makes (or made on an earlier run) in ``sfm_dir`` / beside it."""
+    from ..data.sfm_cache import ensure_sfm, needs_sfm
+
+    if not needs_sfm(dataset):
+        if sfm_dir is not None:
+            click.echo(f"note: {dataset} has camera poses; --sfm-dir is not used", err=True)
+        return dataset
+    folder, _ = ensure_sfm(dataset, sfm_dir, progress=not quiet, log_fn=click.echo)
+    return folder
+
+
+def _train_run(ctx, dataset, resume, overwrite, viewer, quiet, stops, opts, sfm_dir=None):
     """Load, resolve the options and train; returns the run's summary (None with the viewer)."""
     from ..data import load_dataset
     from ..train.run import run_training
@@ -203,6 +224,7 @@ def _train_run(ctx, dataset, resume, overwrite, viewer, quiet, stops, opts):
                    "(NeRF-synthetic lego by Mildenhall et al., CC BY 3.0)")
     if not Path(dataset).exists():
         raise click.ClickException(f"dataset {dataset} does not exist")
+    dataset = _poses_for(Path(dataset), sfm_dir, quiet)
     given = _given_values(ctx, opts)
     load_cfg = _resolve(Path(dataset), given).load
     try:

@@ -180,6 +180,10 @@ class ViewerSession:
         try:
             sources = list_splat_files(path)
         except SceneLoadError as exc:
+            from ..data.sfm_cache import needs_sfm
+
+            if needs_sfm(path):  # photos without poses, or a video: SfM first (see open_dataset)
+                return self.open_dataset(path, wait=wait)
             self.error = str(exc)
             self.request_draw()
             return False
@@ -289,12 +293,34 @@ class ViewerSession:
         self.path_input = str(path)
 
         def read():
-            cfg = load_config if load_config is not None else resolve_load_config(path)
-            return load_dataset(path, replace(cfg, progress=False) if hasattr(cfg, "progress") else cfg)
+            folder = self._poses_for(path)
+            cfg = load_config if load_config is not None else resolve_load_config(folder)
+            return load_dataset(folder, replace(cfg, progress=False) if hasattr(cfg, "progress") else cfg)
 
         # configs None: defaults for the loaded scene
         job = LoadJob([], dataset=True, configs=(train_config, process_config))
         return self._start(job, read, f"Loading dataset {Path(str(path)).name}...", "brushpy-load-dataset", wait)
+
+    def _poses_for(self, path):
+        """``path`` itself when it has camera poses; for photos without poses or a video, the COLMAP
+        project of :func:`brushpy.data.sfm_cache.ensure_sfm` (made or reused beside it, as
+        ``brushpy train`` does), its stages shown in :attr:`status`. Runs on the load thread."""
+        from ..data.sfm_cache import ensure_sfm, needs_sfm
+
+        if not needs_sfm(path):
+            return path
+
+        def show(stage, done, total):
+            self.status = f"Structure from motion: {stage} {done}/{total}" if total else \
+                f"Structure from motion: {stage} {done}"
+            self.host.wake()
+
+        def say(line):
+            self.status = line
+            self.host.wake()
+
+        folder, _ = ensure_sfm(path, log_fn=say, progress=False, on_progress=show)
+        return folder
 
     def start_training(self, dataset, config=None, process=None, resume=None, trainer=None) -> LiveTraining:
         """Train on ``dataset`` (a :class:`brushpy.data.Scene`) in this window, between frames.
