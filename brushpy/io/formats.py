@@ -133,6 +133,5 @@ def write_splats(path: str | os.PathLike, data, format: str | None = None, optio
             f"{path}: cannot tell which splat format to write (got {fmt or 'no known extension'}); "
             f"use one of {', '.join(WRITE_FORMATS)}"
         )
-    if not isinstance(data, SplatData):
-        data = SplatData.from_gpu(data)
+    data = SplatData.coerce(data, "write_splats")
     _module(fmt).write(path, data, option=option, **options)

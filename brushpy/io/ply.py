@@ -194,6 +194,19 @@ class SplatData:
         """Copy a :class:`brushpy.render.splats.Splats` back to the host."""
         return cls(**splats.numpy())
 
+    @classmethod
+    def coerce(cls, data, who: str) -> "SplatData":
+        """``data`` itself when it is a :class:`SplatData`, else a GPU ``Splats`` copied to the host.
+
+        Raises:
+            TypeError: ``data`` is neither (the message names the caller ``who``).
+        """
+        if isinstance(data, cls):
+            return data
+        if not hasattr(data, "numpy"):
+            raise TypeError(f"{who} needs a SplatData or Splats, not {type(data).__name__}")
+        return cls.from_gpu(data)
+
 
 # --------------------------------------------------------------------------- reading
 
@@ -563,10 +576,7 @@ def write_ply(path: str | os.PathLike, data, ascii: bool = False, comments=(), o
         WriteError: the file cannot be written (full disk, no permission...).
     """
     path = Path(path)
-    if not isinstance(data, SplatData):
-        if not hasattr(data, "numpy"):
-            raise TypeError(f"write_ply needs a SplatData or Splats, not {type(data).__name__}")
-        data = SplatData.from_gpu(data)
+    data = SplatData.coerce(data, "write_ply")
     n = data.num_splats
     k = data.sh_coeffs.shape[1]
     columns: list[tuple[str, np.ndarray]] = [(a, data.means[:, i]) for i, a in enumerate("xyz")]

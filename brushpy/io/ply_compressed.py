@@ -333,10 +333,7 @@ def write_compressed_ply(path: str | os.PathLike, data, option: str | None = Non
         WriteError: the file cannot be written.
     """
     path = Path(path)
-    if not isinstance(data, SplatData):
-        if not hasattr(data, "numpy"):
-            raise TypeError(f"write_compressed_ply needs a SplatData or Splats, not {type(data).__name__}")
-        data = SplatData.from_gpu(data)
+    data = SplatData.coerce(data, "write_compressed_ply")
     data = clean_non_finite(data, path)
     n = data.num_splats
     degree = data.sh_degree

@@ -122,6 +122,7 @@ import numpy as np
 from .. import __version__
 from .atomic import atomic_write
 from .ply import PlyFormatError, SplatData
+from .ply_compressed import morton_order
 
 __all__ = ["SogFormatError", "read_sog", "write_sog", "sniff", "read", "write", "SOG_WRITE_VERSION"]
 
@@ -512,21 +513,6 @@ def _log_transform(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
-def _morton_order(means: np.ndarray) -> np.ndarray:
-    """Indices sorting ``means`` along a 3D Z-curve (10 bits per axis over the bounding box)."""
-    n = means.shape[0]
-    if n < 2:
-        return np.arange(n)
-    lo, hi = means.min(0), means.max(0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    q = np.clip(((means - lo) / span * 1024.0).astype(np.int64), 0, 1023)
-    code = np.zeros(n, np.int64)
-    for bit in range(10):
-        for axis in range(3):
-            code |= ((q[:, axis] >> bit) & 1) << (3 * bit + axis)
-    return np.argsort(code, kind="stable")
-
-
 def _kmeans(points: np.ndarray, init: np.ndarray, iterations: int) -> np.ndarray:
     """k-means centroids of ``points`` [n, d] from ``init`` [k, d] (scipy's kmeans2; empty clusters keep their seed)."""
     from scipy.cluster.vq import kmeans2
@@ -742,7 +728,7 @@ def encode_sog(data: SplatData, order: str = "morton", seed: int = 0) -> dict[st
         if bad:
             raise ValueError(f"{bad} splats have non-finite {name}; SOG cannot store them (filter them first)")
     n = data.num_splats
-    idx = _morton_order(data.means.astype(np.float64)) if order == "morton" else np.arange(n)
+    idx = morton_order(data.means) if order == "morton" else np.arange(n)
     width = max(4, math.ceil(math.sqrt(n) / 4) * 4)
     height = max(4, math.ceil(n / width / 4) * 4)
     files: dict[str, bytes] = {}
@@ -840,10 +826,7 @@ def write_sog(path: str | os.PathLike, data, option: str | None = None, order: s
         WriteError: a file cannot be written (full disk, no permission...).
     """
     path = Path(path)
-    if not isinstance(data, SplatData):
-        if not hasattr(data, "numpy"):
-            raise TypeError(f"write_sog needs a SplatData or Splats, not {type(data).__name__}")
-        data = SplatData.from_gpu(data)
+    data = SplatData.coerce(data, "write_sog")
     files = encode_sog(data, order=order, seed=seed)
     if path.name.lower().endswith("meta.json"):
         for name, payload in files.items():

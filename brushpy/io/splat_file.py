@@ -160,10 +160,7 @@ def write_splat_file(path: str | os.PathLike, data, option: str | None = None, s
         WriteError: the file cannot be written.
     """
     path = Path(path)
-    if not isinstance(data, SplatData):
-        if not hasattr(data, "numpy"):
-            raise TypeError(f"write_splat_file needs a SplatData or Splats, not {type(data).__name__}")
-        data = SplatData.from_gpu(data)
+    data = SplatData.coerce(data, "write_splat_file")
     data = clean_non_finite(data, path)
     n = data.num_splats
     if data.sh_degree > 0:

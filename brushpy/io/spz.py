@@ -522,8 +522,7 @@ def write_spz(path, data, version: int = 3, option: str | None = None, sh_bits: 
     path = Path(path)
     if version not in WRITE_VERSIONS:
         raise ValueError(f"SPZ version {version!r} cannot be written; brushpy writes versions 3 and 4")
-    if not isinstance(data, SplatData):
-        data = SplatData.from_gpu(data)
+    data = SplatData.coerce(data, "write_spz")
     payload = encode_spz(data, version, name=str(path), sh_bits=sh_bits)
     with atomic_write(path, option=option) as f:
         f.write(payload)
