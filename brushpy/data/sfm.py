@@ -229,13 +229,13 @@ def mappers_available(pycolmap=None) -> tuple[str, ...]:
 @contextlib.contextmanager
 def _colmap_log(pycolmap, show: bool):
     """COLMAP's (glog) log: silenced unless ``show`` (its failures reach the user as brushpy's own
-    errors: exceptions, or too few registered images); the previous level is put back."""
+    errors: exceptions, or too few registered images); the previous level is put back when the
+    block ends normally."""
     previous = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = previous if show else max(previous, 3)  # 3: FATAL only
-    try:
-        yield
-    finally:
-        pycolmap.logging.minloglevel = previous
+    yield
+    # not on an exception: after Ctrl-C a COLMAP thread may still be finishing and logging
+    pycolmap.logging.minloglevel = previous
 
 
 def _call(pycolmap, stage: str, fn, *args, cancellable: bool = True, **kwargs):
@@ -264,7 +264,7 @@ def _call(pycolmap, stage: str, fn, *args, cancellable: bool = True, **kwargs):
     except BaseException:  # Ctrl-C / a stop signal: cancel COLMAP, then let it propagate
         if token is not None:
             token.cancel()
-            worker.join()
+        worker.join(None if token is not None else 5.0)  # an uncancellable call: wait a little
         raise
     exc = box.get("error")
     if exc is not None:
