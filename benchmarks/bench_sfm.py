@@ -40,14 +40,14 @@ def _poses(folder: Path, sub: str) -> dict[str, np.ndarray]:
 
 
 def _jumps(poses: dict[str, np.ndarray]) -> list[str]:
-    from brushpy.data.pose_compare import camera_centre
+    from brushpy.data.pose_compare import camera_centre, path_jumps
     from brushpy.data.scene import natural_key
 
     names = sorted(poses, key=natural_key)
     c = np.stack([camera_centre(poses[n]) for n in names])
     step = np.linalg.norm(np.diff(c, axis=0), axis=1)
     med = float(np.median(step))
-    return [f"{names[i]}->{names[i + 1]} ({step[i] / med:.1f}x)" for i in np.nonzero(step > 4 * med)[0]]
+    return [f"{names[i]}->{names[i + 1]} ({step[i] / med:.1f}x)" for i in path_jumps(c, ratio=4.0)]
 
 
 def _errors(cmp) -> dict:

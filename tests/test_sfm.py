@@ -339,3 +339,24 @@ def test_which_inputs_need_sfm(tmp_path):
     clip = tmp_path / "clip.MOV"
     clip.write_bytes(b"x")
     assert needs_sfm(clip) and default_sfm_dir(clip) == tmp_path / "clip_sfm"
+
+
+def test_path_jumps_find_a_folded_segment(caplog):
+    from types import SimpleNamespace
+
+    from brushpy.data.pose_compare import path_jumps
+    from brushpy.data.sfm import _warn_folded_path
+
+    angle = np.linspace(0, 1.5 * np.pi, 40)
+    orbit = np.stack([np.cos(angle), np.sin(angle), np.zeros_like(angle)], 1)
+    assert path_jumps(orbit) == []
+    folded = orbit.copy()
+    folded[15:22, :2] *= -1  # a segment put on the far side of the object
+    assert path_jumps(folded) == [14, 21]
+    assert path_jumps(orbit[np.random.default_rng(0).permutation(40)]) == []  # unordered: no jump stands out
+    images = {i: SimpleNamespace(name=f"{i:04d}.jpg", projection_center=lambda c=c: c) for i, c in enumerate(folded)}
+    model = SimpleNamespace(images=images, reg_image_ids=lambda: list(images))
+    with caplog.at_level("WARNING", logger="brushpy.data"):
+        _warn_folded_path(model, Path("photos"))
+    assert "jumps 2 time(s)" in caplog.text and "0014.jpg -> 0015.jpg" in caplog.text
+    assert "--matcher sequential" in caplog.text
