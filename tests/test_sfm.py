@@ -341,11 +341,11 @@ def test_which_inputs_need_sfm(tmp_path):
     assert needs_sfm(clip) and default_sfm_dir(clip) == tmp_path / "clip_sfm"
 
 
-def test_path_jumps_find_a_folded_segment(caplog):
+def test_path_jumps_find_a_folded_segment():
     from types import SimpleNamespace
 
     from brushpy.data.pose_compare import path_jumps
-    from brushpy.data.sfm import _warn_folded_path
+    from brushpy.data.sfm import _looks_folded, _path_jumps
 
     angle = np.linspace(0, 1.5 * np.pi, 40)
     orbit = np.stack([np.cos(angle), np.sin(angle), np.zeros_like(angle)], 1)
@@ -353,10 +353,58 @@ def test_path_jumps_find_a_folded_segment(caplog):
     folded = orbit.copy()
     folded[15:22, :2] *= -1  # a segment put on the far side of the object
     assert path_jumps(folded) == [14, 21]
-    assert path_jumps(orbit[np.random.default_rng(0).permutation(40)]) == []  # unordered: no jump stands out
-    images = {i: SimpleNamespace(name=f"{i:04d}.jpg", projection_center=lambda c=c: c) for i, c in enumerate(folded)}
-    model = SimpleNamespace(images=images, reg_image_ids=lambda: list(images))
+    shuffled = orbit[np.random.default_rng(0).permutation(40)]
+    assert path_jumps(shuffled) == []  # unordered: no jump stands out
+
+    def model(centres):
+        images = {i: SimpleNamespace(name=f"{i:04d}.jpg", projection_center=lambda c=c: c)
+                  for i, c in enumerate(centres)}
+        return SimpleNamespace(images=images, reg_image_ids=lambda: list(images))
+
+    jumps = _path_jumps(model(folded))
+    assert jumps == ["0014.jpg -> 0015.jpg", "0021.jpg -> 0022.jpg"]
+    assert _looks_folded(jumps, 40)
+    assert not _looks_folded(_path_jumps(model(orbit)), 40)
+    assert not _looks_folded(jumps, 8)  # too few cameras to tell
+    assert not _looks_folded(["a -> b"] * 9, 40)  # jumps everywhere: unordered photos, nothing folded
+
+
+def test_auto_keeps_a_sequential_retry_only_when_it_is_better():
+    from brushpy.data.sfm import _prefer_sequential
+
+    assert _prefer_sequential(71, 3, 71, 0, 36)  # the beer orbit
+    assert not _prefer_sequential(71, 3, 71, 3, 36)  # no fewer jumps
+    assert not _prefer_sequential(71, 3, 60, 0, 36)  # loses more than 5% of the cameras
+    assert not _prefer_sequential(40, 2, 30, 0, 36)  # under --min-registered
+
+
+@needs_pycolmap
+@needs_beer
+def test_auto_retries_sequential_matching_when_the_path_folds(beer12, tmp_path, monkeypatch, caplog):
+    """The exhaustive model is reported folded (one jump); the retry's path is smooth, so it is kept."""
+    from brushpy.data import sfm
+
+    calls = []
+    real = sfm._path_jumps
+
+    def fake(model):
+        calls.append(model.num_reg_images())
+        return ["0005.jpg -> 0006.jpg"] if len(calls) == 1 else real(model)
+
+    monkeypatch.setattr(sfm, "_path_jumps", fake)
+    out = tmp_path / "proj"
+    lines = []
     with caplog.at_level("WARNING", logger="brushpy.data"):
-        _warn_folded_path(model, Path("photos"))
-    assert "jumps 2 time(s)" in caplog.text and "0014.jpg -> 0015.jpg" in caplog.text
-    assert "--matcher sequential" in caplog.text
+        res = sfm.run_sfm(beer12, out, sfm.SfmOptions(max_image_size=320, progress=False), log_fn=lines.append)
+    assert len(calls) == 2
+    assert res.matcher == "sequential" and res.registered == 12
+    assert "matching (sequential retry)" in res.stage_seconds and "mapping (sequential retry)" in res.stage_seconds
+    record = json.loads((out / "sfm.json").read_text())
+    assert record["complete"] and record["matcher"] == "sequential"
+    assert record["auto_retry"]["kept"] == "sequential"
+    assert record["auto_retry"]["exhaustive"]["path_jumps"] == ["0005.jpg -> 0006.jpg"]
+    assert record["auto_retry"]["sequential"]["path_jumps"] == []
+    assert any("trying sequential matching" in ln for ln in lines)
+    assert "jumps" not in caplog.text  # the kept model is not folded: no warning
+    assert len(_poses(out, "sparse/0")) == 12
+    assert not (out / "sparse_sequential").exists() and not list(out.glob("**/features.db"))

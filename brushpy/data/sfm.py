@@ -13,7 +13,10 @@ brushpy's. The stages, each with a tqdm bar and its wall time in :attr:`SfmResul
 3. ``matching``: the image pairs of COLMAP's exhaustive or sequential pair generator
    (``auto``: sequential for video frames, exhaustive up to :data:`EXHAUSTIVE_MAX_IMAGES`
    images, sequential above; sequential = the next :data:`SEQUENTIAL_OVERLAP` images by name),
-   matched and geometrically verified in blocks.
+   matched and geometrically verified in blocks. When ``auto``'s exhaustive model looks like
+   ordered photos with a folded segment (the camera path in name order is smooth but for a
+   few jumps), matching and mapping are run again with sequential pairs on the same features
+   and the model with fewer jumps is kept (``sfm.json``: ``auto_retry``).
 4. ``mapping``: incremental mapping (COLMAP's ``mapper``) or, where the installed pycolmap has
    it, global mapping (GLOMAP); the model with the most registered images is kept. Fewer
    registered than :attr:`SfmOptions.min_registered` of the images (or fewer than 2) is an
@@ -159,7 +162,8 @@ class SfmResult:
         mean_reprojection_error: pixels, over all observations of the mapped model.
         matcher, mapper: what ran (``auto`` resolved).
         stage_seconds: wall time of each stage that ran (``frames``, ``features``,
-            ``matching``, ``mapping``, ``undistortion``).
+            ``matching``, ``mapping``, ``undistortion``; ``matching (sequential retry)`` and
+            ``mapping (sequential retry)`` where ``auto`` retried).
         skipped: images left out, with why (unreadable, or no features).
         unregistered: images COLMAP could not place.
         frames: video frames extracted (0 for a photo folder).
@@ -547,27 +551,50 @@ def _map(pycolmap, db_path: Path, image_root: Path, out: Path, n_images: int, ma
     return models or {}
 
 
-def _warn_folded_path(model, source: Path) -> None:
-    """Warn when the registered images, in name order, form a smooth camera path with a few
-    jumps (:func:`brushpy.data.pose_compare.path_jumps`): photos taken in order whose path
-    jumps were likely matched across a symmetric or repeated pattern by exhaustive matching
-    (the beer orbit: 3 jumps, 24.6 dB after training; sequential matching: none, 30.5 dB).
-    Unordered photos jump often or never by that much, and are not warned about."""
+def _path_jumps(model) -> list[str]:
+    """The jumps of the registered cameras' path in name order
+    (:func:`brushpy.data.pose_compare.path_jumps`), as ``"a.jpg -> b.jpg"``."""
     import numpy as np
 
     from .pose_compare import path_jumps
     from .scene import natural_key
 
     images = sorted((model.images[i] for i in model.reg_image_ids()), key=lambda im: natural_key(im.name))
-    if len(images) < 10:
-        return
+    if len(images) < 3:
+        return []
     jumps = path_jumps(np.stack([np.asarray(im.projection_center(), np.float64) for im in images]))
-    if 1 <= len(jumps) <= max(3, len(images) // 10):
-        where = ", ".join(f"{images[i].name} -> {images[i + 1].name}" for i in jumps[:4])
-        log.warning("%s: the camera path jumps %d time(s) between photos next to each other by name (%s); if the "
-                    "photos were taken in this order (video frames, a walk around the scene), a symmetric or "
-                    "repeated pattern was probably matched across the scene: try --matcher sequential",
-                    source, len(jumps), where)
+    return [f"{images[i].name} -> {images[i + 1].name}" for i in jumps]
+
+
+def _looks_folded(jumps: list[str], registered: int) -> bool:
+    """A smooth path in name order with a few jumps: photos taken in order (a video, a walk
+    around the scene) of which a segment was matched across a symmetric or repeated pattern
+    by exhaustive matching and folded onto the wrong side (the beer orbit: 3 jumps, 24.6 dB
+    after training; sequential matching: none, 30.5 dB). Unordered photos jump often or never
+    by that much (the beer cameras in a random order never step more than 3 median steps)."""
+    return registered >= 10 and 1 <= len(jumps) <= max(3, registered // 10)
+
+
+def _prefer_sequential(registered: int, jumps: int, seq_registered: int, seq_jumps: int, needed: int) -> bool:
+    """Whether ``auto`` keeps the sequential retry over a folded exhaustive model: it must
+    register enough images (``needed``, and at least 95% of the exhaustive model's) and its
+    camera path must jump fewer times."""
+    return seq_registered >= max(needed, math.ceil(0.95 * registered)) and seq_jumps < jumps
+
+
+def _reconstruct(pycolmap, db_path: Path, image_root: Path, sparse: Path, work: Path, usable: int, matcher: str,
+                 opts: SfmOptions, times: dict, say, suffix: str = ""):
+    """Match (``matcher``) and map into ``sparse``. Returns (models, key of the largest or None);
+    the stage times go into ``times`` (keys with ``suffix``)."""
+    t0 = time.perf_counter()
+    n_pairs, n_verified = _match(pycolmap, db_path, work, matcher, opts)
+    times["matching" + suffix] = time.perf_counter() - t0
+    say(f"matching: {n_verified} of {n_pairs} image pairs verified ({matcher})")
+    t0 = time.perf_counter()
+    models = _map(pycolmap, db_path, image_root, sparse, usable, opts.mapper, opts)
+    times["mapping" + suffix] = time.perf_counter() - t0
+    best_key = max(models, key=lambda k: models[k].num_reg_images(), default=None)
+    return models, best_key
 
 
 def _needed(total: int, opts: SfmOptions) -> int:
@@ -699,19 +726,45 @@ def run_sfm(source: str | Path, output: str | Path, options: SfmOptions | None =
             raise InputError(f"{source}: {usable} image(s) with features; structure from motion needs at least 2 "
                              "overlapping photos")
 
-        t0 = time.perf_counter()
-        n_pairs, n_verified = _match(pycolmap, db_path, work, matcher, opts)
-        times["matching"] = time.perf_counter() - t0
-        say(f"matching: {n_verified} of {n_pairs} image pairs verified ({matcher})")
-
-        t0 = time.perf_counter()
-        models = _map(pycolmap, db_path, image_root, work / "sparse", usable, opts.mapper, opts)
-        times["mapping"] = time.perf_counter() - t0
-        best_key = max(models, key=lambda k: models[k].num_reg_images(), default=None)
+        features_db = None
+        if opts.matcher == "auto" and matcher == "exhaustive":  # kept for a sequential retry
+            features_db = work / "features.db"
+            shutil.copyfile(db_path, features_db)
+        models, best_key = _reconstruct(pycolmap, db_path, image_root, work / "sparse", work, usable, matcher, opts,
+                                        times, say)
         best = models[best_key] if best_key is not None else None
         registered = best.num_reg_images() if best is not None else 0
         if registered < _needed(usable, opts):
             raise _too_few(registered, usable, len(models), matcher, opts)
+        jumps = _path_jumps(best) if matcher == "exhaustive" else []
+        if _looks_folded(jumps, registered) and features_db is not None:
+            say(f"the camera path jumps {len(jumps)} time(s) between photos next to each other by name "
+                f"({', '.join(jumps[:4])}): the photos look taken in order, trying sequential matching")
+            seq_db = work / "sequential.db"
+            shutil.copyfile(features_db, seq_db)
+            seq_models, seq_key = _reconstruct(pycolmap, seq_db, image_root, work / "sparse_sequential", work,
+                                               usable, "sequential", opts, times, say, suffix=" (sequential retry)")
+            seq = seq_models[seq_key] if seq_key is not None else None
+            seq_registered = seq.num_reg_images() if seq is not None else 0
+            seq_jumps = _path_jumps(seq) if seq is not None else []
+            keep = _prefer_sequential(registered, len(jumps), seq_registered, len(seq_jumps), _needed(usable, opts))
+            record["auto_retry"] = {"exhaustive": {"registered": registered, "path_jumps": jumps},
+                                    "sequential": {"registered": seq_registered, "path_jumps": seq_jumps},
+                                    "kept": "sequential" if keep else "exhaustive"}
+            say(f"sequential matching: {seq_registered} registered, {len(seq_jumps)} path jump(s) "
+                f"(exhaustive: {registered}, {len(jumps)}): keeping the {'sequential' if keep else 'exhaustive'} model")
+            if keep:
+                matcher, models, best_key, best, registered, jumps = \
+                    "sequential", seq_models, seq_key, seq, seq_registered, seq_jumps
+                os.replace(seq_db, db_path)
+                shutil.rmtree(work / "sparse", ignore_errors=True)
+                os.replace(work / "sparse_sequential", work / "sparse")
+        if _looks_folded(jumps, registered):
+            log.warning("%s: the camera path jumps %d time(s) between photos next to each other by name (%s); if "
+                        "the photos were taken in this order (video frames, a walk around the scene), a symmetric "
+                        "or repeated pattern was probably matched across the scene%s", source, len(jumps),
+                        ", ".join(jumps[:4]),
+                        "" if matcher == "sequential" or "auto_retry" in record else ": try --matcher sequential")
         reg_names = sorted(best.images[i].name for i in best.reg_image_ids())
         unregistered = sorted(set(names) - set(reg_names) - set(featureless))
         if unregistered:
@@ -719,8 +772,6 @@ def run_sfm(source: str | Path, output: str | Path, options: SfmOptions | None =
             shown = ", ".join(unregistered[:5]) + (f" and {more} more" if more > 0 else "")
             log.warning("%s: %d of %d images could not be placed and are left out: %s", source, len(unregistered),
                         usable, shown)
-        if matcher == "exhaustive":
-            _warn_folded_path(best, source)
         mean_err = float(best.compute_mean_reprojection_error())
         n_points = int(best.num_points3D())
         model_dir = work / "sparse" / str(best_key)
