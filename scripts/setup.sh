@@ -3,7 +3,7 @@
 # (Mesa's lavapipe on Linux), Xvfb for the GUI tests (with --test), and the
 # package itself with pip.
 #
-#   bash scripts/setup.sh          # runtime: driver + `pip install .[viewer,sfm]`
+#   bash scripts/setup.sh          # runtime: driver + `pip install .[viewer,sfm,video]`
 #   bash scripts/setup.sh --test   # also Xvfb and the test dependencies
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,5 +36,6 @@ fi
 
 extras="viewer,sfm"
 [ "$want_test" = 1 ] && extras="viewer,sfm,test"
+extras="$extras,video"  # PyAV: MP4 output of `brushpy render --path`
 echo "setup: pip install .[$extras]"
 $PY -m pip install -q --disable-pip-version-check ".[$extras]"

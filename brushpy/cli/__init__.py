@@ -275,7 +275,7 @@ def write_depth(path: Path, depth: np.ndarray, alpha: np.ndarray, near=None, far
 @main.command()
 @click.argument("scene", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="PNG file to write.")
+              help="PNG file to write, or an .mp4 video with --path.")
 @click.option("--width", type=click.IntRange(1, 16384), default=800, show_default=True, help="Image width in pixels.")
 @click.option("--height", type=click.IntRange(1, 16384), default=600, show_default=True, help="Image height in pixels.")
 @click.option("--fov", type=click.FloatRange(0.0, 180.0, min_open=True, max_open=True), default=50.0,
@@ -302,14 +302,45 @@ def write_depth(path: Path, depth: np.ndarray, alpha: np.ndarray, near=None, far
               help="Depth shown as the colormap's far end (PNG). Default: 98th percentile of the rendered depth.")
 @click.option("--depth-colormap", type=click.Choice(["turbo", "grey"]), default="turbo", show_default=True,
               help="Colormap of a --depth PNG: turbo (near blue, far red) or grey (near black, far white).")
-def render(scene, output, width, height, fov, position, look_at, up, background, sh_degree, alpha, depth_out,
-           depth_near, depth_far, depth_colormap):
-    """Render the splat file SCENE (INRIA or compressed PLY, SPZ, SOG, .splat) to a PNG.
+@click.option("--path", "camera_path", default=None, metavar="orbit|dataset|FILE.json",
+              help="Render a video (-o OUT.mp4) along a camera path: 'orbit' circles the scene's vertical axis "
+                   "through the look-at point, starting at the PNG's camera; 'dataset' flies smoothly through the "
+                   "cameras of --dataset (in image-name order); FILE.json plays a nerfstudio camera path "
+                   "(as the desktop viewer records). Needs pip install 'brushpy[video]'.")
+@click.option("--dataset", "dataset_path", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Dataset folder or .zip whose cameras --path dataset follows (COLMAP, nerfstudio, NeRF-synthetic, "
+                   "7-Scenes; the world the splats were trained in).")
+@click.option("--frames", type=click.IntRange(1, 100000), default=None,
+              help="Video frames of --path orbit/dataset. Default: 4 s at --fps (orbit), 5 frames per dataset camera.")
+@click.option("--seconds", type=click.FloatRange(0.0, 3600.0, min_open=True), default=None,
+              help="Video length of --path orbit/dataset (instead of --frames: seconds x fps frames).")
+@click.option("--fps", type=click.FloatRange(0.0, 240.0, min_open=True), default=None,
+              help="Video frame rate. Default: 30, or a camera-path file's own fps.")
+@click.option("--turns", type=float, default=1.0, show_default=True,
+              help="Turns of --path orbit (negative: the other way round).")
+@click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True,
+              help="H.264 quality of a video: x264's constant rate factor (0 best, 51 worst; 18 looks lossless).")
+@click.pass_context
+def render(ctx, scene, output, width, height, fov, position, look_at, up, background, sh_degree, alpha, depth_out,
+           depth_near, depth_far, depth_colormap, camera_path, dataset_path, frames, seconds, fps, turns, crf):
+    """Render the splat file SCENE (INRIA or compressed PLY, SPZ, SOG, .splat) to a PNG,
+    or with --path to an MP4 video along a camera path.
 
     The default camera frames the middle 96% of the splat centres (2-98 percentiles
     per axis) with the file's vertical axis up (else -y), looking horizontally at the
     scene's broadest side (see brushpy.io.framing).
     """
+    from . import video
+
+    if camera_path is not None or output.suffix.lower() == ".mp4":
+        if alpha or depth_out is not None:
+            raise click.BadParameter("videos have no alpha or depth; leave out --alpha/--depth with --path",
+                                     param_hint="'--path'")
+        video.check_video_options(output, camera_path, dataset_path, frames, seconds)
+    elif dataset_path is not None or any(v is not None for v in (frames, seconds, fps)) or \
+            ctx.get_parameter_source("crf") != click.core.ParameterSource.DEFAULT:
+        raise click.BadParameter("--dataset/--frames/--seconds/--fps/--crf describe a video; add --path "
+                                 "orbit|dataset|FILE.json and -o OUT.mp4", param_hint="'--path'")
     from PIL import Image
 
     from ..gpu import BufferTooLargeError, NoAdapterError
@@ -317,8 +348,8 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
     from ..io.formats import read_splats
     from ..io.framing import framing_camera, scene_up
 
-    if output.suffix.lower() != ".png":
-        raise click.BadParameter(f"{output} must end in .png", param_hint="'-o' / '--output'")
+    if camera_path is None and output.suffix.lower() != ".png":
+        raise click.BadParameter(f"{output} must end in .png (or .mp4 with --path)", param_hint="'-o' / '--output'")
     if depth_out is not None and depth_out.suffix.lower() not in (".png", ".npy"):
         raise click.BadParameter(f"{depth_out} must end in .png or .npy", param_hint="'--depth'")
     if depth_out is None and (depth_near is not None or depth_far is not None):
@@ -336,6 +367,14 @@ def render(scene, output, width, height, fov, position, look_at, up, background,
         )
     if up is None:
         up = scene_up(data.vertical_axis)
+    if camera_path is not None:
+        explicit = {name for name in ("width", "height", "fov")
+                    if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+        video.render_video(
+            data, scene, output, camera_path, width=width, height=height, fov=fov, position=position, look_at=look_at,
+            up=up, background=background, sh_degree=sh_degree, dataset_path=dataset_path, frames=frames,
+            seconds=seconds, fps=fps, turns=turns, crf=crf, explicit=explicit)
+        return
     try:
         camera = framing_camera(data.means, width, height, fov, position=position, look_at=look_at, up=up)
     except ValueError as exc:
