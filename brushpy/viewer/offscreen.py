@@ -128,22 +128,20 @@ def render_camera_path(
 
 def orbit_path(center, radius: float, num_frames: int, width: int, height: int, fov_y_deg: float = 50.0,
                elevation_deg: float = 15.0, up=(0.0, -1.0, 0.0)) -> list[Camera]:
-    """Cameras circling ``center`` at ``radius`` (a turntable shot), looking at it.
+    """Cameras circling ``center`` at ``radius`` (a turntable shot), looking at it, ``elevation_deg``
+    above the horizontal plane (:func:`brushpy.io.camera_path.orbit_cameras` from a start point).
 
     ``up`` is the world up direction (default ``-y``, as COLMAP / INRIA scenes).
     """
+    from ..io.camera_path import orbit_cameras
+
     up = np.asarray(up, np.float64)
     up = up / np.linalg.norm(up)
-    # two unit vectors spanning the horizontal plane
+    # a unit vector in the horizontal plane: where the orbit starts
     helper = np.array([1.0, 0.0, 0.0]) if abs(up[0]) < 0.9 else np.array([0.0, 0.0, 1.0])
     a = np.cross(up, helper)
     a /= np.linalg.norm(a)
-    b = np.cross(up, a)
-    center = np.asarray(center, np.float64)
     el = np.deg2rad(elevation_deg)
-    cams = []
-    for i in range(int(num_frames)):
-        t = 2 * np.pi * i / max(1, int(num_frames))
-        d = np.cos(el) * (np.cos(t) * a + np.sin(t) * b) + np.sin(el) * up
-        cams.append(Camera.look_at(center + radius * d, center, up, fov_y_deg, width, height))
-    return cams
+    center = np.asarray(center, np.float64)
+    start = center + radius * (np.cos(el) * a + np.sin(el) * up)
+    return orbit_cameras(start, center, up, num_frames, fov_y_deg, width, height)
