@@ -23,7 +23,15 @@ nothing changes.
 
 Keys: left drag orbit, right drag look around, middle drag / Ctrl + left drag
 pan, wheel zoom, W/A/S/D/Q/E fly (Shift: faster), F fullscreen, Home frame
-the scene, H hide / show the panels, V colour / depth view. A path dropped on the window opens it.
+the scene, H hide / show the panels, V colour / depth view, R start / stop
+recording the camera path. A path dropped on the window opens it.
+
+Camera path recording (R, or the "Camera path" panel): while recording, every
+frame is drawn and its camera kept with its time (:attr:`ViewerApp.recorder`, a
+:class:`~brushpy.io.camera_path.PathRecorder`); stopping resamples the path at
+30 fps and writes it atomically as a nerfstudio camera-path JSON
+(:attr:`ViewerApp.record_path`), which ``brushpy render SCENE --path FILE.json
+-o out.mp4`` plays back at the window's size.
 
 Live training: opening a dataset (or :meth:`ViewerApp.start_training`, used
 by ``brushpy train --viewer``) trains in this process between frames (see
@@ -36,12 +44,15 @@ to export first.
 from __future__ import annotations
 
 import functools
+import re
 import time
+from pathlib import Path
 
 import numpy as np
 import wgpu
 
 from ..gpu import get_context
+from ..io.camera_path import PathRecorder
 from ..io.framing import scene_up
 from ..render.camera import Camera
 from ..render.splats import Splats
@@ -135,6 +146,11 @@ class ViewerApp:
         frame_count: frames drawn so far.
         last_capture: RGBA uint8 [H,W,4] of the frame captured after
             :meth:`request_capture` (the window's content, panels included).
+        recorder: the :class:`~brushpy.io.camera_path.PathRecorder` of the camera path.
+        record_path: where :meth:`stop_recording` writes the path (default ``camera_path.json``
+            in the working folder; a free ``camera_path_N.json`` when that exists).
+        record_message: the last recording line shown in the panel ("saved ...", an error).
+        clock: the recorder's clock (seconds; ``time.perf_counter``; tests set their own).
 
     Raises:
         NoDisplayError: when no window can be opened.
@@ -230,6 +246,10 @@ class ViewerApp:
         self.last_capture: np.ndarray | None = None
         self.capture_count = 0
         self._render_key_failed = None
+        self.recorder = PathRecorder(fps=30.0)
+        self.record_path = _free_name(Path.cwd() / "camera_path.json")
+        self.record_message = ""
+        self.clock = time.perf_counter
 
         if splats is not None:
             self.set_scene(SplatScene.from_splats(splats, name=name))
@@ -421,6 +441,51 @@ class ViewerApp:
             elif action == "toggle_view_mode":  # colour <-> depth
                 self.settings.view_mode = "depth" if self.settings.view_mode == "color" else "color"
                 self.request_draw()
+            elif action == "toggle_recording":
+                self.toggle_recording()
+
+    # -- camera path recording ---------------------------------------------------------------
+    def start_recording(self) -> None:
+        """Record the camera of every frame from now on (frames are drawn continuously meanwhile)."""
+        self.recorder.start()
+        self.record_message = f"recording to {self.record_path}"
+        self.request_draw()
+
+    def stop_recording(self, save: bool = True) -> Path | None:
+        """Stop recording and, with ``save``, write the path to :attr:`record_path` (nerfstudio
+        camera-path JSON at 30 fps, the window's size rounded down to even numbers, atomically).
+
+        Returns the file written, or None (not saved, nothing recorded, or a write error, which
+        is shown in the panel and in :attr:`record_message`; the viewer goes on).
+        """
+        rec = self.recorder
+        was = rec.recording
+        rec.stop()
+        self.request_draw()
+        if not (save and was):
+            return None
+        if not rec.samples:
+            self.record_message = "nothing recorded (no frame was drawn)"
+            return None
+        w, h = self.canvas.get_physical_size()
+        target = Path(self.record_path)
+        try:
+            path = rec.save(target, width=max(2, w - w % 2), height=max(2, h - h % 2))
+        except Exception as exc:  # a full disk or a bad folder must not close the viewer
+            self.record_message = f"camera path not saved: {exc}"
+            self.error = self.record_message
+            return None
+        self.record_message = (f"saved {len(path.cameras)} frames ({path.seconds:.1f} s) to {target}; "
+                               f"play: brushpy render SCENE --path {target} -o out.mp4")
+        self.record_path = _free_name(target)
+        return target
+
+    def toggle_recording(self) -> Path | None:
+        """Start recording, or stop and save (:meth:`stop_recording`)."""
+        if self.recorder.recording:
+            return self.stop_recording()
+        self.start_recording()
+        return None
 
     # -- drawing -----------------------------------------------------------------------------
     def _view_moving(self) -> bool:
@@ -500,6 +565,8 @@ class ViewerApp:
             self.view.invalidate()
         self.controller.update(dt)
         image = self._render_splats()
+        if self.recorder.recording and self.scene is not None:
+            self.recorder.add(self.clock(), self.current_camera())
 
         texture = self.context.get_current_texture()
         w, h = texture.size[0], texture.size[1]
@@ -529,7 +596,8 @@ class ViewerApp:
         self.frame_ms = 1000.0 * (time.perf_counter() - t0)
         if self._extra_frames > 0:
             self._extra_frames -= 1
-        if self.controller.is_moving or session.loading or self._extra_frames > 0 or session.training_running:
+        if (self.controller.is_moving or session.loading or self._extra_frames > 0 or session.training_running
+                or self.recorder.recording):
             self.canvas.request_draw()
 
     def _read_texture(self, texture) -> np.ndarray:
@@ -554,6 +622,18 @@ class ViewerApp:
     def close(self):
         """Close the window."""
         self.canvas.close()
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``<stem>_N<suffix>`` beside it with the smallest N >= 1 that does not exist."""
+    path = Path(path)
+    stem = re.sub(r"_\d+$", "", path.stem)  # camera_path_2 -> camera_path_3, not camera_path_2_1
+    n = 0
+    candidate = path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{stem}_{n}{path.suffix}")
+    return candidate
 
 
 __all__ = ["NoDisplayError", "ViewerApp", "looks_like_dataset"]

@@ -21,7 +21,8 @@ from typing import Callable
 from .camera import FLY_KEYS, CameraController
 
 #: Keys that trigger app actions rather than camera motion.
-ACTION_KEYS = {"f": "toggle_fullscreen", "Home": "frame_scene", "h": "toggle_panels", "v": "toggle_view_mode"}
+ACTION_KEYS = {"f": "toggle_fullscreen", "Home": "frame_scene", "h": "toggle_panels", "v": "toggle_view_mode",
+               "r": "toggle_recording"}
 
 
 class InputMapper:
@@ -36,7 +37,8 @@ class InputMapper:
 
     Attributes:
         actions: names of app actions triggered since the app last cleared it
-            (``"toggle_fullscreen"``, ``"frame_scene"``, ``"toggle_panels"``, ``"toggle_view_mode"``).
+            (``"toggle_fullscreen"``, ``"frame_scene"``, ``"toggle_panels"``, ``"toggle_view_mode"``,
+            ``"toggle_recording"``).
         drag_mode: ``"orbit"``, ``"look"``, ``"pan"`` or None.
     """
 

@@ -22,7 +22,7 @@ HELP_TEXT = (
     "Middle drag / Ctrl+left drag: pan    Wheel: zoom\n"
     "W/A/S/D fly, Q/E down/up, Shift faster\n"
     "Home: frame scene    F: fullscreen    H: hide panels\n"
-    "V: colour / depth view"
+    "V: colour / depth view    R: record camera path"
 )
 CLOSE_PROMPT = "Close while training?"
 
@@ -86,6 +86,8 @@ class ViewerPanels:
                 self.settings_panel(imgui)
             if imgui.collapsing_header("Stats", imgui.TreeNodeFlags_.default_open):
                 self.stats_panel(imgui)
+            if imgui.collapsing_header("Camera path"):
+                self.camera_path_panel(imgui)
             if imgui.collapsing_header("Controls"):
                 imgui.text(HELP_TEXT)
         self.gui_active = imgui.is_any_item_active()
@@ -214,6 +216,26 @@ class ViewerPanels:
         imgui.text(f"Render size: {rw} x {rh}")
         imgui.text(f"GPU: {info.get('device', '?')}")
         imgui.text(f"Backend: {info.get('backend_type', '?')}  {info.get('adapter_type', '')}")
+
+    def camera_path_panel(self, imgui) -> None:
+        """Record the camera's path to a nerfstudio camera-path JSON (the file field; Record / Stop
+        and save, also the R key); ``brushpy render SCENE --path FILE.json -o out.mp4`` plays it."""
+        app = self.app
+        rec = app.recorder
+        changed, text = imgui.input_text("##record_path", str(app.record_path))
+        if changed and text.strip():
+            app.record_path = text.strip()
+        if rec.recording:
+            if imgui.button("Stop and save (R)"):
+                app.stop_recording()
+            imgui.same_line()
+            imgui.text_colored((1.0, 0.35, 0.3, 1.0), f"REC {rec.duration_s:.1f} s")
+        elif imgui.button("Record path (R)"):
+            app.start_recording()
+        if app.record_message:
+            imgui.push_text_wrap_pos(320)
+            imgui.text_disabled(app.record_message)
+            imgui.pop_text_wrap_pos()
 
     def training_panel(self, imgui) -> None:
         """Progress, speed, loss and PSNR with their plots; pause, export, evaluate and finish buttons;
