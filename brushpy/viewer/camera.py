@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..io.camera_path import vertical_fov_deg
 from ..render.bounds import FRAMING_PERCENTILE, scene_bounds
 from ..render.camera import Camera
 
@@ -279,7 +280,7 @@ class CameraController:
         c2w = camera.camera_to_world
         self.set_pose(c2w[:3, 3], c2w[:3, :3], focus_distance)
         if match_fov:
-            self.fov_y_deg = math.degrees(2.0 * math.atan(0.5 * camera.height / camera.fy))
+            self.fov_y_deg = vertical_fov_deg(camera)
 
     def frame(self, lo, hi, aspect: float = 1.0, margin: float = 1.1):
         """Fit the box ``[lo, hi]`` in view, keeping the viewing direction.
