@@ -130,6 +130,8 @@ def test_dataset_path_runs_through_the_dataset_cameras(tmp_path):
     (["--crf", "3", "-o", "v.png"], "describe a video; add --path"),
     (["--path", "orbit", "--alpha", "-o", "v.mp4"], "videos have no alpha or depth"),
     (["--path", "p.json", "--frames", "3", "-o", "v.mp4"], "sets its own frames"),
+    (["--path", "p.json", "--position", "0", "0", "1", "-o", "v.mp4"], "--position place the orbit's camera"),
+    (["--path", "dataset", "--dataset", ".", "--turns", "2", "-o", "v.mp4"], "--path dataset brings its own cameras"),
 ])
 def test_bad_video_options(tmp_path, args, message):
     res = run("render", EXAMPLE, *[str(tmp_path / a) if a.startswith(("v.", "p.")) else a for a in args])

@@ -336,7 +336,10 @@ def render(ctx, scene, output, width, height, fov, position, look_at, up, backgr
         if alpha or depth_out is not None:
             raise click.BadParameter("videos have no alpha or depth; leave out --alpha/--depth with --path",
                                      param_hint="'--path'")
-        video.check_video_options(output, camera_path, dataset_path, frames, seconds)
+        given = [flag for flag, value in (("--position", position), ("--look-at", look_at)) if value is not None]
+        if ctx.get_parameter_source("turns") != click.core.ParameterSource.DEFAULT:
+            given.append("--turns")
+        video.check_video_options(output, camera_path, dataset_path, frames, seconds, tuple(given))
     elif dataset_path is not None or any(v is not None for v in (frames, seconds, fps)) or \
             ctx.get_parameter_source("crf") != click.core.ParameterSource.DEFAULT:
         raise click.BadParameter("--dataset/--frames/--seconds/--fps/--crf describe a video; add --path "

@@ -26,13 +26,14 @@ ORBIT_SECONDS = 4.0
 FRAMES_PER_VIEW = 5
 
 
-def check_video_options(output: Path, camera_path, dataset_path, frames, seconds) -> None:
+def check_video_options(output: Path, camera_path, dataset_path, frames, seconds, orbit_only=()) -> None:
     """Check the video options of ``brushpy render`` before anything is loaded.
 
     Raises:
         click.BadParameter: an ``.mp4`` without ``--path``, ``--path`` with another output, an
             unknown ``--path``, ``--dataset`` without ``--path dataset`` (or the other way round),
-            ``--frames`` with ``--seconds``, or either with a camera-path file.
+            ``--frames`` with ``--seconds``, either with a camera-path file, or an option of
+            ``orbit_only`` (the names of the orbit's camera options given) with another path.
     """
     if camera_path is None:
         raise click.BadParameter(f"{output} is a video; choose its camera path with --path orbit|dataset|FILE.json",
@@ -52,6 +53,9 @@ def check_video_options(output: Path, camera_path, dataset_path, frames, seconds
                                  param_hint="'--dataset'")
     if frames is not None and seconds is not None:
         raise click.BadParameter("give the video length as --frames or as --seconds, not both", param_hint="'--frames'")
+    if orbit_only and camera_path != "orbit":
+        raise click.BadParameter(f"{'/'.join(orbit_only)} place the orbit's camera; --path {camera_path} brings its "
+                                 "own cameras", param_hint=f"'{orbit_only[0]}'")
     if is_file and (frames is not None or seconds is not None):
         raise click.BadParameter(f"{camera_path} sets its own frames (one per camera_path entry); leave out "
                                  "--frames/--seconds", param_hint="'--frames'")
