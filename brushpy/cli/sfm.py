@@ -32,7 +32,8 @@ from ..data.sfm import CAMERA_MODELS, MAPPERS, MATCHERS, SfmOptions
                    "output images keep their size).")
 @click.option("--matcher", type=click.Choice(MATCHERS), default="auto", show_default=True,
               help="Image pairs to match: every pair (exhaustive), or neighbours in name order (sequential). auto: "
-                   "sequential for a video or more than 100 images, else exhaustive.")
+                   "sequential for a video or more than 100 images, else exhaustive, retried with sequential "
+                   "pairs when the exhaustive camera path folds (ordered photos of a symmetric object).")
 @click.option("--mapper", type=click.Choice(MAPPERS), default="incremental", show_default=True,
               help="COLMAP's incremental mapper, or global mapping (GLOMAP; needs a pycolmap that has it).")
 @click.option("--min-registered", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
