@@ -36,5 +36,7 @@ fi
 
 extras="viewer,sfm"
 [ "$want_test" = 1 ] && extras="viewer,sfm,test"
+# the Rerun test runs in CI (rerun-sdk: a 170 MB wheel, so [test] leaves it out for users)
+[ "$want_test" = 1 ] && extras="$extras,rerun"
 echo "setup: pip install .[$extras]"
 $PY -m pip install -q --disable-pip-version-check ".[$extras]"
