@@ -48,6 +48,7 @@ from __future__ import annotations
 import atexit
 import logging
 import re
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +201,7 @@ class ExperimentLogs:
         self._time_sum = self._time_n = 0.0
         self._closed = False
         if self.sinks:
-            atexit.register(self.close)  # the viewer has no end-of-run hook; flushing twice is harmless
+            _OPEN.add(self)  # closed at exit (the viewer has no end-of-run hook), or when collected
 
     @property
     def enabled(self) -> bool:
@@ -306,10 +307,23 @@ class ExperimentLogs:
         self._closed = True
         self._each("close")
         self.sinks = []
+        _OPEN.discard(self)
+
+    def __del__(self):
         try:
-            atexit.unregister(self.close)
-        except Exception:  # noqa: BLE001 - interpreter shutting down
+            self.close()
+        except Exception:  # noqa: BLE001 - best effort at garbage collection
             pass
+
+
+#: Logs not closed yet; held weakly so an abandoned run's trainer can be freed.
+_OPEN: "weakref.WeakSet[ExperimentLogs]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_logs() -> None:
+    for logs in list(_OPEN):
+        logs.close()
 
 
 def open_experiment_logs(trainer, process, export_dir: Path, dataset_name: str) -> ExperimentLogs:
