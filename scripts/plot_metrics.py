@@ -95,7 +95,7 @@ def plot(panels: list[tuple[str, list[str]]], out: Path, metric: str = "psnr", l
             ax.set_title(panel_title, fontsize=11)
         ax.set_xlim(left=0)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=9, loc="lower right" if metric in ("psnr", "ssim") else "best")
+        ax.legend(fontsize=9, loc="best")
     if title:
         fig.suptitle(title, fontsize=12)
     fig.tight_layout()
