@@ -258,3 +258,46 @@ def test_lpips_in_evaluation_metrics_and_logs(gpu, tmp_path):
     assert all(0.0 <= m["lpips"] < 1.0 for m in metrics)
     if HAS_TENSORBOARD:
         assert [e.step for e in _accumulator(out / "logs").Scalars("eval/lpips")] == [5, 10]
+
+
+class _StandInLpips:
+    """Scores every view 0.25 except those of one size it cannot score (None), as LpipsMetric.score_or_none."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def score_or_none(self, render, gt):
+        assert render.shape == gt.shape and render.dtype == np.float32 and 0 <= render.min() <= render.max() <= 1
+        self.calls += 1
+        return None if self.calls == 2 else 0.25
+
+
+@requires_tensorboard
+def test_lpips_reaches_metrics_jsonl_and_logs(gpu, tmp_path):
+    """The --eval-lpips path from evaluation to metrics.jsonl and TensorBoard, with a stand-in for the torch model."""
+    from brushpy.train.stream import RunOutputs, TrainStream
+    from brushpy.train.trainer import Trainer
+
+    scene = tiny_scene(max_frames=6, resolution=16)
+    process = ProcessConfig(eval_every=3, export_every=0, export_path=str(tmp_path / "out"), log_every=3)
+    trainer = Trainer(scene, tiny_config(total_steps=6), process)
+    outputs = RunOutputs(trainer, process, scene.name)
+    outputs.lpips = _StandInLpips()
+    list(TrainStream(trainer, outputs))
+    outputs.logs.close()
+    metrics = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["lpips"] for m in metrics] == [0.25, 0.25]  # a view it could not score is left out of the mean
+    assert outputs.lpips.calls == 2 * len(scene.eval_views)
+    assert [e.step for e in _accumulator(tmp_path / "out" / "logs").Scalars("eval/lpips")] == [3, 6]
+
+
+def test_lpips_score_or_none_warns_once(caplog):
+    from brushpy.train.perceptual import LpipsMetric
+
+    metric = LpipsMetric.__new__(LpipsMetric)  # no torch needed: the size check comes first
+    small = np.zeros((16, 16, 3), np.float32)
+    with pytest.raises(ValueError, match="at least 32x32"):
+        metric(small, small)
+    with caplog.at_level(logging.WARNING, logger="brushpy"):
+        assert metric.score_or_none(small, small) is None and metric.score_or_none(small, small) is None
+    assert sum("LPIPS left out" in r.getMessage() for r in caplog.records) == 1

@@ -22,6 +22,7 @@ with perceptual distance (about 0.1 to 0.3 for splatting results at 30k steps wi
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -81,6 +82,9 @@ class LpipsMetric:
         net: ``alex`` or ``vgg`` (``--lpips-net``).
         weights: the backbone's torchvision weights file (``--lpips-weights``; default: torch's hub cache).
 
+    Calling it raises ``ValueError`` for images it cannot score; :meth:`score_or_none` (what an
+    evaluation during training uses) warns once and returns None instead, so LPIPS never stops a run.
+
     Raises:
         OptionError: torch, torchvision, lpips or the weights are missing (the message says how to get them),
             or the weights file does not fit the backbone.
@@ -102,6 +106,16 @@ class LpipsMetric:
         _load_backbone(model.net, self.path, torch)
         self.model = model.eval().to(self.device)
         self._torch = torch
+
+    def score_or_none(self, render: np.ndarray, gt: np.ndarray) -> float | None:
+        """:meth:`__call__`, or None (with one warning per run) when it fails."""
+        try:
+            return self(render, gt)
+        except Exception as exc:  # noqa: BLE001 - a metric must not stop training
+            if not getattr(self, "_warned", False):
+                self._warned = True
+                logging.getLogger(__name__).warning("LPIPS left out of this evaluation: %s", exc)
+            return None
 
     def __call__(self, render: np.ndarray, gt: np.ndarray) -> float:
         """LPIPS of ``render`` against ``gt`` (float [H,W,3] in [0, 1]); images under 32 px a side are

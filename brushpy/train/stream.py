@@ -207,7 +207,8 @@ class RunOutputs:
         """Evaluate now and append a line to ``metrics.jsonl``; returns the line (None: no eval views)."""
         trainer = self.trainer
         save = self.out_dir / f"eval_{trainer.step_count}" if self.process.eval_save_to_disk else None
-        res = trainer.evaluate(save_dir=save, keep_images=self.logs.eval_image_views, lpips=self.lpips)
+        res = trainer.evaluate(save_dir=save, keep_images=self.logs.eval_image_views,
+                               lpips=self.lpips.score_or_none if self.lpips is not None else None)
         if not res:
             return None
         self.last_images = res.get("images", [])

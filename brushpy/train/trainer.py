@@ -390,9 +390,9 @@ class Trainer:
             keep_images: return the first this many views' images as ``out["images"]``,
                 a list of ``(name, render, gt)`` with ``render``/``gt`` float32 [H,W,3] in [0,1]
                 (for the experiment logs).
-            lpips: a callable ``(render, gt) -> float`` on such arrays (a
-                :class:`brushpy.train.perceptual.LpipsMetric`): each view and the result then
-                get ``lpips``, the result the mean over views (lower is better).
+            lpips: a callable ``(render, gt) -> float | None`` on such arrays
+                (:meth:`brushpy.train.perceptual.LpipsMetric.score_or_none`): each view it scores
+                and the result then get ``lpips``, the result the mean over them (lower is better).
         """
         views = self.scene.eval_views if views is None else views
         if not views:
@@ -427,8 +427,9 @@ class Trainer:
                     self._save_eval_png(Path(save_dir) / f"{Path(view.name).stem}.png", rgb)
                 if lpips is not None or i < keep_images:
                     gt_rgb = np.clip(gt.numpy(), 0.0, 1.0)
-                    if lpips is not None:
-                        lpips_values[i] = float(lpips(rgb, gt_rgb))
+                    value = lpips(rgb, gt_rgb) if lpips is not None else None
+                    if value is not None:  # (None: the metric could not score this view)
+                        lpips_values[i] = float(value)
                     if i < keep_images:
                         images.append((view.name, rgb, gt_rgb))
         per_view = metrics.read()
