@@ -37,5 +37,7 @@ fi
 extras="viewer,sfm"
 [ "$want_test" = 1 ] && extras="viewer,sfm,test"
 extras="$extras,video"  # PyAV: MP4 output of `brushpy render --path`
+# the Rerun test runs in CI (rerun-sdk: a 170 MB wheel, so [test] leaves it out for users)
+[ "$want_test" = 1 ] && extras="$extras,rerun"
 echo "setup: pip install .[$extras]"
 $PY -m pip install -q --disable-pip-version-check ".[$extras]"

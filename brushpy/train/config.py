@@ -140,6 +140,24 @@ class ProcessConfig:
     export_format: str = _opt("ply", "Export file format: `ply` (INRIA 3DGS), `compressed.ply` (PlayCanvas), `spz` "
                                      "(Niantic), `sog` (PlayCanvas), `splat` (antimatter15).",
                               choices=WRITE_FORMATS, brush_flag=False, brush_default="ply")
+    # Experiment logs (brushpy.train.experiment_logs): TensorBoard event files, a Rerun recording, LPIPS.
+    log_dir: str | None = _opt("{export_path}/logs", "Folder for TensorBoard event files (loss, PSNR/SSIM, splat count, "
+                                                     "learning rates, step time, eval images; {export_path} = the "
+                                                     "export folder, {dataset} = dataset name); `none` turns them off.",
+                               brush_flag=False)
+    log_every: int = _opt(50, "Write the training scalars to the logs every this many steps.", min=1,
+                          brush_flag=False)
+    rerun: str | None = _opt(None, "Also log to this Rerun recording (FILE.rrd; open with `rerun FILE.rrd`): the "
+                                   "same scalars and images, and the splats as points at each evaluation. "
+                                   "Needs pip install 'brushpy[rerun]'.", brush_flag=False)
+    eval_lpips: bool = _opt(False, "Also compute LPIPS at each evaluation (the `lpips` package on torch; needs its "
+                                   "backbone weights on this machine, see --lpips-weights). Needs pip install "
+                                   "'brushpy[lpips]'.", brush_flag=False)
+    lpips_net: str = _opt("alex", "LPIPS backbone: `alex` (AlexNet, the usual one for splatting papers) or `vgg`.",
+                          choices=("alex", "vgg"), brush_flag=False)
+    lpips_weights: str | None = _opt(None, "The backbone's torchvision ImageNet weights (.pth); default: torch's hub "
+                                           "cache, $TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth (vgg: "
+                                           "vgg16-397923af.pth). Never downloaded by brushpy.", brush_flag=False)
 
 
 def dataset_train_defaults(scene) -> dict:

@@ -155,8 +155,10 @@ def _run(trainer: Trainer, outputs: RunOutputs, total: int, progress: bool, log,
         reason = "interrupted" if stop.signum == signal.SIGINT else str(stop)
     except TrainingError:
         bar.close()
+        outputs.logs.close()
         raise
     bar.close()
+    outputs.logs.close()  # flush the TensorBoard / Rerun logs (an interrupted run's included)
     if reason is not None:
         summary.interrupted = True
         path = outputs.export()

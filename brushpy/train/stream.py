@@ -33,7 +33,10 @@ by the dataset name), by :class:`RunOutputs`:
   by ``run_training``); ``brushpy train --resume <file>`` continues from it;
 * ``metrics.jsonl``, one JSON line per evaluation:
   ``{"step", "psnr", "ssim", "num_splats", "elapsed_s", "steps_per_s"}``;
-* ``eval_{step}/`` renders when ``--eval-save-to-disk``.
+* ``eval_{step}/`` renders when ``--eval-save-to-disk``;
+* ``logs/`` (``--log-dir``): TensorBoard event files, and ``--rerun FILE.rrd``, written by
+  :class:`~brushpy.train.experiment_logs.ExperimentLogs` from this stream's events (each event
+  is handed to ``outputs.logs`` before its consumer sees it).
 
 Every file is written atomically (:mod:`brushpy.io.atomic`: a temp file, then a
 rename), so an interrupted or failed write keeps the previous file; a folder that
@@ -47,9 +50,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Mapping, Union
 
 import numpy as np
 
@@ -58,6 +61,7 @@ from ..gpu import gpu_memory_stats
 from ..io.atomic import append_line, atomic_write, ensure_writable_dir, read_jsonl
 from ..io.edit import with_format_extension
 from .config import ProcessConfig
+from .experiment_logs import open_experiment_logs
 from .trainer import RunSummary, StepInfo, Trainer
 
 
@@ -161,14 +165,28 @@ class RunOutputs:
         clock: seconds of training so far (default: wall time since this
             object was made; the viewer passes one that stops while paused).
 
+    Attributes:
+        logs: the run's :class:`~brushpy.train.experiment_logs.ExperimentLogs` (TensorBoard, Rerun).
+        lpips: the :class:`~brushpy.train.perceptual.LpipsMetric` of ``--eval-lpips`` (else None).
+        last_images: ``(name, render, gt)`` of the last evaluation's first views, for the logs.
+
     Raises:
-        InputError: the export folder cannot be created or written to (names ``--export-path``).
+        InputError: the export folder cannot be created or written to (names ``--export-path``); the
+            same for ``--log-dir`` and ``--rerun``; ``--eval-lpips`` without torch, lpips or the
+            backbone's weights (says how to get them).
     """
 
     def __init__(self, trainer: Trainer, process: ProcessConfig, dataset_name: str, clock=None):
         self.trainer = trainer
         self.process = process
         self.out_dir = ensure_writable_dir(export_dir_for(process, dataset_name), "--export-path")
+        self.lpips = None
+        if process.eval_lpips:
+            from .perceptual import LpipsMetric
+
+            self.lpips = LpipsMetric(process.lpips_net, process.lpips_weights)
+        self.logs = open_experiment_logs(trainer, process, self.out_dir, dataset_name)
+        self.last_images: list = []
         self.metrics_path = self.out_dir / METRICS_NAME
         self.summary = RunSummary(steps=trainer.step_count, elapsed_s=0.0, num_splats=trainer.splats.num_splats)
         self.start_step = trainer.step_count
@@ -189,9 +207,11 @@ class RunOutputs:
         """Evaluate now and append a line to ``metrics.jsonl``; returns the line (None: no eval views)."""
         trainer = self.trainer
         save = self.out_dir / f"eval_{trainer.step_count}" if self.process.eval_save_to_disk else None
-        res = trainer.evaluate(save_dir=save)
+        res = trainer.evaluate(save_dir=save, keep_images=self.logs.eval_image_views,
+                               lpips=self.lpips.score_or_none if self.lpips is not None else None)
         if not res:
             return None
+        self.last_images = res.get("images", [])
         steps_done = trainer.step_count - self.start_step
         elapsed = self.elapsed()
         line = {
@@ -204,6 +224,8 @@ class RunOutputs:
         }
         if "depth_abs_rel" in res:  # eval views with depth maps
             line["depth_abs_rel"] = res["depth_abs_rel"]
+        if "lpips" in res:  # --eval-lpips
+            line["lpips"] = res["lpips"]
         append_line(self.metrics_path, json.dumps(line), option="--export-path")  # fsync'd; read back with read_metrics
         self.summary.history.append(line)
         self.summary.psnr, self.summary.ssim = res["psnr"], res["ssim"]
@@ -248,6 +270,8 @@ class StepEvent:
         num_splats: splats after the step.
         num_visible: splats that survived culling in the step's view.
         lr_mean: the mean learning rate used.
+        step_s: wall seconds of :meth:`Trainer.step` (its refine included), 0 when not measured.
+        lrs: every parameter's learning rate this step (:attr:`StepInfo.lrs`).
     """
 
     step: int
@@ -255,11 +279,13 @@ class StepEvent:
     num_splats: int
     num_visible: int
     lr_mean: float
+    step_s: float = 0.0
+    lrs: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_info(cls, info: StepInfo) -> "StepEvent":
+    def from_info(cls, info: StepInfo, step_s: float = 0.0) -> "StepEvent":
         return cls(step=info.step, loss=info.loss, num_splats=info.num_splats,
-                   num_visible=info.num_visible, lr_mean=info.lr_mean)
+                   num_visible=info.num_visible, lr_mean=info.lr_mean, step_s=step_s, lrs=info.lrs)
 
 
 @dataclass(frozen=True)
@@ -274,12 +300,15 @@ class RefineEvent:
 @dataclass(frozen=True)
 class EvalEvent:
     """An evaluation ran; ``metrics`` is the line appended to ``metrics.jsonl``
-    (``step``, ``psnr`` dB, ``ssim``, ``num_splats``, ``elapsed_s``, ``steps_per_s``).
-    ``final``: the end-of-run evaluation (else a scheduled one)."""
+    (``step``, ``psnr`` dB, ``ssim``, ``num_splats``, ``elapsed_s``, ``steps_per_s``; ``lpips``
+    with ``--eval-lpips``). ``final``: the end-of-run evaluation (else a scheduled one).
+    ``images``: ``(name, render, gt)`` (float32 [H,W,3] in [0,1]) of the first eval views when the
+    experiment logs asked for them, else empty."""
 
     step: int
     metrics: dict
     final: bool = False
+    images: tuple = field(default=(), repr=False, compare=False)
 
     @property
     def psnr(self) -> float:
@@ -353,37 +382,62 @@ class TrainStream:
 
     def step_events(self) -> Iterator[Event]:
         """One step and its scheduled work (the final work after the last step); nothing once done."""
+        for event in self._step_events():
+            self.outputs.logs.on_event(event)  # never raises: a failed logger is dropped with a warning
+            yield event
+
+    def finish_events(self) -> Iterator[Event]:
+        """End the run at the current step: final export and checkpoint, final evaluation, :class:`DoneEvent`."""
+        for event in self._finish_events():
+            self.outputs.logs.on_event(event)
+            yield event
+
+    def evaluate_now(self) -> EvalEvent | None:
+        """Evaluate at the current step outside the schedule ("evaluate now"): appends to ``metrics.jsonl``
+        and logs like a scheduled evaluation; None when the scene has no eval views."""
+        event = self._evaluation(final=False)
+        if event is not None:
+            self.outputs.logs.on_event(event)
+        return event
+
+    def _step_events(self) -> Iterator[Event]:
         if self.done:
             return
         trainer, outputs, total = self.trainer, self.outputs, self.total
         if trainer.step_count >= total:
-            yield from self.finish_events()
+            yield from self._finish_events()
             return
+        t0 = time.perf_counter()
         info = trainer.step()
-        yield StepEvent.from_info(info)
+        yield StepEvent.from_info(info, step_s=time.perf_counter() - t0)
         if info.refine is not None:
             yield RefineEvent(info.step, info.num_splats, info.refine)
         s, process = trainer.step_count, outputs.process
         if s >= total:
-            yield from self.finish_events()
+            yield from self._finish_events()
             return
         if _due(process.eval_every, s, total):
-            line = outputs.evaluate()
-            if line:
-                yield EvalEvent(s, line)
+            event = self._evaluation(final=False)
+            if event is not None:
+                yield event
         if _due(process.export_every, s, total):
             yield from self._export(final=False)
 
-    def finish_events(self) -> Iterator[Event]:
-        """End the run at the current step: final export and checkpoint, final evaluation, :class:`DoneEvent`."""
+    def _finish_events(self) -> Iterator[Event]:
         if self.done:
             return
         yield from self._export(final=True)
-        line = self.outputs.evaluate()
-        if line:
-            yield EvalEvent(self.trainer.step_count, line, final=True)
+        event = self._evaluation(final=True)
+        if event is not None:
+            yield event
         self.done = True
         yield DoneEvent(self.trainer.step_count, self.outputs.finish())
+
+    def _evaluation(self, final: bool) -> EvalEvent | None:
+        line = self.outputs.evaluate()
+        if not line:
+            return None
+        return EvalEvent(self.trainer.step_count, line, final=final, images=tuple(self.outputs.last_images))
 
     def _export(self, final: bool) -> Iterator[Event]:
         path = self.outputs.export()

@@ -69,6 +69,9 @@ class StepInfo:
         num_visible: splats that survived culling in this step's view.
         lr_mean: the mean learning rate used.
         refine: the refine counts when a refine ran this step, else None.
+        lrs: every parameter's learning rate this step, ``{name: lr}`` (:meth:`Adam.learning_rates
+            <brushpy.optim.Adam.learning_rates>`: ``means`` (scene units), ``rotations``, ``log_scales``,
+            ``sh_coeffs`` (band 0), ``sh_coeffs_rest``, ``raw_opacities``).
     """
 
     step: int
@@ -77,6 +80,7 @@ class StepInfo:
     num_visible: int
     lr_mean: float
     refine: dict | None = None
+    lrs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -315,7 +319,7 @@ class Trainer:
             largest = float(np.abs(self.splats.means.numpy()).max())
             raise self._diverged(NothingVisibleError(nothing_visible_message(
                 self.step_count, self._blind_steps, self.splats.num_splats, largest)))
-        info = StepInfo(self.step_count, loss, self.splats.num_splats, state.num_visible, lrs["means"])
+        info = StepInfo(self.step_count, loss, self.splats.num_splats, state.num_visible, lrs["means"], lrs=dict(lrs))
         if self.refine_due(self.step_count):
             info.refine = self.refine()
             info.num_splats = self.splats.num_splats
@@ -370,7 +374,7 @@ class Trainer:
         }
 
     # -- evaluation ------------------------------------------------------------------
-    def evaluate(self, save_dir: str | Path | None = None, views=None) -> dict:
+    def evaluate(self, save_dir: str | Path | None = None, views=None, keep_images: int = 0, lpips=None) -> dict:
         """PSNR and SSIM of renders of the eval views (or ``views``) against their images.
 
         Renders use ``--background-color`` with no noise; images with alpha are
@@ -379,14 +383,25 @@ class Trainer:
         dict when there is nothing to evaluate. Views with a depth map also get
         ``depth_abs_rel`` (:func:`brushpy.loss.depth_abs_rel` of the rendered expected
         depth), and the result its mean over those views.
+
+        Args:
+            save_dir: write each render there as ``<view stem>.png``.
+            views: the views to evaluate (default: the eval views).
+            keep_images: return the first this many views' images as ``out["images"]``,
+                a list of ``(name, render, gt)`` with ``render``/``gt`` float32 [H,W,3] in [0,1]
+                (for the experiment logs).
+            lpips: a callable ``(render, gt) -> float | None`` on such arrays
+                (:meth:`brushpy.train.perceptual.LpipsMetric.score_or_none`): each view it scores
+                and the result then get ``lpips``, the result the mean over them (lower is better).
         """
         views = self.scene.eval_views if views is None else views
         if not views:
             return {}
         bg = np.asarray(self.config.background_color, np.float32).reshape(3)
         metrics = ImageMetrics(capacity=len(views))
-        renders = []
         depth_errors: dict[int, float] = {}
+        lpips_values: dict[int, float] = {}
+        images: list = []
         for i, view in enumerate(views):
             gt = self._eval_gt.get(id(view))
             if gt is None:
@@ -406,22 +421,23 @@ class Trainer:
                 abs_rel, valid = depth_abs_rel(state.depth.numpy(), gt_depth)
                 if valid:
                     depth_errors[i] = abs_rel
-            if save_dir is not None:
-                renders.append((view.name, state.image))
+            if save_dir is not None or lpips is not None or i < keep_images:
+                rgb = np.clip(state.image.numpy()[..., :3], 0.0, 1.0)  # read back now: nothing is held across views
+                if save_dir is not None:
+                    self._save_eval_png(Path(save_dir) / f"{Path(view.name).stem}.png", rgb)
+                if lpips is not None or i < keep_images:
+                    gt_rgb = np.clip(gt.numpy(), 0.0, 1.0)
+                    value = lpips(rgb, gt_rgb) if lpips is not None else None
+                    if value is not None:  # (None: the metric could not score this view)
+                        lpips_values[i] = float(value)
+                    if i < keep_images:
+                        images.append((view.name, rgb, gt_rgb))
         per_view = metrics.read()
         out_views = [{"name": v.name, **m} for v, m in zip(views, per_view)]
         for i, abs_rel in depth_errors.items():
             out_views[i]["depth_abs_rel"] = abs_rel
-        if save_dir is not None:
-            from PIL import Image
-
-            from ..io.atomic import atomic_write
-
-            d = Path(save_dir)
-            for name, image in renders:
-                rgb = np.clip(image.numpy()[..., :3], 0.0, 1.0)
-                with atomic_write(d / f"{Path(name).stem}.png", option="--export-path") as f:
-                    Image.fromarray((rgb * 255.0 + 0.5).astype(np.uint8)).save(f, format="PNG")
+        for i, value in lpips_values.items():
+            out_views[i]["lpips"] = value
         finite = [m["psnr"] for m in per_view if math.isfinite(m["psnr"])]
         out = {
             "psnr": float(np.mean(finite)) if finite else float("inf"),
@@ -430,7 +446,21 @@ class Trainer:
         }
         if depth_errors:
             out["depth_abs_rel"] = float(np.mean(list(depth_errors.values())))
+        if lpips_values:
+            out["lpips"] = float(np.mean(list(lpips_values.values())))
+        if keep_images:
+            out["images"] = images
         return out
+
+    @staticmethod
+    def _save_eval_png(path: Path, rgb: np.ndarray) -> None:
+        """Write an eval render (float [H,W,3] in [0,1]) as an 8-bit PNG, atomically."""
+        from PIL import Image
+
+        from ..io.atomic import atomic_write
+
+        with atomic_write(path, option="--export-path") as f:
+            Image.fromarray((rgb * 255.0 + 0.5).astype(np.uint8)).save(f, format="PNG")
 
     def display_splats(self) -> Splats:
         """The splats as training renders them (3D filter applied when it is on), for viewers.

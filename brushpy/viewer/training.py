@@ -275,8 +275,9 @@ class LiveTraining:
         return path
 
     def evaluate_now(self) -> dict | None:
-        """Evaluate on the eval views now (appends to ``metrics.jsonl`` and the PSNR plot)."""
-        line = self.outputs.evaluate()
+        """Evaluate on the eval views now (appends to ``metrics.jsonl``, the PSNR plot and the experiment logs)."""
+        event = self.stream.evaluate_now()
+        line = event.metrics if event is not None else None
         if line:
             self._add_eval(line)
         else:
