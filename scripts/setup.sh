@@ -3,8 +3,8 @@
 # (Mesa's lavapipe on Linux), Xvfb for the GUI tests (with --test), and the
 # package itself with pip.
 #
-#   bash scripts/setup.sh          # runtime: driver + `pip install .[viewer,sfm]`
-#   bash scripts/setup.sh --test   # also Xvfb and the test dependencies
+#   bash scripts/setup.sh          # runtime: driver + `pip install .[viewer,sfm,web]`
+#   bash scripts/setup.sh --test   # also Xvfb, Chromium (the web viewer's browser test) and the test dependencies
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,10 @@ if [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1; then
     if [ "$want_test" = 1 ] && ! command -v Xvfb >/dev/null 2>&1; then
         apt_pkgs+=(xvfb)
     fi
+    # the web viewer's browser test drives Debian's Chromium with Playwright (no `playwright install`)
+    if [ "$want_test" = 1 ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+        apt_pkgs+=(chromium)
+    fi
     # glfw needs an X client library for the desktop window
     if ! ldconfig -p 2>/dev/null | grep -q libX11.so.6; then apt_pkgs+=(libx11-6); fi
     if [ ${#apt_pkgs[@]} -gt 0 ]; then
@@ -34,7 +38,7 @@ if [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1; then
     fi
 fi
 
-extras="viewer,sfm"
-[ "$want_test" = 1 ] && extras="viewer,sfm,test"
+extras="viewer,sfm,web"
+[ "$want_test" = 1 ] && extras="viewer,sfm,web,test"
 echo "setup: pip install .[$extras]"
 $PY -m pip install -q --disable-pip-version-check ".[$extras]"
