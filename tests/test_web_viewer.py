@@ -20,6 +20,7 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from brushpy.render.camera import Camera
 from brushpy.viewer import web
@@ -242,14 +243,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _canvas_std(page) -> float:
-    """Standard deviation of the scene canvas' pixels (0 for a blank, uniform canvas)."""
+def _canvas_rgb(page) -> np.ndarray:
+    """The scene canvas' region of the page as float32 [H,W,3] 0..255."""
     from io import BytesIO
 
-    from PIL import Image
-
     png = page.locator("canvas").first.screenshot()
-    return float(np.asarray(Image.open(BytesIO(png)).convert("RGB"), np.float32).std())
+    return np.asarray(Image.open(BytesIO(png)).convert("RGB"), np.float32)
+
+
+def _canvas_std(page) -> float:
+    """Standard deviation of the scene canvas' pixels (0 for a blank, uniform canvas)."""
+    return float(_canvas_rgb(page).std())
 
 
 def _wait(cond, timeout_s: float, what: str):
@@ -309,11 +313,21 @@ def test_browser_shows_the_scene_and_pause_stops_training(gpu, tmp_path):
             assert viewer.trainer.step_count == paused_at, "the step counter moved while paused"
             assert thread.is_alive()
 
-            # brushpy render (server side) while paused: a background image from brushpy's rasterizer
+            # brushpy render (server side) while paused: the canvas shows brushpy's rasterizer output
+            # (on black here, so it cannot be mistaken for the browser's splats on its white page)
+            viewer.background = (0.0, 0.0, 0.0)
+            page.get_by_text("training cameras").click()  # no frustums over the comparison
             page.get_by_text("brushpy render").click()
             _wait(lambda: viewer.renders > 0, 60, "a brushpy render for the browser's camera")
-            _wait(lambda: _canvas_std(page) > 8.0, 30, "the brushpy render to show")
+            time.sleep(1.0)
             page.screenshot(path=shot[:-4] + "_brushpy_render.png")
+            canvas = _canvas_rgb(page)
+            h, w = canvas.shape[:2]
+            sent = np.asarray(Image.fromarray(viewer.last_render).resize((w, h), Image.BILINEAR), np.float32)
+            region = (slice(h // 3, h - 20), slice(20, w // 2))  # left of the panel, below the notice
+            assert np.abs(canvas[region] - sent[region]).mean() < 12.0, "the canvas is not the brushpy render"
+            assert (canvas[region].mean(axis=2) < 30).mean() > 0.1  # the black background shows
+            page.get_by_text("brushpy render").click()
             page.get_by_text("brushpy render").click()
 
             page.get_by_role("button", name="Resume").click()

@@ -344,6 +344,7 @@ class WebViewer:
         self._psnr_values: list[float] = []
         self._rate: list[tuple[float, int]] = []
         self.renders = 0  # brushpy renders sent to browsers
+        self.last_render: np.ndarray | None = None  # the last one, uint8 [H,W,3]
         self.pushes = 0  # splat sets sent
         if up is not None:
             self.set_up(up)
@@ -568,7 +569,8 @@ class WebViewer:
                                    render_mode=self.render_mode)
             rgb = np.clip(state.image.numpy()[..., :3], 0.0, 1.0)
             release_forward_state(state)
-            client.scene.set_background_image((rgb * 255.0 + 0.5).astype(np.uint8), format="jpeg", jpeg_quality=90)
+            self.last_render = (rgb * 255.0 + 0.5).astype(np.uint8)
+            client.scene.set_background_image(self.last_render, format="jpeg", jpeg_quality=90)
             self.renders += 1
         self._last_render = time.perf_counter()
 
