@@ -681,9 +681,19 @@ class WebViewer:
     # -- lifetime ------------------------------------------------------------------------
     def serve_forever(self, should_stop=None, poll_s: float = 0.05) -> None:
         """Serve the browsers (brushpy renders included) until Ctrl-C or ``should_stop()``."""
+        warned = False
         try:
             while not self.closed and not (should_stop is not None and should_stop()):
-                self.service()
+                try:
+                    self.service()
+                except Exception as exc:  # noqa: BLE001 - keep serving the browser's own splats
+                    if not warned:
+                        log.warning("web viewer: brushpy render failed (%s: %s); showing the browser's splats",
+                                    type(exc).__name__, exc)
+                        warned = True
+                    self._render_box.value = False
+                    self._on_render_toggle()
+                    self.set_status(f"brushpy render failed: {exc}")
                 time.sleep(poll_s)
         except KeyboardInterrupt:
             pass
@@ -693,6 +703,11 @@ class WebViewer:
         if self.closed:
             return
         self.closed = True
+        with self._lock:  # a pause ends with the viewer: the run's clock counts on
+            if self._pause_started is not None:
+                self._paused_s += time.perf_counter() - self._pause_started
+                self._pause_started = None
+            self.paused = False
         try:
             self.server.stop()
         except Exception:  # noqa: BLE001 - stopping a half-dead server must not raise
