@@ -379,20 +379,28 @@ class WebViewer:
             self._pause_button = gui.add_button("Pause")
             self._eval_button = gui.add_button("Evaluate now")
             self._export_button = gui.add_button("Export now")
-            self._loss_plot = self._psnr_plot = None
-            if hasattr(gui, "add_uplot"):  # viser >= 1.0: curves; else the numbers above
-                self._loss_plot = self._add_plot("loss", "loss", "#d9480f")
-                self._psnr_plot = self._add_plot("eval PSNR", "PSNR (dB)", "#1c7ed6")
+        self._plots: dict = {}  # title -> uPlot handle, made at the curve's second point
         self._pause_button.on_click(lambda _: self.set_paused(not self.paused))
         self._eval_button.on_click(lambda _: self._requests.put("evaluate"))
         self._export_button.on_click(lambda _: self._requests.put("export"))
 
-    def _add_plot(self, title: str, label: str, colour: str):
-        return self.server.gui.add_uplot(
-            data=(np.zeros(0), np.zeros(0)),
-            series=({"label": "step"}, {"label": label, "stroke": colour, "width": 2}),
-            scales={"x": {"time": False, "auto": True}, "y": {"auto": True}},
-            legend={"show": False}, title=title, aspect=2.0)
+    def _plot(self, title: str, label: str, colour: str, x: list, y: list) -> None:
+        """Show the curve ``y(x)`` in the training panel (uPlot, viser >= 1.0; else only the numbers).
+        The chart is made once it has two points: uPlot draws nothing for a chart that a browser
+        first received empty."""
+        gui = self.server.gui
+        if len(x) < 2 or not hasattr(gui, "add_uplot"):
+            return
+        data = (np.asarray(x, np.float64), np.asarray(y, np.float64))
+        handle = self._plots.get(title)
+        if handle is not None:
+            handle.data = data
+            return
+        with self._train_folder:
+            self._plots[title] = gui.add_uplot(
+                data=data, series=({"label": "step"}, {"label": label, "stroke": colour, "width": 2}),
+                scales={"x": {"time": False, "auto": True}, "y": {"auto": True}},
+                legend={"show": False}, title=title, aspect=2.0)
 
     def _on_connect(self, client) -> None:
         client.camera.on_update(lambda cam: self._mark_dirty(cam.client.client_id))
@@ -651,8 +659,7 @@ class WebViewer:
         self._psnr_steps.append(float(line["step"]))
         self._psnr_values.append(float(line["psnr"]))
         self._psnr_text.value = f"{line['psnr']:.2f} dB (step {line['step']})"
-        if self._psnr_plot is not None:
-            self._psnr_plot.data = (np.asarray(self._psnr_steps), np.asarray(self._psnr_values))
+        self._plot("eval PSNR", "PSNR (dB)", "#1c7ed6", self._psnr_steps, self._psnr_values)
 
     def _update_panel(self, force: bool = False) -> None:
         now = time.perf_counter()
@@ -668,9 +675,9 @@ class WebViewer:
             (t0, s0), (t1, s1) = self._rate[0], self._rate[-1]
             if t1 > t0:
                 self._rate_text.value = f"{(s1 - s0) / (t1 - t0):.2f}"
-        if self._loss_plot is not None and (force or now - self._last_plot >= 4 * PANEL_INTERVAL_S) and self._loss_steps:
+        if force or now - self._last_plot >= 4 * PANEL_INTERVAL_S:
             self._last_plot = now
-            self._loss_plot.data = (np.asarray(self._loss_steps), np.asarray(self._loss_values))
+            self._plot("loss", "loss", "#d9480f", self._loss_steps, self._loss_values)
 
     def end(self) -> None:
         """The run ended (finished, stopped or failed): the browsers keep the last splats."""
