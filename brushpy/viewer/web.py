@@ -496,7 +496,7 @@ class WebViewer:
             return
         centres = np.stack([v.camera.position for v in views])
         spread = float(np.median(np.linalg.norm(centres - centres.mean(0), axis=1))) if len(views) > 1 else 1.0
-        scale = 0.08 * (spread if spread > 0 else 1.0)
+        scale = 0.05 * (spread if spread > 0 else 1.0)
         for i, view in enumerate(views):
             cam = view.camera
             wxyz, position = camera_pose(cam)
