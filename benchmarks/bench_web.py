@@ -69,7 +69,7 @@ def run(mode: str, scene, steps: int, warmup: int) -> float:
     """Steps per second over the ``steps`` steps after ``warmup`` in ``mode``."""
     from brushpy.viewer.web import WebViewer
 
-    config = replace(TrainConfig(), **EMBEDDED_DEFAULTS, total_steps=warmup + steps + 1)
+    config = replace(TrainConfig(), **{**EMBEDDED_DEFAULTS, "total_steps": warmup + steps + 1})
     clock, watchers, viewer, browser = StepClock(), [], None, None
     out = tempfile.mkdtemp(prefix="bench_web_")
     process = ProcessConfig(eval_every=0, export_every=0, export_path=out, seed=42)
