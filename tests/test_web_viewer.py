@@ -342,3 +342,29 @@ def test_browser_shows_the_scene_and_pause_stops_training(gpu, tmp_path):
     summary = result["summary"]
     assert summary.interrupted and summary.steps > paused_at
     assert not [x for x in result.get("log", []) if x.startswith("warning:")], result["log"]
+
+
+def test_train_with_web_trains_and_serves(gpu, tmp_path):
+    """The CLI's wrapper: a short run with the viewer attached writes what a headless run writes,
+    and the page was served while it ran."""
+    _need_viser()
+    import urllib.request
+
+    from brushpy.train.config import ProcessConfig
+    from tests.test_train import tiny_config, tiny_scene
+
+    scene = tiny_scene(max_frames=3, resolution=16)
+    port, lines, pages = _free_port(), [], []
+
+    def log(line):
+        lines.append(line)
+        if line.startswith("web viewer: http://"):
+            pages.append(urllib.request.urlopen(line.split(": ", 1)[1], timeout=30).read())
+
+    summary = web.train_with_web(("127.0.0.1", port), scene, tiny_config(total_steps=5),
+                                 ProcessConfig(eval_every=0, export_path=str(tmp_path)), progress=False, log=log,
+                                 keep_serving=False, verbose=False)
+    assert summary.steps == 5 and (tmp_path / "export_5.ply").is_file()
+    assert pages and b"<html" in pages[0].lower()
+    assert not [x for x in lines if x.startswith("warning:")], lines
+    web.check_port_free("127.0.0.1", port)  # the server let go of its port
