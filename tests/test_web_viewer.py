@@ -273,6 +273,7 @@ def test_browser_shows_the_scene_and_pause_stops_training(gpu, tmp_path):
 
     from brushpy.train.config import ProcessConfig
     from brushpy.train.run import StopSignals, run_training
+    from brushpy.train.stream import read_metrics
     from tests.test_train import tiny_config, tiny_scene
 
     scene = tiny_scene(max_frames=4, resolution=48)
@@ -312,6 +313,16 @@ def test_browser_shows_the_scene_and_pause_stops_training(gpu, tmp_path):
             time.sleep(2.0)
             assert viewer.trainer.step_count == paused_at, "the step counter moved while paused"
             assert thread.is_alive()
+
+            # export now / evaluate now while paused (served between the paused steps)
+            page.get_by_role("button", name="Export now").click()
+            _wait(lambda: (tmp_path / f"export_{paused_at}.ply").is_file(), 60, "the export asked for")
+            if scene.eval_views:
+                page.get_by_role("button", name="Evaluate now").click()
+                metrics = tmp_path / "metrics.jsonl"
+                _wait(lambda: metrics.is_file() and any(x["step"] == paused_at for x in read_metrics(metrics)), 60,
+                      "the evaluation asked for")
+            assert viewer.trainer.step_count == paused_at
 
             # brushpy render (server side) while paused: the canvas shows brushpy's rasterizer output
             # (on black here, so it cannot be mistaken for the browser's splats on its white page)
