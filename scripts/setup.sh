@@ -3,8 +3,8 @@
 # (Mesa's lavapipe on Linux), Xvfb for the GUI tests (with --test), and the
 # package itself with pip.
 #
-#   bash scripts/setup.sh          # runtime: driver + `pip install .[viewer,sfm,video]`
-#   bash scripts/setup.sh --test   # also Xvfb and the test dependencies
+#   bash scripts/setup.sh          # runtime: driver + `pip install .[viewer,sfm,web,video]`
+#   bash scripts/setup.sh --test   # also Xvfb, Chromium (the web viewer's browser test) and the test dependencies
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,10 @@ if [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1; then
     if [ "$want_test" = 1 ] && ! command -v Xvfb >/dev/null 2>&1; then
         apt_pkgs+=(xvfb)
     fi
+    # the web viewer's browser test drives Debian's Chromium with Playwright (no `playwright install`)
+    if [ "$want_test" = 1 ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+        apt_pkgs+=(chromium)
+    fi
     # glfw needs an X client library for the desktop window
     if ! ldconfig -p 2>/dev/null | grep -q libX11.so.6; then apt_pkgs+=(libx11-6); fi
     if [ ${#apt_pkgs[@]} -gt 0 ]; then
@@ -34,9 +38,8 @@ if [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1; then
     fi
 fi
 
-extras="viewer,sfm"
-[ "$want_test" = 1 ] && extras="viewer,sfm,test"
-extras="$extras,video"  # PyAV: MP4 output of `brushpy render --path`
+extras="viewer,sfm,web,video"  # video: PyAV, MP4 output of `brushpy render --path`
+[ "$want_test" = 1 ] && extras="$extras,test"
 # the Rerun test runs in CI (rerun-sdk: a 170 MB wheel, so [test] leaves it out for users)
 [ "$want_test" = 1 ] && extras="$extras,rerun"
 echo "setup: pip install .[$extras]"

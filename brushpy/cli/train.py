@@ -141,6 +141,13 @@ def _train_params():
                      help="Photos or a video without poses: the folder structure from motion writes to and reuses "
                           "(default: DATASET_sfm beside DATASET). Needs pip install 'brushpy[sfm]'."),
         click.Option(["--viewer"], is_flag=True, help="Show training live in the desktop window."),
+        click.Option(["--web"], is_flag=True,
+                     help="Show training live in a browser (viser web viewer at http://localhost:PORT). "
+                          "Needs pip install 'brushpy[web]'."),
+        click.Option(["--port"], type=click.IntRange(1, 65535), default=8080, show_default=True,
+                     help="The web viewer's port (with --web)."),
+        click.Option(["--web-host"], default="0.0.0.0", show_default=True,
+                     help="The address the web viewer listens on (127.0.0.1: this machine only)."),
         click.Option(["--quiet", "-q"], is_flag=True, help="No progress bar."),
     ]
     for p in extra:
@@ -171,7 +178,7 @@ def _embedded_defaults(user_set: set, train_cfg: TrainConfig, process_cfg: Proce
 
 
 def _train(dataset: Path | None, resume: Path | None, overwrite: bool, sfm_dir: Path | None, viewer: bool,
-           quiet: bool, **opts):
+           quiet: bool, web: bool = False, port: int = 8080, web_host: str = "0.0.0.0", **opts):
     """Train Gaussian splats on DATASET (a COLMAP project, a nerfstudio transforms.json
     folder, a NeRF-synthetic scene, a 7-Scenes RGB-D frame folder, or a .zip of one) and
     export the splats (a PLY, or the --export-format).
@@ -189,9 +196,17 @@ def _train(dataset: Path | None, resume: Path | None, overwrite: bool, sfm_dir: 
     from ..train.run import StopRequested, StopSignals
 
     ctx = click.get_current_context()
+    web_at = None
+    if web:
+        from ..viewer.web import check_web
+
+        if viewer:
+            raise click.UsageError("choose one of --viewer (desktop window) and --web (browser)")
+        check_web(web_host, port)  # before any work: viser installed, the port free
+        web_at = (web_host, port)
     try:
         with StopSignals() as stops:
-            summary = _train_run(ctx, dataset, resume, overwrite, viewer, quiet, stops, opts, sfm_dir)
+            summary = _train_run(ctx, dataset, resume, overwrite, viewer, quiet, stops, opts, sfm_dir, web_at)
     except StopRequested as stop:  # while loading (training stops between steps and returns)
         click.echo(str(stop), err=True)
         ctx.exit(stop.exit_code)
@@ -212,7 +227,7 @@ def _poses_for(dataset: Path, sfm_dir: Path | None, quiet: bool) -> Path:
     return folder
 
 
-def _train_run(ctx, dataset, resume, overwrite, viewer, quiet, stops, opts, sfm_dir=None):
+def _train_run(ctx, dataset, resume, overwrite, viewer, quiet, stops, opts, sfm_dir=None, web_at=None):
     """Load, resolve the options and train; returns the run's summary (None with the viewer)."""
     from ..data import load_dataset
     from ..train.run import run_training
@@ -246,6 +261,11 @@ def _train_run(ctx, dataset, resume, overwrite, viewer, quiet, stops, opts, sfm_
             except NoDisplayError as exc:
                 raise click.ClickException(f"{exc} (or train without --viewer)") from exc
             return None
+        if web_at is not None:
+            from ..viewer.web import train_with_web
+
+            return train_with_web(web_at, scene, train_cfg, process_cfg, resume=resume, progress=not quiet,
+                                  overwrite=overwrite, stops=stops)
         return run_training(scene, train_cfg, process_cfg, resume=resume, progress=not quiet, log=click.echo,
                             overwrite=overwrite, stop_signals=stops)
     except BrushpyError:

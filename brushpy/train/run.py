@@ -88,6 +88,7 @@ def run_training(
     trainer: Trainer | None = None,
     overwrite: bool = False,
     stop_signals: StopSignals | None = None,
+    watchers=(),
 ) -> RunSummary:
     """Train on ``scene`` to ``config.total_steps``, evaluating and exporting on schedule.
 
@@ -102,6 +103,13 @@ def run_training(
             (its ``metrics.jsonl`` starts afresh); without it such a folder is refused.
         stop_signals: an active :class:`StopSignals` (default: one is made for the run);
             SIGINT or SIGTERM then stop after the current step.
+        watchers: objects that watch the run (the web viewer, :class:`brushpy.viewer.web.WebViewer`),
+            called on this thread: ``start(trainer, outputs, stops)`` before the first step,
+            ``on_event(event)`` for each event of the stream (between steps: a watcher may use the
+            GPU there, and one that waits there pauses training), ``end()`` when the run
+            ends (finished, stopped or failed). A watcher that raises is warned about once
+            (through ``log``), closed (its ``close()``, if any) and dropped: training carries
+            on without it.
 
     Returns:
         :class:`RunSummary`. Ctrl-C, SIGINT or SIGTERM save a checkpoint and an export and
@@ -123,14 +131,41 @@ def run_training(
         log(f"resumed from {resume} at step {trainer.step_count}")
     outputs = RunOutputs(trainer, process, scene.name)
     with (stop_signals or StopSignals()) as stops:
+        watch = _Watchers(watchers, log)
+        watch.call("start", trainer, outputs, stops)
         stops.deferred = True
         try:
-            return _run(trainer, outputs, config.total_steps, progress, log, stops)
+            return _run(trainer, outputs, config.total_steps, progress, log, stops, watch)
         finally:
             stops.deferred = False
+            watch.call("end")
 
 
-def _run(trainer: Trainer, outputs: RunOutputs, total: int, progress: bool, log, stops: StopSignals) -> RunSummary:
+class _Watchers:
+    """The watchers of a run; one that raises is warned about once and dropped (training goes on)."""
+
+    def __init__(self, watchers, log):
+        self.items = list(watchers or ())
+        self.log = log
+
+    def call(self, method: str, *args) -> None:
+        for watcher in list(self.items):
+            try:
+                getattr(watcher, method)(*args)
+            except StopRequested:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a viewer or logger must never lose training
+                self.items.remove(watcher)
+                self.log(f"warning: {type(watcher).__name__} failed ({type(exc).__name__}: {exc}); "
+                         "training carries on without it")
+                try:
+                    getattr(watcher, "close", lambda: None)()
+                except Exception:  # noqa: BLE001 - it failed already; the warning says so
+                    pass
+
+
+def _run(trainer: Trainer, outputs: RunOutputs, total: int, progress: bool, log, stops: StopSignals,
+         watch: "_Watchers | None" = None) -> RunSummary:
     """Consume the run's events (progress bar, printed evaluations) until done or stopped."""
     summary = outputs.summary
     bar = tqdm(total=total, initial=trainer.step_count, disable=not progress, unit="step", dynamic_ncols=True)
@@ -138,6 +173,8 @@ def _run(trainer: Trainer, outputs: RunOutputs, total: int, progress: bool, log,
     try:
         for event in TrainStream(trainer, outputs, total):
             stops.raise_if_requested()
+            if watch is not None and watch.items:
+                watch.call("on_event", event)
             if isinstance(event, StepEvent):
                 bar.update(1)
                 if event.loss is not None:
