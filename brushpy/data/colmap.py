@@ -14,7 +14,9 @@ import struct
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from ..errors import InputError
+from ..render.rotations import quaternions_to_matrices
 
 # id -> (name, number of parameters); COLMAP's src/colmap/sensor/models.h.
 CAMERA_MODELS: dict[int, tuple[str, int]] = {
@@ -97,13 +99,8 @@ class ColmapPoints:
 
 
 def qvec_to_rotmat(q) -> np.ndarray:
-    """Rotation matrix of the quaternion (w, x, y, z) (normalised first), float64 [3,3]."""
-    w, x, y, z = np.asarray(q, np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    """Rotation matrix of COLMAP's quaternion (w, x, y, z) (normalised first), float64 [3,3]."""
+    return quaternions_to_matrices(q)[0]
 
 
 # ----------------------------------------------------------------- binary

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..gpu import GpuTensor
+from ..render.rotations import matrices_to_quaternions, quaternions_to_matrices
 
 #: the MIP model's trainable tensors, in input order (owner: :attr:`MipGaussians.PARAM_NAMES`)
 PARAM_NAMES = ("means", "log_scales", "rotations", "log_amplitudes")
@@ -225,52 +226,17 @@ def init_random(num_gaussians: int = 2000, seed: int = 0, log_scale: float = -4.
     }
 
 
-def _rotmat(q: np.ndarray) -> np.ndarray:
-    n = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = n[:, 0], n[:, 1], n[:, 2], n[:, 3]
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], 1)
-
-
-def _quat_from_rotmat(R: np.ndarray) -> np.ndarray:
-    """(w, x, y, z) unit quaternions of proper rotations [K,3,3] (Shepperd's method)."""
-    K = len(R)
-    q = np.empty((K, 4))
-    tr = np.trace(R, axis1=1, axis2=2)
-    diag = np.stack([R[:, 0, 0], R[:, 1, 1], R[:, 2, 2]], -1)
-    case = np.where(tr > diag.max(axis=1), 3, diag.argmax(axis=1))
-    for k in range(K):
-        r = R[k]
-        c = case[k]
-        if c == 3:
-            s = 2 * np.sqrt(1 + tr[k])
-            q[k] = [s / 4, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s]
-        elif c == 0:
-            s = 2 * np.sqrt(1 + r[0, 0] - r[1, 1] - r[2, 2])
-            q[k] = [(r[2, 1] - r[1, 2]) / s, s / 4, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s]
-        elif c == 1:
-            s = 2 * np.sqrt(1 + r[1, 1] - r[0, 0] - r[2, 2])
-            q[k] = [(r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, s / 4, (r[1, 2] + r[2, 1]) / s]
-        else:
-            s = 2 * np.sqrt(1 + r[2, 2] - r[0, 0] - r[1, 1])
-            q[k] = [(r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, s / 4]
-    return q
-
-
 def physical_shapes(log_scales, rotations, extents) -> tuple[np.ndarray, np.ndarray]:
     """Log scales [K,3] and unit (w,x,y,z) rotations [K,4] of the Gaussians in physical
     coordinates ``p = u ⊙ E``: the eigendecomposition of ``D R S² Rᵀ D`` (``D = diag(E)``)."""
-    R = _rotmat(np.asarray(rotations, np.float64))
+    R = quaternions_to_matrices(rotations)
     s = np.exp(np.asarray(log_scales, np.float64))
     L = np.asarray(extents, np.float64)[None, :, None] * (R * s[:, None, :])
     cov = L @ np.swapaxes(L, 1, 2)
     evals, evecs = np.linalg.eigh(cov)
     flip = np.linalg.det(evecs) < 0
     evecs[flip, :, 0] *= -1
-    return 0.5 * np.log(np.maximum(evals, 1e-30)), _quat_from_rotmat(evecs)
+    return 0.5 * np.log(np.maximum(evals, 1e-30)), matrices_to_quaternions(evecs)
 
 
 def export_ply(params: dict[str, np.ndarray], path, extents=(1.0, 1.0, 1.0)) -> Path:

@@ -50,6 +50,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.ply import SH_C0
 from ..render.camera import Camera
+from ..render.rotations import matrices_to_quaternions, quaternions_to_matrices
 
 log = logging.getLogger("brushpy")
 
@@ -139,42 +140,6 @@ def _suggest_port(host: str, port: int) -> int:
 # --------------------------------------------------------------------------- conversions
 
 
-def rotation_matrices(wxyz: np.ndarray) -> np.ndarray:
-    """Rotation matrices of quaternions.
-
-    Args:
-        wxyz: [N,4] quaternions (w, x, y, z), any norm (normalised here; a zero one gives
-            the identity).
-
-    Returns:
-        float64 [N,3,3] ``R`` with ``R @ v`` rotating local vectors to world.
-    """
-    q = np.asarray(wxyz, np.float64).reshape(-1, 4)
-    norm = np.linalg.norm(q, axis=1, keepdims=True)
-    q = np.where(norm > 0, q / np.where(norm > 0, norm, 1.0), np.array([1.0, 0.0, 0.0, 0.0]))
-    w, x, y, z = q.T
-    r = np.empty((len(q), 3, 3))
-    r[:, 0, 0] = 1 - 2 * (y * y + z * z)
-    r[:, 0, 1] = 2 * (x * y - w * z)
-    r[:, 0, 2] = 2 * (x * z + w * y)
-    r[:, 1, 0] = 2 * (x * y + w * z)
-    r[:, 1, 1] = 1 - 2 * (x * x + z * z)
-    r[:, 1, 2] = 2 * (y * z - w * x)
-    r[:, 2, 0] = 2 * (x * z - w * y)
-    r[:, 2, 1] = 2 * (y * z + w * x)
-    r[:, 2, 2] = 1 - 2 * (x * x + y * y)
-    return r
-
-
-def matrix_to_wxyz(r: np.ndarray) -> np.ndarray:
-    """The unit quaternion (w, x, y, z), float64 [4], of a 3x3 rotation matrix (w >= 0)."""
-    from scipy.spatial.transform import Rotation
-
-    x, y, z, w = Rotation.from_matrix(np.asarray(r, np.float64).reshape(3, 3)).as_quat()
-    q = np.array([w, x, y, z])
-    return q if w >= 0 else -q
-
-
 def covariances(log_scales: np.ndarray, rotations: np.ndarray) -> np.ndarray:
     """World-space 3D covariances ``Σ = R S Sᵀ Rᵀ`` of splats.
 
@@ -185,7 +150,7 @@ def covariances(log_scales: np.ndarray, rotations: np.ndarray) -> np.ndarray:
     Returns:
         float32 [N,3,3], symmetric positive semi-definite (scene units squared).
     """
-    r = rotation_matrices(rotations)
+    r = quaternions_to_matrices(rotations)
     s2 = np.exp(2.0 * np.asarray(log_scales, np.float64).reshape(-1, 3))
     return np.einsum("nij,nj,nkj->nik", r, s2, r).astype(np.float32)
 
@@ -228,7 +193,7 @@ def camera_pose(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
     """viser's pose of a brushpy camera: ``(wxyz [4], position [3])``, the camera-to-world
     rotation (OpenCV axes, as viser's camera frame) and the camera centre, float64."""
     r_wc = camera.world_to_camera[:3, :3].T
-    return matrix_to_wxyz(r_wc), camera.position
+    return matrices_to_quaternions(r_wc)[0], camera.position
 
 
 def vertical_fov(camera: Camera) -> float:
@@ -252,7 +217,7 @@ def browser_camera(wxyz, position, fov_y: float, width: int, height: int, max_si
     if max_side is not None and max(width, height) > max_side:
         k = max_side / max(width, height)
         width, height = max(int(round(width * k)), 1), max(int(round(height * k)), 1)
-    r_wc = rotation_matrices(np.asarray(wxyz, np.float64).reshape(1, 4))[0]
+    r_wc = quaternions_to_matrices(wxyz)[0]
     w2c = np.eye(4)
     w2c[:3, :3] = r_wc.T
     w2c[:3, 3] = -r_wc.T @ np.asarray(position, np.float64).reshape(3)
