@@ -55,6 +55,7 @@ import numpy as np
 
 from ..errors import OptionError
 from ..io.atomic import ensure_writable_dir
+from ..io.ply import SH_C0
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,6 @@ log = logging.getLogger(__name__)
 EVAL_IMAGE_VIEWS = 3
 #: Longest side of each half of a logged eval image, in pixels (Brush's ``--rerun-max-img-size``).
 MAX_IMAGE_SIZE = 512
-#: SH band-0 constant: colour = 0.5 + SH_C0 · dc.
-SH_C0 = 0.28209479177387814
 
 
 def resolve_log_dir(log_dir: str | None, export_dir: Path, dataset_name: str) -> Path | None:

@@ -34,8 +34,9 @@ from ..errors import OptionError
 #: ``--lpips-net`` -> torchvision's file name for its ImageNet weights (the names torch's hub cache uses).
 BACKBONE_WEIGHTS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 
-INSTALL_HINT = ("pip install 'brushpy[lpips]' (lpips, torch, torchvision; for a CPU-only torch first: "
-                "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu)")
+INSTALL_HINT = ("pip install 'brushpy[lpips]' (lpips, torch, torchvision; on a machine without a CUDA GPU, "
+                "install PyTorch's CPU-only build of torch and torchvision first, as PyTorch's install guide "
+                "says: it is far smaller)")
 
 
 def torch_hub_checkpoints() -> Path:
