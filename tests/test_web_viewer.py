@@ -380,3 +380,43 @@ def test_train_with_web_trains_and_serves(gpu, tmp_path):
     assert pages and b"<html" in pages[0].lower()
     assert not [x for x in lines if x.startswith("warning:")], lines
     web.check_port_free("127.0.0.1", port)  # the server let go of its port
+
+
+def test_cli_view_web_serves_a_splat_file_until_ctrl_c(tmp_path):
+    """``brushpy view --web FILE``: the page is served, Ctrl-C ends it cleanly and frees the port."""
+    _need_viser()
+    import subprocess
+    import urllib.request
+
+    from brushpy.io.ply import SplatData, write_ply
+
+    s = _random_splats(n=200)
+    path = tmp_path / "s.ply"
+    write_ply(path, SplatData(means=s["means"], rotations=s["rotations"], log_scales=s["log_scales"],
+                              sh_coeffs=s["sh_coeffs"], raw_opacities=s["raw_opacities"]))
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "brushpy", "view", "--web", str(path), "--port", str(port),
+                             "--web-host", "127.0.0.1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    out = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out.append(line)
+            if line.startswith("web viewer: http://"):
+                break
+        assert any(x.startswith("web viewer: http://") for x in out), "".join(out)
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read()
+        assert b"<html" in page.lower()
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in rest, rest
+    web.check_port_free("127.0.0.1", port)
