@@ -48,13 +48,13 @@ def bench(h: int, w: int, repeats: int, mode: str) -> dict:
     }
 
 
-def main():
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="800x800,1920x1080", help="WxH list")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--mode", default="transparent", choices=("opaque", "transparent", "masked"))
     ap.add_argument("--out", default=None, help="also write the JSON here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     ctx = get_context()
     results = []
     for s in args.sizes.split(","):
@@ -63,6 +63,7 @@ def main():
     report = {"benchmark": "loss_l1_ssim", **machine(ctx),
               "repeats": args.repeats, "results": results}
     emit(report, args.out)
+    return report
 
 
 if __name__ == "__main__":
