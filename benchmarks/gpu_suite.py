@@ -29,7 +29,9 @@ Times are GPU timestamps where the device has ``timestamp-query``; every record
 also carries wall times, which are what counts where it does not. A section
 checks its budget between configurations (training: between steps); once it
 has run out, the configurations left are listed under ``skipped`` and the
-section's status is ``partial``. A section that raises is recorded with status
+section's status is ``partial``. The training sections stop at their budget by
+design ("as many steps as fit"): ``stopped_by_budget`` and the step counts say
+how far they got, and their status stays ``ok``. A section that raises is recorded with status
 ``error``, its message and traceback (and whatever it had finished), and the
 suite goes on to the next one.
 
@@ -38,7 +40,9 @@ Output (``--out DIR``; default ``$OUT`` when set, else ``gpu_suite_out``): one
 ``elapsed_s``, ``quick``, ``results``, ``skipped``, plus ``error`` /
 ``traceback`` on failure) and ``summary.json`` (the adapter, the machine, each
 section's status, elapsed time and headline figures, the issue's targets and
-gsplat's published figures). Exit status 1 when a section failed, else 0.
+gsplat's published figures; rewritten after every section, so a run killed
+from outside keeps what it finished). ``benchmarks/gpu_suite.sh`` wraps this for
+a lent machine (loader debs, wheels, staged datasets; docs/DEVELOPING.md). Exit status 1 when a section failed, else 0.
 
 ``--quick`` shrinks every size (2k splats at 64x48, 10k keys, a 2k-splat Adam
 step, the loss at 64x48, 5 training steps of the embedded ``assets/lego_small``
@@ -346,21 +350,32 @@ def main(argv=None) -> int:
     ctx = get_context()
     adapter = ctx.describe()
     print("adapter:", json.dumps(adapter, default=str), flush=True)
-    reports = {n: run_section(n, budgets[n], sizes, args.quick, datasets, out_dir) for n in names}
-    summary = {
-        "benchmark": "gpu_suite",
-        "quick": args.quick,
-        **machine(ctx),
-        "adapter": adapter,
-        "datasets": None if datasets is None else str(datasets),
-        "elapsed_s": round(time.perf_counter() - t0, 2),
-        "sections": {n: {"status": r["status"], "elapsed_s": r["elapsed_s"], "budget_s": r["budget_s"],
-                         "error": r.get("error"), "skipped": len(r["skipped"]),
-                         "headline": _safe_headline(n, r["results"])}
-                     for n, r in reports.items()},
-        "reference": REFERENCE,
-    }
-    emit(summary, out_dir / "summary.json")
+    reports: dict = {}
+
+    def summary() -> dict:
+        return {
+            "benchmark": "gpu_suite",
+            "quick": args.quick,
+            **machine(ctx),
+            "adapter": adapter,
+            "datasets": None if datasets is None else str(datasets),
+            "elapsed_s": round(time.perf_counter() - t0, 2),
+            "sections_not_run": [n for n in names if n not in reports],
+            "sections": {n: {"status": r["status"], "elapsed_s": r["elapsed_s"], "budget_s": r["budget_s"],
+                             "error": r.get("error"), "skipped": len(r["skipped"]),
+                             "headline": _safe_headline(n, r["results"])}
+                         for n, r in reports.items()},
+            "reference": REFERENCE,
+        }
+
+    from brushpy.io.atomic import atomic_write
+
+    for n in names:
+        reports[n] = run_section(n, budgets[n], sizes, args.quick, datasets, out_dir)
+        # the summary so far, after every section: a run killed from outside keeps what it measured
+        with atomic_write(out_dir / "summary.json", "w", encoding="utf-8") as f:
+            f.write(json.dumps(summary(), indent=2, default=str) + "\n")
+    emit(summary(), out_dir / "summary.json")
     return 1 if any(r["status"] == "error" for r in reports.values()) else 0
 
 

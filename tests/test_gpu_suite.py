@@ -64,6 +64,7 @@ def test_quick_summary(quick_run):
     out, _ = quick_run
     summary = json.loads((out / "summary.json").read_text())
     assert {"adapter", "device", "host", "sections", "reference", "elapsed_s"} <= summary.keys()
+    assert summary["sections_not_run"] == []
     assert set(summary["sections"]) == set(SECTIONS)
     for name, s in summary["sections"].items():
         assert s["status"] == "ok" and s["headline"] and "error" not in s["headline"][0], (name, s)
