@@ -584,8 +584,9 @@ def _prefer_sequential(registered: int, jumps: int, seq_registered: int, seq_jum
 
 def _reconstruct(pycolmap, db_path: Path, image_root: Path, sparse: Path, work: Path, usable: int, matcher: str,
                  opts: SfmOptions, times: dict, say, suffix: str = ""):
-    """Match (``matcher``) and map into ``sparse``. Returns (models, key of the largest or None);
-    the stage times go into ``times`` (keys with ``suffix``)."""
+    """Match (``matcher``) and map into ``sparse``. Returns (models, key of the largest or None,
+    that model or None, its registered image count or 0); the stage times go into ``times``
+    (keys with ``suffix``)."""
     t0 = time.perf_counter()
     n_pairs, n_verified = _match(pycolmap, db_path, work, matcher, opts)
     times["matching" + suffix] = time.perf_counter() - t0
@@ -594,7 +595,8 @@ def _reconstruct(pycolmap, db_path: Path, image_root: Path, sparse: Path, work: 
     models = _map(pycolmap, db_path, image_root, sparse, usable, opts.mapper, opts)
     times["mapping" + suffix] = time.perf_counter() - t0
     best_key = max(models, key=lambda k: models[k].num_reg_images(), default=None)
-    return models, best_key
+    best = models[best_key] if best_key is not None else None
+    return models, best_key, best, best.num_reg_images() if best is not None else 0
 
 
 def _needed(total: int, opts: SfmOptions) -> int:
@@ -730,22 +732,18 @@ def run_sfm(source: str | Path, output: str | Path, options: SfmOptions | None =
         if opts.matcher == "auto" and matcher == "exhaustive":  # kept for a sequential retry
             features_db = work / "features.db"
             shutil.copyfile(db_path, features_db)
-        models, best_key = _reconstruct(pycolmap, db_path, image_root, work / "sparse", work, usable, matcher, opts,
-                                        times, say)
-        best = models[best_key] if best_key is not None else None
-        registered = best.num_reg_images() if best is not None else 0
+        models, best_key, best, registered = _reconstruct(pycolmap, db_path, image_root, work / "sparse", work,
+                                                          usable, matcher, opts, times, say)
         if registered < _needed(usable, opts):
             raise _too_few(registered, usable, len(models), matcher, opts)
         jumps = _path_jumps(best) if matcher == "exhaustive" else []
         if _looks_folded(jumps, registered) and features_db is not None:
             say(f"the camera path jumps {len(jumps)} time(s) between photos next to each other by name "
                 f"({', '.join(jumps[:4])}): the photos look taken in order, trying sequential matching")
-            seq_db = work / "sequential.db"
-            shutil.copyfile(features_db, seq_db)
-            seq_models, seq_key = _reconstruct(pycolmap, seq_db, image_root, work / "sparse_sequential", work,
-                                               usable, "sequential", opts, times, say, suffix=" (sequential retry)")
-            seq = seq_models[seq_key] if seq_key is not None else None
-            seq_registered = seq.num_reg_images() if seq is not None else 0
+            seq_db = features_db  # the features as they were before exhaustive matching
+            seq_models, seq_key, seq, seq_registered = _reconstruct(
+                pycolmap, seq_db, image_root, work / "sparse_sequential", work, usable, "sequential", opts, times, say,
+                suffix=" (sequential retry)")
             seq_jumps = _path_jumps(seq) if seq is not None else []
             keep = _prefer_sequential(registered, len(jumps), seq_registered, len(seq_jumps), _needed(usable, opts))
             record["auto_retry"] = {"exhaustive": {"registered": registered, "path_jumps": jumps},
