@@ -31,14 +31,6 @@ SHARED = Path(os.environ.get("BRUSHPY_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
 
-def _poses(folder: Path, sub: str) -> dict[str, np.ndarray]:
-    from brushpy.data import colmap
-    from brushpy.data.source import DatasetSource
-
-    model = colmap.read_model(DatasetSource(folder), sub, True, with_points=False)
-    return {im.name: im.world_to_camera() for im in model.images.values()}
-
-
 def _jumps(poses: dict[str, np.ndarray]) -> list[str]:
     from brushpy.data.pose_compare import camera_centre, path_jumps
     from brushpy.data.scene import natural_key
@@ -69,7 +61,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
-    from brushpy.data.pose_compare import compare_poses
+    from brushpy.data.pose_compare import compare_poses, read_poses
     from brushpy.data.sfm import SfmOptions, run_sfm
 
     dataset = SHARED / "datasets" / args.dataset
@@ -82,7 +74,7 @@ def main() -> None:
     result = run_sfm(dataset / "images", out, opts, log_fn=lambda m: print(m, file=sys.stderr))
     total = time.perf_counter() - t0
     cpu = os.times()
-    est, ref = _poses(out, "sparse/0"), _poses(dataset, "sparse/0")
+    est, ref = read_poses(out), read_poses(dataset)
     report = {
         "benchmark": "sfm",
         "dataset": args.dataset,

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from brushpy.cli import main
+from brushpy.data.pose_compare import read_poses
 from tests.conftest import SHARED, requires_shared
 
 BEER = SHARED / "datasets" / "beer_colmap"
@@ -33,14 +34,6 @@ SIZE = (180, 320)  # width, height of the video frames (the photos are 720x1280 
 
 def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _poses(folder: Path, sub: str) -> dict:
-    from brushpy.data import colmap
-    from brushpy.data.source import DatasetSource
-
-    model = colmap.read_model(DatasetSource(folder), sub, True, with_points=False)
-    return {im.name: im.world_to_camera() for im in model.images.values()}
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +94,7 @@ def test_poses_match_the_shipped_model(project):
     from brushpy.data.pose_compare import compare_poses
 
     out, _ = project
-    cmp = compare_poses(_poses(out, "sparse/0"), _poses(BEER, "sparse/0"))
+    cmp = compare_poses(read_poses(out), read_poses(BEER))
     assert len(cmp.names) >= 11
     # 12 neighbouring frames lie on a short arc, which leaves the similarity's rotation about the arc
     # loosely fitted (median 1.1 deg measured); the relative rotations do not depend on it (0.23 deg)
@@ -406,5 +399,5 @@ def test_auto_retries_sequential_matching_when_the_path_folds(beer12, tmp_path, 
     assert record["auto_retry"]["sequential"]["path_jumps"] == []
     assert any("trying sequential matching" in ln for ln in lines)
     assert "jumps" not in caplog.text  # the kept model is not folded: no warning
-    assert len(_poses(out, "sparse/0")) == 12
+    assert len(read_poses(out)) == 12
     assert not (out / "sparse_sequential").exists() and not list(out.glob("**/features.db"))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PoseComparison", "camera_centre", "compare_poses", "path_jumps", "umeyama"]
+__all__ = ["PoseComparison", "camera_centre", "compare_poses", "path_jumps", "read_poses", "umeyama"]
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -204,3 +204,23 @@ def path_jumps(centres: np.ndarray, ratio: float = 6.0) -> list[int]:
     if med <= 0.0:
         return []
     return [int(i) for i in np.nonzero(steps > ratio * med)[0]]
+
+
+def read_poses(folder, sub: str = "sparse/0") -> dict[str, np.ndarray]:
+    """The poses of a COLMAP model, by image name.
+
+    Args:
+        folder: the project folder (str or Path; a folder or zip :class:`brushpy.data.source.DatasetSource` reads).
+        sub: the model's folder inside it.
+
+    Returns:
+        ``{image name: float64 [4,4] world_to_camera}`` (OpenCV camera axes).
+
+    Raises:
+        brushpy.errors.InputError: the model is missing or unreadable (named by the reader).
+    """
+    from . import colmap
+    from .source import DatasetSource
+
+    model = colmap.read_model(DatasetSource(folder), sub, True, with_points=False)
+    return {im.name: im.world_to_camera() for im in model.images.values()}
