@@ -84,6 +84,24 @@ def test_sh_c0_is_the_kernels_constant():
     assert [str(p) for p in owners] == ["brushpy/io/ply.py"]
 
 
+def test_band0_colour_has_one_owner():
+    """The band-0 colour formula (``SH_C0 * f_dc + 0.5`` and its inverse) is written once, in
+    brushpy.io.ply's sh_dc_to_rgb / rgb_to_sh_dc, and the pair are inverses."""
+    from brushpy.io.ply import rgb_to_sh_dc, sh_dc_to_rgb
+
+    rgb = np.random.default_rng(0).random((5, 3))
+    assert np.allclose(sh_dc_to_rgb(rgb_to_sh_dc(rgb)), rgb, atol=1e-12)
+    assert np.allclose(sh_dc_to_rgb(np.ones(3)), 0.5 + SH_C0)
+    formula = re.compile(r"SH_C0\s*\*|\*\s*SH_C0|/\s*SH_C0")
+    writers = []
+    for p in sorted((REPO / "brushpy").rglob("*.py")):
+        code = [ln.split("#")[0] for ln in p.read_text(encoding="utf-8").splitlines()
+                if not ln.lstrip().startswith(("#", "``", "-", "*")) and "``" not in ln]
+        if any(formula.search(ln) for ln in code):
+            writers.append(str(p.relative_to(REPO)))
+    assert writers == ["brushpy/io/ply.py"], writers
+
+
 def _ply_bytes(tmp_path, arr) -> bytes:
     path = tmp_path / "p.ply"
     PlyData([PlyElement.describe(arr, "vertex")]).write(str(path))

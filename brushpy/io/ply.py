@@ -71,6 +71,26 @@ log = logging.getLogger("brushpy.io")
 #: Real SH basis constant of band 0: 1 / (2 sqrt(pi)).
 SH_C0 = 0.28209479177387814
 
+
+def sh_dc_to_rgb(f_dc) -> np.ndarray:
+    """The view-independent colour ``SH_C0 * f_dc + 0.5`` of SH band-0 coefficients.
+
+    Args:
+        f_dc: float array [..., 3] (any leading shape), the band-0 coefficients per channel.
+
+    Returns:
+        float64 array of the same shape, RGB in [0, 1] for coefficients of in-range colours;
+        not clamped (callers clip where a format needs it). The +0.5 offset is the INRIA/gsplat
+        convention (the renderer adds it too).
+    """
+    return SH_C0 * np.asarray(f_dc, np.float64) + 0.5
+
+
+def rgb_to_sh_dc(rgb) -> np.ndarray:
+    """SH band-0 coefficients ``(rgb - 0.5) / SH_C0`` that render as ``rgb``: the inverse of
+    :func:`sh_dc_to_rgb`. ``rgb``: float array [..., 3] in [0, 1]; returns float64 of the same shape."""
+    return (np.asarray(rgb, np.float64) - 0.5) / SH_C0
+
 #: Opacity logits are clamped to +-this on reading where a file holds +-inf (or an 8-bit
 #: alpha of 0 or 255): sigmoid(40) == 1.0 and sigmoid(-40) ~ 4e-18 in float32, so nothing
 #: changes on screen, and the value stays finite (PlayCanvas's engine uses the same 40).
@@ -177,7 +197,7 @@ class SplatData:
     @property
     def colors(self) -> np.ndarray:
         """[N,3] view-independent colour ``SH_C0 * f_dc + 0.5`` (unclamped), float32."""
-        return (SH_C0 * self.sh_coeffs[:, 0, :].astype(np.float64) + 0.5).astype(np.float32)
+        return sh_dc_to_rgb(self.sh_coeffs[:, 0, :]).astype(np.float32)
 
     def to_gpu(self):
         """Upload as a :class:`brushpy.render.splats.Splats` (GPU tensors).
@@ -545,7 +565,7 @@ def read_ply_points(source: str | os.PathLike | bytes, origin: str | None = None
         return pts, np.clip(np.stack(raw, axis=1).astype(np.float32) / scale, 0.0, 1.0)
     if {"f_dc_0", "f_dc_1", "f_dc_2"} <= props:
         f_dc = np.stack([np.asarray(data[a], np.float64) for a in ("f_dc_0", "f_dc_1", "f_dc_2")], axis=1)
-        return pts, np.clip(SH_C0 * f_dc + 0.5, 0.0, 1.0).astype(np.float32)
+        return pts, np.clip(sh_dc_to_rgb(f_dc), 0.0, 1.0).astype(np.float32)
     return pts, None
 
 

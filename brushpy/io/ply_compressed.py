@@ -52,13 +52,14 @@ from .atomic import atomic_write
 from .ply import (
     _MAX_LOGIT,
     _REST_COUNT_TO_DEGREE,
-    SH_C0,
     PlyFormatError,
     SplatData,
     _element,
     brush_comments,
     clean_non_finite,
     read_ply,
+    rgb_to_sh_dc,
+    sh_dc_to_rgb,
 )
 
 log = logging.getLogger("brushpy.io")
@@ -190,7 +191,7 @@ def decode_compressed(ply, path: Path) -> SplatData:
         lo = np.stack([c["min_r"], c["min_g"], c["min_b"]], axis=1)
         hi = np.stack([c["max_r"], c["max_g"], c["max_b"]], axis=1)
         rgb = lerp(lo, hi, rgb)
-    f_dc = (rgb - 0.5) / SH_C0
+    f_dc = rgb_to_sh_dc(rgb)
     alpha_byte = col & np.uint32(0xFF)
     alpha = alpha_byte.astype(np.float64) / 255.0
     with np.errstate(divide="ignore"):
@@ -353,7 +354,7 @@ def write_compressed_ply(path: str | os.PathLike, data, option: str | None = Non
 
     means = chunked(data.means)
     log_scales = chunked(data.log_scales)
-    colors = chunked((data.sh_coeffs[:, 0, :].astype(np.float64) * SH_C0 + 0.5).astype(np.float32))
+    colors = chunked(sh_dc_to_rgb(data.sh_coeffs[:, 0, :]).astype(np.float32))
     bounds = []
     packed = {}
     for name, values, bits, clamp in (("packed_position", means, (11, 10, 11), None),

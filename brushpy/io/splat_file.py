@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
-from .ply import _MAX_LOGIT, SH_C0, PlyFormatError, SplatData, clean_non_finite
+from .ply import _MAX_LOGIT, PlyFormatError, SplatData, clean_non_finite, rgb_to_sh_dc, sh_dc_to_rgb
 
 log = logging.getLogger("brushpy.io")
 
@@ -105,7 +105,7 @@ def read_splat_file(path: str | os.PathLike) -> SplatData:
     with np.errstate(divide="ignore", invalid="ignore"):
         log_scales = np.log(rec["scale"].astype(np.float64))
     rgba = rec["rgba"].astype(np.float64)
-    f_dc = (rgba[:, :3] / 255.0 - 0.5) / SH_C0
+    f_dc = rgb_to_sh_dc(rgba[:, :3] / 255.0)
     a = rgba[:, 3] / 255.0
     with np.errstate(divide="ignore"):
         logits = np.log(a) - np.log1p(-a)
@@ -170,7 +170,7 @@ def write_splat_file(path: str | os.PathLike, data, option: str | None = None, s
     rec["position"] = data.means[order]
     with np.errstate(over="ignore"):
         rec["scale"] = np.exp(data.log_scales[order].astype(np.float64)).astype(np.float32)
-    colour = SH_C0 * data.sh_coeffs[order, 0, :].astype(np.float64) + 0.5
+    colour = sh_dc_to_rgb(data.sh_coeffs[order, 0, :])
     rec["rgba"][:, :3] = _to_byte(colour, 255.0, 0.0)
     with np.errstate(over="ignore"):
         alpha = 1.0 / (1.0 + np.exp(-data.raw_opacities[order].astype(np.float64)))

@@ -257,13 +257,13 @@ def export_ply(params: dict[str, np.ndarray], path, extents=(1.0, 1.0, 1.0)) -> 
     Written by :func:`brushpy.io.ply.write_ply` (binary float32, zero normals).
     Returns the path written; raises ``OSError`` when it cannot be written.
     """
-    from ..io.ply import SH_C0, SplatData, write_ply
+    from ..io.ply import SplatData, rgb_to_sh_dc, write_ply
 
     E = np.asarray(extents, np.float64)
     means = np.asarray(params["means"], np.float64) * E
     log_s, rot = physical_shapes(params["log_scales"], params["rotations"], E)
     amp = np.exp(np.asarray(params["log_amplitudes"], np.float64))
-    dc = (np.minimum(amp, 1.0) - 0.5) / SH_C0
+    dc = rgb_to_sh_dc(np.minimum(amp, 1.0))
     a = np.clip(amp, 0.01, 0.99)
     k = len(means)
     data = SplatData(

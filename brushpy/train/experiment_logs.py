@@ -55,7 +55,7 @@ import numpy as np
 
 from ..errors import OptionError
 from ..io.atomic import ensure_writable_dir
-from ..io.ply import SH_C0
+from ..io.ply import sh_dc_to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class ExperimentLogs:
         splats = self.trainer.splats
         means = splats.means.numpy().reshape(-1, 3)
         dc = splats.sh_coeffs.numpy().reshape(means.shape[0], -1, 3)[:, 0, :]
-        colors = np.clip(0.5 + SH_C0 * dc, 0.0, 1.0).astype(np.float32)
+        colors = np.clip(sh_dc_to_rgb(dc), 0.0, 1.0).astype(np.float32)
         radii = np.exp(splats.log_scales.numpy().reshape(means.shape[0], 3).mean(axis=1)).astype(np.float32)
         return means.astype(np.float32), colors, radii
 

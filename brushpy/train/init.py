@@ -41,7 +41,7 @@ import numpy as np
 
 from ..data import InitPoints
 from ..errors import InputError
-from ..io.ply import SH_C0
+from ..io.ply import rgb_to_sh_dc as _rgb_to_sh_dc
 from ..render.camera import Camera
 
 log = logging.getLogger("brushpy.train")
@@ -56,7 +56,7 @@ FOCUS_BOX_SCALE = 0.5
 
 def rgb_to_sh_dc(colors: np.ndarray) -> np.ndarray:
     """SH band-0 coefficients [N,1,3] float32 that render as ``colors`` (RGB in [0,1], [N,3])."""
-    return ((np.asarray(colors, np.float32) - 0.5) / SH_C0).reshape(-1, 1, 3).astype(np.float32)
+    return _rgb_to_sh_dc(np.asarray(colors, np.float32)).reshape(-1, 1, 3).astype(np.float32)
 
 
 def logit(p) -> np.ndarray:

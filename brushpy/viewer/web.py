@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io.ply import SH_C0
+from ..io.ply import sh_dc_to_rgb
 from ..render.camera import Camera
 from ..render.rotations import matrices_to_quaternions, quaternions_to_matrices
 
@@ -184,7 +184,7 @@ def splats_for_viser(params) -> dict[str, np.ndarray]:
     return {
         "centers": np.ascontiguousarray(means),
         "covariances": covariances(log_scales, rotations),
-        "rgbs": np.clip(SH_C0 * dc + 0.5, 0.0, 1.0).astype(np.float32),
+        "rgbs": np.clip(sh_dc_to_rgb(dc), 0.0, 1.0).astype(np.float32),
         "opacities": (1.0 / (1.0 + np.exp(-raw.astype(np.float64)))).astype(np.float32).reshape(-1, 1),
     }
 
