@@ -122,3 +122,65 @@ def test_mse_loss_op(gpu):
     _close(op.grad_input, grad)
     with pytest.raises(ValueError, match="element count"):
         MSELossOp(rec, _t(x), _t(t[..., :3]))
+
+
+@pytest.mark.parametrize("factor,hw", [(2, (5, 4)), (4, (3, 5)), (1, (3, 3))])
+def test_upsample_forward_backward(gpu, factor, hw):
+    from brushpy.gpu import Recorder
+    from brushpy.nn import UpsampleOp
+
+    rng = np.random.default_rng(factor)
+    x = _f32(rng, 2, 3, *hw)
+    rec = Recorder()
+    op = UpsampleOp(rec, _t(x), factor)
+    g = _f32(rng, *op.outputs["y"].shape)
+    grads = op.backward(rec, {"y": _t(g)})
+    rec.submit()
+    _close(op.outputs["y"], R.upsample_bilinear(x, factor))
+    _close(grads["x"], R.upsample_bilinear_vjp(x.shape, factor, g))
+    with pytest.raises(ValueError, match="positive integer"):
+        UpsampleOp(rec, _t(x), 1.5)
+
+
+def test_softmax_depth_forward_backward(gpu):
+    from brushpy.gpu import Recorder
+    from brushpy.nn import SoftmaxDepthOp
+
+    rng = np.random.default_rng(8)
+    x = _f32(rng, 2, 7, 5, 6, scale=4.0)
+    x[0, :, 0, 0] += 80.0  # large logits: the max is subtracted first
+    g = _f32(rng, *x.shape)
+    rec = Recorder()
+    op = SoftmaxDepthOp(rec, _t(x))
+    grads = op.backward(rec, {"y": _t(g)})
+    rec.submit()
+    y = R.softmax_depth(x)
+    _close(op.outputs["y"], y)
+    _close(grads["x"], R.softmax_depth_vjp(y, g))
+
+
+def test_concat_forward_backward_on_a_tape(gpu):
+    """concat -> MSE on a tape: each input gets its channel slice of the gradient; one tensor used
+    twice gets the sum of both slices."""
+    from brushpy.autodiff import Tape
+    from brushpy.gpu import Recorder
+    from brushpy.nn import ConcatOp, MSELossOp
+
+    rng = np.random.default_rng(9)
+    a, b = _f32(rng, 2, 2, 4, 5), _f32(rng, 2, 3, 4, 5)
+    at, bt = _t(a), _t(b)
+    rec = Recorder()
+    tape = Tape()
+    op = tape.record(ConcatOp(rec, [at, bt, at]))
+    target = _f32(rng, 2, 7, 4, 5)
+    loss = tape.record(MSELossOp(rec, op.outputs["y"], _t(target)))
+    grads = tape.backward(rec, loss.seed)
+    rec.submit()
+    y = R.concat_channels([a, b, a])
+    _close(op.outputs["y"], y)
+    _, g = R.mse(y, target)
+    ga, gb, ga2 = R.concat_channels_vjp([2, 3, 2], g)
+    _close(grads[at], ga + ga2)
+    _close(grads[bt], gb)
+    with pytest.raises(ValueError, match="share B, H, W"):
+        ConcatOp(rec, [at, _t(_f32(rng, 2, 3, 4, 4))])
