@@ -184,3 +184,33 @@ def test_concat_forward_backward_on_a_tape(gpu):
     _close(grads[bt], gb)
     with pytest.raises(ValueError, match="share B, H, W"):
         ConcatOp(rec, [at, _t(_f32(rng, 2, 3, 4, 4))])
+
+
+@pytest.mark.parametrize("float_atomics", [True, False])
+def test_plane_sweep_warp_forward_backward(gpu, float_atomics):
+    from brushpy.gpu import Recorder, create_context, get_context, set_context
+    from brushpy.nn import PlaneSweepWarpOp
+    from tests.test_nn_reference import warp_cameras
+
+    old = get_context()
+    if not float_atomics:  # the compare-and-swap path
+        set_context(create_context(disable={"shader-float32-atomic"}))
+    try:
+        rng = np.random.default_rng(4)
+        cams = warp_cameras()
+        feat = _f32(rng, 4, 10, 12)
+        depths = np.array([0.8, 1.5, 3.0, 6.0])
+        rec = Recorder()
+        op = PlaneSweepWarpOp(rec, _t(feat), depths, *cams, ref_size=(9, 11))
+        warped, mask = R.plane_sweep_warp(feat, *cams, depths.astype(np.float32), ref_size=(9, 11))
+        g = _f32(rng, *warped.shape)
+        grads = op.backward(rec, {"warped": _t(g), "mask": None})
+        rec.submit()
+        np.testing.assert_array_equal(op.outputs["mask"].numpy(), mask)
+        _close(op.outputs["warped"], warped, rtol=1e-4)
+        _close(grads["src"], R.plane_sweep_warp_vjp(feat.shape, *cams, depths.astype(np.float32), g,
+                                                    ref_size=(9, 11)), rtol=1e-4)
+        with pytest.raises(ValueError, match="depths must be finite and > 0"):
+            PlaneSweepWarpOp(rec, _t(feat), [1.0, 0.0], *cams)
+    finally:
+        set_context(old)

@@ -118,3 +118,69 @@ def test_mse_gradient():
     x, t = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
     _, g = R.mse(x, t)
     _check(lambda z: R.mse(z, t)[0], x, g, rng)
+
+
+def _rot(axis, angle):
+    c, s = np.cos(angle), np.sin(angle)
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]
+    r = np.eye(3)
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
+def warp_cameras(seed=0):
+    """A reference camera and a source camera 0.3 to its right, turned a little: intrinsics at a
+    10x12 feature map, world_to_camera 4x4 (shared with tests/test_nn_layers.py)."""
+    rng = np.random.default_rng(seed)
+    k_ref = np.array([[11.0, 0, 6.1], [0, 10.5, 4.9], [0, 0, 1]])
+    k_src = np.array([[10.0, 0, 5.8], [0, 10.2, 5.2], [0, 0, 1]])
+    w2c_ref = np.eye(4)
+    w2c_ref[:3, :3] = _rot(1, 0.1 * rng.standard_normal())
+    w2c_ref[:3, 3] = 0.1 * rng.standard_normal(3)
+    c2w_src = np.linalg.inv(w2c_ref)
+    c2w_src[:3, :3] = c2w_src[:3, :3] @ _rot(1, -0.08) @ _rot(0, 0.05)
+    c2w_src[:3, 3] += c2w_src[:3, :3] @ np.array([0.3, 0.02, 0.05])
+    return k_ref, w2c_ref, k_src, np.linalg.inv(c2w_src)
+
+
+def test_plane_sweep_identity_and_disparity():
+    rng = np.random.default_rng(0)
+    feat = rng.standard_normal((3, 6, 8))
+    k = np.array([[8.0, 0, 4], [0, 8, 3], [0, 0, 1]])
+    warped, mask = R.plane_sweep_warp(feat, k, np.eye(4), k, np.eye(4), [0.5, 2.0])
+    np.testing.assert_allclose(warped, np.repeat(feat[:, None], 2, axis=1), atol=1e-12)
+    assert mask.min() == 1.0
+    # source camera centre at +b on x (world_to_camera translation -b): a point at depth d moves
+    # by the disparity fx·b/d to the left in the source image
+    b, d = 0.25, 2.0
+    w2c_src = np.eye(4)
+    w2c_src[0, 3] = -b
+    u, v, z = R.plane_sweep_samples((6, 8), k, np.eye(4), k, w2c_src, [d])
+    np.testing.assert_allclose(u[0], (np.arange(8) + 0.5)[None, :] - 8 * b / d + 0 * v[0])
+    np.testing.assert_allclose(z, d)
+    warped, mask = R.plane_sweep_warp(feat, k, np.eye(4), k, w2c_src, [d])  # disparity 1 px
+    np.testing.assert_allclose(warped[:, 0, :, 1:], feat[:, :, :-1], atol=1e-12)
+    # column 0 lands at u = -0.5, left of the source image: invalid and 0; the rest is valid
+    assert mask[0, :, 0].max() == 0.0 and mask[0, :, 1:].min() == 1.0
+    assert not warped[:, 0, :, 0].any()
+    # behind the source camera: invalid
+    w2c_back = np.diag([1.0, 1, 1, 1])
+    w2c_back[2, 3] = -5.0
+    _, mask = R.plane_sweep_warp(feat, k, np.eye(4), k, w2c_back, [1.0])
+    assert mask.max() == 0.0
+
+
+def test_plane_sweep_vjp_is_the_adjoint():
+    """The warp is linear in the features: <g, warp(f)> = <warp_vjp(g), f>, and a finite
+    difference of a random direction agrees."""
+    rng = np.random.default_rng(2)
+    cams = warp_cameras()
+    feat = rng.standard_normal((4, 10, 12))
+    depths = [0.8, 1.5, 3.0, 6.0]
+    warped, mask = R.plane_sweep_warp(feat, *cams, depths, ref_size=(9, 11))
+    assert warped.shape == (4, 4, 9, 11) and mask.shape == (4, 9, 11)
+    assert 0 < mask.mean() < 1  # some samples fall outside the source
+    g = rng.standard_normal(warped.shape)
+    vjp = R.plane_sweep_warp_vjp(feat.shape, *cams, depths, g, ref_size=(9, 11))
+    assert float((g * warped).sum()) == pytest.approx(float((vjp * feat).sum()), rel=1e-10)
+    _check(lambda f: (g * R.plane_sweep_warp(f, *cams, depths, ref_size=(9, 11))[0]).sum(), feat, vjp, rng)

@@ -7,7 +7,8 @@ put it on a :class:`~brushpy.autodiff.Tape` to get gradients. Modules:
 * :mod:`~brushpy.nn.conv` conv2d (3x3 / 1x1, stride 1 / 2, bias); :mod:`~brushpy.nn.activation`
   ReLU, GELU (tanh form); :mod:`~brushpy.nn.norm` group norm; :mod:`~brushpy.nn.upsample`
   bilinear up-sampling; :mod:`~brushpy.nn.concat` channel concat; :mod:`~brushpy.nn.softmax`
-  softmax over depth candidates; :mod:`~brushpy.nn.loss` MSE;
+  softmax over depth candidates; :mod:`~brushpy.nn.warp` plane-sweep warp of a source view's
+  features into a reference view; :mod:`~brushpy.nn.loss` MSE;
 * :mod:`~brushpy.nn.params` :class:`NetParams`, the weights as a parameter group (He init,
   seeded; stepped by ``brushpy.optim.Adam(config, lr=...)``); :mod:`~brushpy.nn.layers` layers
   that own their weights; weights files: ``brushpy.io.weights`` (safetensors);
@@ -25,6 +26,7 @@ from .norm import GroupNormOp, group_norm
 from .params import NetParams, WeightsError
 from .softmax import SoftmaxDepthOp, softmax_depth
 from .upsample import UpsampleOp, upsample_bilinear
+from .warp import PlaneSweepWarpOp, plane_sweep_warp
 
 __all__ = [
     "ACTIVATIONS",
@@ -37,6 +39,7 @@ __all__ = [
     "GroupNormOp",
     "MSELossOp",
     "NetParams",
+    "PlaneSweepWarpOp",
     "SoftmaxDepthOp",
     "UpsampleOp",
     "WeightsError",
@@ -44,6 +47,7 @@ __all__ = [
     "conv2d",
     "gelu",
     "group_norm",
+    "plane_sweep_warp",
     "relu",
     "softmax_depth",
     "upsample_bilinear",
