@@ -1,4 +1,4 @@
-"""Argument checks shared by the layer ops (shapes and dtypes of GPU tensors)."""
+"""Helpers shared by the layer ops: argument checks (shapes and dtypes of GPU tensors), recording on a tape."""
 
 from __future__ import annotations
 
@@ -30,3 +30,10 @@ def check_grad(g, like: GpuTensor, op: str) -> GpuTensor:
     if g.numel != like.numel:
         raise ValueError(f"{op}: gradient {g!r} has {g.numel} elements, expected {like.numel} ({like.shape})")
     return g if tuple(g.shape) == tuple(like.shape) else g.reshape(like.shape)
+
+
+def record(op, tape, output: str = "y"):
+    """Put ``op`` on ``tape`` (when given) and return its output ``output`` (the functional form of an op)."""
+    if tape is not None:
+        tape.record(op)
+    return op.outputs[output]

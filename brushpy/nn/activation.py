@@ -14,7 +14,7 @@ import numpy as np
 
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
-from ._checks import check_grad
+from ._checks import check_grad, record
 
 #: shaders/nn_activation.wgsl
 ACT_PARAMS = UniformLayout("ActParams", [("n", "u32", "elements")])
@@ -63,15 +63,10 @@ class ActivationOp(Op):
 
 def relu(rec: Recorder, x: GpuTensor, tape=None) -> GpuTensor:
     """Record ``max(x, 0)`` (on ``tape`` when given) and return it."""
-    return _record(ActivationOp(rec, x, "relu"), tape)
+    return record(ActivationOp(rec, x, "relu"), tape)
 
 
 def gelu(rec: Recorder, x: GpuTensor, tape=None) -> GpuTensor:
     """Record GELU (tanh form) of ``x`` (on ``tape`` when given) and return it."""
-    return _record(ActivationOp(rec, x, "gelu"), tape)
+    return record(ActivationOp(rec, x, "gelu"), tape)
 
-
-def _record(op: Op, tape):
-    if tape is not None:
-        tape.record(op)
-    return op.outputs["y"]

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..autodiff import Op
 from ..gpu import GpuTensor, Recorder
-from ._checks import check_grad, check_tensor
+from ._checks import check_grad, check_tensor, record
 
 
 class ConcatOp(Op):
@@ -63,7 +63,4 @@ class ConcatOp(Op):
 
 def concat_channels(rec: Recorder, xs, tape=None) -> GpuTensor:
     """Record :class:`ConcatOp` (on ``tape`` when given) and return ``concat(xs, dim=1)``."""
-    op = ConcatOp(rec, xs)
-    if tape is not None:
-        tape.record(op)
-    return op.outputs["y"]
+    return record(ConcatOp(rec, xs), tape)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
-from ._checks import check_grad, check_tensor
+from ._checks import check_grad, check_tensor, record
 from .reference import conv_out_size
 
 #: kernel sizes and strides the kernels are tested with (any odd K works)
@@ -110,7 +110,4 @@ def conv2d(rec: Recorder, x: GpuTensor, weight: GpuTensor, bias: GpuTensor, stri
            input_grad: bool = True) -> GpuTensor:
     """Record a conv2d (see :class:`Conv2dOp`) and return its output [B, C_out, Ho, Wo];
     with a ``tape`` the op is recorded on it for the backward."""
-    op = Conv2dOp(rec, x, weight, bias, stride, input_grad)
-    if tape is not None:
-        tape.record(op)
-    return op.outputs["y"]
+    return record(Conv2dOp(rec, x, weight, bias, stride, input_grad), tape)

@@ -11,6 +11,7 @@ constructed, with He initialisation for conv weights, and records its op when ca
 from __future__ import annotations
 
 from ..gpu import GpuTensor, Recorder
+from ._checks import record
 from .conv import Conv2dOp
 from .norm import GroupNormOp
 from .params import NetParams
@@ -34,10 +35,7 @@ class Conv2d:
 
     def __call__(self, rec: Recorder, x: GpuTensor, tape=None, input_grad: bool = True) -> GpuTensor:
         """Record the conv of ``x`` [B, C_in, H, W] (on ``tape`` when given); returns [B, C_out, Ho, Wo]."""
-        op = Conv2dOp(rec, x, self.weight, self.bias, self.stride, input_grad)
-        if tape is not None:
-            tape.record(op)
-        return op.outputs["y"]
+        return record(Conv2dOp(rec, x, self.weight, self.bias, self.stride, input_grad), tape)
 
 
 class GroupNorm:
@@ -55,7 +53,4 @@ class GroupNorm:
         self.bias = params.zeros(f"{name}.bias", (channels,))
 
     def __call__(self, rec: Recorder, x: GpuTensor, tape=None) -> GpuTensor:
-        op = GroupNormOp(rec, x, self.groups, self.weight, self.bias, self.eps)
-        if tape is not None:
-            tape.record(op)
-        return op.outputs["y"]
+        return record(GroupNormOp(rec, x, self.groups, self.weight, self.bias, self.eps), tape)

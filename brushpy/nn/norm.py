@@ -13,7 +13,7 @@ import numpy as np
 
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
-from ._checks import check_grad, check_tensor
+from ._checks import check_grad, check_tensor, record
 from .reference import GROUP_NORM_EPS
 
 #: shaders/nn_group_norm.wgsl
@@ -87,7 +87,4 @@ class GroupNormOp(Op):
 def group_norm(rec: Recorder, x: GpuTensor, groups: int, weight: GpuTensor, bias: GpuTensor,
                eps: float = GROUP_NORM_EPS, tape=None) -> GpuTensor:
     """Record a group norm (:class:`GroupNormOp`, on ``tape`` when given) and return its output."""
-    op = GroupNormOp(rec, x, groups, weight, bias, eps)
-    if tape is not None:
-        tape.record(op)
-    return op.outputs["y"]
+    return record(GroupNormOp(rec, x, groups, weight, bias, eps), tape)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
-from ._checks import check_grad, check_tensor
+from ._checks import check_grad, check_tensor, record
 
 #: shaders/nn_softmax.wgsl
 SOFTMAX_PARAMS = UniformLayout("SoftmaxParams", [("count", "u32", "B*H*W"), ("d", "u32"), ("hw", "u32")])
@@ -49,7 +49,4 @@ class SoftmaxDepthOp(Op):
 
 def softmax_depth(rec: Recorder, x: GpuTensor, tape=None) -> GpuTensor:
     """Record :class:`SoftmaxDepthOp` (on ``tape`` when given) and return the probabilities."""
-    op = SoftmaxDepthOp(rec, x)
-    if tape is not None:
-        tape.record(op)
-    return op.outputs["y"]
+    return record(SoftmaxDepthOp(rec, x), tape)

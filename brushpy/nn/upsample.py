@@ -12,7 +12,7 @@ import numpy as np
 
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
-from ._checks import check_grad, check_tensor
+from ._checks import check_grad, check_tensor, record
 
 #: shaders/nn_upsample.wgsl
 UP_PARAMS = UniformLayout("UpParams", [
@@ -65,7 +65,4 @@ class UpsampleOp(Op):
 
 def upsample_bilinear(rec: Recorder, x: GpuTensor, factor: int, tape=None) -> GpuTensor:
     """Record :class:`UpsampleOp` (on ``tape`` when given) and return its output."""
-    op = UpsampleOp(rec, x, factor)
-    if tape is not None:
-        tape.record(op)
-    return op.outputs["y"]
+    return record(UpsampleOp(rec, x, factor), tape)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
-from ._checks import check_grad, check_tensor
+from ._checks import check_grad, check_tensor, record
 from .reference import WARP_Z_MIN
 
 #: shaders/nn_plane_sweep.wgsl
@@ -134,6 +134,4 @@ def plane_sweep_warp(rec: Recorder, src: GpuTensor, depths, k_ref, w2c_ref, k_sr
                      tape=None) -> tuple[GpuTensor, GpuTensor]:
     """Record :class:`PlaneSweepWarpOp` (on ``tape`` when given); returns ``(warped, mask)``."""
     op = PlaneSweepWarpOp(rec, src, depths, k_ref, w2c_ref, k_src, w2c_src, ref_size)
-    if tape is not None:
-        tape.record(op)
-    return op.outputs["warped"], op.outputs["mask"]
+    return record(op, tape, "warped"), op.outputs["mask"]
