@@ -135,3 +135,55 @@ def test_weights_round_trip_and_errors(gpu, tmp_path):
     np.testing.assert_array_equal(other["conv2.bias"].numpy(), before)
     with pytest.raises(WeightsFileError, match="not found"):
         load_weights(tmp_path / "missing.safetensors", other)
+
+
+def test_layer_chain_on_the_tape_matches_the_reference_chain(gpu):
+    """conv3x3/s2 -> group norm -> GELU -> up-sample x2 -> concat with the input -> conv1x1 ->
+    softmax over 'depth' channels -> MSE: the loss and the gradient of every weight through the
+    tape against the float64 references chained by hand."""
+    from brushpy.autodiff import Tape
+    from brushpy.gpu import GpuTensor, Recorder
+    from brushpy.nn import (Conv2d, GroupNorm, MSELossOp, NetParams, concat_channels, gelu, softmax_depth,
+                            upsample_bilinear)
+    from brushpy.nn import reference as R
+
+    rng = np.random.default_rng(11)
+    x = rng.random((1, 3, 8, 8)).astype(np.float32)
+    target = rng.random((1, 5, 8, 8)).astype(np.float32)
+    params = NetParams(seed=5)
+    c1 = Conv2d(params, "c1", 3, 4, 3, stride=2)
+    gn = GroupNorm(params, "gn", 2, 4)
+    c2 = Conv2d(params, "c2", 7, 5, 1)
+    params["gn.weight"].write(rng.uniform(0.5, 1.5, 4))
+    params["gn.bias"].write(rng.uniform(-0.2, 0.2, 4))
+    w = {n: a.astype(np.float64) for n, a in params.state_dict().items()}
+
+    rec, tape = Recorder(), Tape()
+    xt = GpuTensor.from_numpy(x)
+    h = gelu(rec, gn(rec, c1(rec, xt, tape, input_grad=False), tape), tape)
+    y = softmax_depth(rec, c2(rec, concat_channels(rec, [upsample_bilinear(rec, h, 2, tape), xt], tape), tape), tape)
+    loss = tape.record(MSELossOp(rec, y, GpuTensor.from_numpy(target)))
+    grads = tape.backward(rec, loss.seed).of(params)
+    rec.submit()
+
+    a1 = R.conv2d(x, w["c1.weight"], w["c1.bias"], 2)
+    a2 = R.group_norm(a1, 2, w["gn.weight"], w["gn.bias"])
+    a3 = R.gelu(a2)
+    a4 = R.upsample_bilinear(a3, 2)
+    a5 = R.concat_channels([a4, x])
+    a6 = R.conv2d(a5, w["c2.weight"], w["c2.bias"], 1)
+    a7 = R.softmax_depth(a6)
+    ref_loss, g7 = R.mse(a7, target)
+    g6 = R.softmax_depth_vjp(a7, g7)
+    g5, gw2, gb2 = R.conv2d_vjp(a5, w["c2.weight"], 1, g6)
+    g4 = R.concat_channels_vjp([4, 3], g5)[0]
+    g3 = R.upsample_bilinear_vjp(a3.shape, 2, g4)
+    g2 = R.gelu_vjp(a2, g3)
+    g1, gg, gbeta = R.group_norm_vjp(a1, 2, w["gn.weight"], g2)
+    _, gw1, gb1 = R.conv2d_vjp(x, w["c1.weight"], 2, g1)
+    assert float(loss.outputs["loss"].numpy()[0]) == pytest.approx(ref_loss, rel=1e-5)
+    want = {"c1.weight": gw1, "c1.bias": gb1, "gn.weight": gg, "gn.bias": gbeta, "c2.weight": gw2, "c2.bias": gb2}
+    assert set(grads) == set(want)
+    for name, ref in want.items():
+        got = grads[name].numpy()
+        assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max() + 1e-7, name
