@@ -29,6 +29,11 @@ With ``shared_sh_second_moment`` the SH coefficients of a splat share one
 second moment ``v`` [N], updated with the mean of g² over the splat's K·3
 coefficients.
 
+Other parameter groups (a network's weights, :class:`brushpy.nn.NetParams`): pass ``lr`` (a
+float, or a function of the step returning one) and every tensor of the group, whatever its
+name, is updated with that one rate; the splat-specific rules (mean schedule, SH bands) are then
+off.
+
 State is kept per tensor name: ``exp_avg`` (m, same shape as the parameter) and
 ``exp_avg_sq`` (v, same shape, or [N] when shared). Refine reshapes it with
 :meth:`Adam.gather` and clears new splats with :meth:`Adam.zero_mask`
@@ -173,14 +178,18 @@ class Adam:
         config: learning rates, betas, epsilon, SH options.
         scene_extent: multiplies the mean LR; update :attr:`scene_extent` when it
             is recomputed (after refine).
+        lr: for parameter groups other than splats: one learning rate (float, or
+            ``lr(step) -> float`` for a schedule) for every tensor, any name; the
+            per-group splat rates of ``config`` are then unused (betas and eps still apply).
 
     Attributes:
         t: steps taken (bias-correction exponent of the last step).
         state: ``{name: {"exp_avg": GpuTensor, "exp_avg_sq": GpuTensor}}``.
     """
 
-    def __init__(self, config: AdamConfig | None = None, scene_extent: float = 1.0):
+    def __init__(self, config: AdamConfig | None = None, scene_extent: float = 1.0, lr=None):
         self.config = config or AdamConfig()
+        self.lr = lr
         self.scene_extent = float(scene_extent)
         self.t = 0
         self.state: dict[str, dict[str, GpuTensor]] = {}
@@ -201,11 +210,16 @@ class Adam:
         }
 
     def groups(self) -> tuple[str, ...]:
-        """The parameter names this optimizer has a learning rate for."""
+        """The parameter names this optimizer has a learning rate for (empty with a single ``lr``: any name)."""
+        if self.lr is not None:
+            return ()
         return tuple(k for k in self.learning_rates(0) if k != "sh_coeffs_rest")
 
+    def _lr_for(self, step: int) -> float:
+        return float(self.lr(step) if callable(self.lr) else self.lr)
+
     def _shared(self, name: str) -> bool:
-        return name == "sh_coeffs" and self.config.shared_sh_second_moment
+        return self.lr is None and name == "sh_coeffs" and self.config.shared_sh_second_moment
 
     def _ensure_state(self, name: str, p: GpuTensor) -> dict[str, GpuTensor]:
         n, _ = _rows(p)
@@ -246,15 +260,20 @@ class Adam:
             params = params.params()
         if hasattr(grads, "of"):
             grads = grads.of(params)
-        groups = self.groups()
-        unknown = sorted(set(params) - set(groups))
-        if unknown:
-            raise ValueError(f"Adam: unknown parameter group(s) {unknown}; expected names from {groups}")
+        if self.lr is None:
+            groups = self.groups()
+            unknown = sorted(set(params) - set(groups))
+            if unknown:
+                raise ValueError(f"Adam: unknown parameter group(s) {unknown}; expected names from {groups}")
+            lrs = self.learning_rates(step)
+        else:
+            groups = tuple(params)
+            lr = self._lr_for(step)
+            lrs = {name: lr for name in groups}
         c = self.config
         self.t += 1
         inv_bc1 = 1.0 / (1.0 - c.beta1**self.t)
         inv_bc2 = 1.0 / (1.0 - c.beta2**self.t)
-        lrs = self.learning_rates(step)
         with rec.stage("adam"):
             for name in groups:
                 if name not in params or name not in grads:
@@ -271,7 +290,7 @@ class Adam:
                 n, row = _rows(p)
                 lr_first = lr_rest = lrs[name]
                 first = row
-                if name == "sh_coeffs":
+                if name == "sh_coeffs" and self.lr is None:
                     if len(p.shape) != 3 or p.shape[2] != 3:
                         raise ValueError(f"Adam: sh_coeffs must be [N, K, 3], got {p.shape}")
                     first, lr_rest = 3, lrs["sh_coeffs_rest"]
@@ -339,7 +358,7 @@ class Adam:
             if key == "t":
                 continue
             name, _, which = key.rpartition(".")
-            if name not in self.groups() or which not in ("exp_avg", "exp_avg_sq"):
+            if (self.lr is None and name not in self.groups()) or which not in ("exp_avg", "exp_avg_sq"):
                 raise ValueError(f"Adam.load_state_dict: unexpected key {key!r}")
             arr = np.asarray(arr, np.float32)
             new.setdefault(name, {})[which] = GpuTensor.from_numpy(arr, label=f"adam {name} {which}")
