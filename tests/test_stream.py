@@ -156,3 +156,49 @@ def test_live_training_pulls_one_step_at_a_time_and_finish_now(gpu, tmp_path):
     assert tr.message == tr.outputs.summary_text() and "trained 4 steps" in tr.message
     tr.set_paused(False)
     assert tr.run_for(10.0) == 0 and tr.step == 4
+
+
+class _Recorder:
+    def __init__(self):
+        self.kinds = []
+
+    def on_event(self, event):
+        self.kinds.append(type(event).__name__)
+
+
+class _Broken:
+    closed = False
+
+    def on_event(self, event):
+        raise RuntimeError("viewer went away")
+
+    def close(self):
+        _Broken.closed = True
+
+
+def test_watchers_one_mechanism_for_both_front_ends(gpu, tmp_path):
+    """Watchers are the stream's: the experiment logs first, then the given ones; each sees every
+    event before the consumer; one that raises is warned about, closed and dropped, training goes on;
+    the viewer's LiveTraining takes the same watchers."""
+    from brushpy.train.stream import RunOutputs, TrainStream, Watchers
+    from brushpy.train.trainer import Trainer
+    from brushpy.viewer.training import LiveTraining
+
+    scene = tiny_scene(max_frames=4, resolution=16)
+    process = ProcessConfig(eval_every=0, export_every=0, export_path=str(tmp_path / "out"))
+    trainer = Trainer(scene, tiny_config(total_steps=3), process)
+    outputs = RunOutputs(trainer, process, scene.name)
+    seen, warnings = _Recorder(), []
+    stream = TrainStream(trainer, outputs, watchers=[_Broken(), seen], log=warnings.append)
+    assert isinstance(stream.watchers, Watchers) and stream.watchers.items[0] is outputs.logs
+    consumed = [type(e).__name__ for e in stream]
+    assert seen.kinds == consumed and consumed[-1] == "DoneEvent"
+    assert len(warnings) == 1 and "_Broken failed" in warnings[0] and _Broken.closed
+    assert [type(w).__name__ for w in stream.watchers.items] == ["ExperimentLogs", "_Recorder"]
+
+    live_seen = _Recorder()
+    process2 = ProcessConfig(eval_every=0, export_every=0, export_path=str(tmp_path / "out2"))
+    live = LiveTraining(scene, tiny_config(total_steps=2), process2, watchers=[live_seen])
+    while live.active:
+        live.run_for(1.0)
+    assert live_seen.kinds.count("StepEvent") == 2 and live_seen.kinds[-1] == "DoneEvent"

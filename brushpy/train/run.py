@@ -16,7 +16,17 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import ProcessConfig, TrainConfig
-from .stream import EvalEvent, RunOutputs, StepEvent, TrainStream, claim_run_folder, export_dir_for, peak_rss_mib
+from .stream import (
+    EvalEvent,
+    RunOutputs,
+    StepEvent,
+    StopRequested,
+    TrainStream,
+    Watchers,
+    claim_run_folder,
+    export_dir_for,
+    peak_rss_mib,
+)
 from .trainer import RunSummary, Trainer, TrainingError
 
 __all__ = ["RunOutputs", "StopRequested", "StopSignals", "export_dir_for", "peak_rss_mib", "run_training"]
@@ -24,15 +34,6 @@ __all__ = ["RunOutputs", "StopRequested", "StopSignals", "export_dir_for", "peak
 #: The signals that stop a run cleanly: Ctrl-C, and what ``timeout``, job schedulers,
 #: ``docker stop`` and Ray send.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class StopRequested(Exception):
-    """A stop signal arrived (``signum``: SIGINT or SIGTERM); ``exit_code`` is the shell's 128 + signum."""
-
-    def __init__(self, signum: int):
-        self.signum = int(signum)
-        self.exit_code = 128 + self.signum
-        super().__init__(f"stopped by {signal.Signals(self.signum).name}")
 
 
 class StopSignals:
@@ -104,12 +105,11 @@ def run_training(
         stop_signals: an active :class:`StopSignals` (default: one is made for the run);
             SIGINT or SIGTERM then stop after the current step.
         watchers: objects that watch the run (the web viewer, :class:`brushpy.viewer.web.WebViewer`),
-            called on this thread: ``start(trainer, outputs, stops)`` before the first step,
-            ``on_event(event)`` for each event of the stream (between steps: a watcher may use the
-            GPU there, and one that waits there pauses training), ``end()`` when the run
-            ends (finished, stopped or failed). A watcher that raises is warned about once
-            (through ``log``), closed (its ``close()``, if any) and dropped: training carries
-            on without it.
+            added to the stream's :class:`~brushpy.train.stream.Watchers` after the experiment
+            logs: ``start(trainer, outputs, stops)`` before the first step, ``on_event(event)``
+            for each event, ``end()`` when the run ends (finished, stopped or failed). A watcher
+            that raises is warned about once (through ``log``), closed and dropped: training
+            carries on without it.
 
     Returns:
         :class:`RunSummary`. Ctrl-C, SIGINT or SIGTERM save a checkpoint and an export and
@@ -131,7 +131,7 @@ def run_training(
         log(f"resumed from {resume} at step {trainer.step_count}")
     outputs = RunOutputs(trainer, process, scene.name)
     with (stop_signals or StopSignals()) as stops:
-        watch = _Watchers(watchers, log)
+        watch = Watchers([outputs.logs, *(watchers or ())], log)
         watch.call("start", trainer, outputs, stops)
         stops.deferred = True
         try:
@@ -141,40 +141,15 @@ def run_training(
             watch.call("end")
 
 
-class _Watchers:
-    """The watchers of a run; one that raises is warned about once and dropped (training goes on)."""
-
-    def __init__(self, watchers, log):
-        self.items = list(watchers or ())
-        self.log = log
-
-    def call(self, method: str, *args) -> None:
-        for watcher in list(self.items):
-            try:
-                getattr(watcher, method)(*args)
-            except StopRequested:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a viewer or logger must never lose training
-                self.items.remove(watcher)
-                self.log(f"warning: {type(watcher).__name__} failed ({type(exc).__name__}: {exc}); "
-                         "training carries on without it")
-                try:
-                    getattr(watcher, "close", lambda: None)()
-                except Exception:  # noqa: BLE001 - it failed already; the warning says so
-                    pass
-
-
 def _run(trainer: Trainer, outputs: RunOutputs, total: int, progress: bool, log, stops: StopSignals,
-         watch: "_Watchers | None" = None) -> RunSummary:
+         watch: Watchers | None = None) -> RunSummary:
     """Consume the run's events (progress bar, printed evaluations) until done or stopped."""
     summary = outputs.summary
     bar = tqdm(total=total, initial=trainer.step_count, disable=not progress, unit="step", dynamic_ncols=True)
     reason = None
     try:
-        for event in TrainStream(trainer, outputs, total):
+        for event in TrainStream(trainer, outputs, total, watchers=watch or (), log=log):
             stops.raise_if_requested()
-            if watch is not None and watch.items:
-                watch.call("on_event", event)
             if isinstance(event, StepEvent):
                 bar.update(1)
                 if event.loss is not None:

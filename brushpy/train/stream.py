@@ -35,8 +35,13 @@ by the dataset name), by :class:`RunOutputs`:
   ``{"step", "psnr", "ssim", "num_splats", "elapsed_s", "steps_per_s"}``;
 * ``eval_{step}/`` renders when ``--eval-save-to-disk``;
 * ``logs/`` (``--log-dir``): TensorBoard event files, and ``--rerun FILE.rrd``, written by
-  :class:`~brushpy.train.experiment_logs.ExperimentLogs` from this stream's events (each event
-  is handed to ``outputs.logs`` before its consumer sees it).
+  :class:`~brushpy.train.experiment_logs.ExperimentLogs` from this stream's events.
+
+Watchers: everything that observes a run without driving it (the experiment logs
+``outputs.logs``, always first; the web viewer; any object with ``on_event``) is a
+:class:`Watchers` entry of the stream, handed each event before the stream's consumer sees
+it. One mechanism serves both front ends; a watcher that raises is warned about once and
+dropped, and training carries on.
 
 Every file is written atomically (:mod:`brushpy.io.atomic`: a temp file, then a
 rename), so an interrupted or failed write keeps the previous file; a folder that
@@ -48,6 +53,8 @@ fsync'd one at a time; :func:`read_metrics` skips a line torn by a crash.
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -63,6 +70,61 @@ from ..io.edit import with_format_extension
 from .config import ProcessConfig
 from .experiment_logs import open_experiment_logs
 from .trainer import RunSummary, StepInfo, Trainer
+
+_log = logging.getLogger("brushpy.train")
+
+
+class StopRequested(Exception):
+    """A stop signal arrived (``signum``: SIGINT or SIGTERM); ``exit_code`` is the shell's 128 + signum."""
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        super().__init__(f"stopped by {signal.Signals(self.signum).name}")
+
+
+class Watchers:
+    """The observers of a run, called on the training thread; the one mechanism for them.
+
+    A watcher is any object with some of: ``start(trainer, outputs, stops)`` (before the first
+    step, by :func:`~brushpy.train.run.run_training`), ``on_event(event)`` (each event of the
+    :class:`TrainStream`, between steps: a watcher may use the GPU there, and one that waits
+    there pauses training), ``end()`` (when the run ends: finished, stopped or failed) and
+    ``close()``. Missing methods are skipped. A watcher that raises (anything but
+    :class:`StopRequested`, which passes through) is warned about once through ``log``, closed
+    and dropped: a viewer or logger never loses training.
+
+    Args:
+        items: the watchers, in call order.
+        log: a function taking one line (default: the ``brushpy.train`` logger's warning).
+    """
+
+    def __init__(self, items=(), log=None):
+        self.items = list(items or ())
+        self.log = log or _log.warning
+
+    def add(self, watcher) -> None:
+        """Watch from now on (e.g. a viewer opened mid-run)."""
+        self.items.append(watcher)
+
+    def call(self, method: str, *args) -> None:
+        """Call ``method(*args)`` on each watcher that has it."""
+        for watcher in list(self.items):
+            fn = getattr(watcher, method, None)
+            if fn is None:
+                continue
+            try:
+                fn(*args)
+            except StopRequested:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a viewer or logger must never lose training
+                self.items.remove(watcher)
+                self.log(f"warning: {type(watcher).__name__} failed ({type(exc).__name__}: {exc}); "
+                         "training carries on without it")
+                try:
+                    getattr(watcher, "close", lambda: None)()
+                except Exception:  # noqa: BLE001 - it failed already; the warning says so
+                    pass
 
 
 def peak_rss_mib() -> float | None:
@@ -360,6 +422,9 @@ class TrainStream:
         trainer: the :class:`Trainer` to run (from its current step).
         outputs: the run's :class:`RunOutputs` (its ``process`` gives the intervals).
         total: the last step (default: ``trainer.config.total_steps``).
+        watchers: a :class:`Watchers` (or a list of watchers) handed each event before the
+            consumer sees it; ``outputs.logs`` (the experiment logs) is always the first.
+        log: where a failed watcher's warning goes (when ``watchers`` is a list).
 
     Iterating runs the whole run lazily; :meth:`step_events` runs one step and
     what follows it, for a consumer that stops between steps (the viewer);
@@ -368,13 +433,18 @@ class TrainStream:
 
     Attributes:
         done: the final events have been produced (nothing more to run).
+        watchers: the run's :class:`Watchers`.
     """
 
-    def __init__(self, trainer: Trainer, outputs: RunOutputs, total: int | None = None):
+    def __init__(self, trainer: Trainer, outputs: RunOutputs, total: int | None = None,
+                 watchers: "Watchers | list | tuple" = (), log=None):
         self.trainer = trainer
         self.outputs = outputs
         self.total = int(trainer.config.total_steps if total is None else total)
         self.done = False
+        self.watchers = watchers if isinstance(watchers, Watchers) else Watchers(watchers, log)
+        if outputs.logs not in self.watchers.items:
+            self.watchers.items.insert(0, outputs.logs)
 
     def __iter__(self) -> Iterator[Event]:
         while not self.done:
@@ -383,21 +453,21 @@ class TrainStream:
     def step_events(self) -> Iterator[Event]:
         """One step and its scheduled work (the final work after the last step); nothing once done."""
         for event in self._step_events():
-            self.outputs.logs.on_event(event)  # never raises: a failed logger is dropped with a warning
+            self.watchers.call("on_event", event)
             yield event
 
     def finish_events(self) -> Iterator[Event]:
         """End the run at the current step: final export and checkpoint, final evaluation, :class:`DoneEvent`."""
         for event in self._finish_events():
-            self.outputs.logs.on_event(event)
+            self.watchers.call("on_event", event)
             yield event
 
     def evaluate_now(self) -> EvalEvent | None:
         """Evaluate at the current step outside the schedule ("evaluate now"): appends to ``metrics.jsonl``
-        and logs like a scheduled evaluation; None when the scene has no eval views."""
+        and is handed to the watchers like a scheduled evaluation; None when the scene has no eval views."""
         event = self._evaluation(final=False)
         if event is not None:
-            self.outputs.logs.on_event(event)
+            self.watchers.call("on_event", event)
         return event
 
     def _step_events(self) -> Iterator[Event]:

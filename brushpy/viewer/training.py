@@ -90,6 +90,8 @@ class LiveTraining:
             :class:`~brushpy.train.config.ProcessConfig`.
         resume: a checkpoint to continue from.
         trainer: an existing :class:`~brushpy.train.trainer.Trainer` (default: a new one).
+        watchers: observers of the run (e.g. the web viewer), handed each event of the stream
+            (:class:`~brushpy.train.stream.Watchers`: the same mechanism as ``brushpy train``'s).
 
     Attributes:
         trainer: the trainer; ``trainer.splats`` is the live splat set.
@@ -107,7 +109,7 @@ class LiveTraining:
         TrainingError: the scene does not fit the device (from the trainer).
     """
 
-    def __init__(self, scene, config=None, process=None, resume=None, trainer=None):
+    def __init__(self, scene, config=None, process=None, resume=None, trainer=None, watchers=()):
         from ..train.config import ProcessConfig, TrainConfig
         from ..train.stream import RunOutputs, TrainStream
         from ..train.trainer import Trainer
@@ -127,7 +129,7 @@ class LiveTraining:
         self._train_time = 0.0  # wall time not paused, since the start
         self._resumed_at: float | None = time.perf_counter()
         self.outputs = RunOutputs(self.trainer, self.process, scene.name, clock=self.elapsed)
-        self.stream = TrainStream(self.trainer, self.outputs, self.config.total_steps)
+        self.stream = TrainStream(self.trainer, self.outputs, self.config.total_steps, watchers=watchers)
         self.loss_steps: list[int] = []
         self.loss_values: list[float] = []
         self.psnr_steps: list[int] = []
