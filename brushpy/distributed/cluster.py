@@ -164,24 +164,32 @@ def connect(address: str | None, num_cpus: int | None = None, *, dashboard: bool
             to connect (the message carries Ray's reason: a version mismatch, authentication, ...).
     """
     ray = require_ray()
-    if ray.is_initialized():
-        return ClusterInfo(address=address, started_here=False, resources=dict(ray.cluster_resources()))
     if address is not None:
         probe_address(address, timeout_s)
+    if ray.is_initialized():
+        return ClusterInfo(address=address, started_here=False, resources=dict(ray.cluster_resources()))
     kwargs = dict(log_to_driver=False, configure_logging=True, logging_level="warning")
     if address is None:
         kwargs.update(num_cpus=num_cpus, include_dashboard=dashboard, runtime_env=_local_runtime_env(),
                       object_store_memory=LOCAL_OBJECT_STORE_BYTES)
     else:
         kwargs.update(address=address)
-    try:
-        ray.init(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - Ray raises many types; every one means "cannot use it"
-        where = "start a local Ray cluster" if address is None else f"connect to the Ray cluster at {address}"
-        hint = "" if address is None else (
-            " (is it a Ray head of the same Ray and Python version? `ray status --address "
-            f"{address}` on this machine tells)")
-        raise ClusterError(f"--address: cannot {where}: {type(exc).__name__}: {exc}{hint}") from exc
+    # A local start on a busy machine can outrun Ray's fixed 30 s wait for its own raylet: try twice.
+    for attempt in range(2 if address is None else 1):
+        try:
+            ray.init(**kwargs)
+            break
+        except Exception as exc:  # noqa: BLE001 - Ray raises many types; every one means "cannot use it"
+            ray.shutdown()  # stop what a half-started local cluster left running
+            if address is None and attempt == 0:
+                continue
+            if address is None:
+                raise ClusterError(f"cannot start a local Ray cluster: {type(exc).__name__}: {exc} (on a busy "
+                                   "machine, try again; or start one with `ray start --head` and pass --address)"
+                                   ) from exc
+            raise ClusterError(
+                f"--address {address}: cannot connect to the Ray cluster there: {type(exc).__name__}: {exc} (is it "
+                f"a Ray head of the same Ray and Python version? `ray status --address {address}` tells)") from exc
     return ClusterInfo(address=address, started_here=True, resources=dict(ray.cluster_resources()))
 
 
