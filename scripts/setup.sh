@@ -4,7 +4,8 @@
 # package itself with pip.
 #
 #   bash scripts/setup.sh          # runtime: driver + `pip install .[viewer,sfm,web,video]`
-#   bash scripts/setup.sh --test   # also Xvfb, Chromium (the web viewer's browser test) and the test dependencies
+#   bash scripts/setup.sh --test   # also Xvfb, Chromium (the web viewer's browser test), the test dependencies
+#                                  # and the rerun and distributed (Ray) extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,5 +43,7 @@ extras="viewer,sfm,web,video"  # video: PyAV, MP4 output of `brushpy render --pa
 [ "$want_test" = 1 ] && extras="$extras,test"
 # the Rerun test runs in CI (rerun-sdk: a 170 MB wheel, so [test] leaves it out for users)
 [ "$want_test" = 1 ] && extras="$extras,rerun"
+# `brushpy batch` runs on Ray (tests/test_batch.py starts a local 2-CPU cluster); CI must run it
+[ "$want_test" = 1 ] && extras="$extras,distributed"
 echo "setup: pip install .[$extras]"
 $PY -m pip install -q --disable-pip-version-check ".[$extras]"

@@ -185,18 +185,18 @@ def claim_run_folder(out_dir: Path, resume: str | Path | None = None, overwrite:
     if not ckpt.exists():
         return
     if resume is not None and Path(resume).resolve() == ckpt.resolve():
-        step = _checkpoint_step(ckpt)
+        step = checkpoint_step(ckpt)
         if step is not None and metrics.exists():
             _keep_metrics_until(metrics, step)
         return
-    step = _checkpoint_step(ckpt)
+    step = checkpoint_step(ckpt)
     at = f" (saved at step {step})" if step is not None else ""
     raise InputError(
         f"--export-path {out_dir} already holds another run's {CHECKPOINT_NAME}{at}: continue that run with "
         f"--resume {ckpt}, start over there with --overwrite, or choose another --export-path")
 
 
-def _checkpoint_step(path: Path) -> int | None:
+def checkpoint_step(path: Path) -> int | None:
     """The step a checkpoint was saved at (None if it cannot be read)."""
     try:
         with np.load(path) as data:
