@@ -42,5 +42,7 @@ extras="viewer,sfm,web,video"  # video: PyAV, MP4 output of `brushpy render --pa
 [ "$want_test" = 1 ] && extras="$extras,test"
 # the Rerun test runs in CI (rerun-sdk: a 170 MB wheel, so [test] leaves it out for users)
 [ "$want_test" = 1 ] && extras="$extras,rerun"
+# the partitioned-training and batch tests start a local Ray (ray[default])
+[ "$want_test" = 1 ] && extras="$extras,distributed"
 echo "setup: pip install .[$extras]"
 $PY -m pip install -q --disable-pip-version-check ".[$extras]"
