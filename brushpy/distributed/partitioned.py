@@ -168,7 +168,7 @@ def _remote_options(ray) -> dict:
 def train_partitioned(dataset, load: LoadConfig, train: TrainConfig, process: ProcessConfig, grid: tuple[int, int],
                       margin: float = DEFAULT_MARGIN, finetune_steps: int = 0, address: str | None = None,
                       visibility: float = DEFAULT_VISIBILITY, num_cpus: int | None = None, overwrite: bool = False,
-                      progress: bool = True, log=print) -> dict:
+                      progress: bool = True, log=print, scene=None) -> dict:
     """Train ``dataset`` split into ``grid`` blocks on Ray and merge them (module docstring).
 
     Args:
@@ -180,6 +180,7 @@ def train_partitioned(dataset, load: LoadConfig, train: TrainConfig, process: Pr
         address: a Ray cluster to join (``--address``); None starts a local one (``num_cpus`` CPUs).
         overwrite: train into an export folder that holds another run's checkpoint.
         progress, log: a progress bar for the fine-tune; where lines go.
+        scene: ``dataset`` already loaded with ``load`` (undecoded is fine), to skip loading it again.
 
     Returns:
         The ``partition.json`` summary (a dict).
@@ -196,7 +197,8 @@ def train_partitioned(dataset, load: LoadConfig, train: TrainConfig, process: Pr
     from ..errors import RunError
 
     t_start = time.perf_counter()
-    scene = load_dataset(dataset, replace(load, progress=False), decode=False)
+    if scene is None:
+        scene = load_dataset(dataset, replace(load, progress=False), decode=False)
     out = ensure_writable_dir(export_dir_for(process, scene.name), "--export-path")
     claim_run_folder(out, None, overwrite)
     points = scene.init_points.positions if scene.init_points is not None else None
