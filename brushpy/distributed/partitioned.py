@@ -54,7 +54,7 @@ from ..train.stream import claim_run_folder, export_dir_for
 from .cluster import connect
 from .partition import DEFAULT_MARGIN, DEFAULT_VISIBILITY, Partition, merge_splats, partition_scene
 
-__all__ = ["BlockJob", "train_block", "train_partitioned", "block_steps"]
+__all__ = ["BlockJob", "block_steps", "partition_from_summary", "train_block", "train_partitioned"]
 
 #: The per-splat arrays merged (``SplatData``'s, in the Splats layout).
 SPLAT_ARRAYS = ("means", "rotations", "log_scales", "sh_coeffs", "raw_opacities")
@@ -297,3 +297,17 @@ def _summary(part: Partition, results: dict, kept: list, steps: int, finetune: i
             "block_steps": steps, "finetune_steps": finetune, "up": part.frame.up.tolist(),
             "ground_axes": part.frame.axes.tolist(), "origin": part.frame.origin.tolist(),
             "blocks": blocks, "skipped": [b.name for b in part.skipped], "notes": list(part.notes)}
+
+
+def partition_from_summary(summary: dict) -> Partition:
+    """The trained blocks' :class:`Partition` (frame and cores) back from a ``partition.json`` dict, for
+    :meth:`Partition.owner` (which block keeps a point); views and points are not recorded there."""
+    from .partition import Block, GroundFrame
+
+    def rect(rows, sign):
+        return np.array([[(sign[i] * np.inf if x is None else x) for x in row] for i, row in enumerate(rows)])
+
+    frame = GroundFrame(np.array(summary["origin"]), np.array(summary["up"]), np.array(summary["ground_axes"]))
+    blocks = [Block(*map(int, b["name"].split("_")), rect(b["core"], (-1, 1)), rect(b["expanded"], (-1, 1)))
+              for b in summary["blocks"]]
+    return Partition(frame, tuple(summary["grid"]), np.zeros((2, 2)), blocks)
