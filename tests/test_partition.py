@@ -162,6 +162,22 @@ def test_scene_subset():
         scene.subset(["zz"])
 
 
+def test_cli_bad_partition_options(monkeypatch):
+    import sys
+
+    from click.testing import CliRunner
+
+    from brushpy.cli import main
+
+    res = CliRunner().invoke(main, ["train", "--partition", "0x2"])
+    assert res.exit_code == 2 and "--partition '0x2': give the grid as RxC" in res.output
+    res = CliRunner().invoke(main, ["train", "--address", "127.0.0.1:6379"])
+    assert res.exit_code == 2 and "--partition runs only" in res.output
+    monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed: says how to get it, before any work
+    res = CliRunner().invoke(main, ["train", "--partition", "2x1"])
+    assert res.exit_code == 2 and "pip install 'brushpy[distributed]'" in res.output
+
+
 # --------------------------------------------------------------------------- on Ray
 
 
