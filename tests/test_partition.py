@@ -183,8 +183,10 @@ def test_cli_bad_partition_options(monkeypatch):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'brushpy[distributed]'")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'brushpy[distributed]'")
+    from brushpy.distributed.cluster import connect
+
+    ray = connect(None, num_cpus=2)  # a local cluster of 2 CPUs (tried twice: a loaded machine can miss Ray's 30 s)
     try:
         yield ray
     finally:
