@@ -125,8 +125,10 @@ def train_block(job: BlockJob) -> dict:
     """Train one block (an ordinary run on the block's views and points); runs inside a Ray task.
 
     Returns:
-        ``{"name", "views", "points", "steps", "elapsed_s", "num_splats", "export", "notes", "reused"}``;
-        ``export`` is the block's final PLY. A block already finished with the same job is not trained again.
+        ``{"name", "views", "points", "steps", "elapsed_s", "num_splats", "export", "notes", "reused"}``
+        (and ``"interrupted": True`` when SIGINT/SIGTERM stopped it: its export is at that step and
+        it is not recorded as finished); ``export`` is the block's final PLY. A block already
+        finished with the same job is not trained again.
 
     Raises:
         brushpy.errors.BrushpyError: what the run raises (a bad option, a diverged run).
@@ -147,6 +149,9 @@ def train_block(job: BlockJob) -> dict:
               "steps": summary.steps, "elapsed_s": round(time.perf_counter() - t0, 2),
               "num_splats": summary.num_splats, "export": summary.export,
               "notes": [n for n in notes if n.startswith("note:")], "reused": False}
+    if summary.interrupted:  # stopped by a signal: merged as it is, but not reused by a rerun
+        result["interrupted"] = True
+        return result
     record = {"job": _json_safe(job.fingerprint()), "result": result, "export": summary.export}
     with atomic_write(Path(job.process.export_path) / "block.json", "w", encoding="utf-8",
                       option="--export-path") as f:
@@ -233,6 +238,8 @@ def train_partitioned(dataset, load: LoadConfig, train: TrainConfig, process: Pr
             log(f"block {job.name}: failed ({type(cause).__name__}: {cause})")
             continue
         results[job.name] = res
+        if res.get("interrupted"):
+            log(f"note: block {job.name} was stopped by a signal at step {res['steps']} of {steps}; merged as it is")
         log(f"block {job.name}: {res['views']} views, {res['points']:,} init points, {res['steps']} steps, "
             f"{res['num_splats']:,} splats, {res['elapsed_s']:.1f} s" + (" (reused)" if res.get("reused") else ""))
     if failures:
@@ -292,7 +299,7 @@ def _summary(part: Partition, results: dict, kept: list, steps: int, finetune: i
         r = results[b.name]
         blocks.append({"name": b.name, "views": r["views"], "points": r["points"], "steps": r["steps"],
                        "elapsed_s": r["elapsed_s"], "num_splats": r["num_splats"], "kept": k,
-                       "reused": r.get("reused", False), "core": _finite(b.core), "expanded": _finite(b.expanded)})
+                       "reused": r.get("reused", False), "interrupted": r.get("interrupted", False), "core": _finite(b.core), "expanded": _finite(b.expanded)})
     return {"grid": list(part.grid), "margin": margin, "visibility": visibility, "total_steps": total,
             "block_steps": steps, "finetune_steps": finetune, "up": part.frame.up.tolist(),
             "ground_axes": part.frame.axes.tolist(), "origin": part.frame.origin.tolist(),
