@@ -5,7 +5,9 @@ Picks the eval view in which the most init points near the boundary between the 
 cores project inside the image, renders it from the merged splats (and from ``--compare PLY``, a
 monolithic run, when given), and writes one image: ground truth | merged | [monolithic] | merged
 with each splat tinted by the block that kept it (red 0_0, blue the next, ...), so the boundary can
-be found in the plain render.
+be found in the plain render. ``--eval`` also prints the held-out PSNR/SSIM of the merged set and of
+``--compare`` through the same evaluation (:meth:`brushpy.train.trainer.Trainer.evaluate` on the
+full scene's eval split; the files' 3D filter is already folded in, so none is added).
 
     python3 scripts/partition_seams.py DATA OUT --max-resolution 320 --eval-split-every 8 \\
         --compare MONO/export_1000.ply -o docs/images/partition_seams.png
@@ -41,6 +43,18 @@ def render(data, camera) -> np.ndarray:
     return np.clip(state.image.numpy()[..., :3], 0, 1)
 
 
+def evaluate(scene, data) -> dict:
+    """Held-out PSNR/SSIM of a splat file's contents on ``scene``'s eval views."""
+    from brushpy.distributed.partitioned import SPLAT_ARRAYS
+    from brushpy.train.config import TrainConfig
+    from brushpy.train.trainer import Trainer
+
+    degree = int(round(np.sqrt(data.sh_coeffs.shape[1]))) - 1
+    config = TrainConfig(min_scale_factor=0.0, sh_degree=degree, max_splats=max(1, len(data.means)))
+    res = Trainer(scene, config, initial={k: getattr(data, k) for k in SPLAT_ARRAYS}).evaluate()
+    return {"psnr": round(res["psnr"], 3), "ssim": round(res["ssim"], 4), "num_splats": len(data.means)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("dataset")
@@ -49,6 +63,7 @@ def main() -> None:
     ap.add_argument("--eval-split-every", type=int, default=8)
     ap.add_argument("--compare", help="a monolithic run's PLY to render beside the merged one")
     ap.add_argument("--view", help="render this eval view instead of choosing one")
+    ap.add_argument("--eval", action="store_true", help="also print the held-out PSNR/SSIM of both (JSON)")
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args()
 
@@ -84,6 +99,12 @@ def main() -> None:
 
     with atomic_write(args.output) as f:
         Image.fromarray((strip * 255 + 0.5).astype(np.uint8)).save(f, format="PNG")
+    if args.eval:
+        scene.decode(progress=False)
+        figures = {"merged": evaluate(scene, merged)}
+        if args.compare:
+            figures["compare"] = evaluate(scene, read_splats(args.compare))
+        print(json.dumps(figures))
     print(f"{view.name}: wrote {args.output} (ground truth | merged{' | monolithic' if args.compare else ''} | "
           f"tinted by block)")
 
