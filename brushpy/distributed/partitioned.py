@@ -204,7 +204,8 @@ def train_partitioned(dataset, load: LoadConfig, train: TrainConfig, process: Pr
     t_start = time.perf_counter()
     if scene is None:
         scene = load_dataset(dataset, replace(load, progress=False), decode=False)
-    out = ensure_writable_dir(export_dir_for(process, scene.name), "--export-path")
+    # absolute paths: a Ray worker's working folder is not the driver's
+    out = ensure_writable_dir(export_dir_for(process, scene.name), "--export-path").resolve()
     claim_run_folder(out, None, overwrite)
     points = scene.init_points.positions if scene.init_points is not None else None
     part = partition_scene([v.camera for v in scene.train_views], points, grid[0], grid[1], margin, visibility)
@@ -218,7 +219,7 @@ def train_partitioned(dataset, load: LoadConfig, train: TrainConfig, process: Pr
         + f" (--total-steps {train.total_steps})")
     names = [v.name for v in scene.train_views]
     block_process = replace(process, export_format="ply", export_name="export_{iter}.ply")
-    jobs = [BlockJob(b.name, str(dataset), load, replace(train, total_steps=steps),
+    jobs = [BlockJob(b.name, str(Path(dataset).resolve()), load, replace(train, total_steps=steps),
                      replace(block_process, export_path=str(out / "blocks" / b.name)),
                      [names[i] for i in b.view_indices], b.point_indices) for b in part.blocks]
 
