@@ -43,7 +43,7 @@ extras="viewer,sfm,web,video"  # video: PyAV, MP4 output of `brushpy render --pa
 [ "$want_test" = 1 ] && extras="$extras,test"
 # the Rerun test runs in CI (rerun-sdk: a 170 MB wheel, so [test] leaves it out for users)
 [ "$want_test" = 1 ] && extras="$extras,rerun"
-# `brushpy batch` runs on Ray (tests/test_batch.py starts a local 2-CPU cluster); CI must run it
+# `brushpy batch` and `--partition` run on Ray (tests/test_batch.py, tests/test_partition.py start a local 2-CPU cluster); CI must run them
 [ "$want_test" = 1 ] && extras="$extras,distributed"
 echo "setup: pip install .[$extras]"
 $PY -m pip install -q --disable-pip-version-check ".[$extras]"

@@ -22,6 +22,7 @@ from ..data import DatasetError, LoadConfig
 from ..errors import BrushpyError
 from ..data.config import convert_option
 from ..train.config import ProcessConfig, RunConfigs, TrainConfig, option_fields, resolve_configs
+from ..distributed.partition import DEFAULT_MARGIN, DEFAULT_VISIBILITY
 
 GROUPS = (
     ("Training options", TrainConfig),
@@ -149,6 +150,23 @@ def _train_params():
         click.Option(["--web-host"], default="0.0.0.0", show_default=True,
                      help="The address the web viewer listens on (127.0.0.1: this machine only)."),
         click.Option(["--quiet", "-q"], is_flag=True, help="No progress bar."),
+        click.Option(["--partition"], default=None, metavar="RxC",
+                     help="Train the scene split into R×C ground-plane blocks (VastGaussian / CityGaussian), each "
+                          "block a Ray task with the other options, then merge them into one splat file; "
+                          "--total-steps is the budget of all blocks and the fine-tune together. "
+                          "Needs pip install 'brushpy[distributed]'."),
+        click.Option(["--partition-margin"], type=click.FloatRange(0.0), default=DEFAULT_MARGIN, show_default=True,
+                     help="With --partition: overlap of the blocks, a fraction of a block's size on each inner side."),
+        click.Option(["--partition-visibility"], type=click.FloatRange(0.0, 1.0, min_open=True),
+                     default=DEFAULT_VISIBILITY, show_default=True,
+                     help="With --partition: a view trains a block when it sees at least this fraction of the "
+                          "block's points (or its camera is over the block)."),
+        click.Option(["--partition-finetune-steps"], type=click.IntRange(0), default=0, show_default=True,
+                     help="With --partition: fine-tune the merged splats on all views for this many steps "
+                          "(taken from --total-steps)."),
+        click.Option(["--address"], default=None,
+                     help="With --partition: the Ray cluster to run on (ray://HOST:10001, HOST:6379 or auto; "
+                          "default: a local cluster on this machine)."),
     ]
     for p in extra:
         p.brushpy_group = "Other options"
@@ -178,7 +196,9 @@ def _embedded_defaults(user_set: set, train_cfg: TrainConfig, process_cfg: Proce
 
 
 def _train(dataset: Path | None, resume: Path | None, overwrite: bool, sfm_dir: Path | None, viewer: bool,
-           quiet: bool, web: bool = False, port: int = 8080, web_host: str = "0.0.0.0", **opts):
+           quiet: bool, web: bool = False, port: int = 8080, web_host: str = "0.0.0.0", partition: str | None = None,
+           partition_margin: float = DEFAULT_MARGIN, partition_visibility: float = DEFAULT_VISIBILITY,
+           partition_finetune_steps: int = 0, address: str | None = None, **opts):
     """Train Gaussian splats on DATASET (a COLMAP project, a nerfstudio transforms.json
     folder, a NeRF-synthetic scene, a 7-Scenes RGB-D frame folder, or a .zip of one) and
     export the splats (a PLY, or the --export-format).
@@ -192,10 +212,20 @@ def _train(dataset: Path | None, resume: Path | None, overwrite: bool, sfm_dir: 
 
     Ctrl-C (SIGINT) or SIGTERM stop after the current step, save an export and a
     checkpoint, and exit with 130 or 143; a second signal exits at once.
+
+    With --partition RxC the scene is split into ground-plane blocks trained as Ray tasks
+    (docs/DEVELOPING.md, "Partitioned training"); the merged splats are written to
+    EXPORT_PATH/merged.ply, the blocks' runs under EXPORT_PATH/blocks/.
     """
     from ..train.run import StopRequested, StopSignals
 
     ctx = click.get_current_context()
+    if partition is not None:
+        _train_partitioned(ctx, dataset, overwrite, quiet, opts, partition, partition_margin, partition_visibility,
+                           partition_finetune_steps, address, resume=resume, viewer=viewer or web, sfm_dir=sfm_dir)
+        return
+    if address is not None or partition_finetune_steps:
+        raise click.UsageError("--address and --partition-finetune-steps apply to --partition runs only")
     web_at = None
     if web:
         from ..viewer.web import check_web
@@ -212,6 +242,44 @@ def _train(dataset: Path | None, resume: Path | None, overwrite: bool, sfm_dir: 
         ctx.exit(stop.exit_code)
     if summary is not None and summary.stop_signal is not None:
         ctx.exit(128 + summary.stop_signal)
+
+
+def _train_partitioned(ctx, dataset, overwrite, quiet, opts, grid_text, margin, visibility, finetune_steps, address,
+                       resume=None, viewer=False, sfm_dir=None):
+    """``--partition RxC``: resolve the options as for one run, then
+    :func:`brushpy.distributed.partitioned.train_partitioned`."""
+    from ..data import load_dataset
+    from ..distributed.cluster import require_ray
+    from ..distributed.partition import parse_grid
+    from ..distributed.partitioned import train_partitioned
+
+    if resume is not None or viewer:
+        raise click.UsageError("--partition trains blocks as Ray tasks: --resume, --viewer and --web do not apply "
+                               "(a rerun reuses the blocks that finished)")
+    grid = parse_grid(grid_text)
+    require_ray()  # before any work: the error says how to install it
+    embedded = dataset is None
+    if embedded:
+        dataset = default_dataset()
+    if not Path(dataset).exists():
+        raise click.ClickException(f"dataset {dataset} does not exist")
+    dataset = _poses_for(Path(dataset), sfm_dir, quiet)
+    given = _given_values(ctx, opts)
+    load_cfg = _resolve(Path(dataset), given).load
+    scene = load_dataset(dataset, replace(load_cfg, progress=False), decode=False)
+    configs = _resolve(scene, given, note_unknown=False)
+    train_cfg, process_cfg = configs.train, configs.process
+    if embedded:
+        train_cfg, process_cfg = _embedded_defaults(configs.user_set, train_cfg, process_cfg)
+    summary = train_partitioned(dataset, configs.load, train_cfg, process_cfg, grid, margin, finetune_steps,
+                                address, visibility, overwrite=overwrite, progress=not quiet, log=click.echo,
+                                scene=scene)
+    merged = summary["merged"]
+    line = f"merged {merged['num_splats']:,} splats from {len(summary['blocks'])} blocks"
+    final = summary.get("finetune", merged)
+    if final.get("psnr") is not None:
+        line += f"; eval PSNR {final['psnr']:.2f} dB, SSIM {final['ssim']:.4f}"
+    click.echo(f"{line}; wrote {summary['export']} (figures in {Path(summary['export']).parent / 'partition.json'})")
 
 
 def _poses_for(dataset: Path, sfm_dir: Path | None, quiet: bool) -> Path:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -170,6 +170,37 @@ class Scene:
         decode_all(todo, View.load, workers, show, desc=f"decoding {self.name}")
         release_undistort_maps()
         return self
+
+    def subset(self, train_names, point_indices=None, eval_names=()) -> "Scene":
+        """This scene restricted to some views and init points (one block of a partitioned scene,
+        :mod:`brushpy.distributed`); training it is an ordinary run.
+
+        Args:
+            train_names: names of the training views to keep (in this scene's order).
+            point_indices: int indices of the init points to keep (None: all of them).
+            eval_names: names of the eval views to keep (default none).
+
+        Returns:
+            A new :class:`Scene` sharing this one's views (pixels decoded once) and source.
+
+        Raises:
+            KeyError: a name that is not a view of this scene.
+        """
+        def pick(views, names):
+            by_name = {v.name: v for v in views}
+            missing = [n for n in names if n not in by_name]
+            if missing:
+                raise KeyError(f"{self.name}: no view named {', '.join(missing[:5])}")
+            wanted = set(names)
+            return [v for v in views if v.name in wanted]
+
+        points = self.init_points
+        if points is not None and point_indices is not None:
+            idx = np.asarray(point_indices, np.int64)
+            points = InitPoints(points.positions[idx], points.colors[idx])
+        return replace(self, train_views=pick(self.train_views, list(train_names)),
+                       eval_views=pick(self.eval_views, list(eval_names)), init_points=points,
+                       warnings=list(self.warnings))
 
     @property
     def vertical_axis(self) -> str | None:
