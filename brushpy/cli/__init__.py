@@ -29,6 +29,7 @@ SUBCOMMAND_MODULES = {
     "mip": "brushpy.cli.mip",
     "convert": "brushpy.cli.convert",
     "sfm": "brushpy.cli.sfm",
+    "feedforward": "brushpy.cli.feedforward",
 }
 
 
