@@ -142,9 +142,12 @@ class FFTrainer:
         self.depth_losses = [DepthLoss(config.depth_weight) for _ in range(config.num_targets)]
         self.step_count = 0
 
-    def step(self) -> StepResult:
+    def step(self, sample=None) -> StepResult:
+        """One step on the next drawn sample, or on ``sample`` = ``(context [2], targets, near, far)``
+        (:class:`~brushpy.feedforward.context.ViewSample` lists); the loss is that of the weights
+        before the update."""
         c = self.config
-        _, ctx, targets, near, far = self.sampler.draw()
+        ctx, targets, near, far = sample if sample is not None else self.sampler.draw()[1:]
         rec, tape = Recorder(), Tape()
         out = self.encoder.forward(rec, [s.tensor() for s in ctx], [s.camera for s in ctx], near, far, tape=tape)
         seeds, mse_ops, depth_ops, renders, states = [], [], [], [], []
