@@ -28,6 +28,7 @@ import numpy as np
 
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
+from ..io.ply import SH_C0
 from ..render.camera import Camera
 from ..render.splats import Splats
 
@@ -35,7 +36,7 @@ from ..render.splats import Splats
 HEAD_CHANNELS = 12
 #: bound of a log-scale's deviation from one pixel footprint (``SCALE_RANGE·tanh``)
 SCALE_RANGE = 2.0
-SH_C0 = 0.28209479177387814
+
 
 #: shaders/ff_pixel_lift.wgsl
 LIFT_PARAMS = UniformLayout("LiftParams", [
