@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES = {
     "convert": "brushpy.cli.convert",
     "sfm": "brushpy.cli.sfm",
     "batch": "brushpy.cli.batch",
+    "feedforward": "brushpy.cli.feedforward",
 }
 
 

@@ -291,3 +291,18 @@ def _bilinear_taps(u, v, z, hs, ws):
     taps = [(y0, x0, (1 - fy) * (1 - fx)), (y0, x0 + 1, (1 - fy) * fx),
             (y0 + 1, x0, fy * (1 - fx)), (y0 + 1, x0 + 1, fy * fx)]
     return taps, mask.astype(np.float64)
+
+
+# -- correlation cost volume -----------------------------------------------------------------
+
+def correlation(ref, warped) -> np.ndarray:
+    """``[D, H, W]``: ``Σ_c ref[c] · warped[c, d] / C`` (ref [C, H, W], warped [C, D, H, W])."""
+    ref, warped = _f64(ref), _f64(warped)
+    return np.einsum("chw,cdhw->dhw", ref, warped) / ref.shape[0]
+
+
+def correlation_vjp(ref, warped, g) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients (of ref, of warped) of ``sum(g · correlation(ref, warped))``."""
+    ref, warped, g = _f64(ref), _f64(warped), _f64(g)
+    c = ref.shape[0]
+    return np.einsum("dhw,cdhw->chw", g, warped) / c, np.einsum("dhw,chw->cdhw", g, ref) / c
