@@ -186,3 +186,18 @@ def test_depth_loss_weight_schedule():
                      ({"init_stride": 0}, "--init-stride must")):
         with pytest.raises(OptionError, match=msg):
             TrainConfig(**bad).validate()
+
+
+def test_none_on_the_command_line_clears_an_optional_option(tmp_path):
+    """``--log-dir none`` turns the logs off (it used to come back as the default folder: click reads
+    ``none`` as None, which resolve_configs took for "not given")."""
+    from brushpy.cli.train import _given_values, train
+
+    _make_transforms(tmp_path, n=3)
+    ctx = train.make_context("train", [str(tmp_path), "--log-dir", "none", "--max-frames", "auto"])
+    given = _given_values(ctx, ctx.params)
+    c = resolve_configs(tmp_path, given)
+    assert c.process.log_dir is None and c.load.max_frames is None
+    assert {"log_dir", "max_frames"} <= c.user_set
+    plain = train.make_context("train", [str(tmp_path)])
+    assert resolve_configs(tmp_path, _given_values(plain, plain.params)).process.log_dir == ProcessConfig().log_dir

@@ -98,8 +98,10 @@ class _GroupedCommand(click.Command):
 def _given_values(ctx: click.Context, opts: dict) -> dict:
     """The config options set on the command line (or by environment / prompt): ``{name: value}``."""
     given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
-    return {f.name: opts[f.name] for _, cls in GROUPS for f in option_fields(cls)
-            if ctx.get_parameter_source(f.name) in given}
+    # ``none``/``auto`` clear an optional option (click has converted them to None already); pass
+    # them on as text, because resolve_configs reads a None value as "not given" (the default).
+    return {f.name: "none" if opts[f.name] is None else opts[f.name] for _, cls in GROUPS
+            for f in option_fields(cls) if ctx.get_parameter_source(f.name) in given}
 
 
 def _resolve(dataset, given: dict, note_unknown: bool = True) -> RunConfigs:
