@@ -13,15 +13,6 @@
 @group(0) @binding(2) var<storage, read> visible: array<u32>;
 @group(0) @binding(3) var<storage, read_write> means: array<f32>;
 
-const TWO_PI: f32 = 6.283185307179586;
-
-// Two independent N(0,1) samples from two uniforms in (0, 1].
-fn box_muller(u1: f32, u2: f32) -> vec2<f32> {
-    let r = sqrt(-2.0 * log(u1));   // random_unit is in (0, 1]
-    let a = TWO_PI * u2;
-    return vec2<f32>(r * cos(a), r * sin(a));
-}
-
 @compute @workgroup_size(256)
 fn main(inv: Thread) {
     let i = thread_index(inv);

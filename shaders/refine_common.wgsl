@@ -21,6 +21,16 @@ fn random_unit(key: u32, index: u32) -> f32 {
     return (f32(random_bits(key, index) >> 8u) + 1.0) * (1.0 / 16777216.0);
 }
 
+const TWO_PI: f32 = 6.283185307179586;
+
+// Two independent N(0,1) samples from two uniforms in (0, 1] (Box–Muller; used by the
+// position noise of mean_noise.wgsl and mcmc.wgsl).
+fn box_muller(u1: f32, u2: f32) -> vec2<f32> {
+    let r = sqrt(-2.0 * log(u1));   // random_unit is in (0, 1]
+    let a = TWO_PI * u2;
+    return vec2<f32>(r * cos(a), r * sin(a));
+}
+
 // Efraimidis–Spirakis key -ln(u)/w as sortable u32 bits: ascending order of
 // the bits is ascending order of the (non-negative) float key, so the k
 // smallest keys are a weighted sample of k items without replacement.

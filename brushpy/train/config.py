@@ -26,6 +26,8 @@ from ..optim import AdamConfig, exponential_schedule
 
 #: ``--init`` values: the initial splats' source (``brushpy.train.init.scene_initial_splats``)
 INIT_MODES = ("auto", "points", "random", "depth")
+#: ``--strategy`` values: how splats are densified (``default``: brushpy.train.refine, ``mcmc``: brushpy.train.mcmc)
+STRATEGIES = ("default", "mcmc")
 
 
 def _opt(default, help: str, group: str | None = None, **kw):
@@ -62,6 +64,25 @@ class TrainConfig:
     growth_select_fraction: float = _opt(0.25, "Fraction of growth candidates that grow.")
     growth_stop_iter: int = _opt(15000, "No growth after this step.")
     split_at_screen_size: float = _opt(0.5, "Force-split splats larger than this fraction of the image; 0 disables.")
+    # --strategy mcmc (3DGS as MCMC, Kheradmand et al. 2024; defaults: gsplat's MCMCStrategy and simple_trainer's
+    # mcmc config). brushpy/train/mcmc.py; docs/DEVELOPING.md "MCMC strategy" maps the refine options.
+    strategy: str = _opt("default", "Densification: `default` (Brush's prune/split/grow) or `mcmc` (3DGS as MCMC: "
+                                    "dead splats relocated onto live ones, --mcmc-cap-growth more per refine up to "
+                                    "--max-splats, position noise, opacity/scale regularisers; refines every "
+                                    "--refine-every steps after --mcmc-refine-start, adds until --growth-stop-iter).",
+                         choices=STRATEGIES, brush_flag=False)
+    mcmc_noise_lr: float = _opt(5e5, "`mcmc`: position noise N(0,Σ²)·σ(−100(o−0.005))·lr_mean·this per step "
+                                     "(gsplat's noise_lr).", brush_flag=False)
+    mcmc_opacity_reg: float = _opt(0.01, "`mcmc`: weight of the mean opacity added to the loss (gsplat's opacity_reg).",
+                                   brush_flag=False)
+    mcmc_scale_reg: float = _opt(0.01, "`mcmc`: weight of the mean scale added to the loss (gsplat's scale_reg).",
+                                 brush_flag=False)
+    mcmc_min_opacity: float = _opt(0.005, "`mcmc`: splats at or below this opacity are dead and relocated "
+                                          "(gsplat's min_opacity).", brush_flag=False)
+    mcmc_cap_growth: float = _opt(1.05, "`mcmc`: each refine grows the splat count to min(--max-splats, "
+                                        "int(this·N)) (gsplat: 1.05).", brush_flag=False)
+    mcmc_refine_start: int = _opt(500, "`mcmc`: first step that relocates and adds (gsplat's refine_start_iter).",
+                                  min=0, brush_flag=False)
     ssim_weight: float = _opt(0.2, "Loss = (1−w)·L1 + w·(1−SSIM).", min=0.0, max=1.0)
     opac_decay: float = _opt(0.004, "Opacity decay per refine, fading to 0 at the end.")
     match_alpha_weight: float = _opt(0.1, "Weight of the L1 loss on alpha when the input has transparency.")
@@ -105,6 +126,13 @@ class TrainConfig:
              "constant weight)"),
             (self.init in INIT_MODES, f"--init must be one of {', '.join(INIT_MODES)}"),
             (self.init_stride >= 1, "--init-stride must be ≥ 1"),
+            (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
+            (0.0 < self.mcmc_min_opacity < 1.0, "--mcmc-min-opacity must be in (0, 1)"),
+            (self.mcmc_cap_growth >= 1.0, "--mcmc-cap-growth must be ≥ 1 (1 keeps the splat count)"),
+            (self.mcmc_noise_lr >= 0.0, "--mcmc-noise-lr must be ≥ 0 (0 turns the noise off)"),
+            (self.mcmc_opacity_reg >= 0.0 and self.mcmc_scale_reg >= 0.0,
+             "--mcmc-opacity-reg and --mcmc-scale-reg must be ≥ 0"),
+            (self.mcmc_refine_start >= 0, "--mcmc-refine-start must be ≥ 0"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -40,6 +40,7 @@ from .filter3d import Filter3D, Filter3DOp
 from .health import (HEALTH_EVERY, DivergedError, HealthCheck, NonFiniteSplatsError, NothingVisibleError,
                      blind_steps_limit, count_non_finite, finite_rows, nothing_visible_message)
 from .init import scene_initial_splats
+from . import mcmc
 from .refine import RefineStats, refine, scene_bounds, stream_key
 
 log = logging.getLogger("brushpy.train")
@@ -180,6 +181,13 @@ class Trainer:
         self.loss_fn = ImageLoss(config.ssim_weight, config.match_alpha_weight)
         self.depth_loss_fn = DepthLoss() if config.depth_loss_weight > 0 else None
         self.stats = RefineStats(self.splats.num_splats)
+        #: ``--strategy mcmc``: the regularisers' buffers (None for the default strategy; brushpy/train/mcmc.py)
+        self.mcmc_reg = (mcmc.MCMCRegularizer(config.mcmc_opacity_reg, config.mcmc_scale_reg)
+                         if config.strategy == "mcmc" else None)
+        if config.strategy == "mcmc" and config.max_splats == TrainConfig.max_splats:
+            self.notes.append(f"--strategy mcmc grows {config.mcmc_cap_growth:g}x per refine up to --max-splats "
+                              f"({config.max_splats:,}); set --max-splats to your splat budget (gsplat's default "
+                              "cap: 1,000,000)")
         self.step_count = 0
         self.noise_rng = np.random.default_rng(process.seed)
         self._views: list[_TrainView] = []
@@ -242,6 +250,8 @@ class Trainer:
     def refine_due(self, step: int) -> bool:
         """Whether a refine runs after completing ``step`` steps."""
         c = self.config
+        if c.strategy == "mcmc" and step <= c.mcmc_refine_start:  # gsplat: refine_start_iter < step
+            return False
         return step % c.refine_every == 0 and step < REFINE_STOP_FRACTION * c.total_steps
 
     def step(self) -> StepInfo:
@@ -281,9 +291,12 @@ class Trainer:
                                                  alpha=render.outputs["image"], weight=depth_weight,
                                                  v_depth=self._v_image(view.camera, channels=None)))
             seeds.append(depth_loss.seed)
+        if self.mcmc_reg is not None and self.mcmc_reg.enabled:  # --strategy mcmc: opacity and scale regularisers
+            seeds.append(tape.record(mcmc.MCMCRegularizerOp(self.mcmc_reg, rec, splats)).seed)
         # backward through the tape, then Adam on the parameter group
         grads = tape.backward(rec, seeds)
-        self.stats.accumulate(rec, state, render.grads.refine_weight_abs)
+        if self.mcmc_reg is None:  # (the MCMC refine uses no gradient statistics)
+            self.stats.accumulate(rec, state, render.grads.refine_weight_abs)
         lrs = self.adam.step(rec, splats, grads, step)
         self._record_noise(rec, render.grads.visible, lrs["means"], step)
         self.last_ops = tuple(op.name for op in tape.ops)
@@ -343,6 +356,10 @@ class Trainer:
 
     def _record_noise(self, rec: Recorder, visible: GpuTensor, lr_mean: float, step: int) -> None:
         c = self.config
+        if c.strategy == "mcmc":  # covariance-shaped noise on every splat, gated by opacity (mcmc.py)
+            mcmc.record_noise(rec, self.splats, lr_mean * c.mcmc_noise_lr, mcmc.noise_key(self.process.seed, step),
+                              self.bounds.median_size)
+            return
         n = self.splats.num_splats
         if n == 0 or c.mean_noise_weight <= 0:
             return
@@ -354,8 +371,11 @@ class Trainer:
                                               "visible": visible, "means": self.splats.means}, workgroups_for(n, 256))
 
     def refine(self) -> dict:
-        """Run the refine pass now (prune, re-fill, split, grow, decay); returns its counts."""
+        """Run the refine pass now (prune, re-fill, split, grow, decay; with ``--strategy mcmc``
+        relocate and add); returns its counts."""
         rec = Recorder(profiler=self.profiler)
+        if self.config.strategy == "mcmc":
+            return self._refine_mcmc(rec)
         result = refine(rec, self.splats, self.stats, self.adam, self._refine_config, self.step_count, self.bounds,
                         self.process.seed)
         rec.submit()
@@ -372,6 +392,18 @@ class Trainer:
             "force_split": result.num_force_split,
             "grown": result.num_grown,
         }
+
+    def _refine_mcmc(self, rec: Recorder) -> dict:
+        """The MCMC refine (:func:`brushpy.train.mcmc.mcmc_refine`); adds splats while
+        ``step < --growth-stop-iter``. The scene bounds (and the means' LR scale) stay as at the
+        start, as gsplat's fixed scene scale."""
+        result = mcmc.mcmc_refine(rec, self.splats, self.adam, self._refine_config, self.step_count,
+                                  self.process.seed, add=self.step_count < self.config.growth_stop_iter)
+        self.splats = result.splats
+        if self.filter3d is not None:
+            self.filter3d.update(self.splats.means, rec=None)
+        self.stats = RefineStats(self.splats.num_splats)
+        return {"num_splats": result.num_splats, "relocated": result.num_relocated, "added": result.num_added}
 
     # -- evaluation ------------------------------------------------------------------
     def evaluate(self, save_dir: str | Path | None = None, views=None, keep_images: int = 0, lpips=None) -> dict:
@@ -599,6 +631,10 @@ class Trainer:
                 f"({(theirs or {}).get('count', '?')} training views), but this run trains {self.scene.name!r} "
                 f"({len(self.scene.train_views)} training views); resume with the dataset (and split options) "
                 "it was trained on")
+        saved_strategy = (meta.get("config") or {}).get("strategy", "default")
+        if saved_strategy != self.config.strategy:  # the splat budget and schedule belong to the strategy
+            raise CheckpointError(f"--resume {path}: saved by a run with --strategy {saved_strategy} but this run has "
+                                  f"--strategy {self.config.strategy}; resume with --strategy {saved_strategy}")
         p = {k: data[f"param.{k}"] for k in Splats.PARAM_NAMES}
         k = p["sh_coeffs"].shape[1]
         if k != (self.config.sh_degree + 1) ** 2:
