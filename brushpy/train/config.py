@@ -74,7 +74,11 @@ class TrainConfig:
                                                brush_flag=False)
     background_color: tuple = _opt((0.0, 0.0, 0.0), "Training background colour R,G,B in [0,1].")
     background_noise_strength: float = _opt(0.1, "Uniform noise added to the background each step.")
-    sh_degree: int = _opt(3, "Spherical-harmonic degree, 0..4 (all bands trained from step 0).", min=0, max=4)
+    sh_degree: int = _opt(3, "Spherical-harmonic degree, 0..4 (all bands trained from step 0 unless "
+                             "--sh-degree-interval is set).", min=0, max=4)
+    sh_degree_interval: int = _opt(0, "SH degree schedule: train band 0 first and enable one more band every this "
+                                      "many steps, up to --sh-degree (INRIA 3DGS and gsplat: 1000); 0 trains all "
+                                      "bands from step 0.", min=0, brush_flag=False)
     random_init_scene_scale: float | None = _opt(None, "Scene scale for random init (default: 3 × mean nearest-camera distance, min 1).")
     init: str = _opt("auto", "Initial splats: `auto` (the dataset's points, else random), `points`, `random`, or "
                              "`depth` (one splat per pixel of the training views' depth maps, merged per voxel).",
@@ -91,6 +95,7 @@ class TrainConfig:
             (self.total_steps >= 1, "--total-steps must be ≥ 1"),
             (self.refine_every >= 1, "--refine-every must be ≥ 1"),
             (0 <= self.sh_degree <= 4, "--sh-degree must be in 0..4"),
+            (self.sh_degree_interval >= 0, "--sh-degree-interval must be ≥ 0 (0 trains all bands from step 0)"),
             (0.0 <= self.ssim_weight <= 1.0, "--ssim-weight must be in [0, 1]"),
             (0.0 < self.growth_select_fraction <= 1.0, "--growth-select-fraction must be in (0, 1]"),
             (self.max_splats >= 1, "--max-splats must be ≥ 1"),
@@ -109,6 +114,18 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise OptionError(msg)
+
+    def active_sh_degree(self, step: int) -> int:
+        """The SH degree rendered and trained at training step ``step`` (0-based).
+
+        ``min(step // --sh-degree-interval, --sh-degree)``: band 0 alone for the first interval,
+        then one band more per interval (gsplat's ``simple_trainer``; INRIA 3DGS's
+        ``oneupSHdegree`` every 1000 iterations). ``--sh-degree`` at every step when the interval
+        is 0. The degree follows from the step alone, so a resumed run keeps the schedule.
+        """
+        if self.sh_degree_interval <= 0:
+            return int(self.sh_degree)
+        return min(max(int(step), 0) // int(self.sh_degree_interval), int(self.sh_degree))
 
     def depth_loss_weight_at(self, step: int) -> float:
         """The depth-loss weight at training step ``step`` (0-based).

@@ -239,6 +239,13 @@ class Trainer:
         """The trained tensors by name (``Splats.PARAM_NAMES``)."""
         return self.splats.params()
 
+    @property
+    def sh_degree_now(self) -> int:
+        """The SH degree of the last step taken (of the first step before any): what
+        :meth:`evaluate` renders with under ``--sh-degree-interval``
+        (:meth:`TrainConfig.active_sh_degree`); ``--sh-degree`` without the schedule."""
+        return self.config.active_sh_degree(max(self.step_count - 1, 0))
+
     def refine_due(self, step: int) -> bool:
         """Whether a refine runs after completing ``step`` steps."""
         c = self.config
@@ -268,7 +275,7 @@ class Trainer:
         render_splats = splats if self.filter3d is None else tape.record(Filter3DOp(self.filter3d, rec, splats)).filtered
         depth_weight = c.depth_loss_weight_at(step) if view.gt_depth is not None else 0.0
         try:
-            state = render_forward(render_splats, view.camera, background=bg, sh_degree=c.sh_degree, rec=rec,
+            state = render_forward(render_splats, view.camera, background=bg, sh_degree=c.active_sh_degree(step), rec=rec,
                                    render_mode=c.render_mode, outputs="RGB+ED" if depth_weight > 0 else "RGB")
         except BufferTooLargeError as exc:
             raise TrainingError(f"step {step + 1}: {exc}. Lower --max-resolution or --max-splats.") from exc
@@ -412,7 +419,7 @@ class Trainer:
                 self._eval_gt[id(view)] = gt
             rec = Recorder()
             gt_depth = view.depth  # AbsRel of the expected depth where the view has a depth map
-            state = render_forward(self._render_splats(rec), view.camera, background=tuple(bg), sh_degree=self.config.sh_degree,
+            state = render_forward(self._render_splats(rec), view.camera, background=tuple(bg), sh_degree=self.sh_degree_now,
                                    rec=rec, render_mode=self.config.render_mode,
                                    outputs="RGB" if gt_depth is None else "RGB+ED")
             metrics.record(rec, state.image, gt)
