@@ -79,6 +79,17 @@ class TrainConfig:
     sh_degree_interval: int = _opt(0, "SH degree schedule: train band 0 first and enable one more band every this "
                                       "many steps, up to --sh-degree (INRIA 3DGS and gsplat: 1000); 0 trains all "
                                       "bands from step 0.", min=0, brush_flag=False)
+    exposure: bool = _opt(False, "Learn a per-training-image affine colour transform A·rgb + b (A 3x3 from the "
+                                 "identity, b from 0) applied to the render before the loss, for captures whose "
+                                 "exposure or white balance changes between images (INRIA 3DGS's exposure "
+                                 "compensation). Held-out views are scored without it (see --eval-exposure-fit).",
+                          brush_flag=False)
+    lr_exposure: float = _opt(0.01, "Start learning rate of the exposure transforms (INRIA 3DGS: 0.01).",
+                              brush_flag=False)
+    lr_exposure_end: float = _opt(0.001, "End learning rate of the exposure transforms (exponential decay over "
+                                         "training; INRIA 3DGS: 0.001).", brush_flag=False)
+    exposure_reg_weight: float = _opt(0.0, "Weight λ of the L2 pull λ·‖[A|b] − [I|0]‖² of the rendered image's "
+                                           "exposure transform towards the identity; 0 disables.", brush_flag=False)
     random_init_scene_scale: float | None = _opt(None, "Scene scale for random init (default: 3 × mean nearest-camera distance, min 1).")
     init: str = _opt("auto", "Initial splats: `auto` (the dataset's points, else random), `points`, `random`, or "
                              "`depth` (one splat per pixel of the training views' depth maps, merged per voxel).",
@@ -108,6 +119,8 @@ class TrainConfig:
             (self.depth_loss_weight_end is None or self.depth_loss_weight_end > 0,
              "--depth-loss-weight-end must be > 0 (an exponential decay cannot reach 0; leave it unset for a "
              "constant weight)"),
+            (self.lr_exposure > 0 and self.lr_exposure_end > 0, "--lr-exposure and --lr-exposure-end must be > 0"),
+            (self.exposure_reg_weight >= 0.0, "--exposure-reg-weight must be ≥ 0 (0 disables the pull)"),
             (self.init in INIT_MODES, f"--init must be one of {', '.join(INIT_MODES)}"),
             (self.init_stride >= 1, "--init-stride must be ≥ 1"),
         ]
@@ -150,6 +163,10 @@ class ProcessConfig:
     seed: int = _opt(42, "Random seed (initialisation, view order, refine, noise).")
     eval_every: int = _opt(1000, "Evaluate PSNR/SSIM on the eval split every this many steps.", min=0)
     eval_save_to_disk: bool = _opt(False, "Save evaluation renders as PNG.")
+    eval_exposure_fit: bool = _opt(False, "Also score each eval view with INRIA's exposure protocol: an affine "
+                                          "colour transform fitted (least squares) on the view's left half, PSNR/SSIM "
+                                          "on its right half, reported beside the right half's without it.",
+                                   brush_flag=False)
     export_every: int = _opt(5000, "Write an export every this many steps.", min=0)
     export_path: str = _opt("./{dataset}_exports/", "Folder for exports ({dataset} = dataset name).")
     export_name: str = _opt("export_{iter}.ply", "Export file name ({iter} = step); its extension follows "
