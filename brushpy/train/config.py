@@ -95,7 +95,23 @@ class TrainConfig:
                                                brush_flag=False)
     background_color: tuple = _opt((0.0, 0.0, 0.0), "Training background colour R,G,B in [0,1].")
     background_noise_strength: float = _opt(0.1, "Uniform noise added to the background each step.")
-    sh_degree: int = _opt(3, "Spherical-harmonic degree, 0..4 (all bands trained from step 0).", min=0, max=4)
+    sh_degree: int = _opt(3, "Spherical-harmonic degree, 0..4 (all bands trained from step 0 unless "
+                             "--sh-degree-interval is set).", min=0, max=4)
+    sh_degree_interval: int = _opt(0, "SH degree schedule: train band 0 first and enable one more band every this "
+                                      "many steps, up to --sh-degree (INRIA 3DGS and gsplat: 1000); 0 trains all "
+                                      "bands from step 0.", min=0, brush_flag=False)
+    exposure: bool = _opt(False, "Learn a per-training-image affine colour transform A·rgb + b (A 3x3 from the "
+                                 "identity, b from 0) applied to the render before the loss, for captures whose "
+                                 "exposure or white balance changes between images (INRIA 3DGS's exposure "
+                                 "compensation). Held-out views are scored without it (see --eval-exposure-fit).",
+                          brush_flag=False)
+    lr_exposure: float = _opt(0.001, "Start learning rate of the exposure transforms (the rate INRIA 3DGS's README "
+                                     "passes for exposure compensation; its code default 0.01 lost 2.9 dB on "
+                                     "beer_colmap, docs/DEVELOPING.md).", brush_flag=False)
+    lr_exposure_end: float = _opt(0.0001, "End learning rate of the exposure transforms (exponential decay over "
+                                          "training; INRIA 3DGS's README: 0.0001).", brush_flag=False)
+    exposure_reg_weight: float = _opt(0.0, "Weight λ of the L2 pull λ·‖[A|b] − [I|0]‖² of the rendered image's "
+                                           "exposure transform towards the identity; 0 disables.", brush_flag=False)
     random_init_scene_scale: float | None = _opt(None, "Scene scale for random init (default: 3 × mean nearest-camera distance, min 1).")
     init: str = _opt("auto", "Initial splats: `auto` (the dataset's points, else random), `points`, `random`, or "
                              "`depth` (one splat per pixel of the training views' depth maps, merged per voxel).",
@@ -112,6 +128,7 @@ class TrainConfig:
             (self.total_steps >= 1, "--total-steps must be ≥ 1"),
             (self.refine_every >= 1, "--refine-every must be ≥ 1"),
             (0 <= self.sh_degree <= 4, "--sh-degree must be in 0..4"),
+            (self.sh_degree_interval >= 0, "--sh-degree-interval must be ≥ 0 (0 trains all bands from step 0)"),
             (0.0 <= self.ssim_weight <= 1.0, "--ssim-weight must be in [0, 1]"),
             (0.0 < self.growth_select_fraction <= 1.0, "--growth-select-fraction must be in (0, 1]"),
             (self.max_splats >= 1, "--max-splats must be ≥ 1"),
@@ -124,6 +141,8 @@ class TrainConfig:
             (self.depth_loss_weight_end is None or self.depth_loss_weight_end > 0,
              "--depth-loss-weight-end must be > 0 (an exponential decay cannot reach 0; leave it unset for a "
              "constant weight)"),
+            (self.lr_exposure > 0 and self.lr_exposure_end > 0, "--lr-exposure and --lr-exposure-end must be > 0"),
+            (self.exposure_reg_weight >= 0.0, "--exposure-reg-weight must be ≥ 0 (0 disables the pull)"),
             (self.init in INIT_MODES, f"--init must be one of {', '.join(INIT_MODES)}"),
             (self.init_stride >= 1, "--init-stride must be ≥ 1"),
             (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
@@ -137,6 +156,18 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise OptionError(msg)
+
+    def active_sh_degree(self, step: int) -> int:
+        """The SH degree rendered and trained at training step ``step`` (0-based).
+
+        ``min(step // --sh-degree-interval, --sh-degree)``: band 0 alone for the first interval,
+        then one band more per interval (gsplat's ``simple_trainer``; INRIA 3DGS's
+        ``oneupSHdegree`` every 1000 iterations). ``--sh-degree`` at every step when the interval
+        is 0. The degree follows from the step alone, so a resumed run keeps the schedule.
+        """
+        if self.sh_degree_interval <= 0:
+            return int(self.sh_degree)
+        return min(max(int(step), 0) // int(self.sh_degree_interval), int(self.sh_degree))
 
     def depth_loss_weight_at(self, step: int) -> float:
         """The depth-loss weight at training step ``step`` (0-based).
@@ -161,6 +192,10 @@ class ProcessConfig:
     seed: int = _opt(42, "Random seed (initialisation, view order, refine, noise).")
     eval_every: int = _opt(1000, "Evaluate PSNR/SSIM on the eval split every this many steps.", min=0)
     eval_save_to_disk: bool = _opt(False, "Save evaluation renders as PNG.")
+    eval_exposure_fit: bool = _opt(False, "Also score each eval view with INRIA's exposure protocol: an affine "
+                                          "colour transform fitted (least squares) on the view's left half, PSNR/SSIM "
+                                          "on its right half, reported beside the right half's without it.",
+                                   brush_flag=False)
     export_every: int = _opt(5000, "Write an export every this many steps.", min=0)
     export_path: str = _opt("./{dataset}_exports/", "Folder for exports ({dataset} = dataset name).")
     export_name: str = _opt("export_{iter}.ply", "Export file name ({iter} = step); its extension follows "

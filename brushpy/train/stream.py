@@ -288,6 +288,9 @@ class RunOutputs:
             line["depth_abs_rel"] = res["depth_abs_rel"]
         if "lpips" in res:  # --eval-lpips
             line["lpips"] = res["lpips"]
+        for key in ("psnr_fit", "ssim_fit", "psnr_right", "ssim_right"):  # --eval-exposure-fit
+            if key in res:
+                line[key] = res[key]
         append_line(self.metrics_path, json.dumps(line), option="--export-path")  # fsync'd; read back with read_metrics
         self.summary.history.append(line)
         self.summary.psnr, self.summary.ssim = res["psnr"], res["ssim"]

@@ -36,6 +36,7 @@ from ..render.forward import release_forward_state, render_forward
 from ..render.splats import Splats
 from .config import ProcessConfig, TrainConfig
 from .errors import CheckpointError, TrainingError
+from .exposure import Exposure, ExposureOp, split_fit_metrics
 from .filter3d import Filter3D, Filter3DOp
 from .health import (HEALTH_EVERY, DivergedError, HealthCheck, NonFiniteSplatsError, NothingVisibleError,
                      blind_steps_limit, count_non_finite, finite_rows, nothing_visible_message)
@@ -179,6 +180,9 @@ class Trainer:
             self.filter3d.update(self.splats.means)
         self.adam = Adam(AdamConfig.from_options(config), scene_extent=self.bounds.median_size)
         self.loss_fn = ImageLoss(config.ssim_weight, config.match_alpha_weight)
+        #: per-training-image colour transforms (``--exposure``), else None
+        self.exposure = Exposure(len(scene.train_views), config.lr_exposure, config.lr_exposure_end,
+                                 config.total_steps, config.exposure_reg_weight) if config.exposure else None
         self.depth_loss_fn = DepthLoss() if config.depth_loss_weight > 0 else None
         self.stats = RefineStats(self.splats.num_splats)
         #: ``--strategy mcmc``: the regularisers' buffers (None for the default strategy; brushpy/train/mcmc.py)
@@ -247,6 +251,13 @@ class Trainer:
         """The trained tensors by name (``Splats.PARAM_NAMES``)."""
         return self.splats.params()
 
+    @property
+    def sh_degree_now(self) -> int:
+        """The SH degree of the last step taken (of the first step before any): what
+        :meth:`evaluate` renders with under ``--sh-degree-interval``
+        (:meth:`TrainConfig.active_sh_degree`); ``--sh-degree`` without the schedule."""
+        return self.config.active_sh_degree(max(self.step_count - 1, 0))
+
     def refine_due(self, step: int) -> bool:
         """Whether a refine runs after completing ``step`` steps."""
         c = self.config
@@ -269,7 +280,8 @@ class Trainer:
         """
         c = self.config
         step = self.step_count  # 0-based index of this step
-        view = self._views[self.order.next()]
+        view_index = self.order.next()
+        view = self._views[view_index]
         bg = noisy_background(c.background_color, c.background_noise_strength, self.noise_rng)
         rec = Recorder(profiler=self.profiler)
         splats = self.splats
@@ -278,12 +290,15 @@ class Trainer:
         render_splats = splats if self.filter3d is None else tape.record(Filter3DOp(self.filter3d, rec, splats)).filtered
         depth_weight = c.depth_loss_weight_at(step) if view.gt_depth is not None else 0.0
         try:
-            state = render_forward(render_splats, view.camera, background=bg, sh_degree=c.sh_degree, rec=rec,
+            state = render_forward(render_splats, view.camera, background=bg, sh_degree=c.active_sh_degree(step), rec=rec,
                                    render_mode=c.render_mode, outputs="RGB+ED" if depth_weight > 0 else "RGB")
         except BufferTooLargeError as exc:
             raise TrainingError(f"step {step + 1}: {exc}. Lower --max-resolution or --max-splats.") from exc
         render = tape.record(RenderOp(state, render_splats, out=self._grad_buffers()))
-        image_loss = tape.record(ImageLossOp(self.loss_fn, rec, render.outputs["image"], view.gt, background=bg,
+        image = render.outputs["image"]
+        if self.exposure is not None:  # this image's colour transform (--exposure)
+            image = tape.record(ExposureOp(self.exposure, rec, image, view_index)).outputs["image"]
+        image_loss = tape.record(ImageLossOp(self.loss_fn, rec, image, view.gt, background=bg,
                                        alpha_mode=view.alpha_mode, v_image=self._v_image(view.camera)))
         seeds = [image_loss.seed]
         if depth_weight > 0:  # inverse-depth L1 against the sensor depth (--depth-loss-weight)
@@ -298,6 +313,8 @@ class Trainer:
         if self.mcmc_reg is None:  # (the MCMC refine uses no gradient statistics)
             self.stats.accumulate(rec, state, render.grads.refine_weight_abs)
         lrs = self.adam.step(rec, splats, grads, step)
+        if self.exposure is not None:
+            lrs["exposure"] = self.exposure.step(rec, grads, step)
         self._record_noise(rec, render.grads.visible, lrs["means"], step)
         self.last_ops = tuple(op.name for op in tape.ops)
         read_back = (step + 1) % self.log_every == 0 or step + 1 == c.total_steps
@@ -414,7 +431,12 @@ class Trainer:
         (means over views; per-view dicts with name, psnr, ssim), or an empty
         dict when there is nothing to evaluate. Views with a depth map also get
         ``depth_abs_rel`` (:func:`brushpy.loss.depth_abs_rel` of the rendered expected
-        depth), and the result its mean over those views.
+        depth), and the result its mean over those views. With ``--eval-exposure-fit``
+        (:attr:`ProcessConfig.eval_exposure_fit`) every view and the result also get ``psnr_fit``,
+        ``ssim_fit``, ``psnr_right`` and ``ssim_right``
+        (:func:`brushpy.train.exposure.split_fit_metrics`: a colour transform fitted on the
+        left half, scored on the right half with and without it). Renders are never
+        compensated otherwise: held-out views have no learned transform (``--exposure``).
 
         Args:
             save_dir: write each render there as ``<view stem>.png``.
@@ -433,6 +455,7 @@ class Trainer:
         metrics = ImageMetrics(capacity=len(views))
         depth_errors: dict[int, float] = {}
         lpips_values: dict[int, float] = {}
+        split_fits: dict[int, dict] = {}  # --eval-exposure-fit
         images: list = []
         for i, view in enumerate(views):
             gt = self._eval_gt.get(id(view))
@@ -444,7 +467,7 @@ class Trainer:
                 self._eval_gt[id(view)] = gt
             rec = Recorder()
             gt_depth = view.depth  # AbsRel of the expected depth where the view has a depth map
-            state = render_forward(self._render_splats(rec), view.camera, background=tuple(bg), sh_degree=self.config.sh_degree,
+            state = render_forward(self._render_splats(rec), view.camera, background=tuple(bg), sh_degree=self.sh_degree_now,
                                    rec=rec, render_mode=self.config.render_mode,
                                    outputs="RGB" if gt_depth is None else "RGB+ED")
             metrics.record(rec, state.image, gt)
@@ -453,6 +476,9 @@ class Trainer:
                 abs_rel, valid = depth_abs_rel(state.depth.numpy(), gt_depth)
                 if valid:
                     depth_errors[i] = abs_rel
+            if self.process.eval_exposure_fit:  # transform fitted on the left half, scored on the right
+                fit = split_fit_metrics(state.image.numpy(), gt.numpy())
+                split_fits[i] = {k: v for k, v in fit.items() if k != "transform"}
             if save_dir is not None or lpips is not None or i < keep_images:
                 rgb = np.clip(state.image.numpy()[..., :3], 0.0, 1.0)  # read back now: nothing is held across views
                 if save_dir is not None:
@@ -470,6 +496,8 @@ class Trainer:
             out_views[i]["depth_abs_rel"] = abs_rel
         for i, value in lpips_values.items():
             out_views[i]["lpips"] = value
+        for i, fit in split_fits.items():
+            out_views[i].update(fit)
         finite = [m["psnr"] for m in per_view if math.isfinite(m["psnr"])]
         out = {
             "psnr": float(np.mean(finite)) if finite else float("inf"),
@@ -480,6 +508,9 @@ class Trainer:
             out["depth_abs_rel"] = float(np.mean(list(depth_errors.values())))
         if lpips_values:
             out["lpips"] = float(np.mean(list(lpips_values.values())))
+        for key in ("psnr_fit", "ssim_fit", "psnr_right", "ssim_right"):
+            if split_fits:
+                out[key] = float(np.mean([fit[key] for fit in split_fits.values()]))
         if keep_images:
             out["images"] = images
         return out
@@ -572,6 +603,8 @@ class Trainer:
         arrays.update({f"stats.{k}": v for k, v in self.stats.state_dict().items()})
         if self.filter3d is not None:
             arrays["filter3d.min_scale"] = self.filter3d.min_scale.numpy()
+        if self.exposure is not None:
+            arrays.update({f"exposure.{k}": v for k, v in self.exposure.state_dict().items()})
         meta = {
             "format": "brushpy-checkpoint-1",
             "step": self.step_count,
@@ -653,6 +686,12 @@ class Trainer:
             else:
                 self.filter3d.update(self.splats.means)
         self.order = ViewOrder(len(self.scene.train_views), seed=self.process.seed, start_step=self.step_count)
+        saved = {key[9:]: data[key] for key in data.files if key.startswith("exposure.")}
+        if self.exposure is not None and saved:
+            self.exposure.load_state_dict(saved)
+        elif self.exposure is not None:
+            log.warning(f"--resume {path}: the checkpoint has no exposure transforms (trained without --exposure); "
+                        "they start from the identity")
 
 
 @dataclass
