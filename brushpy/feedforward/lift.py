@@ -28,7 +28,7 @@ import numpy as np
 
 from ..autodiff import Op
 from ..gpu import GpuTensor, Kernel, Recorder, UniformLayout, workgroups_for
-from ..io.ply import SH_C0
+from ..io.ply import rgb_to_sh_dc
 from ..render.camera import Camera
 from ..render.splats import Splats
 
@@ -178,7 +178,7 @@ def lift_reference(inv_depths, heads, images, cameras, dinv: float, inv_floor: f
             "means": (centre[:, None] + z * ray).T,
             "rotations": np.stack([1.0 + head[5], head[6], head[7], head[8]], 1),
             "log_scales": (np.log(z * sigma0) + SCALE_RANGE * np.tanh(head[2:5])).T,
-            "sh_coeffs": ((rgb - 0.5) / SH_C0 + head[9:12]).T[:, None, :],
+            "sh_coeffs": (rgb_to_sh_dc(rgb) + head[9:12]).T[:, None, :],  # rgb [3,HW]: elementwise
             "raw_opacities": head[1].copy(),
         })
     return {k: np.concatenate([p[k] for p in parts]) for k in Splats.PARAM_NAMES}
