@@ -103,10 +103,6 @@ class Watchers:
         self.items = list(items or ())
         self.log = log or _log.warning
 
-    def add(self, watcher) -> None:
-        """Watch from now on (e.g. a viewer opened mid-run)."""
-        self.items.append(watcher)
-
     def call(self, method: str, *args) -> None:
         """Call ``method(*args)`` on each watcher that has it."""
         for watcher in list(self.items):
@@ -194,6 +190,11 @@ def claim_run_folder(out_dir: Path, resume: str | Path | None = None, overwrite:
     raise InputError(
         f"--export-path {out_dir} already holds another run's {CHECKPOINT_NAME}{at}: continue that run with "
         f"--resume {ckpt}, start over there with --overwrite, or choose another --export-path")
+
+
+#: Metrics an evaluation reports only when it has them: ``depth_abs_rel`` (eval views with depth
+#: maps), ``lpips`` (``--eval-lpips``), the split-half exposure protocol (``--eval-exposure-fit``).
+OPTIONAL_EVAL_METRICS = ("depth_abs_rel", "lpips", "psnr_fit", "ssim_fit", "psnr_right", "ssim_right")
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -284,13 +285,7 @@ class RunOutputs:
             "elapsed_s": round(elapsed, 3),
             "steps_per_s": round(steps_done / max(elapsed, 1e-9), 3),
         }
-        if "depth_abs_rel" in res:  # eval views with depth maps
-            line["depth_abs_rel"] = res["depth_abs_rel"]
-        if "lpips" in res:  # --eval-lpips
-            line["lpips"] = res["lpips"]
-        for key in ("psnr_fit", "ssim_fit", "psnr_right", "ssim_right"):  # --eval-exposure-fit
-            if key in res:
-                line[key] = res[key]
+        line.update({k: res[k] for k in OPTIONAL_EVAL_METRICS if k in res})
         append_line(self.metrics_path, json.dumps(line), option="--export-path")  # fsync'd; read back with read_metrics
         self.summary.history.append(line)
         self.summary.psnr, self.summary.ssim = res["psnr"], res["ssim"]
